@@ -1,0 +1,830 @@
+//! Decoding the External Term Format.
+//!
+//! The decoder reads from a [`Bytes`] buffer so that binaries in the result share it instead of
+//! copying. The network is hostile: every malformed input is a [`DecodeError`], no length field
+//! makes it reserve more than the rest of the input could fill, and nesting is limited by
+//! [`DecodeOptions::max_depth`].
+
+use std::io::Read;
+
+use bytes::Bytes;
+use num_bigint::{BigInt, Sign};
+
+use super::tag;
+use super::term::{Atom, BitBinary, Fun, Map, Pid, Port, Reference, Term};
+
+/// Why a term could not be decoded. Offsets count bytes from the start of the buffer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The input ended inside a term.
+    #[error("truncated term: {needed} more bytes needed at offset {offset}")]
+    Truncated {
+        /// Where the missing bytes should have started.
+        offset: usize,
+        /// How many bytes were missing.
+        needed: usize,
+    },
+    /// The input does not start with the version byte 131.
+    #[error("bad version byte {found} (expected 131)")]
+    BadVersion {
+        /// The byte found instead.
+        found: u8,
+    },
+    /// A tag byte this decoder does not know.
+    #[error("unknown term tag {tag} at offset {offset}")]
+    UnknownTag {
+        /// The tag.
+        tag: u8,
+        /// Where it was.
+        offset: usize,
+    },
+    /// Terms nest deeper than [`DecodeOptions::max_depth`].
+    #[error("terms nest deeper than {limit} at offset {offset}")]
+    TooDeep {
+        /// The configured limit.
+        limit: usize,
+        /// Where the limit was crossed.
+        offset: usize,
+    },
+    /// A field holds a value the format does not allow.
+    #[error("invalid {what} at offset {offset}")]
+    Invalid {
+        /// What was invalid.
+        what: &'static str,
+        /// Where it was.
+        offset: usize,
+    },
+    /// A map repeats a key.
+    #[error("map repeats key {key} at offset {offset}")]
+    DuplicateMapKey {
+        /// The repeated key, in Erlang syntax.
+        key: String,
+        /// Where the map started.
+        offset: usize,
+    },
+    /// An `ATOM_CACHE_REF` names an entry the distribution header did not provide.
+    #[error("atom cache reference {index} at offset {offset} has no entry")]
+    UnknownAtomCacheRef {
+        /// The index.
+        index: u8,
+        /// Where it was.
+        offset: usize,
+    },
+    /// A compressed term failed to inflate or inflated to another size than it declared.
+    #[error("compressed term: {0}")]
+    Compressed(String),
+    /// A compressed term declares more bytes than [`DecodeOptions::max_decompressed_size`].
+    #[error("compressed term declares {size} bytes, more than the limit of {limit}")]
+    DecompressedTooLarge {
+        /// The declared size.
+        size: u64,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// Bytes follow the term.
+    #[error("{count} bytes follow the term at offset {offset}")]
+    TrailingBytes {
+        /// Where the extra bytes start.
+        offset: usize,
+        /// How many there are.
+        count: usize,
+    },
+}
+
+/// Limits for decoding untrusted input, with defaults that suit a distribution connection.
+#[derive(Debug, Clone)]
+pub struct DecodeOptions {
+    max_depth: usize,
+    max_decompressed_size: usize,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            max_depth: Self::DEFAULT_MAX_DEPTH,
+            max_decompressed_size: Self::DEFAULT_MAX_DECOMPRESSED_SIZE,
+        }
+    }
+}
+
+impl DecodeOptions {
+    /// The default nesting limit: deep enough for real data, shallow enough for a 2 MiB stack.
+    pub const DEFAULT_MAX_DEPTH: usize = 512;
+    /// The default limit on the inflated size of a compressed term (256 MiB).
+    pub const DEFAULT_MAX_DECOMPRESSED_SIZE: usize = 256 << 20;
+
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets how deeply containers (tuples, lists, maps, funs) may nest.
+    pub fn max_depth(mut self, depth: usize) -> Self {
+        self.max_depth = depth;
+        self
+    }
+
+    /// Sets the most bytes a compressed term may inflate to.
+    pub fn max_decompressed_size(mut self, size: usize) -> Self {
+        self.max_decompressed_size = size;
+        self
+    }
+
+    /// Decodes one whole term that starts with the version byte 131 and fills `input`.
+    pub fn decode(&self, input: &Bytes) -> Result<Term, DecodeError> {
+        let (term, end) = self.decode_versioned_at(input, 0, &[])?;
+        ensure_consumed(input, end)?;
+        Ok(term)
+    }
+
+    /// Decodes one whole term without the version byte that fills `input`.
+    pub fn decode_body(&self, input: &Bytes) -> Result<Term, DecodeError> {
+        let (term, end) = self.decode_body_at(input, 0, &[])?;
+        ensure_consumed(input, end)?;
+        Ok(term)
+    }
+
+    /// Decodes a term that starts with 131 at `pos` in `input`; returns it and where it ended.
+    /// `atom_refs` resolves `ATOM_CACHE_REF`s (a distribution header's atoms, in order).
+    pub fn decode_versioned_at(
+        &self,
+        input: &Bytes,
+        pos: usize,
+        atom_refs: &[Atom],
+    ) -> Result<(Term, usize), DecodeError> {
+        match input.get(pos) {
+            None => Err(DecodeError::Truncated {
+                offset: pos,
+                needed: 1,
+            }),
+            Some(&tag::VERSION) => {
+                if input.get(pos + 1) == Some(&tag::COMPRESSED) {
+                    let inflated = self.inflate(input, pos + 2)?;
+                    let (term, end) = self.decode_body_at(&inflated, 0, atom_refs)?;
+                    ensure_consumed(&inflated, end)?;
+                    Ok((term, input.len()))
+                } else {
+                    self.decode_body_at(input, pos + 1, atom_refs)
+                }
+            }
+            Some(&found) => Err(DecodeError::BadVersion { found }),
+        }
+    }
+
+    /// Decodes a term without the version byte at `pos` in `input`; returns it and where it
+    /// ended. `atom_refs` resolves `ATOM_CACHE_REF`s.
+    pub fn decode_body_at(
+        &self,
+        input: &Bytes,
+        pos: usize,
+        atom_refs: &[Atom],
+    ) -> Result<(Term, usize), DecodeError> {
+        let mut reader = Reader {
+            buf: input,
+            pos,
+            depth_left: self.max_depth,
+            max_depth: self.max_depth,
+            atom_refs,
+        };
+        let term = reader.term()?;
+        Ok((term, reader.pos))
+    }
+
+    /// Inflates a `COMPRESSED` term whose size field starts at `pos` and whose zlib stream runs
+    /// to the end of `input`.
+    fn inflate(&self, input: &Bytes, pos: usize) -> Result<Bytes, DecodeError> {
+        let size_bytes = input.get(pos..pos + 4).ok_or(DecodeError::Truncated {
+            offset: pos,
+            needed: pos + 4 - input.len().min(pos + 4),
+        })?;
+        let size = u32::from_be_bytes([size_bytes[0], size_bytes[1], size_bytes[2], size_bytes[3]]);
+        if size as usize > self.max_decompressed_size {
+            return Err(DecodeError::DecompressedTooLarge {
+                size: u64::from(size),
+                limit: self.max_decompressed_size,
+            });
+        }
+        // Grow as the stream inflates rather than trusting the declared size up front; read one
+        // byte past it to notice a stream that inflates to more than it declared.
+        let stream = &input[pos + 4..];
+        let initial = (size as usize).min(stream.len().saturating_mul(8));
+        let mut out = Vec::with_capacity(initial);
+        flate2::read::ZlibDecoder::new(stream)
+            .take(u64::from(size) + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| DecodeError::Compressed(e.to_string()))?;
+        if out.len() != size as usize {
+            return Err(DecodeError::Compressed(format!(
+                "inflated to {} bytes, declared {size}",
+                out.len()
+            )));
+        }
+        Ok(Bytes::from(out))
+    }
+}
+
+fn ensure_consumed(input: &Bytes, end: usize) -> Result<(), DecodeError> {
+    if end < input.len() {
+        Err(DecodeError::TrailingBytes {
+            offset: end,
+            count: input.len() - end,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+impl Term {
+    /// Decodes a whole term that starts with the version byte 131, with default limits.
+    /// Binaries in the result share `input`.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use node_server::etf::Term;
+    /// let term = Term::decode(&Bytes::from_static(&[131, 100, 0, 2, b'o', b'k'])).unwrap();
+    /// assert_eq!(term, Term::atom("ok"));
+    /// ```
+    pub fn decode(input: &Bytes) -> Result<Term, DecodeError> {
+        DecodeOptions::default().decode(input)
+    }
+
+    /// Decodes a whole term from a byte slice (copying it once), with default limits.
+    pub fn decode_slice(input: &[u8]) -> Result<Term, DecodeError> {
+        Term::decode(&Bytes::copy_from_slice(input))
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a Bytes,
+    pos: usize,
+    depth_left: usize,
+    max_depth: usize,
+    atom_refs: &'a [Atom],
+}
+
+impl Reader<'_> {
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn truncated(&self, needed: usize) -> DecodeError {
+        DecodeError::Truncated {
+            offset: self.pos,
+            needed: needed - self.remaining(),
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
+        if self.remaining() < n {
+            return Err(self.truncated(n));
+        }
+        let start = self.pos;
+        self.pos += n;
+        Ok(&self.buf[start..start + n])
+    }
+
+    fn take_array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        let b = *self.buf.get(self.pos).ok_or_else(|| self.truncated(1))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_be_bytes(self.take_array()?))
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(self.take_array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.take_array()?))
+    }
+
+    fn invalid(&self, what: &'static str, offset: usize) -> DecodeError {
+        let _ = self;
+        DecodeError::Invalid { what, offset }
+    }
+
+    /// A length that will be followed by at least `min_each` bytes per item: refuses a length
+    /// the rest of the input cannot hold, so no capacity is reserved for bytes that are not there.
+    fn count(&mut self, n: usize, min_each: usize) -> Result<usize, DecodeError> {
+        let needed = n.saturating_mul(min_each);
+        if needed > self.remaining() {
+            return Err(self.truncated(needed));
+        }
+        Ok(n)
+    }
+
+    fn enter(&mut self) -> Result<(), DecodeError> {
+        if self.depth_left == 0 {
+            return Err(DecodeError::TooDeep {
+                limit: self.max_depth,
+                offset: self.pos,
+            });
+        }
+        self.depth_left -= 1;
+        Ok(())
+    }
+
+    fn leave(&mut self) {
+        self.depth_left += 1;
+    }
+
+    /// Decodes one term. Kept small: it recurses once per nesting level, so every arm with
+    /// locals of its own lives in a separate function and the stack frame stays small (the
+    /// default depth limit must fit a 2 MiB thread stack even in debug builds).
+    fn term(&mut self) -> Result<Term, DecodeError> {
+        let start = self.pos;
+        let tag = self.u8()?;
+        match tag {
+            tag::SMALL_INTEGER => Ok(Term::Int(i64::from(self.u8()?))),
+            tag::INTEGER => self.integer(),
+            tag::ATOM_UTF8
+            | tag::SMALL_ATOM_UTF8
+            | tag::ATOM
+            | tag::SMALL_ATOM
+            | tag::ATOM_CACHE_REF => self.atom_at(start),
+            tag::NIL => Ok(Term::NIL),
+            tag::LIST => self.list(start),
+            tag::SMALL_TUPLE | tag::LARGE_TUPLE => self.tuple(tag),
+            tag::MAP => self.map(start),
+            tag::NEW_FUN => self.new_fun(),
+            tag::EXPORT => self.export(),
+            _ => self.leaf(tag, start),
+        }
+    }
+
+    fn integer(&mut self) -> Result<Term, DecodeError> {
+        Ok(Term::Int(i64::from(i32::from_be_bytes(self.take_array()?))))
+    }
+
+    fn atom_at(&mut self, start: usize) -> Result<Term, DecodeError> {
+        self.pos = start;
+        Ok(Term::Atom(self.atom()?))
+    }
+
+    fn list(&mut self, start: usize) -> Result<Term, DecodeError> {
+        let _ = start;
+        let n = self.u32()? as usize;
+        // Each element takes at least one byte, and so does the tail.
+        let n = self.count(n.saturating_add(1), 1)? - 1;
+        self.enter()?;
+        let mut elems = Vec::with_capacity(n);
+        for _ in 0..n {
+            elems.push(self.term()?);
+        }
+        let tail = self.term()?;
+        self.leave();
+        Ok(Term::improper_list(elems, tail))
+    }
+
+    fn map(&mut self, start: usize) -> Result<Term, DecodeError> {
+        let n = self.u32()? as usize;
+        let n = self.count(n, 2)?;
+        self.enter()?;
+        let mut entries = Vec::with_capacity(n);
+        for _ in 0..n {
+            let k = self.term()?;
+            let v = self.term()?;
+            entries.push((k, v));
+        }
+        self.leave();
+        Map::from_unique_entries(entries)
+            .map(Term::Map)
+            .map_err(|key| DecodeError::DuplicateMapKey {
+                key: key.to_string(),
+                offset: start,
+            })
+    }
+
+    fn export(&mut self) -> Result<Term, DecodeError> {
+        let module = self.atom()?;
+        let function = self.atom()?;
+        let arity_at = self.pos;
+        let arity = match (self.u8()?, self.u8()?) {
+            (tag::SMALL_INTEGER, a) => a,
+            _ => return Err(self.invalid("fun arity", arity_at)),
+        };
+        Ok(Term::from(Fun::Export {
+            module,
+            function,
+            arity,
+        }))
+    }
+
+    /// Terms that do not nest.
+    #[inline(never)]
+    fn leaf(&mut self, tag: u8, start: usize) -> Result<Term, DecodeError> {
+        Ok(match tag {
+            tag::SMALL_BIG => {
+                let n = usize::from(self.u8()?);
+                self.big(n)?
+            }
+            tag::LARGE_BIG => {
+                let n = self.u32()? as usize;
+                self.big(n)?
+            }
+            tag::NEW_FLOAT => {
+                let f = f64::from_bits(self.u64()?);
+                if !f.is_finite() {
+                    return Err(self.invalid("float (not finite)", start));
+                }
+                Term::Float(f)
+            }
+            tag::FLOAT => {
+                let raw = self.take(31)?;
+                let text = std::str::from_utf8(raw)
+                    .ok()
+                    .map(|s| s.trim_end_matches('\0').trim());
+                match text.and_then(|s| s.parse::<f64>().ok()) {
+                    Some(f) if f.is_finite() => Term::Float(f),
+                    _ => return Err(self.invalid("float text", start)),
+                }
+            }
+            tag::BINARY => {
+                let n = self.u32()? as usize;
+                if self.remaining() < n {
+                    return Err(self.truncated(n));
+                }
+                let b = self.buf.slice(self.pos..self.pos + n);
+                self.pos += n;
+                Term::Binary(b)
+            }
+            tag::BIT_BINARY => {
+                let n = self.u32()? as usize;
+                let bits = self.u8()?;
+                if self.remaining() < n {
+                    return Err(self.truncated(n));
+                }
+                let b = self.buf.slice(self.pos..self.pos + n);
+                self.pos += n;
+                if n == 0 {
+                    // Only an empty bit string has no bytes; treat it as the empty binary.
+                    Term::Binary(b)
+                } else {
+                    BitBinary::new_term(b, bits)
+                        .ok_or_else(|| self.invalid("bit count of bit binary", start))?
+                }
+            }
+            tag::STRING => {
+                let n = usize::from(self.u16()?);
+                let bytes = self.take(n)?;
+                Term::List(bytes.iter().map(|&b| Term::Int(i64::from(b))).collect())
+            }
+            tag::NEW_PID | tag::PID => {
+                self.pos = start;
+                Term::Pid(self.pid()?)
+            }
+            tag::NEW_PORT => {
+                let node = self.atom()?;
+                let id = u64::from(self.u32()?);
+                let creation = self.u32()?;
+                Term::Port(Port { node, id, creation })
+            }
+            tag::V4_PORT => {
+                let node = self.atom()?;
+                let id = self.u64()?;
+                let creation = self.u32()?;
+                Term::Port(Port { node, id, creation })
+            }
+            tag::PORT => {
+                let node = self.atom()?;
+                let id = u64::from(self.u32()?);
+                let creation = u32::from(self.u8()?);
+                Term::Port(Port { node, id, creation })
+            }
+            tag::NEWER_REFERENCE | tag::NEW_REFERENCE => {
+                let n = usize::from(self.u16()?);
+                let node = self.atom()?;
+                let creation = if tag == tag::NEWER_REFERENCE {
+                    self.u32()?
+                } else {
+                    u32::from(self.u8()?)
+                };
+                if n == 0 || n > Reference::MAX_WORDS {
+                    return Err(self.invalid("reference length", start));
+                }
+                let mut words = [0u32; Reference::MAX_WORDS];
+                for w in words.iter_mut().take(n) {
+                    *w = self.u32()?;
+                }
+                Term::from(
+                    Reference::new(node, creation, &words[..n])
+                        .ok_or_else(|| self.invalid("reference", start))?,
+                )
+            }
+            tag::REFERENCE => {
+                let node = self.atom()?;
+                let id = self.u32()?;
+                let creation = u32::from(self.u8()?);
+                Term::from(
+                    Reference::new(node, creation, &[id])
+                        .ok_or_else(|| self.invalid("reference", start))?,
+                )
+            }
+            _ => return Err(DecodeError::UnknownTag { tag, offset: start }),
+        })
+    }
+
+    fn tuple(&mut self, tag: u8) -> Result<Term, DecodeError> {
+        let n = if tag == tag::SMALL_TUPLE {
+            usize::from(self.u8()?)
+        } else {
+            self.u32()? as usize
+        };
+        let n = self.count(n, 1)?;
+        self.enter()?;
+        let mut elems = Vec::with_capacity(n);
+        for _ in 0..n {
+            elems.push(self.term()?);
+        }
+        self.leave();
+        Ok(Term::Tuple(elems))
+    }
+
+    fn big(&mut self, n: usize) -> Result<Term, DecodeError> {
+        let sign = self.u8()?;
+        let digits = self.take(n)?;
+        let negative = sign != 0;
+        if n <= 8 {
+            let mut le = [0u8; 8];
+            le[..n].copy_from_slice(digits);
+            let magnitude = u64::from_le_bytes(le);
+            if !negative {
+                if let Ok(v) = i64::try_from(magnitude) {
+                    return Ok(Term::Int(v));
+                }
+            } else if magnitude <= 1u64 << 63 {
+                return Ok(Term::Int((magnitude as i64).wrapping_neg()));
+            }
+        }
+        let sign = if negative { Sign::Minus } else { Sign::Plus };
+        Ok(Term::big_int(BigInt::from_bytes_le(sign, digits)))
+    }
+
+    fn atom(&mut self) -> Result<Atom, DecodeError> {
+        let start = self.pos;
+        let tag = self.u8()?;
+        match tag {
+            tag::ATOM_UTF8 | tag::SMALL_ATOM_UTF8 => {
+                let n = if tag == tag::ATOM_UTF8 {
+                    usize::from(self.u16()?)
+                } else {
+                    usize::from(self.u8()?)
+                };
+                let raw = self.take(n)?;
+                let text = std::str::from_utf8(raw).map_err(|_| DecodeError::Invalid {
+                    what: "UTF-8 in atom",
+                    offset: start,
+                })?;
+                if n > Atom::MAX_CHARS && text.chars().count() > Atom::MAX_CHARS {
+                    return Err(self.invalid("atom length (over 255 characters)", start));
+                }
+                Ok(Atom::new(text))
+            }
+            tag::ATOM | tag::SMALL_ATOM => {
+                let n = if tag == tag::ATOM {
+                    usize::from(self.u16()?)
+                } else {
+                    usize::from(self.u8()?)
+                };
+                if n > Atom::MAX_CHARS {
+                    return Err(self.invalid("atom length (over 255 characters)", start));
+                }
+                let raw = self.take(n)?;
+                // Latin-1: every byte is the code point of the same value.
+                if raw.is_ascii() {
+                    Ok(Atom::new(std::str::from_utf8(raw).unwrap_or_default()))
+                } else {
+                    Ok(Atom::from(
+                        raw.iter().map(|&b| char::from(b)).collect::<String>(),
+                    ))
+                }
+            }
+            tag::ATOM_CACHE_REF => {
+                let index = self.u8()?;
+                self.atom_refs.get(usize::from(index)).cloned().ok_or(
+                    DecodeError::UnknownAtomCacheRef {
+                        index,
+                        offset: start,
+                    },
+                )
+            }
+            _ => Err(self.invalid("atom (another term found)", start)),
+        }
+    }
+
+    fn pid(&mut self) -> Result<Pid, DecodeError> {
+        let tag = self.u8()?;
+        let node = self.atom()?;
+        let id = self.u32()?;
+        let serial = self.u32()?;
+        let creation = if tag == tag::NEW_PID {
+            self.u32()?
+        } else {
+            u32::from(self.u8()?)
+        };
+        Ok(Pid {
+            node,
+            id,
+            serial,
+            creation,
+        })
+    }
+
+    fn small_u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+        let at = self.pos;
+        match self.term()? {
+            Term::Int(i) => u32::try_from(i).map_err(|_| self.invalid(what, at)),
+            _ => Err(self.invalid(what, at)),
+        }
+    }
+
+    fn new_fun(&mut self) -> Result<Term, DecodeError> {
+        self.enter()?;
+        let _size = self.u32()?;
+        let arity = self.u8()?;
+        let uniq = self.take_array::<16>()?;
+        let index = self.u32()?;
+        let num_free = self.u32()? as usize;
+        let module = self.atom()?;
+        let old_index = self.small_u32("fun old index")?;
+        let old_uniq = self.small_u32("fun old uniq")?;
+        let pid_at = self.pos;
+        let pid = match self.u8()? {
+            tag::NEW_PID | tag::PID => {
+                self.pos = pid_at;
+                self.pid()?
+            }
+            _ => return Err(self.invalid("fun creator pid", pid_at)),
+        };
+        let num_free = self.count(num_free, 1)?;
+        let mut free_vars = Vec::with_capacity(num_free);
+        for _ in 0..num_free {
+            free_vars.push(self.term()?);
+        }
+        self.leave();
+        Ok(Term::from(Fun::Closure {
+            arity,
+            uniq,
+            index,
+            module,
+            old_index,
+            old_uniq,
+            pid,
+            free_vars,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(bytes: &[u8]) -> Result<Term, DecodeError> {
+        Term::decode_slice(bytes)
+    }
+
+    #[test]
+    fn small_values() {
+        assert_eq!(dec(&[131, 97, 5]).unwrap(), Term::Int(5));
+        assert_eq!(dec(&[131, 98, 255, 255, 255, 255]).unwrap(), Term::Int(-1));
+        assert_eq!(dec(&[131, 106]).unwrap(), Term::NIL);
+        assert_eq!(
+            dec(&[131, 107, 0, 2, b'h', b'i']).unwrap(),
+            Term::list(vec![Term::Int(104), Term::Int(105)])
+        );
+        assert_eq!(
+            dec(&[131, 110, 8, 0, 0, 0, 0, 0, 0, 0, 0, 128]).unwrap(),
+            Term::BigInt(BigInt::from(1u64 << 63))
+        );
+        assert_eq!(
+            dec(&[131, 110, 8, 1, 0, 0, 0, 0, 0, 0, 0, 128]).unwrap(),
+            Term::Int(i64::MIN)
+        );
+    }
+
+    #[test]
+    fn binaries_share_the_input() {
+        let mut input = vec![131, 109, 0, 0, 4, 0];
+        input.extend(std::iter::repeat_n(7u8, 1024));
+        let input = Bytes::from(input);
+        let Term::Binary(b) = Term::decode(&input).unwrap() else {
+            panic!("not a binary")
+        };
+        assert_eq!(b.len(), 1024);
+        assert_eq!(b.as_ptr(), input[6..].as_ptr());
+    }
+
+    #[test]
+    fn hostile_lengths_are_errors_without_allocation() {
+        // A list claiming 4 billion elements in a 10-byte input.
+        assert!(matches!(
+            dec(&[131, 108, 255, 255, 255, 255, 106]),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert!(matches!(
+            dec(&[131, 116, 255, 255, 255, 255]),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert!(matches!(
+            dec(&[131, 111, 255, 255, 255, 255, 0]),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert!(matches!(
+            dec(&[131, 200]),
+            Err(DecodeError::UnknownTag { tag: 200, .. })
+        ));
+        assert!(matches!(
+            dec(&[130, 97, 1]),
+            Err(DecodeError::BadVersion { found: 130 })
+        ));
+        assert!(matches!(
+            dec(&[131, 97, 1, 0]),
+            Err(DecodeError::TrailingBytes { .. })
+        ));
+        assert!(matches!(dec(&[]), Err(DecodeError::Truncated { .. })));
+    }
+
+    #[test]
+    fn depth_is_limited() {
+        let depth = 10_000;
+        let mut input = vec![131];
+        for _ in 0..depth {
+            input.extend([104, 1]);
+        }
+        input.push(106);
+        assert!(matches!(
+            dec(&input),
+            Err(DecodeError::TooDeep { limit: 512, .. })
+        ));
+        // Deeper limits need a bigger stack, which the caller provides.
+        let deep = std::thread::Builder::new()
+            .stack_size(256 << 20)
+            .spawn(move || {
+                let ok = DecodeOptions::new()
+                    .max_depth(depth)
+                    .decode(&Bytes::from(input));
+                ok.is_ok()
+            })
+            .unwrap();
+        assert!(deep.join().unwrap());
+    }
+
+    #[test]
+    fn max_default_depth_fits_the_stack() {
+        let depth = DecodeOptions::DEFAULT_MAX_DEPTH;
+        let mut input = vec![131];
+        for _ in 0..depth {
+            input.extend([108, 0, 0, 0, 1]);
+        }
+        input.push(106);
+        for _ in 0..depth {
+            input.push(106);
+        }
+        assert!(dec(&input).is_ok());
+    }
+
+    #[test]
+    fn duplicate_map_keys_are_refused() {
+        let input = [131, 116, 0, 0, 0, 2, 97, 1, 97, 2, 97, 1, 97, 3];
+        assert!(matches!(
+            dec(&input),
+            Err(DecodeError::DuplicateMapKey { .. })
+        ));
+    }
+
+    #[test]
+    fn compressed_size_is_checked() {
+        // Declares 2^32-1 bytes.
+        let input = [131, 80, 255, 255, 255, 255, 120, 156];
+        assert!(matches!(
+            dec(&input),
+            Err(DecodeError::DecompressedTooLarge { .. })
+        ));
+        let input = [131, 80, 0, 0, 0, 10, 120, 156, 1, 2, 3];
+        assert!(matches!(dec(&input), Err(DecodeError::Compressed(_))));
+    }
+
+    #[test]
+    fn atom_cache_refs_resolve() {
+        let refs = [Atom::new("hello")];
+        let input = Bytes::from_static(&[82, 0]);
+        let (t, end) = DecodeOptions::new()
+            .decode_body_at(&input, 0, &refs)
+            .unwrap();
+        assert_eq!((t, end), (Term::atom("hello"), 2));
+        assert!(matches!(
+            DecodeOptions::new().decode_body_at(&Bytes::from_static(&[82, 1]), 0, &refs),
+            Err(DecodeError::UnknownAtomCacheRef { index: 1, .. })
+        ));
+    }
+}
