@@ -786,10 +786,7 @@ mod tests {
         for _ in 0..depth {
             input.extend([108, 0, 0, 0, 1]);
         }
-        input.push(106);
-        for _ in 0..depth {
-            input.push(106);
-        }
+        input.extend(std::iter::repeat_n(106, depth + 1));
         assert!(dec(&input).is_ok());
     }
 

@@ -1,0 +1,70 @@
+//! The `etf` example as a user runs it: bytes in, Erlang text out, and back.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// The example binary, built by `cargo test` beside the test executables.
+fn etf_example() -> PathBuf {
+    let mut dir = std::env::current_exe().expect("test executable path");
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join("examples")
+        .join(format!("etf{}", std::env::consts::EXE_SUFFIX))
+}
+
+fn run(mode: &str, input: &[u8]) -> (bool, Vec<u8>, String) {
+    let mut child = Command::new(etf_example())
+        .arg(mode)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the etf example is built by cargo test");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn fmt_prints_erlang_syntax() {
+    // term_to_binary({ok, 256, <<"a">>, [1|2]}) as OTP 25 writes it.
+    let bytes = [
+        131, 104, 4, 100, 0, 2, 111, 107, 98, 0, 0, 1, 0, 109, 0, 0, 0, 1, 97, 108, 0, 0, 0, 1, 97,
+        1, 97, 2,
+    ];
+    let (ok, out, err) = run("fmt", &bytes);
+    assert!(ok, "{err}");
+    assert_eq!(String::from_utf8(out).unwrap(), "{ok,256,<<97>>,[1|2]}\n");
+}
+
+#[test]
+fn parse_writes_etf() {
+    let (ok, out, err) = run("parse", b"{ok, [1|2], 'A b'}.\n");
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        [131, 104, 3, 119, 2, 111, 107, 108, 0, 0, 0, 1, 97, 1, 97, 2, 119, 3, 65, 32, 98]
+    );
+}
+
+#[test]
+fn errors_go_to_stderr_with_failure() {
+    let (ok, out, err) = run("fmt", &[131, 255]);
+    assert!(!ok);
+    assert!(out.is_empty());
+    assert!(err.contains("unknown term tag 255"), "{err}");
+
+    let (ok, _, err) = run("parse", b"{ok, ");
+    assert!(!ok);
+    assert!(err.contains("line 1"), "{err}");
+
+    let (ok, _, _) = run("bogus", b"");
+    assert!(!ok);
+}
