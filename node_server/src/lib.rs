@@ -25,4 +25,5 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod dist;
 pub mod etf;

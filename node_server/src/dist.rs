@@ -1,0 +1,11 @@
+//! The Erlang distribution protocol: handshake, flags, packet framing and control messages.
+//!
+//! Everything here is sans IO: state machines and codecs over byte buffers, driven by the
+//! session tasks in [`crate::session`].
+
+pub mod control;
+pub mod flags;
+pub mod handshake;
+pub mod packet;
+
+pub use flags::DistFlags;
