@@ -1,0 +1,138 @@
+//! Helpers for the workspace's cross-process interop tests.
+//!
+//! Interop tests run real Erlang/OTP nodes next to ours. This crate holds what every such test
+//! needs, with nothing but `std`:
+//!
+//! - [`free_port`] picks a TCP port nobody listens on;
+//! - [`ChildGuard`] kills and reaps a child process when dropped, so no `erl` outlives a test,
+//!   not even one that panics; [`output_within`] runs a command to its end with a time limit;
+//! - [`require_erl`] finds `erl`, and decides what a test does without it: skip on a developer
+//!   machine, fail in CI (`CI=true`);
+//! - [`compile_erlang`] compiles an Erlang module into a fresh directory for `-pa`;
+//! - [`ErlPeer`] runs an Erlang function that talks a line protocol over stdin and stdout, with
+//!   a bounded wait for every reply and the node's stderr kept for panic messages;
+//! - [`to_hex`] and [`from_hex`] keep binary data line-safe.
+//!
+//! ```no_run
+//! use std::path::Path;
+//!
+//! let Some(erl) = testkit::require_erl() else { return };
+//! let beam_dir = testkit::compile_erlang(Path::new("tests/erlang/etf_peer.erl"));
+//! let mut peer = testkit::ErlPeer::builder(erl, "etf_peer")
+//!     .code_path(&beam_dir)
+//!     .start()
+//!     .expect("erl starts");
+//! let reply = peer.request("count");
+//! assert!(reply.starts_with("ok "));
+//! ```
+#![forbid(unsafe_code)]
+
+mod child;
+mod erl;
+mod peer;
+
+use std::net::{Ipv4Addr, TcpListener};
+
+pub use child::{output_within, ChildGuard};
+pub use erl::{compile_erlang, find_erlc, find_executable, require_erl, unique_temp_dir};
+pub use peer::{ErlPeer, ErlPeerBuilder, PeerError};
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+///
+/// The port is found by binding port 0 and reading which port the system gave; the listener is
+/// closed again before this returns, so another process could take the port in between. That
+/// race is rare enough for tests.
+///
+/// # Panics
+/// When no port can be bound on the loopback interface.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap_or_else(|e| panic!("testkit: cannot bind a port on 127.0.0.1: {e}"));
+    listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("testkit: bound socket has no address: {e}"))
+        .port()
+}
+
+/// Lower-case hex of `bytes`, two digits a byte.
+///
+/// ```
+/// assert_eq!(testkit::to_hex(&[0, 171, 255]), "00abff");
+/// ```
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
+}
+
+/// The bytes that `hex` spells (either case), or `None` when it has an odd length or a
+/// character that is not a hex digit.
+///
+/// ```
+/// assert_eq!(testkit::from_hex("00aBff"), Some(vec![0, 171, 255]));
+/// assert_eq!(testkit::from_hex("abc"), None);
+/// ```
+pub fn from_hex(hex: &str) -> Option<Vec<u8>> {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let raw = hex.as_bytes();
+    if raw.len() % 2 != 0 {
+        return None;
+    }
+    raw.chunks_exact(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
+}
+
+/// `text` cut to at most `max` characters, with a note of how much was left off.
+///
+/// Handy for panic messages that quote large terms.
+///
+/// ```
+/// assert_eq!(testkit::truncate("abcdef", 3), "abc...(3 more chars)");
+/// assert_eq!(testkit::truncate("abc", 3), "abc");
+/// ```
+pub fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_owned(),
+        Some((cut, _)) => {
+            let rest = text[cut..].chars().count();
+            format!("{}...({rest} more chars)", &text[..cut])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_roundtrips() {
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(from_hex(&to_hex(&all)), Some(all));
+        assert_eq!(from_hex(""), Some(vec![]));
+        assert_eq!(from_hex("0g"), None);
+    }
+
+    #[test]
+    fn free_port_is_bindable() {
+        let port = free_port();
+        assert_ne!(port, 0);
+        TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("port is free");
+    }
+
+    #[test]
+    fn truncate_counts_chars() {
+        assert_eq!(truncate("привет", 2), "пр...(4 more chars)");
+    }
+}
