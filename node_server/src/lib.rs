@@ -25,5 +25,17 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod dist;
+pub mod error;
 pub mod etf;
+pub mod server;
+pub mod session;
+pub mod tls;
+
+pub use config::NodeConfig;
+pub use error::{ConnectError, NodeError};
+pub use server::{
+    client_connect, client_connect_addr, client_connect_enc, Node, NodeEvent, NodeServer,
+};
+pub use tls::TlsConfig;

@@ -261,7 +261,10 @@ impl Control {
         Ok(match op {
             1 => {
                 arity(3)?;
-                Control::Link { from: p(1)?, to: p(2)? }
+                Control::Link {
+                    from: p(1)?,
+                    to: p(2)?,
+                }
             }
             // SEND and SEND_TT
             2 | 12 => Control::Send { to: p(2)? },
@@ -270,12 +273,18 @@ impl Control {
                 to: p(2)?,
                 reason: get(3)?.clone(),
             },
-            4 => Control::Unlink { from: p(1)?, to: p(2)? },
+            4 => Control::Unlink {
+                from: p(1)?,
+                to: p(2)?,
+            },
             6 | 16 => Control::RegSend {
                 from: p(1)?,
                 to_name: get(3).and_then(|x| atom(x).ok_or_else(bad))?,
             },
-            7 => Control::GroupLeader { from: p(1)?, to: p(2)? },
+            7 => Control::GroupLeader {
+                from: p(1)?,
+                to: p(2)?,
+            },
             8 | 18 => Control::Exit2 {
                 from: p(1)?,
                 to: p(2)?,
@@ -297,9 +306,18 @@ impl Control {
                 reference: r(3)?,
                 reason: get(4)?.clone(),
             },
-            22 | 23 => Control::SendSender { from: p(1)?, to: p(2)? },
-            24 | 25 => Control::PayloadExit { from: p(1)?, to: p(2)? },
-            26 | 27 => Control::PayloadExit2 { from: p(1)?, to: p(2)? },
+            22 | 23 => Control::SendSender {
+                from: p(1)?,
+                to: p(2)?,
+            },
+            24 | 25 => Control::PayloadExit {
+                from: p(1)?,
+                to: p(2)?,
+            },
+            26 | 27 => Control::PayloadExit2 {
+                from: p(1)?,
+                to: p(2)?,
+            },
             28 => Control::PayloadMonitorPExit {
                 from: pr(1)?,
                 to: p(2)?,
@@ -314,7 +332,9 @@ impl Control {
                     group_leader: p(3)?,
                     module: atom(m).ok_or_else(bad)?,
                     function: atom(f).ok_or_else(bad)?,
-                    arity: uint(a).and_then(|a| u32::try_from(a).ok()).ok_or_else(bad)?,
+                    arity: uint(a)
+                        .and_then(|a| u32::try_from(a).ok())
+                        .ok_or_else(bad)?,
                     opts: get(5)?.clone(),
                 }
             }
@@ -377,7 +397,13 @@ impl Control {
                 to,
                 reference,
                 reason,
-            } => vec![int(21), from.to_term(), pid(to), rf(reference), reason.clone()],
+            } => vec![
+                int(21),
+                from.to_term(),
+                pid(to),
+                rf(reference),
+                reason.clone(),
+            ],
             Control::SendSender { from, to } => vec![int(22), pid(from), pid(to)],
             Control::PayloadExit { from, to } => vec![int(24), pid(from), pid(to)],
             Control::PayloadExit2 { from, to } => vec![int(26), pid(from), pid(to)],
@@ -411,7 +437,13 @@ impl Control {
                 to,
                 flags,
                 result,
-            } => vec![int(31), rf(req_id), pid(to), int(i64::from(*flags)), result.clone()],
+            } => vec![
+                int(31),
+                rf(req_id),
+                pid(to),
+                int(i64::from(*flags)),
+                result.clone(),
+            ],
             Control::UnlinkId { id, from, to } => vec![
                 int(35),
                 Term::from(num_bigint::BigInt::from(*id)),
@@ -446,7 +478,10 @@ mod tests {
     fn roundtrip() {
         let r = Reference::new(Atom::new("a@h"), 1, &[1, 2, 3]).unwrap();
         let all = vec![
-            Control::Link { from: p(1), to: p(2) },
+            Control::Link {
+                from: p(1),
+                to: p(2),
+            },
             Control::Send { to: p(2) },
             Control::RegSend {
                 from: p(1),

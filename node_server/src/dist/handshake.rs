@@ -235,7 +235,9 @@ fn next_frame(input: &mut BytesMut) -> Result<Option<BytesMut>, HandshakeError> 
         return Err(HandshakeError::Malformed("empty frame"));
     }
     if len > MAX_FRAME {
-        return Err(HandshakeError::Malformed("frame longer than any handshake message"));
+        return Err(HandshakeError::Malformed(
+            "frame longer than any handshake message",
+        ));
     }
     if input.len() < 2 + len {
         return Ok(None);
@@ -247,7 +249,11 @@ fn next_frame(input: &mut BytesMut) -> Result<Option<BytesMut>, HandshakeError> 
 impl Handshake {
     /// The side that connects. `expected_peer` is the node dialled, checked against the name
     /// the acceptor announces; `challenge` must be random.
-    pub fn initiator(config: HandshakeConfig, expected_peer: Option<String>, challenge: u32) -> Self {
+    pub fn initiator(
+        config: HandshakeConfig,
+        expected_peer: Option<String>,
+        challenge: u32,
+    ) -> Self {
         Handshake {
             config,
             state: State::Start,
@@ -313,7 +319,11 @@ impl Handshake {
 
     /// (Initiator) Answers [`Step::PeerAlive`]: `true` when this node has no connection with
     /// the peer (the peer's is stale and should be replaced), `false` to give up.
-    pub fn answer_alive(&mut self, proceed: bool, out: &mut BytesMut) -> Result<(), HandshakeError> {
+    pub fn answer_alive(
+        &mut self,
+        proceed: bool,
+        out: &mut BytesMut,
+    ) -> Result<(), HandshakeError> {
         if self.state != State::AwaitAliveAnswer {
             return Err(HandshakeError::Misuse("answer_alive answers PeerAlive"));
         }
@@ -363,7 +373,11 @@ impl Handshake {
     }
 
     /// Consumes complete frames from `input`, writing replies to `out`.
-    pub fn advance(&mut self, input: &mut BytesMut, out: &mut BytesMut) -> Result<Step, HandshakeError> {
+    pub fn advance(
+        &mut self,
+        input: &mut BytesMut,
+        out: &mut BytesMut,
+    ) -> Result<Step, HandshakeError> {
         let result = self.advance_inner(input, out);
         if result.is_err() {
             self.state = State::Failed;
@@ -371,7 +385,11 @@ impl Handshake {
         result
     }
 
-    fn advance_inner(&mut self, input: &mut BytesMut, out: &mut BytesMut) -> Result<Step, HandshakeError> {
+    fn advance_inner(
+        &mut self,
+        input: &mut BytesMut,
+        out: &mut BytesMut,
+    ) -> Result<Step, HandshakeError> {
         loop {
             match self.state {
                 State::Done => return Err(HandshakeError::Misuse("handshake already complete")),
@@ -434,7 +452,9 @@ impl Handshake {
                         self.send_challenge(out);
                     } else {
                         self.state = State::Failed;
-                        return Err(HandshakeError::Refused("peer answered alive with false".into()));
+                        return Err(HandshakeError::Refused(
+                            "peer answered alive with false".into(),
+                        ));
                     }
                 }
                 (State::AwaitComplement, b'c') => {
@@ -603,7 +623,11 @@ mod tests {
     }
 
     /// Runs both machines against each other in memory.
-    fn run(a_cookie: &str, b_cookie: &str, status: Status) -> (Result<Step, HandshakeError>, Result<Step, HandshakeError>) {
+    fn run(
+        a_cookie: &str,
+        b_cookie: &str,
+        status: Status,
+    ) -> (Result<Step, HandshakeError>, Result<Step, HandshakeError>) {
         let mut a = Handshake::initiator(config("a@h", a_cookie), Some("b@h".into()), 1111);
         let mut b = Handshake::acceptor(config("b@h", b_cookie), 2222);
         let (mut a_out, mut b_out) = (BytesMut::new(), BytesMut::new());
@@ -637,8 +661,12 @@ mod tests {
     #[test]
     fn same_cookie_establishes() {
         let (a, b) = run("c", "c", Status::Ok);
-        let Ok(Step::Established(a)) = a else { panic!("{a:?}") };
-        let Ok(Step::Established(b)) = b else { panic!("{b:?}") };
+        let Ok(Step::Established(a)) = a else {
+            panic!("{a:?}")
+        };
+        let Ok(Step::Established(b)) = b else {
+            panic!("{b:?}")
+        };
         assert_eq!(a.peer.name, "b@h");
         assert_eq!(b.peer.name, "a@h");
         assert_eq!(a.flags, DistFlags::OFFERED);
@@ -716,7 +744,10 @@ mod tests {
             o.put_u16(5);
             o.put_slice(b"nohst");
         });
-        assert!(matches!(b.advance(&mut bad_name, &mut out), Err(HandshakeError::BadName(_))));
+        assert!(matches!(
+            b.advance(&mut bad_name, &mut out),
+            Err(HandshakeError::BadName(_))
+        ));
     }
 
     #[test]

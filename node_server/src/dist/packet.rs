@@ -137,10 +137,14 @@ impl PacketDecoder {
                 let atoms = self.read_header(&packet, &mut pos)?;
                 let data = &packet[pos..];
                 if frag <= 1 {
-                    return self.decode_body(Bytes::copy_from_slice(data), &atoms).map(Some);
+                    return self
+                        .decode_body(Bytes::copy_from_slice(data), &atoms)
+                        .map(Some);
                 }
                 if self.partial.len() >= 64 {
-                    return Err(PacketError::Malformed("too many unfinished fragmented messages"));
+                    return Err(PacketError::Malformed(
+                        "too many unfinished fragmented messages",
+                    ));
                 }
                 self.check_size(data.len())?;
                 self.partial.insert(
@@ -238,7 +242,10 @@ impl PacketDecoder {
             return Ok(Vec::new());
         }
         let flag_bytes = n / 2 + 1;
-        let flags = buf.get(*pos..*pos + flag_bytes).ok_or(short.clone())?.to_vec();
+        let flags = buf
+            .get(*pos..*pos + flag_bytes)
+            .ok_or(short.clone())?
+            .to_vec();
         *pos += flag_bytes;
         let nibble = |i: usize| (flags[i / 2] >> ((i % 2) * 4)) & 0x0f;
         let long_atoms = nibble(n) & 0x01 != 0;
@@ -265,9 +272,9 @@ impl PacketDecoder {
                     .map_err(|_| PacketError::Malformed("atom in header is not UTF-8"))?;
                 self.cache[index] = Some(Atom::new(text));
             }
-            let atom = self.cache[index]
-                .clone()
-                .ok_or(PacketError::Malformed("reference to an empty atom cache entry"))?;
+            let atom = self.cache[index].clone().ok_or(PacketError::Malformed(
+                "reference to an empty atom cache entry",
+            ))?;
             atoms.push(atom);
         }
         Ok(atoms)
@@ -287,7 +294,12 @@ fn read_u64(buf: &[u8], pos: &mut usize) -> Result<u64, PacketError> {
 /// Appends one framed message to `out`, in the form the connection's `flags` call for: a
 /// distribution header without atom cache references when the peer takes headers (OTP
 /// decodes it without a cache lookup), pass-through otherwise.
-pub fn encode_message(out: &mut BytesMut, flags: DistFlags, control: &Control, payload: Option<&Term>) {
+pub fn encode_message(
+    out: &mut BytesMut,
+    flags: DistFlags,
+    control: &Control,
+    payload: Option<&Term>,
+) {
     let start = out.len();
     out.put_u32(0);
     if flags.contains(DistFlags::DIST_HDR_ATOM_CACHE) {
@@ -354,7 +366,10 @@ mod tests {
         encode_tick(&mut out);
         assert_eq!(next_frame(&mut out, 10).unwrap(), Some(Frame::Tick));
         let mut big = BytesMut::from(&[0u8, 1, 0, 0][..]);
-        assert!(matches!(next_frame(&mut big, 100), Err(PacketError::TooLarge { .. })));
+        assert!(matches!(
+            next_frame(&mut big, 100),
+            Err(PacketError::TooLarge { .. })
+        ));
         let mut partial = BytesMut::from(&[0u8, 0, 0, 5, 1][..]);
         assert_eq!(next_frame(&mut partial, 100).unwrap(), None);
     }
@@ -388,7 +403,8 @@ mod tests {
         // The entry stays cached for later packets: segment 2, index 7, not new.
         let mut pkt = vec![131, 68, 1, 0x02, 7];
         let mut control = BytesMut::new();
-        Term::tuple(vec![Term::Int(2), Term::atom(""), Term::Pid(pid())]).encode_body_into(&mut control);
+        Term::tuple(vec![Term::Int(2), Term::atom(""), Term::Pid(pid())])
+            .encode_body_into(&mut control);
         pkt.extend_from_slice(&control);
         pkt.extend([82, 0]);
         let m = dec.decode(Bytes::from(pkt)).unwrap().unwrap();
@@ -421,8 +437,16 @@ mod tests {
     #[test]
     fn garbage_is_an_error() {
         let mut dec = PacketDecoder::new(DecodeOptions::new(), 1 << 20);
-        for junk in [&[1u8, 2, 3][..], &[131, 68, 5, 0], &[112, 131, 97], &[131, 70, 0]] {
-            assert!(dec.decode(Bytes::copy_from_slice(junk)).is_err(), "{junk:?}");
+        for junk in [
+            &[1u8, 2, 3][..],
+            &[131, 68, 5, 0],
+            &[112, 131, 97],
+            &[131, 70, 0],
+        ] {
+            assert!(
+                dec.decode(Bytes::copy_from_slice(junk)).is_err(),
+                "{junk:?}"
+            );
         }
     }
 }

@@ -1,0 +1,250 @@
+//! Node configuration: a builder with the defaults an Erlang user expects.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::NodeError;
+use crate::tls::TlsConfig;
+
+/// How a node runs. Defaults follow `erl`: a short name on this host, the cookie from
+/// `~/.erlang.cookie` (created when missing), EPMD on localhost at `ERL_EPMD_PORT` or 4369,
+/// `net_ticktime` 60 s, `net_setuptime` 7 s, a listener on a free port of every address.
+/// Nodes are hidden by default: they connect, but do not join the Erlang mesh.
+#[derive(Clone)]
+pub struct NodeConfig {
+    pub(crate) name: String,
+    pub(crate) long_names: bool,
+    pub(crate) cookie: Option<Vec<u8>>,
+    pub(crate) hidden: bool,
+    pub(crate) listen: SocketAddr,
+    pub(crate) epmd_host: String,
+    pub(crate) epmd_port: u16,
+    pub(crate) register_with_epmd: bool,
+    pub(crate) net_ticktime: Duration,
+    pub(crate) setup_time: Duration,
+    pub(crate) max_frame: usize,
+    pub(crate) tls: Option<Arc<TlsConfig>>,
+}
+
+impl std::fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeConfig")
+            .field("name", &self.name)
+            .field("long_names", &self.long_names)
+            .field("cookie", &self.cookie.as_ref().map(|_| "<hidden>"))
+            .field("hidden", &self.hidden)
+            .field("listen", &self.listen)
+            .field("epmd", &(&self.epmd_host, self.epmd_port))
+            .field("net_ticktime", &self.net_ticktime)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl NodeConfig {
+    /// A node called `name`: `name@host` as given, or a bare `name` that gets this host's short
+    /// name, as `erl -sname name` does.
+    pub fn new(name: impl Into<String>) -> NodeConfig {
+        NodeConfig {
+            name: name.into(),
+            long_names: false,
+            cookie: None,
+            hidden: true,
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            epmd_host: "localhost".into(),
+            epmd_port: epmd::env_port().unwrap_or(epmd::DEFAULT_PORT),
+            register_with_epmd: true,
+            net_ticktime: Duration::from_secs(60),
+            setup_time: Duration::from_secs(7),
+            max_frame: 128 << 20,
+            tls: None,
+        }
+    }
+
+    /// Use long names (`erl -name`): a bare name gets this host's full name.
+    pub fn long_names(mut self, long: bool) -> Self {
+        self.long_names = long;
+        self
+    }
+
+    /// The cookie; without it the node reads `~/.erlang.cookie`.
+    pub fn cookie(mut self, cookie: impl AsRef<[u8]>) -> Self {
+        self.cookie = Some(cookie.as_ref().to_vec());
+        self
+    }
+
+    /// Hidden (the default) or visible.
+    pub fn hidden(mut self, hidden: bool) -> Self {
+        self.hidden = hidden;
+        self
+    }
+
+    /// Where the distribution listener binds (default: every IPv4 address, a free port).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// Where EPMD is (default localhost at `ERL_EPMD_PORT` or 4369).
+    pub fn epmd(mut self, host: impl Into<String>, port: u16) -> Self {
+        self.epmd_host = host.into();
+        self.epmd_port = port;
+        self
+    }
+
+    /// Whether to register with EPMD (default yes). Without it, peers must be given the
+    /// listener's address.
+    pub fn register_with_epmd(mut self, register: bool) -> Self {
+        self.register_with_epmd = register;
+        self
+    }
+
+    /// `net_ticktime`: a peer silent for about this long is down; ticks go out every quarter.
+    pub fn net_ticktime(mut self, ticktime: Duration) -> Self {
+        self.net_ticktime = ticktime.max(Duration::from_millis(40));
+        self
+    }
+
+    /// `net_setuptime`: the limit on each step of connection setup.
+    pub fn setup_time(mut self, t: Duration) -> Self {
+        self.setup_time = t;
+        self
+    }
+
+    /// The largest distribution frame (and reassembled message) accepted (default 128 MiB).
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// Speak TLS on the distribution listener and on connections made with
+    /// [`crate::client_connect_enc`].
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(Arc::new(tls));
+        self
+    }
+
+    /// The full node name this configuration gives.
+    pub fn full_name(&self) -> Result<String, NodeError> {
+        if let Some((name, host)) = self.name.split_once('@') {
+            if name.is_empty() || host.is_empty() || host.contains('@') {
+                return Err(NodeError::BadName(self.name.clone()));
+            }
+            return Ok(self.name.clone());
+        }
+        if self.name.is_empty() {
+            return Err(NodeError::BadName(self.name.clone()));
+        }
+        let host = hostname();
+        let host = if self.long_names {
+            host
+        } else {
+            host.split('.').next().unwrap_or("localhost").to_owned()
+        };
+        Ok(format!("{}@{}", self.name, host))
+    }
+
+    pub(crate) fn resolve_cookie(&self) -> Result<Vec<u8>, NodeError> {
+        match &self.cookie {
+            Some(c) => Ok(c.clone()),
+            None => read_or_create_cookie(&default_cookie_path()),
+        }
+    }
+}
+
+/// This host's name, as `gethostname` gives it.
+pub fn hostname() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// `~/.erlang.cookie`.
+pub fn default_cookie_path() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".erlang.cookie")
+}
+
+/// Reads a cookie file, or creates it as `erl` does (20 random capital letters, mode 0400).
+pub fn read_or_create_cookie(path: &Path) -> Result<Vec<u8>, NodeError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            Ok(text.trim().as_bytes().to_vec())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let cookie = random_cookie();
+            write_cookie(path, &cookie)?;
+            tracing::info!(path = %path.display(), "created a new cookie file");
+            Ok(cookie.into_bytes())
+        }
+        Err(e) => Err(NodeError::Cookie(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// 20 random capital letters, as `erl` makes.
+pub fn random_cookie() -> String {
+    let mut bytes = [0u8; 20];
+    // Without an entropy source the process cannot do anything secure anyway.
+    if getrandom::fill(&mut bytes).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (t >> (i % 16 * 8)) as u8 ^ i as u8;
+        }
+    }
+    bytes.iter().map(|b| char::from(b'A' + b % 26)).collect()
+}
+
+/// Writes a cookie file readable only by its owner (mode 0400).
+pub fn write_cookie(path: &Path, cookie: &str) -> Result<(), NodeError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |e: std::io::Error| NodeError::Cookie(format!("{}: {e}", path.display()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o400)
+        .open(path)
+        .map_err(err)?;
+    f.write_all(cookie.as_bytes()).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(NodeConfig::new("a@b").full_name().unwrap(), "a@b");
+        let short = NodeConfig::new("a").full_name().unwrap();
+        assert!(short.starts_with("a@") && !short[2..].contains('.'));
+        assert!(NodeConfig::new("@b").full_name().is_err());
+        assert!(NodeConfig::new("a@b@c").full_name().is_err());
+    }
+
+    #[test]
+    fn cookie_file_is_created_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ns-cookie-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(".erlang.cookie");
+        let _ = std::fs::remove_file(&path);
+        let c = read_or_create_cookie(&path).unwrap();
+        assert_eq!(c.len(), 20);
+        assert!(c.iter().all(u8::is_ascii_uppercase));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o400);
+        assert_eq!(read_or_create_cookie(&path).unwrap(), c);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

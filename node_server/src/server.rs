@@ -1,0 +1,780 @@
+//! The [`NodeServer`] actor and the [`Node`] handle: the listener, EPMD registration (with an
+//! embedded EPMD when none answers), one [`NodeSession`] per connected node, connection setup
+//! with simultaneous-connect resolution, and node up/down events.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
+
+use crate::config::NodeConfig;
+use crate::dist::control::ProcessRef;
+use crate::dist::handshake::{Established, HandshakeConfig, HandshakeError, Status};
+use crate::dist::DistFlags;
+use crate::error::{ConnectError, NodeError};
+use crate::etf::{Atom, Pid};
+use crate::session::{self, BoxedTransport, NodeSession, SessionArgs, SessionHandle};
+
+/// Something that happened to a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeEvent {
+    /// A node connected.
+    Up {
+        /// Its name.
+        node: String,
+        /// The negotiated flags.
+        flags: DistFlags,
+        /// Whether the connection is hidden (either side hidden).
+        hidden: bool,
+    },
+    /// A node disconnected.
+    Down {
+        /// Its name.
+        node: String,
+        /// Why (`connection_closed`, `net_tick_timeout`, ...).
+        reason: String,
+    },
+}
+
+/// A built-in process of this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LocalProcess {
+    NetKernel,
+}
+
+/// State shared by the node's tasks and sessions.
+#[derive(Debug)]
+pub(crate) struct NodeShared {
+    pub name: Atom,
+    pub config: NodeConfig,
+    pub cookie: Vec<u8>,
+    pub flags: DistFlags,
+    pub creation: AtomicU32,
+    pub net_kernel_pid: Pid,
+    pub sessions: RwLock<HashMap<Atom, SessionHandle>>,
+    pub names: RwLock<HashMap<Atom, LocalProcess>>,
+    pub events: broadcast::Sender<NodeEvent>,
+}
+
+impl NodeShared {
+    pub fn handshake_config(&self) -> HandshakeConfig {
+        HandshakeConfig {
+            node_name: self.name.as_str().to_owned(),
+            cookie: self.cookie.clone(),
+            flags: self.flags,
+            required: DistFlags::REQUIRED,
+            creation: self.creation.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn session(&self, node: &Atom) -> Option<SessionHandle> {
+        self.sessions.read().ok()?.get(node).cloned()
+    }
+
+    /// The local process a pid or name refers to, if it exists.
+    pub fn resolve(&self, target: &ProcessRef) -> Option<LocalProcess> {
+        match target {
+            ProcessRef::Name(name) => self.names.read().ok()?.get(name).copied(),
+            ProcessRef::Pid(pid) => {
+                (*pid == self.net_kernel_pid).then_some(LocalProcess::NetKernel)
+            }
+        }
+    }
+}
+
+/// Messages of the [`NodeServer`] actor.
+#[derive(Debug)]
+pub enum NodeServerMsg {
+    /// Connect to a node (unless connected) and answer when the session is up.
+    Connect {
+        /// The node, `name@host`.
+        node: String,
+        /// Its address, to skip EPMD.
+        addr: Option<SocketAddr>,
+        /// Over TLS.
+        tls: bool,
+        /// The answer.
+        reply: RpcReplyPort<Result<(), ConnectError>>,
+    },
+    /// An accepted connection's peer named itself: what status should it get?
+    PeerNamed {
+        /// The peer.
+        peer: String,
+        /// The status.
+        reply: RpcReplyPort<Status>,
+    },
+    /// A handshake finished.
+    Established(Box<PendingSession>),
+    /// An outgoing connection attempt failed.
+    ConnectFailed {
+        /// The node.
+        node: String,
+        /// Why.
+        error: ConnectError,
+    },
+    /// The connected nodes and whether each is hidden.
+    Connected(RpcReplyPort<Vec<(String, bool)>>),
+    /// Disconnect from a node.
+    Disconnect(String),
+}
+
+impl ractor::Message for NodeServerMsg {}
+
+/// A connection whose handshake finished, on its way to becoming a session.
+pub struct PendingSession {
+    stream: BoxedTransport,
+    established: Established,
+    leftover: bytes::BytesMut,
+}
+
+impl std::fmt::Debug for PendingSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingSession")
+            .field("peer", &self.established.peer.name)
+            .finish()
+    }
+}
+
+/// The actor that owns the node: listener, EPMD registration, sessions.
+#[derive(Debug)]
+pub struct NodeServer;
+
+/// The [`NodeServer`]'s state.
+pub struct NodeServerState {
+    shared: Arc<NodeShared>,
+    by_actor: HashMap<ActorId, Atom>,
+    waiters: HashMap<String, Vec<RpcReplyPort<Result<(), ConnectError>>>>,
+    connecting: HashMap<String, tokio::task::JoinHandle<()>>,
+    listener: tokio::task::JoinHandle<()>,
+    _registration: Option<epmd::Registration>,
+    _embedded_epmd: Option<epmd::ServerHandle>,
+}
+
+impl std::fmt::Debug for NodeServerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeServerState")
+            .field("node", &self.shared.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the [`NodeServer`] starts with.
+pub struct NodeServerArgs {
+    shared: Arc<NodeShared>,
+    listener: TcpListener,
+    registration: Option<epmd::Registration>,
+    embedded_epmd: Option<epmd::ServerHandle>,
+}
+
+impl Actor for NodeServer {
+    type Msg = NodeServerMsg;
+    type State = NodeServerState;
+    type Arguments = NodeServerArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<NodeServerMsg>,
+        args: NodeServerArgs,
+    ) -> Result<NodeServerState, ActorProcessingErr> {
+        let listener = tokio::spawn(accept_loop(args.listener, args.shared.clone(), myself));
+        Ok(NodeServerState {
+            shared: args.shared,
+            by_actor: HashMap::new(),
+            waiters: HashMap::new(),
+            connecting: HashMap::new(),
+            listener,
+            _registration: args.registration,
+            _embedded_epmd: args.embedded_epmd,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<NodeServerMsg>,
+        state: &mut NodeServerState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.listener.abort();
+        for (_, task) in state.connecting.drain() {
+            task.abort();
+        }
+        if let Ok(mut sessions) = state.shared.sessions.write() {
+            for (_, s) in sessions.drain() {
+                s.actor.stop(Some("node stopping".into()));
+            }
+        }
+        for (_, waiters) in state.waiters.drain() {
+            for w in waiters {
+                let _ = w.send(Err(ConnectError::Stopping));
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<NodeServerMsg>,
+        message: NodeServerMsg,
+        state: &mut NodeServerState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            NodeServerMsg::Connect {
+                node,
+                addr,
+                tls,
+                reply,
+            } => {
+                if node == state.shared.name.as_str()
+                    || state.shared.session(&Atom::new(&node)).is_some()
+                {
+                    let _ = reply.send(Ok(()));
+                    return Ok(());
+                }
+                state.waiters.entry(node.clone()).or_default().push(reply);
+                if !state.connecting.contains_key(&node) {
+                    let task = tokio::spawn(connect_task(
+                        state.shared.clone(),
+                        myself,
+                        node.clone(),
+                        addr,
+                        tls,
+                    ));
+                    state.connecting.insert(node, task);
+                }
+            }
+            NodeServerMsg::PeerNamed { peer, reply } => {
+                let status = if state.shared.session(&Atom::new(&peer)).is_some() {
+                    Status::Alive
+                } else if state.connecting.contains_key(&peer) {
+                    // Both sides are connecting: the greater name keeps its own attempt.
+                    if state.shared.name.as_str() > peer.as_str() {
+                        Status::Nok
+                    } else {
+                        Status::OkSimultaneous
+                    }
+                } else {
+                    Status::Ok
+                };
+                tracing::debug!(%peer, ?status, "peer named itself");
+                let _ = reply.send(status);
+            }
+            NodeServerMsg::Established(pending) => {
+                let PendingSession {
+                    stream,
+                    established,
+                    leftover,
+                } = *pending;
+                let peer = Atom::new(&established.peer.name);
+                if let Some(task) = state.connecting.remove(peer.as_str()) {
+                    task.abort();
+                }
+                if let Some(old) = state.shared.session(&peer) {
+                    tracing::info!(node = %peer, "replacing the previous connection");
+                    state.by_actor.remove(&old.actor.get_id());
+                    old.actor.stop(Some("replaced".into()));
+                }
+                let flags = established.flags;
+                let hidden = !flags.contains(DistFlags::PUBLISHED);
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let (actor, _) = Actor::spawn_linked(
+                    None,
+                    NodeSession,
+                    SessionArgs {
+                        shared: state.shared.clone(),
+                        stream,
+                        established,
+                        leftover,
+                        tx: tx.clone(),
+                        rx,
+                    },
+                    myself.get_cell(),
+                )
+                .await?;
+                let handle = SessionHandle {
+                    peer: peer.clone(),
+                    flags,
+                    hidden,
+                    tx,
+                    actor: actor.clone(),
+                };
+                state.by_actor.insert(actor.get_id(), peer.clone());
+                if let Ok(mut sessions) = state.shared.sessions.write() {
+                    sessions.insert(peer.clone(), handle);
+                }
+                tracing::info!(node = %peer, hidden, "node up");
+                let _ = state.shared.events.send(NodeEvent::Up {
+                    node: peer.as_str().to_owned(),
+                    flags,
+                    hidden,
+                });
+                for w in state.waiters.remove(peer.as_str()).unwrap_or_default() {
+                    let _ = w.send(Ok(()));
+                }
+            }
+            NodeServerMsg::ConnectFailed { node, error } => {
+                state.connecting.remove(&node);
+                let lost_race = matches!(
+                    &error,
+                    ConnectError::Handshake {
+                        error: HandshakeError::Refused(s),
+                        ..
+                    } if s == "nok"
+                );
+                if lost_race {
+                    // The peer's own connection to us wins; it will arrive as an accepted
+                    // session. Give it the setup time.
+                    let setup = state.shared.config.setup_time;
+                    let me = myself.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(setup * 2).await;
+                        let _ = me.cast(NodeServerMsg::ConnectFailed {
+                            node: node.clone(),
+                            error: ConnectError::Timeout(node),
+                        });
+                    });
+                } else if state.shared.session(&Atom::new(&node)).is_none() {
+                    tracing::info!(%node, %error, "connection failed");
+                    for w in state.waiters.remove(&node).unwrap_or_default() {
+                        let _ = w.send(Err(error.clone()));
+                    }
+                }
+            }
+            NodeServerMsg::Connected(reply) => {
+                let list = state
+                    .shared
+                    .sessions
+                    .read()
+                    .map(|s| {
+                        s.values()
+                            .map(|h| (h.peer.as_str().to_owned(), h.hidden))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let _ = reply.send(list);
+            }
+            NodeServerMsg::Disconnect(node) => {
+                if let Some(s) = state.shared.session(&Atom::new(&node)) {
+                    s.actor.stop(Some("disconnect".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<NodeServerMsg>,
+        event: SupervisionEvent,
+        state: &mut NodeServerState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, reason): (ActorCell, String) = match event {
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell, reason.unwrap_or_else(|| "normal".into()))
+            }
+            SupervisionEvent::ActorFailed(cell, err) => (cell, format!("session failed: {err}")),
+            _ => return Ok(()),
+        };
+        if let Some(peer) = state.by_actor.remove(&cell.get_id()) {
+            if let Ok(mut sessions) = state.shared.sessions.write() {
+                if sessions
+                    .get(&peer)
+                    .is_some_and(|s| s.actor.get_id() == cell.get_id())
+                {
+                    sessions.remove(&peer);
+                }
+            }
+            tracing::info!(node = %peer, %reason, "node down");
+            let _ = state.shared.events.send(NodeEvent::Down {
+                node: peer.as_str().to_owned(),
+                reason,
+            });
+        }
+        Ok(())
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<NodeShared>,
+    server: ActorRef<NodeServerMsg>,
+) {
+    loop {
+        let (tcp, peer_addr) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let shared = shared.clone();
+        let server = server.clone();
+        tokio::spawn(async move {
+            let setup = shared.config.setup_time;
+            let mut stream: BoxedTransport = match &shared.config.tls {
+                Some(tls) => match tokio::time::timeout(setup, tls.acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => Box::new(s),
+                    Ok(Err(e)) => {
+                        tracing::info!(%peer_addr, error = %e, "TLS handshake refused");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::info!(%peer_addr, "TLS handshake timed out");
+                        return;
+                    }
+                },
+                None => Box::new(tcp),
+            };
+            match session::accept_handshake(&mut stream, &shared, &server).await {
+                Ok((established, leftover)) => {
+                    let _ = server.cast(NodeServerMsg::Established(Box::new(PendingSession {
+                        stream,
+                        established,
+                        leftover,
+                    })));
+                }
+                Err(e) => tracing::info!(%peer_addr, error = %e, "incoming connection refused"),
+            }
+        });
+    }
+}
+
+async fn connect_task(
+    shared: Arc<NodeShared>,
+    server: ActorRef<NodeServerMsg>,
+    node: String,
+    addr: Option<SocketAddr>,
+    tls: bool,
+) {
+    let result = tokio::time::timeout(
+        shared.config.setup_time * 3,
+        connect(&shared, &node, addr, tls),
+    )
+    .await
+    .unwrap_or_else(|_| Err(ConnectError::Timeout(node.clone())));
+    let msg = match result {
+        Ok((stream, established, leftover)) => {
+            NodeServerMsg::Established(Box::new(PendingSession {
+                stream,
+                established,
+                leftover,
+            }))
+        }
+        Err(error) => NodeServerMsg::ConnectFailed { node, error },
+    };
+    let _ = server.cast(msg);
+}
+
+async fn connect(
+    shared: &NodeShared,
+    node: &str,
+    addr: Option<SocketAddr>,
+    tls: bool,
+) -> Result<(BoxedTransport, Established, bytes::BytesMut), ConnectError> {
+    let (name, host) = node
+        .split_once('@')
+        .filter(|(n, h)| !n.is_empty() && !h.is_empty())
+        .ok_or_else(|| ConnectError::BadName(node.to_owned()))?;
+    let unreachable = |reason: String| ConnectError::Unreachable {
+        node: node.to_owned(),
+        reason,
+    };
+    let addr = match addr {
+        Some(a) => a,
+        None => {
+            let epmd =
+                epmd::Client::new(host, shared.config.epmd_port).timeout(shared.config.setup_time);
+            let info = epmd
+                .port_please(name)
+                .await
+                .map_err(|e| unreachable(e.to_string()))?
+                .ok_or_else(|| ConnectError::UnknownToEpmd(node.to_owned()))?;
+            let ip = tokio::net::lookup_host((host, info.port))
+                .await
+                .map_err(|e| unreachable(e.to_string()))?
+                .next()
+                .ok_or_else(|| unreachable("host has no address".into()))?;
+            ip
+        }
+    };
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| unreachable(format!("{addr}: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let mut stream: BoxedTransport = if tls {
+        let cfg = shared
+            .config
+            .tls
+            .as_ref()
+            .ok_or_else(|| ConnectError::Tls("the node has no TLS configuration".into()))?;
+        let server_name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|e| ConnectError::Tls(e.to_string()))?;
+        Box::new(
+            cfg.connector
+                .connect(server_name, tcp)
+                .await
+                .map_err(|e| ConnectError::Tls(e.to_string()))?,
+        )
+    } else {
+        Box::new(tcp)
+    };
+    match session::connect_handshake(&mut stream, shared, node).await {
+        Ok((est, leftover)) => Ok((stream, est, leftover)),
+        Err(error) => Err(match error {
+            HandshakeError::CookieRejected | HandshakeError::BadDigest => {
+                ConnectError::CookieRejected(node.to_owned())
+            }
+            HandshakeError::Refused(s) if s == "not_allowed" => ConnectError::NotAllowed {
+                node: node.to_owned(),
+                missing: DistFlags(0),
+            },
+            HandshakeError::MissingFlags { missing, .. } => ConnectError::NotAllowed {
+                node: node.to_owned(),
+                missing,
+            },
+            error => ConnectError::Handshake {
+                node: node.to_owned(),
+                error,
+            },
+        }),
+    }
+}
+
+/// A running node: a handle on its [`NodeServer`] actor. Cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    actor: ActorRef<NodeServerMsg>,
+    shared: Arc<NodeShared>,
+    port: u16,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.shared.name)
+            .field("port", &self.port)
+            .finish()
+    }
+}
+
+impl NodeConfig {
+    /// Starts the node: binds the listener, registers with EPMD (starting an embedded EPMD
+    /// when none answers), and spawns the [`NodeServer`].
+    pub async fn start(self) -> Result<Node, NodeError> {
+        let full = self.full_name()?;
+        let cookie = self.resolve_cookie()?;
+        let listener = TcpListener::bind(self.listen)
+            .await
+            .map_err(NodeError::Listen)?;
+        let port = listener.local_addr().map_err(NodeError::Listen)?.port();
+        let mut flags = DistFlags::OFFERED;
+        if !self.hidden {
+            flags = flags | DistFlags::PUBLISHED;
+        }
+        let (registration, embedded) = if self.register_with_epmd {
+            let (reg, emb) = register(&self, &full, port).await?;
+            (Some(reg), emb)
+        } else {
+            (None, None)
+        };
+        let creation = registration
+            .as_ref()
+            .map(|r| r.creation())
+            .unwrap_or_else(|| {
+                // No EPMD: any non-zero creation that changes between runs.
+                (std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as u32)
+                    .unwrap_or(1))
+                .max(1)
+            });
+        let name = Atom::new(&full);
+        let net_kernel_pid = Pid {
+            node: name.clone(),
+            id: 1,
+            serial: 0,
+            creation,
+        };
+        let mut names = HashMap::new();
+        names.insert(Atom::new("net_kernel"), LocalProcess::NetKernel);
+        let (events, _) = broadcast::channel(256);
+        let shared = Arc::new(NodeShared {
+            name,
+            config: self,
+            cookie,
+            flags,
+            creation: AtomicU32::new(creation),
+            net_kernel_pid,
+            sessions: RwLock::new(HashMap::new()),
+            names: RwLock::new(names),
+            events,
+        });
+        let (actor, _) = Actor::spawn(
+            None,
+            NodeServer,
+            NodeServerArgs {
+                shared: shared.clone(),
+                listener,
+                registration,
+                embedded_epmd: embedded,
+            },
+        )
+        .await
+        .map_err(|e| NodeError::Actor(e.to_string()))?;
+        tracing::info!(node = %shared.name, port, creation, "node started");
+        Ok(Node {
+            actor,
+            shared,
+            port,
+        })
+    }
+}
+
+/// Registers with EPMD, starting an embedded one when none answers on the configured port.
+async fn register(
+    config: &NodeConfig,
+    full: &str,
+    port: u16,
+) -> Result<(epmd::Registration, Option<epmd::ServerHandle>), NodeError> {
+    let name = full.split('@').next().unwrap_or(full);
+    let mut info = epmd::NodeInfo::new(name, port);
+    if config.hidden {
+        info.node_type = epmd::NodeType::Hidden;
+    }
+    let client =
+        epmd::Client::new(config.epmd_host.clone(), config.epmd_port).timeout(config.setup_time);
+    match client.register(info.clone()).await {
+        Ok(reg) => Ok((reg, None)),
+        Err(epmd::ClientError::Unreachable { .. }) => {
+            let server = match epmd::ServerConfig::new()
+                .port(config.epmd_port)
+                .start()
+                .await
+            {
+                Ok(s) => {
+                    tracing::info!(
+                        port = config.epmd_port,
+                        "no epmd answered: started an embedded epmd in this process"
+                    );
+                    Some(s)
+                }
+                // Someone else started one meanwhile: use it.
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not start an embedded epmd");
+                    None
+                }
+            };
+            let reg = client.register(info).await?;
+            Ok((reg, server))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Node {
+    /// The full node name.
+    pub fn name(&self) -> &str {
+        self.shared.name.as_str()
+    }
+
+    /// The creation EPMD gave this incarnation.
+    pub fn creation(&self) -> u32 {
+        self.shared.creation.load(Ordering::Relaxed)
+    }
+
+    /// The distribution listener's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The [`NodeServer`] actor.
+    pub fn actor(&self) -> &ActorRef<NodeServerMsg> {
+        &self.actor
+    }
+
+    /// Node up/down events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// The connected nodes and whether each connection is hidden.
+    pub fn connected(&self) -> Vec<(String, bool)> {
+        self.shared
+            .sessions
+            .read()
+            .map(|s| {
+                s.values()
+                    .map(|h| (h.peer.as_str().to_owned(), h.hidden))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Closes the connection to `node`, if any.
+    pub fn disconnect(&self, node: &str) {
+        let _ = self.actor.cast(NodeServerMsg::Disconnect(node.to_owned()));
+    }
+
+    /// Stops the node: closes every connection and unregisters from EPMD.
+    pub async fn shutdown(self) {
+        let _ = self
+            .actor
+            .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(5)))
+            .await;
+    }
+
+    async fn connect(
+        &self,
+        node: &str,
+        addr: Option<SocketAddr>,
+        tls: bool,
+    ) -> Result<(), ConnectError> {
+        let timeout = self.shared.config.setup_time * 3 + Duration::from_secs(1);
+        let result = self
+            .actor
+            .call(
+                |reply| NodeServerMsg::Connect {
+                    node: node.to_owned(),
+                    addr,
+                    tls,
+                    reply,
+                },
+                Some(timeout),
+            )
+            .await
+            .map_err(|_| ConnectError::Stopping)?;
+        match result {
+            ractor::rpc::CallResult::Success(r) => r,
+            ractor::rpc::CallResult::Timeout => Err(ConnectError::Timeout(node.to_owned())),
+            ractor::rpc::CallResult::SenderError => Err(ConnectError::Stopping),
+        }
+    }
+}
+
+/// Connects `node` to `peer` (`name@host`), resolving it through EPMD on the peer's host, and
+/// returns once the session is up (or was already).
+pub async fn client_connect(node: &Node, peer: &str) -> Result<(), ConnectError> {
+    node.connect(peer, None, false).await
+}
+
+/// Connects to `peer` listening at `addr`, without asking EPMD.
+pub async fn client_connect_addr(
+    node: &Node,
+    peer: &str,
+    addr: SocketAddr,
+) -> Result<(), ConnectError> {
+    node.connect(peer, Some(addr), false).await
+}
+
+/// Like [`client_connect`], over TLS (the node needs a [`crate::tls::TlsConfig`]).
+pub async fn client_connect_enc(node: &Node, peer: &str) -> Result<(), ConnectError> {
+    node.connect(peer, None, true).await
+}

@@ -1,0 +1,496 @@
+//! One connection to another node: the handshake drivers, and the [`NodeSession`] actor that
+//! runs the distribution protocol once the handshake is done.
+//!
+//! Each session has a reader task (frames in, ticks noticed, packets decoded and cast to the
+//! session actor) and a writer task (drains the send queue into one buffer and writes it with
+//! one syscall, and ticks when idle). The session actor handles control messages: today the
+//! node's built-in `net_kernel` and `noproc` answers for processes that do not exist.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::dist::control::{Control, ProcessRef};
+use crate::dist::handshake::{Established, Handshake, HandshakeError, Status, Step};
+use crate::dist::packet::{self, DistMessage, Frame, PacketDecoder};
+use crate::dist::DistFlags;
+use crate::etf::{Atom, DecodeOptions, Pid, Reference, Term};
+use crate::server::{NodeServerMsg, NodeShared};
+
+/// A byte stream a session can run over: TCP or TLS.
+pub trait Transport: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}
+
+/// A boxed transport.
+pub type BoxedTransport = Box<dyn Transport>;
+
+/// What the writer task sends.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    Message(Control, Option<Term>),
+}
+
+/// The way to reach a live session.
+#[derive(Debug, Clone)]
+#[allow(dead_code)] // `send` and `flags` serve the messaging layer that builds on sessions.
+pub(crate) struct SessionHandle {
+    pub peer: Atom,
+    pub flags: DistFlags,
+    pub hidden: bool,
+    pub tx: mpsc::UnboundedSender<Outgoing>,
+    pub actor: ActorRef<SessionMsg>,
+}
+
+#[allow(dead_code)]
+impl SessionHandle {
+    /// Queues a message; false when the session is gone.
+    pub fn send(&self, control: Control, payload: Option<Term>) -> bool {
+        self.tx.send(Outgoing::Message(control, payload)).is_ok()
+    }
+}
+
+async fn read_step<S: Transport + ?Sized>(
+    stream: &mut S,
+    hs: &mut Handshake,
+    input: &mut BytesMut,
+    out: &mut BytesMut,
+    setup_time: Duration,
+) -> Result<Step, HandshakeError> {
+    loop {
+        let step = hs.advance(input, out);
+        if !out.is_empty() {
+            // Send what the machine wrote (a status before an error, say) before acting on it.
+            let written = stream.write_all(out).await;
+            out.clear();
+            if written.is_err() && step.is_ok() {
+                return Err(hs.closed());
+            }
+        }
+        match step? {
+            Step::NeedMore => {}
+            other => return Ok(other),
+        }
+        let n = tokio::time::timeout(setup_time, stream.read_buf(input))
+            .await
+            .map_err(|_| HandshakeError::Refused("timed out (net_setuptime)".into()))?
+            .map_err(|_| hs.closed())?;
+        if n == 0 {
+            return Err(hs.closed());
+        }
+    }
+}
+
+/// Runs the acceptor's side. Asks the node server for the status once the peer is named.
+/// Returns the result and bytes that arrived after the handshake.
+pub(crate) async fn accept_handshake(
+    stream: &mut BoxedTransport,
+    shared: &NodeShared,
+    server: &ActorRef<NodeServerMsg>,
+) -> Result<(Established, BytesMut), HandshakeError> {
+    let mut hs = Handshake::acceptor(shared.handshake_config(), random_u32());
+    let mut input = BytesMut::with_capacity(256);
+    let mut out = BytesMut::with_capacity(256);
+    let setup = shared.config.setup_time;
+    loop {
+        match read_step(stream, &mut hs, &mut input, &mut out, setup).await? {
+            Step::PeerNamed(peer) => {
+                let status = server
+                    .call(
+                        |reply| NodeServerMsg::PeerNamed {
+                            peer: peer.name.clone(),
+                            reply,
+                        },
+                        Some(setup),
+                    )
+                    .await
+                    .ok()
+                    .and_then(|r| match r {
+                        ractor::rpc::CallResult::Success(s) => Some(s),
+                        _ => None,
+                    })
+                    .unwrap_or(Status::Nok);
+                hs.set_status(status, &mut out)?;
+                stream.write_all(&out).await.map_err(|_| hs.closed())?;
+                out.clear();
+                if matches!(status, Status::Nok | Status::NotAllowed) {
+                    return Err(HandshakeError::Refused(format!("{status:?}")));
+                }
+            }
+            Step::Established(est) => return Ok((est, input)),
+            Step::PeerAlive | Step::NeedMore => {
+                return Err(HandshakeError::Misuse("acceptor step"))
+            }
+        }
+    }
+}
+
+/// Runs the initiator's side against `expected` (the node dialled).
+pub(crate) async fn connect_handshake(
+    stream: &mut BoxedTransport,
+    shared: &NodeShared,
+    expected: &str,
+) -> Result<(Established, BytesMut), HandshakeError> {
+    let mut hs = Handshake::initiator(
+        shared.handshake_config(),
+        Some(expected.to_owned()),
+        random_u32(),
+    );
+    let mut input = BytesMut::with_capacity(256);
+    let mut out = BytesMut::with_capacity(256);
+    hs.start(&mut out)?;
+    loop {
+        match read_step(
+            stream,
+            &mut hs,
+            &mut input,
+            &mut out,
+            shared.config.setup_time,
+        )
+        .await?
+        {
+            Step::PeerAlive => {
+                // The peer thinks it is still connected to us. If we have no session with it,
+                // its connection is stale: tell it to replace it.
+                let have = shared.session(&Atom::new(expected)).is_some();
+                hs.answer_alive(!have, &mut out)?;
+                if have {
+                    stream.write_all(&out).await.ok();
+                    return Err(HandshakeError::Refused("already connected".into()));
+                }
+            }
+            Step::Established(est) => return Ok((est, input)),
+            Step::PeerNamed(_) | Step::NeedMore => {
+                return Err(HandshakeError::Misuse("initiator step"))
+            }
+        }
+    }
+}
+
+fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    if getrandom::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0x5eed);
+        return t.rotate_left(13) ^ 0x9e37_79b9;
+    }
+    u32::from_ne_bytes(b)
+}
+
+/// Messages of a [`NodeSession`].
+#[derive(Debug)]
+pub enum SessionMsg {
+    /// A message from the peer.
+    Incoming(DistMessage),
+    /// The connection ended.
+    Closed(String),
+}
+
+impl ractor::Message for SessionMsg {}
+
+/// The actor that runs one established connection.
+#[derive(Debug)]
+pub struct NodeSession;
+
+/// What a [`NodeSession`] starts with (made by the [`crate::NodeServer`]).
+pub struct SessionArgs {
+    pub(crate) shared: Arc<NodeShared>,
+    pub(crate) stream: BoxedTransport,
+    pub(crate) established: Established,
+    pub(crate) leftover: BytesMut,
+    pub(crate) tx: mpsc::UnboundedSender<Outgoing>,
+    pub(crate) rx: mpsc::UnboundedReceiver<Outgoing>,
+}
+
+/// The session's state.
+pub struct SessionState {
+    shared: Arc<NodeShared>,
+    peer: Atom,
+    flags: DistFlags,
+    tx: mpsc::UnboundedSender<Outgoing>,
+    reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
+    /// Monitors the peer holds on our processes: reference -> (monitoring pid, target).
+    monitors: HashMap<Reference, (Pid, ProcessRef)>,
+}
+
+impl std::fmt::Debug for SessionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionState")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Actor for NodeSession {
+    type Msg = SessionMsg;
+    type State = SessionState;
+    type Arguments = SessionArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        args: SessionArgs,
+    ) -> Result<SessionState, ActorProcessingErr> {
+        let SessionArgs {
+            shared,
+            stream,
+            established,
+            leftover,
+            tx,
+            rx,
+        } = args;
+        let (read_half, write_half) = tokio::io::split(stream);
+        let tick = shared.config.net_ticktime;
+        let flags = established.flags;
+        let writer = tokio::spawn(writer_task(write_half, rx, flags, tick / 4));
+        let decoder = PacketDecoder::new(DecodeOptions::new(), shared.config.max_frame);
+        let reader = tokio::spawn(reader_task(
+            read_half,
+            leftover,
+            decoder,
+            myself.clone(),
+            tick,
+            shared.config.max_frame,
+        ));
+        Ok(SessionState {
+            peer: Atom::new(&established.peer.name),
+            flags,
+            shared,
+            tx,
+            reader,
+            writer,
+            monitors: HashMap::new(),
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SessionMsg>,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.reader.abort();
+        state.writer.abort();
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        message: SessionMsg,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SessionMsg::Incoming(msg) => state.dispatch(msg),
+            SessionMsg::Closed(reason) => myself.stop(Some(reason)),
+        }
+        Ok(())
+    }
+}
+
+impl SessionState {
+    fn send(&self, control: Control, payload: Option<Term>) {
+        let _ = self.tx.send(Outgoing::Message(control, payload));
+    }
+
+    fn dispatch(&mut self, msg: DistMessage) {
+        let DistMessage { control, payload } = msg;
+        match control {
+            Control::MonitorP {
+                from,
+                to,
+                reference,
+            } => {
+                if self.shared.resolve(&to).is_some() {
+                    self.monitors.insert(reference, (from, to));
+                } else {
+                    self.send(
+                        Control::MonitorPExit {
+                            from: to,
+                            to: from,
+                            reference,
+                            reason: Term::atom("noproc"),
+                        },
+                        None,
+                    );
+                }
+            }
+            Control::DemonitorP { reference, .. } => {
+                self.monitors.remove(&reference);
+            }
+            Control::Link { from, to } => {
+                if self.shared.resolve(&ProcessRef::Pid(to.clone())).is_none() {
+                    self.send(
+                        Control::Exit {
+                            from: to,
+                            to: from,
+                            reason: Term::atom("noproc"),
+                        },
+                        None,
+                    );
+                }
+            }
+            Control::RegSend { from, to_name } => {
+                let target = ProcessRef::Name(to_name);
+                self.deliver(Some(from), &target, payload.unwrap_or_default());
+            }
+            Control::Send { to } | Control::SendSender { to, .. } => {
+                self.deliver(None, &ProcessRef::Pid(to), payload.unwrap_or_default());
+            }
+            Control::SpawnRequest { req_id, from, .. } => {
+                // Remote spawning arrives with rpc support; refuse clearly until then.
+                self.send(
+                    Control::SpawnReply {
+                        req_id,
+                        to: from,
+                        flags: 0,
+                        result: Term::atom("notsup"),
+                    },
+                    None,
+                );
+            }
+            other => {
+                tracing::debug!(peer = %self.peer, control = ?other, "ignored control message");
+            }
+        }
+    }
+
+    /// Delivers a message to a local process or service.
+    fn deliver(&mut self, _from: Option<Pid>, to: &ProcessRef, msg: Term) {
+        match self.shared.resolve(to) {
+            Some(crate::server::LocalProcess::NetKernel) => self.net_kernel(msg),
+            None => {
+                tracing::debug!(peer = %self.peer, ?to, %msg, "message to a process that does not exist dropped");
+            }
+        }
+    }
+
+    /// Our `net_kernel`: answers `{is_auth, Node}` calls so `net_adm:ping` gets `pong`.
+    fn net_kernel(&mut self, msg: Term) {
+        let Some([tag, from, request]) = msg.as_tuple() else {
+            return;
+        };
+        if !tag.is_atom("$gen_call") {
+            return;
+        }
+        let Some([Term::Pid(caller), reply_tag]) = from.as_tuple() else {
+            return;
+        };
+        let reply = match request.as_tuple() {
+            Some([op, _node]) if op.is_atom("is_auth") => Term::atom("yes"),
+            _ => {
+                tracing::debug!(peer = %self.peer, %request, "unsupported net_kernel call");
+                return;
+            }
+        };
+        self.reply(caller, reply_tag, reply);
+    }
+
+    /// Sends a `gen_server` reply `{Tag, Reply}` to a caller: to its alias when the tag is
+    /// `[alias | Ref]` and the peer takes aliases, else to its pid.
+    fn reply(&self, caller: &Pid, tag: &Term, reply: Term) {
+        let msg = Term::tuple(vec![tag.clone(), reply]);
+        let alias = match tag {
+            Term::ImproperList(head, tail) if head.len() == 1 && head[0].is_atom("alias") => {
+                match &**tail {
+                    Term::Reference(r) => Some((**r).clone()),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        match alias {
+            Some(alias) if self.flags.contains(DistFlags::ALIAS) => self.send(
+                Control::AliasSend {
+                    from: self.shared.net_kernel_pid.clone(),
+                    alias,
+                },
+                Some(msg),
+            ),
+            _ => self.send(Control::Send { to: caller.clone() }, Some(msg)),
+        }
+    }
+}
+
+async fn writer_task(
+    mut w: tokio::io::WriteHalf<BoxedTransport>,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    flags: DistFlags,
+    tick_every: Duration,
+) {
+    const BATCH: usize = 256 << 10;
+    let mut buf = BytesMut::with_capacity(64 << 10);
+    loop {
+        let first = match tokio::time::timeout(tick_every, rx.recv()).await {
+            Err(_) => {
+                // Idle for a tick interval: keep the peer's view of us alive.
+                packet::encode_tick(&mut buf);
+                None
+            }
+            Ok(None) => return,
+            Ok(Some(m)) => Some(m),
+        };
+        if let Some(Outgoing::Message(control, payload)) = first {
+            packet::encode_message(&mut buf, flags, &control, payload.as_ref());
+            // Batch whatever else is queued into the same write.
+            while buf.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(Outgoing::Message(control, payload)) => {
+                        packet::encode_message(&mut buf, flags, &control, payload.as_ref());
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        if w.write_all(&buf).await.is_err() {
+            return;
+        }
+        buf.clear();
+    }
+}
+
+async fn reader_task(
+    mut r: tokio::io::ReadHalf<BoxedTransport>,
+    mut input: BytesMut,
+    mut decoder: PacketDecoder,
+    session: ActorRef<SessionMsg>,
+    ticktime: Duration,
+    max_frame: usize,
+) {
+    let reason = loop {
+        match packet::next_frame(&mut input, max_frame) {
+            Err(e) => break format!("bad frame: {e}"),
+            Ok(Some(Frame::Tick)) => continue,
+            Ok(Some(Frame::Data(data))) => {
+                match decoder.decode(data) {
+                    Ok(Some(msg)) => {
+                        if session.cast(SessionMsg::Incoming(msg)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => break format!("bad packet: {e}"),
+                }
+                continue;
+            }
+            Ok(None) => {}
+        }
+        if input.capacity() - input.len() < 8192 {
+            input.reserve(64 << 10);
+        }
+        match tokio::time::timeout(ticktime, r.read_buf(&mut input)).await {
+            Err(_) => break "net_tick_timeout".to_owned(),
+            Ok(Ok(0)) => break "connection_closed".to_owned(),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => break format!("read error: {e}"),
+        }
+    };
+    let _ = session.cast(SessionMsg::Closed(reason));
+}
