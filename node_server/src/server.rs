@@ -433,7 +433,7 @@ async fn accept_loop(
                 },
                 None => Box::new(tcp),
             };
-            match session::accept_handshake(&mut stream, &shared, &server).await {
+            match session::accept_handshake(&mut stream, &shared, &server, shared.config.tls.is_some()).await {
                 Ok((established, leftover)) => {
                     let _ = server.cast(NodeServerMsg::Established(Box::new(PendingSession {
                         stream,
@@ -526,7 +526,7 @@ async fn connect(
     } else {
         Box::new(tcp)
     };
-    match session::connect_handshake(&mut stream, shared, node).await {
+    match session::connect_handshake(&mut stream, shared, node, tls).await {
         Ok((est, leftover)) => Ok((stream, est, leftover)),
         Err(error) => Err(match error {
             HandshakeError::CookieRejected | HandshakeError::BadDigest => {

@@ -92,8 +92,12 @@ pub(crate) async fn accept_handshake(
     stream: &mut BoxedTransport,
     shared: &NodeShared,
     server: &ActorRef<NodeServerMsg>,
+    tls: bool,
 ) -> Result<(Established, BytesMut), HandshakeError> {
     let mut hs = Handshake::acceptor(shared.handshake_config(), random_u32());
+    if tls {
+        hs = hs.with_4_byte_frames();
+    }
     let mut input = BytesMut::with_capacity(256);
     let mut out = BytesMut::with_capacity(256);
     let setup = shared.config.setup_time;
@@ -135,12 +139,16 @@ pub(crate) async fn connect_handshake(
     stream: &mut BoxedTransport,
     shared: &NodeShared,
     expected: &str,
+    tls: bool,
 ) -> Result<(Established, BytesMut), HandshakeError> {
     let mut hs = Handshake::initiator(
         shared.handshake_config(),
         Some(expected.to_owned()),
         random_u32(),
     );
+    if tls {
+        hs = hs.with_4_byte_frames();
+    }
     let mut input = BytesMut::with_capacity(256);
     let mut out = BytesMut::with_capacity(256);
     hs.start(&mut out)?;
@@ -489,6 +497,10 @@ async fn reader_task(
             Err(_) => break "net_tick_timeout".to_owned(),
             Ok(Ok(0)) => break "connection_closed".to_owned(),
             Ok(Ok(_)) => {}
+            // A TLS peer that closes without close_notify (as OTP does) is a plain close.
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                break "connection_closed".to_owned()
+            }
             Ok(Err(e)) => break format!("read error: {e}"),
         }
     };

@@ -188,6 +188,7 @@ pub struct Handshake {
     expected_peer: Option<String>,
     peer: Option<PeerInfo>,
     old_style_peer: bool,
+    wide_frames: bool,
 }
 
 /// The digest of a challenge: MD5 of the cookie followed by the challenge in decimal.
@@ -214,23 +215,39 @@ fn valid_node_name(name: &str) -> bool {
     }
 }
 
-fn write_frame(out: &mut BytesMut, body: impl FnOnce(&mut BytesMut)) {
+/// Frames a message with a 2-byte length (TCP), or 4-byte (TLS, as `inet_tls_dist` does).
+fn write_frame_sized(out: &mut BytesMut, wide: bool, body: impl FnOnce(&mut BytesMut)) {
     let start = out.len();
-    out.put_u16(0);
+    let header = if wide { 4 } else { 2 };
+    out.put_bytes(0, header);
     body(out);
-    let len = (out.len() - start - 2) as u16;
-    out[start..start + 2].copy_from_slice(&len.to_be_bytes());
+    let len = out.len() - start - header;
+    if wide {
+        out[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
+    } else {
+        out[start..start + 2].copy_from_slice(&(len as u16).to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+fn write_frame(out: &mut BytesMut, body: impl FnOnce(&mut BytesMut)) {
+    write_frame_sized(out, false, body);
 }
 
 /// The longest handshake message: a challenge with a 255-character name of 4-byte characters.
 const MAX_FRAME: usize = 1 + 8 + 4 + 4 + 2 + 255 * 4;
 
-/// Takes one complete 2-byte-length frame off the front of `input`.
-fn next_frame(input: &mut BytesMut) -> Result<Option<BytesMut>, HandshakeError> {
-    if input.len() < 2 {
+/// Takes one complete frame off the front of `input`.
+fn next_frame(input: &mut BytesMut, wide: bool) -> Result<Option<BytesMut>, HandshakeError> {
+    let header = if wide { 4 } else { 2 };
+    if input.len() < header {
         return Ok(None);
     }
-    let len = usize::from(u16::from_be_bytes([input[0], input[1]]));
+    let len = if wide {
+        u32::from_be_bytes([input[0], input[1], input[2], input[3]]) as usize
+    } else {
+        usize::from(u16::from_be_bytes([input[0], input[1]]))
+    };
     if len == 0 {
         return Err(HandshakeError::Malformed("empty frame"));
     }
@@ -239,10 +256,10 @@ fn next_frame(input: &mut BytesMut) -> Result<Option<BytesMut>, HandshakeError> 
             "frame longer than any handshake message",
         ));
     }
-    if input.len() < 2 + len {
+    if input.len() < header + len {
         return Ok(None);
     }
-    input.advance(2);
+    input.advance(header);
     Ok(Some(input.split_to(len)))
 }
 
@@ -261,6 +278,7 @@ impl Handshake {
             expected_peer,
             peer: None,
             old_style_peer: false,
+            wide_frames: false,
         }
     }
 
@@ -273,7 +291,15 @@ impl Handshake {
             expected_peer: None,
             peer: None,
             old_style_peer: false,
+            wide_frames: false,
         }
+    }
+
+    /// Uses 4-byte frame lengths, as OTP does for the handshake over TLS
+    /// (`-proto_dist inet_tls`); TCP uses 2.
+    pub fn with_4_byte_frames(mut self) -> Self {
+        self.wide_frames = true;
+        self
     }
 
     /// The peer, once known.
@@ -287,7 +313,7 @@ impl Handshake {
             return Err(HandshakeError::Misuse("start is for a new initiator"));
         }
         let cfg = &self.config;
-        write_frame(out, |o| {
+        write_frame_sized(out, self.wide_frames, |o| {
             o.put_u8(b'N');
             o.put_u64(cfg.flags.0);
             o.put_u32(cfg.creation);
@@ -305,7 +331,7 @@ impl Handshake {
         if self.state != State::AwaitStatusDecision {
             return Err(HandshakeError::Misuse("set_status answers PeerNamed"));
         }
-        write_frame(out, |o| {
+        write_frame_sized(out, self.wide_frames, |o| {
             o.put_u8(b's');
             o.put_slice(status.as_bytes());
         });
@@ -327,7 +353,7 @@ impl Handshake {
         if self.state != State::AwaitAliveAnswer {
             return Err(HandshakeError::Misuse("answer_alive answers PeerAlive"));
         }
-        write_frame(out, |o| {
+        write_frame_sized(out, self.wide_frames, |o| {
             o.put_u8(b's');
             o.put_slice(if proceed { b"true" } else { b"false" });
         });
@@ -342,7 +368,7 @@ impl Handshake {
     fn send_challenge(&mut self, out: &mut BytesMut) {
         let cfg = &self.config;
         let challenge = self.our_challenge;
-        write_frame(out, |o| {
+        write_frame_sized(out, self.wide_frames, |o| {
             o.put_u8(b'N');
             o.put_u64(cfg.flags.0);
             o.put_u32(challenge);
@@ -398,7 +424,7 @@ impl Handshake {
                 State::AwaitStatusDecision | State::AwaitAliveAnswer => return Ok(Step::NeedMore),
                 _ => {}
             }
-            let Some(mut frame) = next_frame(input)? else {
+            let Some(mut frame) = next_frame(input, self.wide_frames)? else {
                 return Ok(Step::NeedMore);
             };
             let tag = frame.get_u8();
@@ -479,7 +505,7 @@ impl Handshake {
                         return Err(HandshakeError::BadDigest);
                     }
                     let answer = digest(peer_challenge, &self.config.cookie);
-                    write_frame(out, |o| {
+                    write_frame_sized(out, self.wide_frames, |o| {
                         o.put_u8(b'a');
                         o.put_slice(&answer);
                     });
@@ -531,7 +557,7 @@ impl Handshake {
                     });
                     let our_challenge = self.our_challenge;
                     let answer = digest(challenge, &self.config.cookie);
-                    write_frame(out, |o| {
+                    write_frame_sized(out, self.wide_frames, |o| {
                         o.put_u8(b'r');
                         o.put_u32(our_challenge);
                         o.put_slice(&answer);
