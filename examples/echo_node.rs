@@ -12,7 +12,102 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use node_server::{NodeConfig, NodeEvent, TlsConfig};
+use node_server::etf::Term;
+use node_server::remote::{Raw, RemoteTarget};
+use node_server::{ErlangMessage, FromTerm, ToTerm};
+use node_server::{Node, NodeConfig, NodeEvent, TlsConfig};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::collections::HashMap;
+
+/// Registered as `kv`: a typed gen_server over any terms.
+#[derive(Debug, ErlangMessage)]
+enum KvMsg {
+    /// `{put, Key, Value}` -> `ok`
+    #[rpc]
+    Put(Term, Term, RpcReplyPort<()>),
+    /// `{get, Key}` -> `{ok, Value}` or `not_found`
+    #[rpc]
+    Get(Term, RpcReplyPort<Lookup>),
+    /// `{delete, Key}` -> `ok`
+    #[rpc]
+    Delete(Term, RpcReplyPort<()>),
+}
+
+/// The answer to `get`.
+#[derive(Debug, ToTerm, FromTerm)]
+enum Lookup {
+    Ok(Term),
+    NotFound,
+}
+
+struct Kv;
+
+impl Actor for Kv {
+    type Msg = KvMsg;
+    type State = HashMap<Term, Term>;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _me: ActorRef<KvMsg>,
+        _: (),
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(HashMap::new())
+    }
+
+    async fn handle(
+        &self,
+        _me: ActorRef<KvMsg>,
+        msg: KvMsg,
+        store: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            KvMsg::Put(k, v, reply) => {
+                store.insert(k, v);
+                let _ = reply.send(());
+            }
+            KvMsg::Get(k, reply) => {
+                let _ = reply.send(store.get(&k).cloned().map_or(Lookup::NotFound, Lookup::Ok));
+            }
+            KvMsg::Delete(k, reply) => {
+                store.remove(&k);
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Registered as `echo`: on `{From, Msg}` sends `Msg` back to `From`, whatever the term.
+struct Echo;
+
+impl Actor for Echo {
+    type Msg = Raw;
+    type State = Node;
+    type Arguments = Node;
+
+    async fn pre_start(&self, _me: ActorRef<Raw>, node: Node) -> Result<Node, ActorProcessingErr> {
+        Ok(node)
+    }
+
+    async fn handle(
+        &self,
+        _me: ActorRef<Raw>,
+        Raw(msg): Raw,
+        node: &mut Node,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            Term::Tuple(mut parts) if parts.len() == 2 && matches!(parts[0], Term::Pid(_)) => {
+                let reply = parts.pop().unwrap_or_default();
+                if let Some(Term::Pid(from)) = parts.pop() {
+                    node.send(&RemoteTarget::Pid(from), reply);
+                }
+            }
+            other => tracing::warn!(%other, "echo expects {{From, Msg}}"),
+        }
+        Ok(())
+    }
+}
 
 struct Args {
     name: String,
@@ -86,6 +181,28 @@ async fn main() -> ExitCode {
         }
     };
     let mut events = node.subscribe();
+    let (echo, _) = match Actor::spawn(None, Echo, node.clone()).await {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("echo_node: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = node.register("echo", &echo) {
+        eprintln!("echo_node: {e}");
+        return ExitCode::FAILURE;
+    }
+    let (kv, _) = match Actor::spawn(None, Kv, ()).await {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("echo_node: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = node.register("kv", &kv) {
+        eprintln!("echo_node: {e}");
+        return ExitCode::FAILURE;
+    }
     println!("ready {}", node.name());
     loop {
         tokio::select! {

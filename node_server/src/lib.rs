@@ -5,13 +5,22 @@
 //!
 //! ## Design
 //! The crate is built in layers, inside out:
-//! 1. **Wire codecs** — pure functions over byte buffers. [`etf`] is the External Term Format:
-//!    the [`etf::Term`] model, its binary codec and its Erlang text syntax.
-//! 2. **Protocol state machines** (handshake, session bookkeeping) — pure, driven by
-//! 3. **thin tokio drivers** (listener, per-connection reader and writer), and
-//! 4. **actors**: the node server, one session per peer, and proxies for remote processes.
+//! 1. **Wire codecs**, pure functions over byte buffers: [`etf`] (terms, their binary codec and
+//!    Erlang text syntax) and [`dist`] (flags, control messages, packets with atom cache and
+//!    fragments).
+//! 2. **Protocol state machines**, pure: the handshake ([`dist::handshake`]) for both roles.
+//! 3. **Thin tokio drivers**: the listener, and per connection a reader task (frames, ticks,
+//!    decoding) and a writer task (drains the send queue into one write, ticks when idle).
+//! 4. **Actors**: [`NodeServer`] (listener, EPMD registration, sessions by node, connection
+//!    setup with simultaneous-connect resolution), one [`session::NodeSession`] per peer
+//!    (control messages, `net_kernel`, routing to local actors), and
+//!    [`remote::RemoteActor`] proxies that let local code hold an `ActorRef<M>` for an
+//!    Erlang process.
 //!
-//! Layers 2 to 4 arrive with the distribution protocol; today the crate provides layer 1.
+//! A message's path out: `ActorRef<M>::cast` on a proxy, ractor serializes it with
+//! [`ErlangMessage`] (the term's ETF bytes), the proxy queues `SEND` + bytes on its session,
+//! the writer frames it. In: the reader decodes control and payload, the session resolves the
+//! pid or registered name and hands the bytes to the actor, whose type decodes them.
 //!
 //! ## Example
 //! ```
@@ -23,12 +32,29 @@
 //! assert_eq!(term.to_string(), "{ok,1}");
 //! assert_eq!(&term.encode()[..], &bytes);
 //! ```
+//!
+//! Starting a node that Erlang can ping (`net_adm:ping('demo@HOST')` gives `pong`):
+//! ```no_run
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use node_server::{client_connect, NodeConfig};
+//!
+//! let node = NodeConfig::new("demo").cookie("secret").start().await?;
+//! client_connect(&node, "other@localhost").await?;
+//! println!("connected to {:?}", node.connected());
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
+
+// Lets the derive macros' `::node_server::...` paths resolve inside this crate too.
+extern crate self as node_server;
 
 pub mod config;
 pub mod dist;
 pub mod error;
 pub mod etf;
+pub mod message;
+mod registry;
+pub mod remote;
 pub mod server;
 pub mod session;
 pub mod tls;
@@ -36,6 +62,9 @@ pub mod tls;
 pub use config::NodeConfig;
 pub use error::{ConnectError, NodeError};
 pub use server::{
-    client_connect, client_connect_addr, client_connect_enc, Node, NodeEvent, NodeServer,
+    client_connect, client_connect_addr, client_connect_enc, CallError, Node, NodeEvent,
+    NodeServer, RegisterError,
 };
+// Each of these is a trait and its derive macro.
+pub use message::{ErlangMessage, FromTerm, ToTerm};
 pub use tls::TlsConfig;

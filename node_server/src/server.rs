@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use ractor::{
@@ -15,12 +15,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 
 use crate::config::NodeConfig;
+use crate::dist::control::Control;
 use crate::dist::control::ProcessRef;
 use crate::dist::handshake::{Established, HandshakeConfig, HandshakeError, Status};
 use crate::dist::DistFlags;
 use crate::error::{ConnectError, NodeError};
-use crate::etf::{Atom, Pid};
+use crate::etf::{Atom, Pid, Reference, Term};
+use crate::message::ErlangMessage;
+use crate::registry::{LocalProcess, Registry, NET_KERNEL_ID, ROUTER_ID};
+use crate::remote::{ProxyArgs, Raw, RemoteActor, RemoteTarget};
 use crate::session::{self, BoxedTransport, NodeSession, SessionArgs, SessionHandle};
+use bytes::Bytes;
 
 /// Something that happened to a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,14 +49,14 @@ pub enum NodeEvent {
     },
 }
 
-/// A built-in process of this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LocalProcess {
-    NetKernel,
+/// A call this node made that waits for its reply.
+pub(crate) struct PendingCall {
+    reply: RpcReplyPort<Vec<u8>>,
+    target: ProcessRef,
+    node: Atom,
 }
 
-/// State shared by the node's tasks and sessions.
-#[derive(Debug)]
+/// State shared by the node's tasks, sessions and proxies.
 pub(crate) struct NodeShared {
     pub name: Atom,
     pub config: NodeConfig,
@@ -59,9 +64,30 @@ pub(crate) struct NodeShared {
     pub flags: DistFlags,
     pub creation: AtomicU32,
     pub net_kernel_pid: Pid,
+    /// The pid Rust code sends from and receives call replies at.
+    pub router_pid: Pid,
     pub sessions: RwLock<HashMap<Atom, SessionHandle>>,
-    pub names: RwLock<HashMap<Atom, LocalProcess>>,
+    pub registry: Mutex<Registry>,
+    pub proxies: Mutex<HashMap<RemoteTarget, ActorCell>>,
+    pub pending: Mutex<HashMap<Reference, PendingCall>>,
+    pub fallback: RwLock<Option<ActorRef<Raw>>>,
     pub events: broadcast::Sender<NodeEvent>,
+    next_ref: AtomicU64,
+    next_proxy: AtomicU64,
+}
+
+impl std::fmt::Debug for NodeShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeShared")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section leaves the maps consistent; a panic elsewhere must not wedge
+    // the node.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl NodeShared {
@@ -79,13 +105,152 @@ impl NodeShared {
         self.sessions.read().ok()?.get(node).cloned()
     }
 
-    /// The local process a pid or name refers to, if it exists.
+    /// The live local process a pid or name refers to, if any.
     pub fn resolve(&self, target: &ProcessRef) -> Option<LocalProcess> {
-        match target {
-            ProcessRef::Name(name) => self.names.read().ok()?.get(name).copied(),
-            ProcessRef::Pid(pid) => {
-                (*pid == self.net_kernel_pid).then_some(LocalProcess::NetKernel)
+        lock(&self.registry).resolve(target)
+    }
+
+    pub fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        lock(&self.registry)
+    }
+
+    /// A new reference of this node.
+    pub fn make_ref(&self) -> Reference {
+        let n = self.next_ref.fetch_add(1, Ordering::Relaxed);
+        let words = [
+            n as u32 & 0x3ffff,
+            (n >> 18) as u32,
+            (n >> 50) as u32 ^ 0x5eed,
+        ];
+        Reference::new(
+            self.name.clone(),
+            self.creation.load(Ordering::Relaxed),
+            &words,
+        )
+        .unwrap_or_else(|| unreachable!("three words make a reference"))
+    }
+
+    /// Sends ETF bytes (with 131) to a remote target from the router pid.
+    pub fn send_raw(&self, target: &RemoteTarget, payload: Bytes) {
+        match self.session(target.node()) {
+            Some(s) => {
+                let control = crate::remote::send_control(target, &self.router_pid);
+                s.send_raw(control, payload);
             }
+            None => tracing::debug!(
+                ?target,
+                "no connection to the target's node; message dropped"
+            ),
+        }
+    }
+
+    /// Sends a term to a remote target from the router pid.
+    pub fn send_term(&self, target: &RemoteTarget, msg: Term) {
+        match self.session(target.node()) {
+            Some(s) => {
+                s.send(
+                    crate::remote::send_control(target, &self.router_pid),
+                    Some(msg),
+                );
+            }
+            None => tracing::debug!(
+                ?target,
+                "no connection to the target's node; message dropped"
+            ),
+        }
+    }
+
+    /// Makes a `gen_server:call` to a remote target; the reply's ETF bytes go to `reply`.
+    /// The target is monitored for the call's duration, so a call to a process that does not
+    /// exist or dies fails at once (the reply port is dropped).
+    pub fn call(
+        self: &Arc<Self>,
+        target: &RemoteTarget,
+        request: Term,
+        reply: RpcReplyPort<Vec<u8>>,
+    ) {
+        let Some(session) = self.session(target.node()) else {
+            tracing::debug!(?target, "call to a node without a connection fails");
+            return;
+        };
+        let mref = self.make_ref();
+        let timeout = reply.get_timeout();
+        lock(&self.pending).insert(
+            mref.clone(),
+            PendingCall {
+                reply,
+                target: target.process_ref(),
+                node: target.node().clone(),
+            },
+        );
+        session.send(
+            Control::MonitorP {
+                from: self.router_pid.clone(),
+                to: target.process_ref(),
+                reference: mref.clone(),
+            },
+            None,
+        );
+        let tag = Term::improper_list(vec![Term::atom("alias")], Term::from(mref.clone()));
+        let msg = Term::tuple(vec![
+            Term::atom("$gen_call"),
+            Term::tuple(vec![Term::Pid(self.router_pid.clone()), tag]),
+            request,
+        ]);
+        session.send(
+            crate::remote::send_control(target, &self.router_pid),
+            Some(msg),
+        );
+        if let Some(timeout) = timeout {
+            let weak = Arc::downgrade(self);
+            tokio::spawn(async move {
+                tokio::time::sleep(timeout).await;
+                if let Some(shared) = weak.upgrade() {
+                    shared.finish_call(&mref, None);
+                }
+            });
+        }
+    }
+
+    /// Completes (with `reply`) or abandons (with `None`) a pending call.
+    pub fn finish_call(&self, mref: &Reference, reply: Option<&Term>) -> bool {
+        let Some(call) = lock(&self.pending).remove(mref) else {
+            return false;
+        };
+        if let Some(session) = self.session(&call.node) {
+            session.send(
+                Control::DemonitorP {
+                    from: self.router_pid.clone(),
+                    to: call.target,
+                    reference: mref.clone(),
+                },
+                None,
+            );
+        }
+        if let Some(reply) = reply {
+            let _ = call.reply.send(reply.encode().to_vec());
+        }
+        true
+    }
+
+    /// Fails every pending call to `node` (its connection went down).
+    pub fn fail_calls_to(&self, node: &Atom) {
+        lock(&self.pending).retain(|_, c| c.node != *node);
+    }
+
+    pub fn forget_proxy(&self, target: &RemoteTarget, id: ActorId) {
+        let mut proxies = lock(&self.proxies);
+        if proxies.get(target).is_some_and(|c| c.get_id() == id) {
+            proxies.remove(target);
+        }
+    }
+
+    /// Hands a message no local process could take to the fallback actor, if one is set.
+    pub fn undeliverable(&self, to: &ProcessRef, msg: Term) {
+        tracing::warn!(?to, %msg, "message does not decode into the receiving actor's type");
+        let fallback = self.fallback.read().ok().and_then(|f| f.clone());
+        if let Some(fallback) = fallback {
+            let _ = fallback.cast(Raw(msg));
         }
     }
 }
@@ -390,6 +555,7 @@ impl Actor for NodeServer {
                     sessions.remove(&peer);
                 }
             }
+            state.shared.fail_calls_to(&peer);
             tracing::info!(node = %peer, %reason, "node down");
             let _ = state.shared.events.send(NodeEvent::Down {
                 node: peer.as_str().to_owned(),
@@ -433,7 +599,14 @@ async fn accept_loop(
                 },
                 None => Box::new(tcp),
             };
-            match session::accept_handshake(&mut stream, &shared, &server, shared.config.tls.is_some()).await {
+            match session::accept_handshake(
+                &mut stream,
+                &shared,
+                &server,
+                shared.config.tls.is_some(),
+            )
+            .await
+            {
                 Ok((established, leftover)) => {
                     let _ = server.cast(NodeServerMsg::Established(Box::new(PendingSession {
                         stream,
@@ -597,25 +770,24 @@ impl NodeConfig {
                 .max(1)
             });
         let name = Atom::new(&full);
-        let net_kernel_pid = Pid {
-            node: name.clone(),
-            id: 1,
-            serial: 0,
-            creation,
-        };
-        let mut names = HashMap::new();
-        names.insert(Atom::new("net_kernel"), LocalProcess::NetKernel);
+        let registry = Registry::new(name.clone(), creation);
         let (events, _) = broadcast::channel(256);
         let shared = Arc::new(NodeShared {
+            net_kernel_pid: registry.pid(NET_KERNEL_ID),
+            router_pid: registry.pid(ROUTER_ID),
             name,
             config: self,
             cookie,
             flags,
             creation: AtomicU32::new(creation),
-            net_kernel_pid,
             sessions: RwLock::new(HashMap::new()),
-            names: RwLock::new(names),
+            registry: Mutex::new(registry),
+            proxies: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            fallback: RwLock::new(None),
             events,
+            next_ref: AtomicU64::new(1),
+            next_proxy: AtomicU64::new(1),
         });
         let (actor, _) = Actor::spawn(
             None,
@@ -757,6 +929,193 @@ impl Node {
             ractor::rpc::CallResult::SenderError => Err(ConnectError::Stopping),
         }
     }
+}
+
+/// Why an actor could not be registered under a name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegisterError {
+    /// A live process already has the name.
+    #[error("the name {0} is taken")]
+    NameTaken(String),
+}
+
+impl Node {
+    /// The pid Erlang sees for a local actor (made on first use), so it can be put in
+    /// messages and sent to.
+    pub fn pid_of<M: ErlangMessage>(&self, actor: &ActorRef<M>) -> Pid {
+        self.shared
+            .registry()
+            .expose(&actor.get_cell(), M::accepts_cast, M::accepts_call)
+            .pid
+            .clone()
+    }
+
+    /// Registers a local actor under `name`, so Erlang can `{Name, Node} ! Msg` and
+    /// `gen_server:call({Name, Node}, Request)`. The name is released when the actor stops.
+    pub fn register<M: ErlangMessage>(
+        &self,
+        name: &str,
+        actor: &ActorRef<M>,
+    ) -> Result<Pid, RegisterError> {
+        let mut registry = self.shared.registry();
+        let local = registry.expose(&actor.get_cell(), M::accepts_cast, M::accepts_call);
+        if !registry.register(Atom::new(name), LocalProcess::Actor(local.clone())) {
+            return Err(RegisterError::NameTaken(name.to_owned()));
+        }
+        Ok(local.pid.clone())
+    }
+
+    /// Releases a registered name.
+    pub fn unregister(&self, name: &str) -> bool {
+        self.shared.registry().unregister(&Atom::new(name))
+    }
+
+    /// The names registered on this node (built-in services included).
+    pub fn registered(&self) -> Vec<String> {
+        self.shared
+            .registry()
+            .registered()
+            .into_iter()
+            .map(|a| a.as_str().to_owned())
+            .collect()
+    }
+
+    /// Where messages that no actor could decode go (after being logged).
+    pub fn set_fallback(&self, fallback: Option<ActorRef<Raw>>) {
+        if let Ok(mut f) = self.shared.fallback.write() {
+            *f = fallback;
+        }
+    }
+
+    /// A typed handle on a remote process: casts become `SEND`, calls become `gen_server`
+    /// calls. Connects to the pid's node first when needed.
+    pub async fn remote_pid<M: ractor::Message>(
+        &self,
+        pid: Pid,
+    ) -> Result<ActorRef<M>, ConnectError> {
+        self.proxy(RemoteTarget::Pid(pid)).await
+    }
+
+    /// A typed handle on the process registered as `name` on `node`: casts become
+    /// `REG_SEND`, calls `gen_server:call({Name, Node}, ...)`. Connects first when needed.
+    pub async fn remote_name<M: ractor::Message>(
+        &self,
+        name: &str,
+        node: &str,
+    ) -> Result<ActorRef<M>, ConnectError> {
+        self.proxy(RemoteTarget::Name {
+            name: Atom::new(name),
+            node: Atom::new(node),
+        })
+        .await
+    }
+
+    async fn proxy<M: ractor::Message>(
+        &self,
+        target: RemoteTarget,
+    ) -> Result<ActorRef<M>, ConnectError> {
+        let node = target.node().clone();
+        if node == self.shared.name {
+            return Err(ConnectError::BadName(format!(
+                "{} is this node",
+                node.as_str()
+            )));
+        }
+        if let Some(cell) = lock(&self.shared.proxies).get(&target) {
+            return Ok(cell.clone().into());
+        }
+        if self.shared.session(&node).is_none() {
+            self.connect(node.as_str(), None, false).await?;
+        }
+        let session = self
+            .shared
+            .session(&node)
+            .ok_or_else(|| ConnectError::Unreachable {
+                node: node.as_str().to_owned(),
+                reason: "connection closed".into(),
+            })?;
+        let id = ActorId::Remote {
+            node_id: node_id(&node),
+            pid: self.shared.next_proxy.fetch_add(1, Ordering::Relaxed),
+        };
+        let (proxy, _) = ractor::ActorRuntime::<RemoteActor>::spawn_linked_remote(
+            None,
+            RemoteActor,
+            id,
+            ProxyArgs {
+                shared: self.shared.clone(),
+                target: target.clone(),
+            },
+            session.actor.get_cell(),
+        )
+        .await
+        .map_err(|e| ConnectError::Unreachable {
+            node: node.as_str().to_owned(),
+            reason: format!("proxy: {e}"),
+        })?;
+        let mut proxies = lock(&self.shared.proxies);
+        if let Some(existing) = proxies.get(&target) {
+            // Another task made one meanwhile: keep that one.
+            proxy.stop(None);
+            return Ok(existing.clone().into());
+        }
+        proxies.insert(target, proxy.get_cell());
+        Ok(proxy.get_cell().into())
+    }
+
+    /// Sends a term to a remote process or name (no connection: dropped, as in Erlang).
+    pub fn send(&self, target: &RemoteTarget, msg: Term) {
+        self.shared.send_term(target, msg);
+    }
+
+    /// Calls a remote `gen_server` with a term and waits up to `timeout` for the reply term.
+    pub async fn call(
+        &self,
+        target: &RemoteTarget,
+        request: Term,
+        timeout: Duration,
+    ) -> Result<Term, CallError> {
+        if self.shared.session(target.node()).is_none() {
+            self.connect(target.node().as_str(), None, false).await?;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.shared
+            .call(target, request, RpcReplyPort::from((tx, timeout)));
+        match tokio::time::timeout(timeout, rx).await {
+            Err(_) => Err(CallError::Timeout),
+            Ok(Err(_)) => Err(CallError::NoProcess),
+            Ok(Ok(bytes)) => {
+                Term::decode_slice(&bytes).map_err(|e| CallError::BadReply(e.to_string()))
+            }
+        }
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No reply within the timeout.
+    #[error("no reply within the timeout")]
+    Timeout,
+    /// The target does not exist, died, or its node went down.
+    #[error("the target process does not exist or went down")]
+    NoProcess,
+    /// The reply did not decode.
+    #[error("reply did not decode: {0}")]
+    BadReply(String),
+    /// The target's node could not be reached.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+}
+
+/// A stable number for a node name, for the ractor ids of its proxies.
+fn node_id(node: &Atom) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    node.hash(&mut h);
+    h.finish()
 }
 
 /// Connects `node` to `peer` (`name@host`), resolving it through EPMD on the peer's host, and

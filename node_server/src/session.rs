@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{BufMut, Bytes, BytesMut};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -21,6 +21,7 @@ use crate::dist::handshake::{Established, Handshake, HandshakeError, Status, Ste
 use crate::dist::packet::{self, DistMessage, Frame, PacketDecoder};
 use crate::dist::DistFlags;
 use crate::etf::{Atom, DecodeOptions, Pid, Reference, Term};
+use crate::registry::{LocalActor, LocalProcess};
 use crate::server::{NodeServerMsg, NodeShared};
 
 /// A byte stream a session can run over: TCP or TLS.
@@ -34,6 +35,8 @@ pub type BoxedTransport = Box<dyn Transport>;
 #[derive(Debug)]
 pub(crate) enum Outgoing {
     Message(Control, Option<Term>),
+    /// A control message and a payload already encoded (with its 131).
+    Raw(Control, Bytes),
 }
 
 /// The way to reach a live session.
@@ -52,6 +55,20 @@ impl SessionHandle {
     /// Queues a message; false when the session is gone.
     pub fn send(&self, control: Control, payload: Option<Term>) -> bool {
         self.tx.send(Outgoing::Message(control, payload)).is_ok()
+    }
+
+    /// Queues a message whose payload is ETF bytes with the leading 131.
+    pub fn send_raw(&self, control: Control, payload: Bytes) -> bool {
+        self.tx.send(Outgoing::Raw(control, payload)).is_ok()
+    }
+
+    /// Where replies to calls received on this session go.
+    pub fn replier(&self, from: Pid) -> Replier {
+        Replier {
+            tx: self.tx.clone(),
+            flags: self.flags,
+            from,
+        }
     }
 }
 
@@ -196,7 +213,7 @@ fn random_u32() -> u32 {
 #[derive(Debug)]
 pub enum SessionMsg {
     /// A message from the peer.
-    Incoming(DistMessage),
+    Incoming(Box<DistMessage>),
     /// The connection ended.
     Closed(String),
 }
@@ -296,7 +313,7 @@ impl Actor for NodeSession {
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            SessionMsg::Incoming(msg) => state.dispatch(msg),
+            SessionMsg::Incoming(msg) => state.dispatch(*msg),
             SessionMsg::Closed(reason) => myself.stop(Some(reason)),
         }
         Ok(())
@@ -345,12 +362,30 @@ impl SessionState {
                     );
                 }
             }
-            Control::RegSend { from, to_name } => {
-                let target = ProcessRef::Name(to_name);
-                self.deliver(Some(from), &target, payload.unwrap_or_default());
+            Control::RegSend { to_name, .. } => {
+                self.deliver(&ProcessRef::Name(to_name), payload.unwrap_or_default());
             }
             Control::Send { to } | Control::SendSender { to, .. } => {
-                self.deliver(None, &ProcessRef::Pid(to), payload.unwrap_or_default());
+                self.deliver(&ProcessRef::Pid(to), payload.unwrap_or_default());
+            }
+            Control::AliasSend { alias, .. } => {
+                // Aliases this node hands out are the references of its own calls.
+                self.call_reply(payload.unwrap_or_default());
+                let _ = alias;
+            }
+            Control::MonitorPExit {
+                to,
+                reference,
+                reason,
+                ..
+            } if to == self.shared.router_pid => {
+                // The target of one of our calls is gone: fail the call now.
+                if self.shared.finish_call(&reference, None) {
+                    tracing::debug!(peer = %self.peer, %reason, "call target down");
+                }
+            }
+            Control::PayloadMonitorPExit { to, reference, .. } if to == self.shared.router_pid => {
+                self.shared.finish_call(&reference, None);
             }
             Control::SpawnRequest { req_id, from, .. } => {
                 // Remote spawning arrives with rpc support; refuse clearly until then.
@@ -371,24 +406,86 @@ impl SessionState {
     }
 
     /// Delivers a message to a local process or service.
-    fn deliver(&mut self, _from: Option<Pid>, to: &ProcessRef, msg: Term) {
+    fn deliver(&mut self, to: &ProcessRef, msg: Term) {
         match self.shared.resolve(to) {
-            Some(crate::server::LocalProcess::NetKernel) => self.net_kernel(msg),
+            Some(LocalProcess::NetKernel) => self.net_kernel(msg),
+            Some(LocalProcess::Router) => self.call_reply(msg),
+            Some(LocalProcess::Actor(actor)) => self.deliver_to_actor(&actor, to, msg),
             None => {
                 tracing::debug!(peer = %self.peer, ?to, %msg, "message to a process that does not exist dropped");
             }
         }
     }
 
-    /// Our `net_kernel`: answers `{is_auth, Node}` calls so `net_adm:ping` gets `pong`.
-    fn net_kernel(&mut self, msg: Term) {
-        let Some([tag, from, request]) = msg.as_tuple() else {
-            return;
-        };
-        if !tag.is_atom("$gen_call") {
+    /// A reply `{Tag, Reply}` to a call this node made.
+    fn call_reply(&mut self, msg: Term) {
+        if let Some([tag, reply]) = msg.as_tuple() {
+            let mref = match tag {
+                Term::ImproperList(head, tail) if head.len() == 1 => match &**tail {
+                    Term::Reference(r) => Some(&**r),
+                    _ => None,
+                },
+                Term::Reference(r) => Some(&**r),
+                _ => None,
+            };
+            if let Some(mref) = mref {
+                if self.shared.finish_call(mref, Some(reply)) {
+                    return;
+                }
+            }
+        }
+        tracing::debug!(peer = %self.peer, %msg, "stray message to the router dropped");
+    }
+
+    /// A message for a Rust actor: a `gen_server` call when it has the `'$gen_call'` shape and
+    /// the actor takes the request, a cast when the actor takes the term, else the fallback.
+    fn deliver_to_actor(&mut self, actor: &LocalActor, to: &ProcessRef, msg: Term) {
+        use ractor::message::SerializedMessage;
+        if let Some((caller, tag, request)) = gen_call_parts(&msg) {
+            if (actor.accepts_call)(request) {
+                let (tx, rx) = tokio::sync::oneshot::channel::<Vec<u8>>();
+                let call = SerializedMessage::Call {
+                    variant: String::new(),
+                    args: request.encode().to_vec(),
+                    reply: tx.into(),
+                    metadata: None,
+                };
+                if actor.cell.send_serialized(call).is_ok() {
+                    let replier = Replier {
+                        tx: self.tx.clone(),
+                        flags: self.flags,
+                        from: actor.pid.clone(),
+                    };
+                    let (caller, tag) = (caller.clone(), tag.clone());
+                    tokio::spawn(async move {
+                        if let Ok(bytes) = rx.await {
+                            match Term::decode_slice(&bytes) {
+                                Ok(reply) => replier.reply(&caller, &tag, reply),
+                                Err(e) => tracing::warn!(error = %e, "actor reply did not decode"),
+                            }
+                        }
+                    });
+                }
+                return;
+            }
+        }
+        if (actor.accepts_cast)(&msg) {
+            let cast = SerializedMessage::Cast {
+                variant: String::new(),
+                args: msg.encode().to_vec(),
+                metadata: None,
+            };
+            if actor.cell.send_serialized(cast).is_err() {
+                tracing::debug!(?to, "actor stopped; message dropped");
+            }
             return;
         }
-        let Some([Term::Pid(caller), reply_tag]) = from.as_tuple() else {
+        self.shared.undeliverable(to, msg);
+    }
+
+    /// Our `net_kernel`: answers `{is_auth, Node}` calls so `net_adm:ping` gets `pong`.
+    fn net_kernel(&mut self, msg: Term) {
+        let Some((caller, tag, request)) = gen_call_parts(&msg) else {
             return;
         };
         let reply = match request.as_tuple() {
@@ -398,12 +495,41 @@ impl SessionState {
                 return;
             }
         };
-        self.reply(caller, reply_tag, reply);
+        Replier {
+            tx: self.tx.clone(),
+            flags: self.flags,
+            from: self.shared.net_kernel_pid.clone(),
+        }
+        .reply(caller, tag, reply);
     }
+}
 
-    /// Sends a `gen_server` reply `{Tag, Reply}` to a caller: to its alias when the tag is
-    /// `[alias | Ref]` and the peer takes aliases, else to its pid.
-    fn reply(&self, caller: &Pid, tag: &Term, reply: Term) {
+/// `{'$gen_call', {From, Tag}, Request}` taken apart.
+fn gen_call_parts(msg: &Term) -> Option<(&Pid, &Term, &Term)> {
+    let [label, from, request] = msg.as_tuple()? else {
+        return None;
+    };
+    if !label.is_atom("$gen_call") {
+        return None;
+    }
+    match from.as_tuple()? {
+        [Term::Pid(caller), tag] => Some((caller, tag, request)),
+        _ => None,
+    }
+}
+
+/// Sends `gen_server` replies on one session.
+#[derive(Debug, Clone)]
+pub(crate) struct Replier {
+    tx: mpsc::UnboundedSender<Outgoing>,
+    flags: DistFlags,
+    from: Pid,
+}
+
+impl Replier {
+    /// Sends `{Tag, Reply}` to a caller: to its alias when the tag is `[alias | Ref]` and the
+    /// peer takes aliases, else to its pid.
+    pub fn reply(&self, caller: &Pid, tag: &Term, reply: Term) {
         let msg = Term::tuple(vec![tag.clone(), reply]);
         let alias = match tag {
             Term::ImproperList(head, tail) if head.len() == 1 && head[0].is_atom("alias") => {
@@ -414,16 +540,40 @@ impl SessionState {
             }
             _ => None,
         };
-        match alias {
-            Some(alias) if self.flags.contains(DistFlags::ALIAS) => self.send(
-                Control::AliasSend {
-                    from: self.shared.net_kernel_pid.clone(),
-                    alias,
-                },
-                Some(msg),
-            ),
-            _ => self.send(Control::Send { to: caller.clone() }, Some(msg)),
+        let control = match alias {
+            Some(alias) if self.flags.contains(DistFlags::ALIAS) => Control::AliasSend {
+                from: self.from.clone(),
+                alias,
+            },
+            _ => Control::Send { to: caller.clone() },
+        };
+        let _ = self.tx.send(Outgoing::Message(control, Some(msg)));
+    }
+}
+
+/// Appends a framed message whose payload is already ETF with 131.
+fn encode_raw(out: &mut BytesMut, flags: DistFlags, control: &Control, payload: &[u8]) {
+    let start = out.len();
+    out.put_u32(0);
+    if flags.contains(DistFlags::DIST_HDR_ATOM_CACHE) {
+        out.put_slice(&[131, 68, 0]);
+        control.to_term().encode_body_into(out);
+        out.put_slice(payload.get(1..).unwrap_or_default());
+    } else {
+        out.put_u8(112);
+        control.to_term().encode_into(out);
+        out.put_slice(payload);
+    }
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+fn encode_outgoing(out: &mut BytesMut, flags: DistFlags, msg: Outgoing) {
+    match msg {
+        Outgoing::Message(control, payload) => {
+            packet::encode_message(out, flags, &control, payload.as_ref())
         }
+        Outgoing::Raw(control, payload) => encode_raw(out, flags, &control, &payload),
     }
 }
 
@@ -445,14 +595,12 @@ async fn writer_task(
             Ok(None) => return,
             Ok(Some(m)) => Some(m),
         };
-        if let Some(Outgoing::Message(control, payload)) = first {
-            packet::encode_message(&mut buf, flags, &control, payload.as_ref());
+        if let Some(msg) = first {
+            encode_outgoing(&mut buf, flags, msg);
             // Batch whatever else is queued into the same write.
             while buf.len() < BATCH {
                 match rx.try_recv() {
-                    Ok(Outgoing::Message(control, payload)) => {
-                        packet::encode_message(&mut buf, flags, &control, payload.as_ref());
-                    }
+                    Ok(msg) => encode_outgoing(&mut buf, flags, msg),
                     Err(_) => break,
                 }
             }
@@ -479,7 +627,7 @@ async fn reader_task(
             Ok(Some(Frame::Data(data))) => {
                 match decoder.decode(data) {
                     Ok(Some(msg)) => {
-                        if session.cast(SessionMsg::Incoming(msg)).is_err() {
+                        if session.cast(SessionMsg::Incoming(Box::new(msg))).is_err() {
                             return;
                         }
                     }

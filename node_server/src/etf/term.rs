@@ -247,7 +247,8 @@ pub enum Fun {
     },
 }
 
-/// An Erlang map: entries sorted by key in Erlang term order, keys unique.
+/// An Erlang map: entries sorted by key in map-key order ([`Term::map_key_cmp`]: term order
+/// with integers before floats, as OTP sorts and prints them), keys unique.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Map {
     entries: Vec<(Term, Term)>,
@@ -263,7 +264,7 @@ impl Map {
     pub fn from_entries(mut entries: Vec<(Term, Term)>) -> Map {
         if !is_sorted_unique(&entries) {
             // A stable sort keeps equal keys in input order, so the last one is the later entry.
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            entries.sort_by(|a, b| a.0.map_key_cmp(&b.0));
             let mut deduped: Vec<(Term, Term)> = Vec::with_capacity(entries.len());
             for entry in entries {
                 match deduped.last_mut() {
@@ -279,7 +280,7 @@ impl Map {
     /// Builds a map from entries that must not repeat a key; returns the repeated key otherwise.
     pub(crate) fn from_unique_entries(mut entries: Vec<(Term, Term)>) -> Result<Map, Term> {
         if !is_sorted_unique(&entries) {
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            entries.sort_by(|a, b| a.0.map_key_cmp(&b.0));
             if let Some(pair) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
                 return Err(pair[0].0.clone());
             }
@@ -290,14 +291,14 @@ impl Map {
     /// The value under `key`.
     pub fn get(&self, key: &Term) -> Option<&Term> {
         self.entries
-            .binary_search_by(|(k, _)| k.cmp(key))
+            .binary_search_by(|(k, _)| k.map_key_cmp(key))
             .ok()
             .map(|i| &self.entries[i].1)
     }
 
     /// Inserts or replaces the value under `key`, returning the old value.
     pub fn insert(&mut self, key: Term, value: Term) -> Option<Term> {
-        match self.entries.binary_search_by(|(k, _)| k.cmp(&key)) {
+        match self.entries.binary_search_by(|(k, _)| k.map_key_cmp(&key)) {
             Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
             Err(i) => {
                 self.entries.insert(i, (key, value));
@@ -309,7 +310,7 @@ impl Map {
     /// Removes the entry under `key`, returning its value.
     pub fn remove(&mut self, key: &Term) -> Option<Term> {
         self.entries
-            .binary_search_by(|(k, _)| k.cmp(key))
+            .binary_search_by(|(k, _)| k.map_key_cmp(key))
             .ok()
             .map(|i| self.entries.remove(i).1)
     }
@@ -341,7 +342,9 @@ impl Map {
 }
 
 fn is_sorted_unique(entries: &[(Term, Term)]) -> bool {
-    entries.windows(2).all(|w| w[0].0 < w[1].0)
+    entries
+        .windows(2)
+        .all(|w| w[0].0.map_key_cmp(&w[1].0) == Ordering::Less)
 }
 
 impl FromIterator<(Term, Term)> for Map {
@@ -599,13 +602,41 @@ impl PartialOrd for Term {
 
 impl Ord for Term {
     fn cmp(&self, other: &Term) -> Ordering {
-        use Term::*;
-        let by_rank = self.type_rank().cmp(&other.type_rank());
+        compare(self, other, false)
+    }
+}
+
+impl Term {
+    /// The order of map keys: term order, except that every integer sorts before every float,
+    /// at any depth (OTP's order for map keys, and how it prints maps).
+    pub fn map_key_cmp(&self, other: &Term) -> Ordering {
+        compare(self, other, true)
+    }
+}
+
+fn compare_seq(a: &[Term], b: &[Term], keys: bool) -> Ordering {
+    for (x, y) in a.iter().zip(b) {
+        let o = compare(x, y, keys);
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+/// Term order; with `keys`, integers sort before floats whatever their values.
+fn compare(a: &Term, b: &Term, keys: bool) -> Ordering {
+    use Term::*;
+    let (this, other) = (a, b);
+    {
+        let by_rank = this.type_rank().cmp(&other.type_rank());
         if by_rank != Ordering::Equal {
             return by_rank;
         }
-        match (self, other) {
-            (Int(_) | BigInt(_) | Float(_), _) => cmp_numbers(self, other),
+        match (this, other) {
+            (Float(_), Int(_) | BigInt(_)) if keys => Ordering::Greater,
+            (Int(_) | BigInt(_), Float(_)) if keys => Ordering::Less,
+            (Int(_) | BigInt(_) | Float(_), _) => cmp_numbers(this, other),
             (Atom(a), Atom(b)) => a.cmp(b),
             (Reference(a), Reference(b)) => cmp_refs(a, b),
             (Fun(a), Fun(b)) => cmp_funs(a, b),
@@ -614,10 +645,10 @@ impl Ord for Term {
             (Pid(a), Pid(b)) => {
                 (&a.node, a.id, a.serial, a.creation).cmp(&(&b.node, b.id, b.serial, b.creation))
             }
-            (Tuple(a), Tuple(b)) => a.len().cmp(&b.len()).then_with(|| a.cmp(b)),
-            (Map(a), Map(b)) => cmp_maps(a, b),
-            (List(_) | ImproperList(..), _) => cmp_lists(self, other),
-            (Binary(_) | BitBinary(_), _) => cmp_bits(self, other),
+            (Tuple(a), Tuple(b)) => a.len().cmp(&b.len()).then_with(|| compare_seq(a, b, keys)),
+            (Map(a), Map(b)) => cmp_maps(a, b, keys),
+            (List(_) | ImproperList(..), _) => cmp_lists(this, other, keys),
+            (Binary(_) | BitBinary(_), _) => cmp_bits(this, other),
             _ => Ordering::Equal,
         }
     }
@@ -717,29 +748,28 @@ fn cmp_funs(a: &Fun, b: &Fun) -> Ordering {
     }
 }
 
-fn cmp_maps(a: &Map, b: &Map) -> Ordering {
+fn cmp_maps(a: &Map, b: &Map, keys: bool) -> Ordering {
     // Smaller maps first, then keys in order, then values in key order.
+    let cmp_each = |pick: fn(&(Term, Term)) -> &Term| {
+        for (x, y) in a.entries.iter().zip(&b.entries) {
+            let o = compare(pick(x), pick(y), keys);
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        Ordering::Equal
+    };
     a.len()
         .cmp(&b.len())
-        .then_with(|| {
-            a.entries
-                .iter()
-                .map(|e| &e.0)
-                .cmp(b.entries.iter().map(|e| &e.0))
-        })
-        .then_with(|| {
-            a.entries
-                .iter()
-                .map(|e| &e.1)
-                .cmp(b.entries.iter().map(|e| &e.1))
-        })
+        .then_with(|| cmp_each(|e| &e.0))
+        .then_with(|| cmp_each(|e| &e.1))
 }
 
-fn cmp_lists(a: &Term, b: &Term) -> Ordering {
+fn cmp_lists(a: &Term, b: &Term, keys: bool) -> Ordering {
     let (ae, at) = list_parts(a);
     let (be, bt) = list_parts(b);
     for (x, y) in ae.iter().zip(be.iter()) {
-        let o = x.cmp(y);
+        let o = compare(x, y, keys);
         if o != Ordering::Equal {
             return o;
         }
@@ -748,7 +778,7 @@ fn cmp_lists(a: &Term, b: &Term) -> Ordering {
     // Past the common prefix, compare what remains of each as a term: the rest of a list, or
     // its tail.
     match (ae.len() > n, be.len() > n) {
-        (false, false) => cmp_tails(at, bt),
+        (false, false) => cmp_tails(at, bt, keys),
         (true, false) => cmp_rest_vs_tail(bt),
         (false, true) => cmp_rest_vs_tail(at).reverse(),
         (true, true) => Ordering::Equal,
@@ -763,12 +793,12 @@ fn list_parts(t: &Term) -> (&[Term], Option<&Term>) {
     }
 }
 
-fn cmp_tails(a: Option<&Term>, b: Option<&Term>) -> Ordering {
+fn cmp_tails(a: Option<&Term>, b: Option<&Term>, keys: bool) -> Ordering {
     match (a, b) {
         (None, None) => Ordering::Equal,
-        (None, Some(t)) => Term::NIL.cmp(t),
-        (Some(t), None) => t.cmp(&Term::NIL),
-        (Some(x), Some(y)) => x.cmp(y),
+        (None, Some(t)) => compare(&Term::NIL, t, keys),
+        (Some(t), None) => compare(t, &Term::NIL, keys),
+        (Some(x), Some(y)) => compare(x, y, keys),
     }
 }
 
@@ -840,6 +870,24 @@ mod tests {
         for w in ordered.windows(2) {
             assert!(w[0] < w[1], "{:?} < {:?}", w[0], w[1]);
         }
+    }
+
+    #[test]
+    fn map_keys_put_integers_before_floats() {
+        let m = Map::from_entries(vec![
+            (Term::Float(-0.0), Term::atom("d")),
+            (Term::Int(1), Term::atom("a")),
+            (Term::Float(1.0), Term::atom("b")),
+        ]);
+        let keys: Vec<_> = m.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(
+            keys,
+            vec![Term::Int(1), Term::Float(-0.0), Term::Float(1.0)]
+        );
+        assert!(Term::list(vec![Term::Int(227)])
+            .map_key_cmp(&Term::list(vec![Term::Float(3.5)]))
+            .is_lt());
+        assert!(Term::Int(227) > Term::Float(3.5));
     }
 
     #[test]

@@ -1,0 +1,395 @@
+//! Code for `ToTerm` and `FromTerm`.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use crate::model::{map_pattern, Body, Field, Input, Missing, StructRepr, Variant, VariantShape};
+
+/// `::node_server`.
+pub(crate) fn root() -> TokenStream {
+    quote!(::node_server)
+}
+
+/// The derive plumbing module.
+pub(crate) fn private() -> TokenStream {
+    quote!(::node_server::message::__private)
+}
+
+/// `generics` with `bounds` added to every type parameter.
+pub(crate) fn bounded(generics: &syn::Generics, bounds: TokenStream) -> syn::Generics {
+    use syn::parse::Parser;
+    let bounds =
+        syn::punctuated::Punctuated::<syn::TypeParamBound, syn::Token![+]>::parse_terminated
+            .parse2(bounds)
+            .expect("the derive's own bounds parse");
+    let mut generics = generics.clone();
+    for param in generics.type_params_mut() {
+        param.bounds.extend(bounds.iter().cloned());
+    }
+    generics
+}
+
+/// The term of one field, `value` being an expression of type `&T`.
+fn to_term(field: &Field, value: TokenStream) -> TokenStream {
+    let root = root();
+    let ty = field.ty;
+    quote_spanned!(ty.span()=> <#ty as #root::etf::ToTerm>::to_term(#value))
+}
+
+/// `#{key => V, ...}` from fields, `value` giving each field's `&T` expression.
+fn map_term(fields: &[Field], value: impl Fn(&Field) -> TokenStream) -> TokenStream {
+    let private = private();
+    let entries = fields.iter().map(|f| {
+        let key = &f.key;
+        let v = to_term(f, value(f));
+        quote!((#key, #v))
+    });
+    quote!(#private::map_term([#(#entries),*]))
+}
+
+/// `{tag, V1, ...}` (or `{V1, ...}` without a tag).
+fn tuple_term(
+    tag: Option<&str>,
+    fields: &[Field],
+    value: impl Fn(&Field) -> TokenStream,
+) -> TokenStream {
+    let root = root();
+    let private = private();
+    let tag = tag.map(|t| quote!(#private::atom(#t),));
+    let elems = fields.iter().map(|f| to_term(f, value(f)));
+    quote!(#root::etf::Term::Tuple(::std::vec![#tag #(#elems),*]))
+}
+
+/// The term of a variant whose fields are bound to their `binding`s (as `&T` when `by_ref`,
+/// as `T` otherwise).
+pub(crate) fn variant_term(variant: &Variant, by_ref: bool) -> TokenStream {
+    let private = private();
+    let value = |f: &Field| {
+        let b = &f.binding;
+        if by_ref {
+            quote!(#b)
+        } else {
+            quote!(&#b)
+        }
+    };
+    let atom = &variant.atom;
+    match variant.shape {
+        VariantShape::Atom => quote!(#private::atom(#atom)),
+        VariantShape::Tuple => tuple_term(Some(atom), &variant.fields, value),
+        VariantShape::Map => {
+            let root = root();
+            let map = map_term(&variant.fields, value);
+            quote!(#root::etf::Term::Tuple(::std::vec![#private::atom(#atom), #map]))
+        }
+        VariantShape::Other => {
+            let root = root();
+            let v = value(&variant.fields[0]);
+            quote!(#root::etf::ToTerm::to_term(#v))
+        }
+    }
+}
+
+/// `Self::V { 0: __f0, key: __f1, .. }`, binding the term's fields (not the reply port).
+pub(crate) fn variant_pattern(variant: &Variant) -> TokenStream {
+    let ident = variant.ident;
+    let binds = variant.fields.iter().map(|f| {
+        let (m, b) = (&f.member, &f.binding);
+        quote!(#m: #b)
+    });
+    quote!(Self::#ident { #(#binds,)* .. })
+}
+
+pub(crate) fn to_term_impl(input: &Input) -> TokenStream {
+    let root = root();
+    let private = private();
+    let ident = input.ident;
+    let generics = bounded(input.generics, quote!(#root::etf::ToTerm));
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+    let body = match &input.body {
+        Body::Struct(repr) => {
+            let value = |f: &Field| {
+                let m = &f.member;
+                quote!(&self.#m)
+            };
+            match repr {
+                StructRepr::Map(fields) => map_term(fields, value),
+                StructRepr::Record { tag, fields } => tuple_term(Some(tag), fields, value),
+                StructRepr::Transparent(field) => to_term(field, value(field)),
+                StructRepr::Tuple(fields) => tuple_term(None, fields, value),
+                StructRepr::Atom(atom) => quote!(#private::atom(#atom)),
+            }
+        }
+        Body::Enum(variants) if variants.is_empty() => quote!(match *self {}),
+        Body::Enum(variants) => {
+            let arms = variants.iter().map(|v| {
+                let pattern = variant_pattern(v);
+                let term = variant_term(v, true);
+                quote!(#pattern => #term,)
+            });
+            quote!(match self { #(#arms)* })
+        }
+    };
+    quote! {
+        #[automatically_derived]
+        impl #impl_generics #root::etf::ToTerm for #ident #ty_generics #where_clause {
+            fn to_term(&self) -> #root::etf::Term {
+                #body
+            }
+        }
+    }
+}
+
+/// `Self::V { 0: __f0, ... }` (with `port` as the reply port's value).
+pub(crate) fn construct(variant: &Variant, port: Option<TokenStream>) -> TokenStream {
+    let ident = variant.ident;
+    let fields = variant.fields.iter().map(|f| {
+        let (m, b) = (&f.member, &f.binding);
+        quote!(#m: #b)
+    });
+    let port = variant.port.as_ref().zip(port).map(|(p, value)| {
+        let m = &p.member;
+        quote!(#m: #value)
+    });
+    quote!(Self::#ident { #(#fields,)* #port })
+}
+
+/// Reads one field from a tuple element or map entry; `whole` is the term being read.
+fn read_field(field: &Field, source: FieldSource) -> TokenStream {
+    let private = private();
+    let ty = field.ty;
+    let context = &field.context;
+    match source {
+        FieldSource::Term(term) => {
+            quote_spanned!(ty.span()=> #private::field::<#ty>(#term, #context))
+        }
+        FieldSource::Map { whole, map } => {
+            let key = &field.key;
+            match field.missing {
+                Missing::Error => {
+                    let expected = format!("a map with key {key}");
+                    quote_spanned!(ty.span()=> #private::map_field::<#ty>(#whole, #map, #key, #expected, #context))
+                }
+                Missing::None => quote_spanned!(ty.span()=>
+                    #private::map_field_or::<#ty>(#map, #key, #context, || ::core::option::Option::None)
+                ),
+                Missing::Default => quote_spanned!(ty.span()=>
+                    #private::map_field_or::<#ty>(#map, #key, #context, ::core::default::Default::default)
+                ),
+            }
+        }
+    }
+}
+
+enum FieldSource {
+    Term(TokenStream),
+    Map {
+        whole: TokenStream,
+        map: TokenStream,
+    },
+}
+
+/// One attempt at reading `term` (a `&Term` local) as `variant`: a labeled block that returns
+/// `Ok(construct)` when the shape fits and every field converts; otherwise it records the first
+/// field error in `err` (an `Option<ConversionError>` local) and falls through.
+pub(crate) fn attempt(
+    variant: &Variant,
+    index: usize,
+    term: &TokenStream,
+    err: &TokenStream,
+    construct: TokenStream,
+) -> TokenStream {
+    let private = private();
+    let label = syn::Lifetime::new(&format!("'__v{index}"), proc_macro2::Span::call_site());
+    let atom = &variant.atom;
+    let bind = |f: &Field, read: TokenStream| {
+        let b = &f.binding;
+        quote! {
+            let #b = match #read {
+                ::core::result::Result::Ok(v) => v,
+                ::core::result::Result::Err(e) => {
+                    #err.get_or_insert(e);
+                    break #label;
+                }
+            };
+        }
+    };
+    match variant.shape {
+        VariantShape::Atom => quote! {
+            if #term.is_atom(#atom) {
+                return ::core::result::Result::Ok(#construct);
+            }
+        },
+        VariantShape::Tuple => {
+            let arity = variant.fields.len();
+            let reads = variant
+                .fields
+                .iter()
+                .enumerate()
+                .map(|(i, f)| bind(f, read_field(f, FieldSource::Term(quote!(&__elems[#i])))));
+            quote! {
+                #label: {
+                    let ::core::option::Option::Some(__elems) = #private::tagged(#term, #atom, #arity) else {
+                        break #label;
+                    };
+                    #(#reads)*
+                    return ::core::result::Result::Ok(#construct);
+                }
+            }
+        }
+        VariantShape::Map => {
+            let reads = variant.fields.iter().map(|f| {
+                let source = FieldSource::Map {
+                    whole: term.clone(),
+                    map: quote!(__map),
+                };
+                bind(f, read_field(f, source))
+            });
+            quote! {
+                #label: {
+                    let ::core::option::Option::Some(__map) = #private::tagged_map(#term, #atom) else {
+                        break #label;
+                    };
+                    #(#reads)*
+                    return ::core::result::Result::Ok(#construct);
+                }
+            }
+        }
+        // The catch-all is not an attempt: it comes last.
+        VariantShape::Other => quote!(),
+    }
+}
+
+/// The body of a function reading `__term` as one of `variants` (all of them casts, or all
+/// calls): attempts in order, then the catch-all or an error listing the accepted shapes.
+/// `construct` builds the result from a variant whose field bindings are set.
+pub(crate) fn read_variants<'a>(
+    type_name: &str,
+    variants: impl Iterator<Item = &'a Variant<'a>> + Clone,
+    construct: impl Fn(&Variant) -> TokenStream,
+    what: &str,
+) -> TokenStream {
+    let root = root();
+    let term = quote!(__term);
+    let err = quote!(__err);
+    let attempts = variants
+        .clone()
+        .enumerate()
+        .map(|(i, v)| attempt(v, i, &term, &err, construct(v)));
+    let other = variants.clone().find(|v| v.shape == VariantShape::Other);
+    let patterns: Vec<String> = variants
+        .filter(|v| v.shape != VariantShape::Other)
+        .map(Variant::pattern)
+        .collect();
+    let expected = if patterns.is_empty() {
+        format!("{what}{type_name}, which has none")
+    } else {
+        format!("{what}{type_name} as one of {}", patterns.join(" | "))
+    };
+    let end = match other {
+        Some(v) => {
+            let ident = v.ident;
+            quote!(::core::result::Result::Ok(Self::#ident(::core::clone::Clone::clone(#term))))
+        }
+        None => quote! {
+            ::core::result::Result::Err(#err.unwrap_or_else(|| #root::etf::ConversionError::new(#expected, #term)))
+        },
+    };
+    quote! {
+        let mut #err: ::core::option::Option<#root::etf::ConversionError> = ::core::option::Option::None;
+        #(#attempts)*
+        #end
+    }
+}
+
+pub(crate) fn from_term_impl(input: &Input) -> TokenStream {
+    let root = root();
+    let private = private();
+    let ident = input.ident;
+    let name = ident.to_string();
+    let generics = bounded(input.generics, quote!(#root::etf::FromTerm));
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+    let term = quote!(__term);
+    let body = match &input.body {
+        Body::Struct(repr) => {
+            let fields_from = |fields: &[Field], elems: TokenStream| {
+                let reads = fields.iter().enumerate().map(|(i, f)| {
+                    let m = &f.member;
+                    let read = read_field(f, FieldSource::Term(quote!(&#elems[#i])));
+                    quote!(#m: #read?)
+                });
+                quote!(::core::result::Result::Ok(Self { #(#reads),* }))
+            };
+            let mismatch = |shape: String| {
+                let expected = format!("{name} as {shape}");
+                quote!(return ::core::result::Result::Err(#root::etf::ConversionError::new(#expected, #term)))
+            };
+            match repr {
+                StructRepr::Map(fields) => {
+                    let fail = mismatch(map_pattern(fields));
+                    let reads = fields.iter().map(|f| {
+                        let m = &f.member;
+                        let source = FieldSource::Map {
+                            whole: term.clone(),
+                            map: quote!(__map),
+                        };
+                        let read = read_field(f, source);
+                        quote!(#m: #read?)
+                    });
+                    quote! {
+                        let ::core::option::Option::Some(__map) = #private::map(#term) else { #fail };
+                        ::core::result::Result::Ok(Self { #(#reads),* })
+                    }
+                }
+                StructRepr::Record { tag, fields } => {
+                    let arity = fields.len();
+                    let fail = mismatch(format!("{{{tag}{}}}", ", _".repeat(arity)));
+                    let build = fields_from(fields, quote!(__elems));
+                    quote! {
+                        let ::core::option::Option::Some(__elems) = #private::tagged(#term, #tag, #arity) else { #fail };
+                        #build
+                    }
+                }
+                StructRepr::Transparent(field) => {
+                    let m = &field.member;
+                    let read = read_field(field, FieldSource::Term(term.clone()));
+                    quote!(::core::result::Result::Ok(Self { #m: #read? }))
+                }
+                StructRepr::Tuple(fields) => {
+                    let arity = fields.len();
+                    let underscores = vec!["_"; arity].join(", ");
+                    let fail = mismatch(format!("{{{underscores}}}"));
+                    let build = fields_from(fields, quote!(__elems));
+                    quote! {
+                        let ::core::option::Option::Some(__elems) = #private::tuple(#term, #arity) else { #fail };
+                        #build
+                    }
+                }
+                StructRepr::Atom(atom) => {
+                    let fail = mismatch(atom.clone());
+                    quote! {
+                        if !#term.is_atom(#atom) { #fail }
+                        ::core::result::Result::Ok(Self {})
+                    }
+                }
+            }
+        }
+        Body::Enum(variants) => read_variants(
+            &name,
+            variants.iter().filter(|v| v.port.is_none()),
+            |v| construct(v, None),
+            "",
+        ),
+    };
+    quote! {
+        #[automatically_derived]
+        impl #impl_generics #root::etf::FromTerm for #ident #ty_generics #where_clause {
+            #[allow(unused_mut, unused_variables, unused_labels, unreachable_code)]
+            fn from_term(
+                #term: &#root::etf::Term,
+            ) -> ::core::result::Result<Self, #root::etf::ConversionError> {
+                #body
+            }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The node's local processes as Erlang sees them: pids and registered names for ractor actors
+//! and for the node's built-in services.
+//!
+//! ractor's own registry cannot hold remote actors and knows nothing of Erlang pids, so the
+//! node keeps this table: an exposed actor gets a pid `<node.N.0>` stamped with the node's
+//! creation, optionally a registered name, and type-erased checks that tell whether a term
+//! would decode into the actor's message type (so a mismatch is caught, logged and sent to
+//! the fallback before it could be dropped).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ractor::{ActorCell, ActorId, ActorStatus};
+
+use crate::dist::control::ProcessRef;
+use crate::etf::{Atom, Pid, Term};
+
+/// A process of this node that remote nodes can address.
+#[derive(Clone, Debug)]
+pub(crate) enum LocalProcess {
+    /// The built-in `net_kernel`.
+    NetKernel,
+    /// The pid that sends for Rust code and receives replies to calls it makes.
+    Router,
+    /// A ractor actor.
+    Actor(Arc<LocalActor>),
+}
+
+/// An actor exposed to remote nodes.
+pub(crate) struct LocalActor {
+    pub cell: ActorCell,
+    pub pid: Pid,
+    pub accepts_cast: fn(&Term) -> bool,
+    pub accepts_call: fn(&Term) -> bool,
+}
+
+impl std::fmt::Debug for LocalActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalActor")
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalActor {
+    fn alive(&self) -> bool {
+        self.cell.get_status() < ActorStatus::Draining
+    }
+}
+
+/// Pids and names of local processes.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    node: Atom,
+    creation: u32,
+    names: HashMap<Atom, LocalProcess>,
+    by_pid: HashMap<u32, LocalProcess>,
+    by_actor: HashMap<ActorId, Arc<LocalActor>>,
+    next_id: u32,
+}
+
+/// The pid numbers of the built-in processes.
+pub(crate) const NET_KERNEL_ID: u32 = 1;
+pub(crate) const ROUTER_ID: u32 = 2;
+
+impl Registry {
+    pub fn new(node: Atom, creation: u32) -> Registry {
+        let mut r = Registry {
+            node,
+            creation,
+            names: HashMap::new(),
+            by_pid: HashMap::new(),
+            by_actor: HashMap::new(),
+            next_id: 100,
+        };
+        r.names
+            .insert(Atom::new("net_kernel"), LocalProcess::NetKernel);
+        r.by_pid.insert(NET_KERNEL_ID, LocalProcess::NetKernel);
+        r.by_pid.insert(ROUTER_ID, LocalProcess::Router);
+        r
+    }
+
+    pub fn pid(&self, id: u32) -> Pid {
+        Pid {
+            node: self.node.clone(),
+            id,
+            serial: 0,
+            creation: self.creation,
+        }
+    }
+
+    /// The entry for an actor, made on first use.
+    pub fn expose(
+        &mut self,
+        cell: &ActorCell,
+        accepts_cast: fn(&Term) -> bool,
+        accepts_call: fn(&Term) -> bool,
+    ) -> Arc<LocalActor> {
+        if let Some(a) = self.by_actor.get(&cell.get_id()) {
+            if a.alive() {
+                return a.clone();
+            }
+        }
+        // Pid numbers stay below 2^28, as OTP's do on the wire today.
+        self.next_id = if self.next_id >= (1 << 28) - 1 {
+            100
+        } else {
+            self.next_id + 1
+        };
+        let actor = Arc::new(LocalActor {
+            cell: cell.clone(),
+            pid: self.pid(self.next_id),
+            accepts_cast,
+            accepts_call,
+        });
+        self.by_pid
+            .insert(self.next_id, LocalProcess::Actor(actor.clone()));
+        self.by_actor.insert(cell.get_id(), actor.clone());
+        actor
+    }
+
+    /// Registers `name`; false when a live process already has it.
+    pub fn register(&mut self, name: Atom, process: LocalProcess) -> bool {
+        if let Some(existing) = self.names.get(&name) {
+            let live = match existing {
+                LocalProcess::Actor(a) => a.alive(),
+                _ => true,
+            };
+            if live {
+                return false;
+            }
+        }
+        self.names.insert(name, process);
+        true
+    }
+
+    pub fn unregister(&mut self, name: &Atom) -> bool {
+        self.names.remove(name).is_some()
+    }
+
+    /// The registered names of live processes.
+    pub fn registered(&self) -> Vec<Atom> {
+        self.names
+            .iter()
+            .filter(|(_, p)| match p {
+                LocalProcess::Actor(a) => a.alive(),
+                _ => true,
+            })
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// The live local process `target` names, if any. Entries of stopped actors are dropped.
+    pub fn resolve(&mut self, target: &ProcessRef) -> Option<LocalProcess> {
+        let found = match target {
+            ProcessRef::Name(name) => self.names.get(name).cloned(),
+            ProcessRef::Pid(pid) => {
+                if pid.node != self.node || pid.creation != self.creation {
+                    return None;
+                }
+                self.by_pid.get(&pid.id).cloned()
+            }
+        };
+        match found {
+            Some(LocalProcess::Actor(a)) if !a.alive() => {
+                self.forget(&a);
+                None
+            }
+            other => other,
+        }
+    }
+
+    fn forget(&mut self, actor: &Arc<LocalActor>) {
+        self.by_pid.remove(&actor.pid.id);
+        self.by_actor.remove(&actor.cell.get_id());
+        self.names
+            .retain(|_, p| !matches!(p, LocalProcess::Actor(a) if Arc::ptr_eq(a, actor)));
+    }
+}
