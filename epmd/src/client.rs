@@ -222,20 +222,25 @@ impl Client {
 
     /// Asks EPMD to stop. `Ok(false)` when it refuses because nodes are registered.
     pub async fn kill(&self) -> Result<bool, ClientError> {
-        match &self.exchange(Request::Kill).await?[..] {
-            b"OK" => Ok(true),
-            b"NO" => Ok(false),
-            b"" => Err(ClientError::NoReply),
+        // Like OTP's own client, decide on the first 2 bytes.
+        let reply = self.exchange(Request::Kill).await?;
+        match reply.get(..2) {
+            Some(b"OK") => Ok(true),
+            Some(b"NO") => Ok(false),
+            _ if reply.is_empty() => Err(ClientError::NoReply),
             _ => Err(ProtocolError::Malformed("KILL reply").into()),
         }
     }
 
     /// Asks EPMD to unregister a node (needs `-relaxed_command_check` on the daemon).
     pub async fn stop(&self, name: &str) -> Result<StopOutcome, ClientError> {
-        match &self.exchange(Request::Stop(name.to_owned())).await?[..] {
-            b"STOPPED" => Ok(StopOutcome::Stopped),
-            b"NOEXIST" => Ok(StopOutcome::NoSuchNode),
-            b"" => Err(ClientError::NoReply),
+        // Like OTP's own client, decide on the first 7 bytes: OTP's epmd answers a STOP of an
+        // unknown name with "NOEXIST" and then "STOPPED" as well.
+        let reply = self.exchange(Request::Stop(name.to_owned())).await?;
+        match reply.get(..7) {
+            Some(b"STOPPED") => Ok(StopOutcome::Stopped),
+            Some(b"NOEXIST") => Ok(StopOutcome::NoSuchNode),
+            _ if reply.is_empty() => Err(ClientError::NoReply),
             _ => Err(ProtocolError::Malformed("STOP reply").into()),
         }
     }

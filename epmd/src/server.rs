@@ -273,7 +273,10 @@ impl Inner {
     }
 
     fn registered_newest_first(&self) -> Vec<NodeInfo> {
-        self.newest_first().into_iter().map(|r| r.info.clone()).collect()
+        self.newest_first()
+            .into_iter()
+            .map(|r| r.info.clone())
+            .collect()
     }
 
     fn next_creation(&mut self, name: &str) -> u32 {
@@ -359,7 +362,6 @@ async fn accept_loop(state: Arc<State>, listener: TcpListener) {
         tokio::spawn(async move {
             let local = is_local_peer(&stream, peer);
             serve_connection(&state, stream, peer, local, conn, closed).await;
-            state.lock().stop_waiting(conn);
         });
     }
 }
@@ -383,13 +385,20 @@ async fn serve_connection(
     let mut shutdown = state.shutdown.subscribe();
     let mut buf = BytesMut::with_capacity(64);
     let request = tokio::select! {
-        _ = shutdown.wait_for(|s| *s) => return,
-        _ = &mut closed => return,
+        _ = shutdown.wait_for(|s| *s) => None,
+        _ = &mut closed => None,
         _ = tokio::time::sleep(state.packet_timeout) => {
             tracing::debug!(%peer, "closing connection: no complete request within the packet timeout");
-            return;
+            None
         }
-        r = read_request(&mut stream, &mut buf) => r,
+        r = read_request(&mut stream, &mut buf) => Some(r),
+    };
+    // Whatever happened, this connection no longer waits for its request: stop counting it
+    // before answering, so that a client that gets its answer and connects again at once never
+    // finds its finished connection still holding a place.
+    state.lock().stop_waiting(conn);
+    let Some(request) = request else {
+        return;
     };
     let request = match request {
         Ok(Some(r)) => r,
@@ -521,7 +530,6 @@ async fn register(
     let (kick_tx, mut kicked) = oneshot::channel();
     let reply = {
         let mut inner = state.lock();
-        inner.stop_waiting(conn);
         if inner.nodes.contains_key(&name) {
             None
         } else {

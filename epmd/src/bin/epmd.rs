@@ -164,7 +164,8 @@ async fn client_mode(args: &Args, command: Command) -> ExitCode {
     let client = Client::new("localhost", port);
     let cannot_connect = |e: ClientError| {
         tracing::debug!(error = %e, "request failed");
-        println!("epmd: Cannot connect to local epmd");
+        // Real epmd writes this one to stderr.
+        eprintln!("epmd: Cannot connect to local epmd");
         ExitCode::FAILURE
     };
     match command {
@@ -200,8 +201,9 @@ async fn client_mode(args: &Args, command: Command) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Ok(StopOutcome::NoSuchNode) => {
+                // Real epmd exits 0 on any 7-byte answer, NOEXIST included.
                 println!("NOEXIST");
-                ExitCode::FAILURE
+                ExitCode::SUCCESS
             }
             Err(ClientError::NoReply) => {
                 println!("epmd: local epmd responded with <>");
