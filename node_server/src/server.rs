@@ -282,8 +282,18 @@ pub enum NodeServerMsg {
     ConnectFailed {
         /// The node.
         node: String,
+        /// Which attempt.
+        attempt: u64,
         /// Why.
         error: ConnectError,
+    },
+    /// An attempt that lost a simultaneous-connect race waited long enough for the peer's
+    /// own connection to arrive.
+    RaceTimedOut {
+        /// The node.
+        node: String,
+        /// The attempt that lost.
+        attempt: u64,
     },
     /// The connected nodes and whether each is hidden.
     Connected(RpcReplyPort<Vec<(String, bool)>>),
@@ -317,7 +327,11 @@ pub struct NodeServerState {
     shared: Arc<NodeShared>,
     by_actor: HashMap<ActorId, Atom>,
     waiters: HashMap<String, Vec<RpcReplyPort<Result<(), ConnectError>>>>,
-    connecting: HashMap<String, tokio::task::JoinHandle<()>>,
+    /// Outgoing attempts in progress: node -> (attempt number, task).
+    connecting: HashMap<String, (u64, tokio::task::JoinHandle<()>)>,
+    /// Attempts that lost a race, waiting for the peer's connection: node -> attempt.
+    lost_races: HashMap<String, u64>,
+    next_attempt: u64,
     listener: tokio::task::JoinHandle<()>,
     _registration: Option<epmd::Registration>,
     _embedded_epmd: Option<epmd::ServerHandle>,
@@ -355,6 +369,8 @@ impl Actor for NodeServer {
             by_actor: HashMap::new(),
             waiters: HashMap::new(),
             connecting: HashMap::new(),
+            lost_races: HashMap::new(),
+            next_attempt: 0,
             listener,
             _registration: args.registration,
             _embedded_epmd: args.embedded_epmd,
@@ -367,7 +383,7 @@ impl Actor for NodeServer {
         state: &mut NodeServerState,
     ) -> Result<(), ActorProcessingErr> {
         state.listener.abort();
-        for (_, task) in state.connecting.drain() {
+        for (_, (_, task)) in state.connecting.drain() {
             task.abort();
         }
         if let Ok(mut sessions) = state.shared.sessions.write() {
@@ -404,14 +420,18 @@ impl Actor for NodeServer {
                 }
                 state.waiters.entry(node.clone()).or_default().push(reply);
                 if !state.connecting.contains_key(&node) {
+                    state.next_attempt += 1;
+                    let attempt = state.next_attempt;
                     let task = tokio::spawn(connect_task(
                         state.shared.clone(),
                         myself,
                         node.clone(),
+                        attempt,
                         addr,
                         tls,
                     ));
-                    state.connecting.insert(node, task);
+                    state.lost_races.remove(&node);
+                    state.connecting.insert(node, (attempt, task));
                 }
             }
             NodeServerMsg::PeerNamed { peer, reply } => {
@@ -437,13 +457,20 @@ impl Actor for NodeServer {
                     leftover,
                 } = *pending;
                 let peer = Atom::new(&established.peer.name);
-                if let Some(task) = state.connecting.remove(peer.as_str()) {
+                if let Some((_, task)) = state.connecting.remove(peer.as_str()) {
                     task.abort();
                 }
+                state.lost_races.remove(peer.as_str());
                 if let Some(old) = state.shared.session(&peer) {
                     tracing::info!(node = %peer, "replacing the previous connection");
                     state.by_actor.remove(&old.actor.get_id());
                     old.actor.stop(Some("replaced".into()));
+                    // Subscribers see the old connection go before the new one comes, as
+                    // OTP's nodedown/nodeup.
+                    let _ = state.shared.events.send(NodeEvent::Down {
+                        node: peer.as_str().to_owned(),
+                        reason: "replaced".into(),
+                    });
                 }
                 let flags = established.flags;
                 let hidden = !flags.contains(DistFlags::PUBLISHED);
@@ -483,7 +510,15 @@ impl Actor for NodeServer {
                     let _ = w.send(Ok(()));
                 }
             }
-            NodeServerMsg::ConnectFailed { node, error } => {
+            NodeServerMsg::ConnectFailed {
+                node,
+                attempt,
+                error,
+            } => {
+                if state.connecting.get(&node).map(|(a, _)| *a) != Some(attempt) {
+                    // A superseded attempt: its result no longer matters.
+                    return Ok(());
+                }
                 state.connecting.remove(&node);
                 let lost_race = matches!(
                     &error,
@@ -493,21 +528,31 @@ impl Actor for NodeServer {
                     } if s == "nok"
                 );
                 if lost_race {
-                    // The peer's own connection to us wins; it will arrive as an accepted
-                    // session. Give it the setup time.
+                    // The peer's own connection to us wins and arrives as an accepted
+                    // session; give it twice the setup time.
+                    state.lost_races.insert(node.clone(), attempt);
                     let setup = state.shared.config.setup_time;
                     let me = myself.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(setup * 2).await;
-                        let _ = me.cast(NodeServerMsg::ConnectFailed {
-                            node: node.clone(),
-                            error: ConnectError::Timeout(node),
-                        });
+                        let _ = me.cast(NodeServerMsg::RaceTimedOut { node, attempt });
                     });
                 } else if state.shared.session(&Atom::new(&node)).is_none() {
                     tracing::info!(%node, %error, "connection failed");
                     for w in state.waiters.remove(&node).unwrap_or_default() {
                         let _ = w.send(Err(error.clone()));
+                    }
+                }
+            }
+            NodeServerMsg::RaceTimedOut { node, attempt } => {
+                if state.lost_races.get(&node) == Some(&attempt) {
+                    state.lost_races.remove(&node);
+                    let idle = !state.connecting.contains_key(&node)
+                        && state.shared.session(&Atom::new(&node)).is_none();
+                    if idle {
+                        for w in state.waiters.remove(&node).unwrap_or_default() {
+                            let _ = w.send(Err(ConnectError::Timeout(node.clone())));
+                        }
                     }
                 }
             }
@@ -624,6 +669,7 @@ async fn connect_task(
     shared: Arc<NodeShared>,
     server: ActorRef<NodeServerMsg>,
     node: String,
+    attempt: u64,
     addr: Option<SocketAddr>,
     tls: bool,
 ) {
@@ -641,7 +687,11 @@ async fn connect_task(
                 leftover,
             }))
         }
-        Err(error) => NodeServerMsg::ConnectFailed { node, error },
+        Err(error) => NodeServerMsg::ConnectFailed {
+            node,
+            attempt,
+            error,
+        },
     };
     let _ = server.cast(msg);
 }
