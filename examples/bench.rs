@@ -1,0 +1,244 @@
+//! Messaging throughput and call latency between nodes, beside Erlang in the same run.
+//!
+//! ```text
+//! cargo run --release --example bench                 # Rust to Rust, and Erlang to Erlang if erl exists
+//! cargo run --release --example bench -- --peer NODE  # Rust to another node running bench_peer:serve()
+//! ```
+//!
+//! Prints `oneway_msgs_per_s: N` (a one-way flood of `{hello, 42, <<"payload-0123456789">>}`
+//! to a counting actor, counted at the receiver) and `rtt_us: X` (sequential `ping` calls).
+//! Rust to Rust runs the receiving node in a second process. `examples/bench_peer.erl` is the
+//! Erlang side, with the same shapes.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use node_server::etf::Atom;
+use node_server::{ErlangMessage, Node, NodeConfig};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+const COOKIE: &str = "bench-cookie";
+
+/// The counting actor's messages: the same shapes as `bench_peer.erl`.
+#[derive(Debug, ErlangMessage)]
+enum CounterMsg {
+    /// `{hello, 42, <<"payload-...">>}`
+    Hello(i64, Bytes),
+    /// `count` -> the number of hellos
+    #[rpc]
+    Count(RpcReplyPort<u64>),
+    /// `reset` -> ok
+    #[rpc]
+    Reset(RpcReplyPort<()>),
+    /// `ping` -> pong
+    #[rpc]
+    Ping(RpcReplyPort<Atom>),
+}
+
+struct Counter;
+
+impl Actor for Counter {
+    type Msg = CounterMsg;
+    type State = u64;
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<CounterMsg>, _: ()) -> Result<u64, ActorProcessingErr> {
+        Ok(0)
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<CounterMsg>,
+        msg: CounterMsg,
+        n: &mut u64,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            CounterMsg::Hello(..) => *n += 1,
+            CounterMsg::Count(r) => {
+                let _ = r.send(*n);
+            }
+            CounterMsg::Reset(r) => {
+                *n = 0;
+                let _ = r.send(());
+            }
+            CounterMsg::Ping(r) => {
+                let _ = r.send(Atom::new("pong"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+async fn start_node(name: &str, epmd_port: u16) -> Node {
+    NodeConfig::new(name)
+        .cookie(COOKIE)
+        .epmd("localhost", epmd_port)
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("node {name}: {e}"))
+}
+
+/// Floods `n` hellos, waits until the receiver counted them, then times `m` pings.
+async fn measure(node: &Node, peer: &str, n: u64, m: u32) -> (f64, f64) {
+    let counter = node
+        .remote_name::<CounterMsg>("counter", peer)
+        .await
+        .expect("proxy to the counter");
+    let timeout = Some(Duration::from_secs(60));
+    ractor::call_t!(counter, CounterMsg::Reset, 60_000).expect("reset");
+    let payload = Bytes::from_static(b"payload-0123456789");
+    let start = Instant::now();
+    for _ in 0..n {
+        counter
+            .cast(CounterMsg::Hello(42, payload.clone()))
+            .expect("cast");
+    }
+    loop {
+        let counted = counter
+            .call(CounterMsg::Count, timeout)
+            .await
+            .expect("count");
+        if matches!(counted, ractor::rpc::CallResult::Success(c) if c >= n) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    for _ in 0..m {
+        ractor::call_t!(counter, CounterMsg::Ping, 10_000).expect("ping");
+    }
+    let rtt = start.elapsed().as_secs_f64() * 1e6 / f64::from(m);
+    (rate, rtt)
+}
+
+fn erlang_dir() -> Option<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("bench-erl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/bench_peer.erl");
+    let ok = Command::new("erlc")
+        .arg("-o")
+        .arg(&dir)
+        .arg(src)
+        .status()
+        .ok()?
+        .success();
+    ok.then_some(dir)
+}
+
+/// A child process killed when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a process and waits for its `ready NODE` line.
+fn spawn_ready(cmd: &mut Command) -> (Child, String) {
+    use std::io::BufRead;
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn");
+    let out = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(out)
+        .read_line(&mut line)
+        .expect("ready line");
+    let name = line
+        .trim()
+        .strip_prefix("ready ")
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!name.is_empty(), "no ready line: {line:?}");
+    (Child(child), name)
+}
+
+#[tokio::main]
+async fn main() {
+    let n: u64 = arg("--messages")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let m: u32 = arg("--calls").and_then(|s| s.parse().ok()).unwrap_or(5_000);
+    let epmd_port: u16 = arg("--epmd-port")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .unwrap_or(4369)
+        });
+
+    if std::env::args().any(|a| a == "--serve") {
+        // The receiving process: a node with the counter, until stdin closes.
+        let node = start_node(&format!("bench_rx{}", std::process::id()), epmd_port).await;
+        let (counter, _) = Actor::spawn(None, Counter, ()).await.expect("counter");
+        node.register("counter", &counter).expect("register");
+        println!("ready {}", node.name());
+        let _ =
+            tokio::task::spawn_blocking(|| std::io::stdin().read_line(&mut String::new())).await;
+        return;
+    }
+
+    let node = start_node(&format!("bench_tx{}", std::process::id()), epmd_port).await;
+    if let Some(peer) = arg("--peer") {
+        let (rate, rtt) = measure(&node, &peer, n, m).await;
+        println!("peer: {peer}\noneway_msgs_per_s: {rate:.0}\nrtt_us: {rtt:.1}");
+        return;
+    }
+
+    let exe = std::env::current_exe().expect("own path");
+    let (_rx, rx_name) = spawn_ready(
+        Command::new(exe)
+            .args(["--serve", "--epmd-port", &epmd_port.to_string()])
+            .stdin(Stdio::piped()),
+    );
+    let (rate, rtt) = measure(&node, &rx_name, n, m).await;
+    println!("rust_to_rust:\n  oneway_msgs_per_s: {rate:.0}\n  rtt_us: {rtt:.1}");
+
+    let Some(dir) = erlang_dir() else {
+        println!("erlang_to_erlang: skipped (erl/erlc not found)");
+        return;
+    };
+    let erl = |name: &str| {
+        let mut c = Command::new("erl");
+        c.env("ERL_EPMD_PORT", epmd_port.to_string())
+            .args(["-noshell", "-sname", name, "-setcookie", COOKIE, "-pa"])
+            .arg(&dir);
+        c
+    };
+    let pid = std::process::id();
+    let (_erx, erx_name) = spawn_ready(
+        erl(&format!("bench_erx{pid}"))
+            .args(["-run", "bench_peer", "main", "serve"])
+            .stdin(Stdio::piped()),
+    );
+    let out = erl(&format!("bench_etx{pid}"))
+        .args([
+            "-run",
+            "bench_peer",
+            "main",
+            "run",
+            &erx_name,
+            &n.to_string(),
+            &m.to_string(),
+        ])
+        .output()
+        .expect("erl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("erlang_to_erlang:");
+    for line in text.lines() {
+        println!("  {line}");
+    }
+    let (rate_re, rtt_re) = measure(&node, &erx_name, n, m).await;
+    println!("rust_to_erlang:\n  oneway_msgs_per_s: {rate_re:.0}\n  rtt_us: {rtt_re:.1}");
+}
