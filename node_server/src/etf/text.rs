@@ -136,9 +136,11 @@ impl Term {
 
 impl fmt::Display for Term {
     /// Writes the term as `io_lib:format("~w", [Term])` does; pids, ports and references show
-    /// the node name where Erlang shows a node index (`<a@host.83.0>`).
+    /// the node name where Erlang shows a node index (`<a@host.83.0>`). The alternate form
+    /// (`{:#}`) writes binaries that are printable text as `<<"text"/utf8>>`, which reads back
+    /// as the same binary.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        print::write_term(f, self)
+        print::write_term(f, self, f.alternate())
     }
 }
 

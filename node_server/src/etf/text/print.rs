@@ -286,8 +286,9 @@ enum Item<'a> {
     Text(&'static str),
 }
 
-/// Writes a term as `~w` does.
-pub(super) fn write_term(out: &mut impl Write, term: &Term) -> fmt::Result {
+/// Writes a term as `~w` does; with `readable`, binaries that are printable UTF-8 text are
+/// written as strings (`<<"text">>`), as `~p` would.
+pub(super) fn write_term(out: &mut impl Write, term: &Term, readable: bool) -> fmt::Result {
     let mut stack = vec![Item::Term(term)];
     while let Some(item) = stack.pop() {
         match item {
@@ -308,10 +309,16 @@ pub(super) fn write_term(out: &mut impl Write, term: &Term) -> fmt::Result {
                     stack.push(Item::Term(other));
                 }
             },
-            Item::Term(term) => write_one(out, term, &mut stack)?,
+            Item::Term(term) => write_one(out, term, &mut stack, readable)?,
         }
     }
     Ok(())
+}
+
+/// Whether bytes are UTF-8 text without control characters other than newline and tab.
+fn printable_text(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes)
+        .is_ok_and(|t| t.chars().all(|c| !c.is_control() || c == '\n' || c == '\t'))
 }
 
 /// Pushes `elems` so that they pop in order, separated by `sep`.
@@ -325,8 +332,30 @@ fn push_elements<'a>(stack: &mut Vec<Item<'a>>, elems: &'a [Term], sep: &'static
 }
 
 /// Writes a leaf, or the opening of a container whose rest goes on the stack.
-fn write_one<'a>(out: &mut impl Write, term: &'a Term, stack: &mut Vec<Item<'a>>) -> fmt::Result {
+fn write_one<'a>(
+    out: &mut impl Write,
+    term: &'a Term,
+    stack: &mut Vec<Item<'a>>,
+    readable: bool,
+) -> fmt::Result {
     match term {
+        Term::Binary(bytes) if readable && !bytes.is_empty() && printable_text(bytes) => {
+            out.write_str("<<\"")?;
+            for c in std::str::from_utf8(bytes).unwrap_or_default().chars() {
+                match c {
+                    '"' => out.write_str("\\\"")?,
+                    '\\' => out.write_str("\\\\")?,
+                    '\n' => out.write_str("\\n")?,
+                    '\t' => out.write_str("\\t")?,
+                    c => out.write_char(c)?,
+                }
+            }
+            out.write_str(if bytes.is_ascii() {
+                "\">>"
+            } else {
+                "\"/utf8>>"
+            })
+        }
         Term::Atom(a) => write_atom(out, a.as_str()),
         Term::Int(i) => write!(out, "{i}"),
         Term::BigInt(b) => write!(out, "{b}"),
@@ -692,6 +721,23 @@ mod tests {
         let mut t = t;
         while let Term::List(mut v) = t {
             t = v.pop().unwrap_or(Term::Int(0));
+        }
+    }
+
+    #[test]
+    fn alternate_form_writes_text_binaries_as_strings() {
+        for (term, text) in [
+            (Term::binary("hi \"x\"\n"), "<<\"hi \\\"x\\\"\\n\">>"),
+            (
+                Term::binary("d\u{e9}j\u{e0}"),
+                "<<\"d\u{e9}j\u{e0}\"/utf8>>",
+            ),
+            (Term::binary([0u8, 1]), "<<0,1>>"),
+            (Term::binary(""), "<<>>"),
+        ] {
+            let written = format!("{term:#}");
+            assert_eq!(written, text);
+            assert_eq!(Term::parse(&written).unwrap(), term, "{written}");
         }
     }
 }
