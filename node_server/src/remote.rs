@@ -105,6 +105,10 @@ pub struct RemoteActor;
 pub struct ProxyState {
     shared: Arc<NodeShared>,
     target: RemoteTarget,
+    /// The session it sends on (a proxy lives no longer than its node's session).
+    session: Option<crate::session::SessionHandle>,
+    /// Its `SEND` / `REG_SEND` control message, encoded once.
+    control: Bytes,
 }
 
 impl std::fmt::Debug for ProxyState {
@@ -131,7 +135,14 @@ impl Actor for RemoteActor {
         _myself: ActorRef<ProxyMsg>,
         args: ProxyArgs,
     ) -> Result<ProxyState, ActorProcessingErr> {
+        let session = args.shared.session(args.target.node());
+        let mut control = bytes::BytesMut::new();
+        send_control(&args.target, &args.shared.router_pid)
+            .to_term()
+            .encode_body_into(&mut control);
         Ok(ProxyState {
+            session,
+            control: control.freeze(),
             shared: args.shared,
             target: args.target,
         })
@@ -153,9 +164,12 @@ impl Actor for RemoteActor {
         state: &mut ProxyState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            SerializedMessage::Cast { args, .. } => {
-                state.shared.send_raw(&state.target, Bytes::from(args));
-            }
+            SerializedMessage::Cast { args, .. } => match &state.session {
+                Some(session) => {
+                    session.send_prepared(state.control.clone(), Bytes::from(args));
+                }
+                None => state.shared.send_raw(&state.target, Bytes::from(args)),
+            },
             SerializedMessage::Call { args, reply, .. } => match Term::decode_slice(&args) {
                 Ok(request) => state.shared.call(&state.target, request, reply),
                 Err(e) => {

@@ -37,6 +37,9 @@ pub(crate) enum Outgoing {
     Message(Control, Option<Term>),
     /// A control message and a payload already encoded (with its 131).
     Raw(Control, Bytes),
+    /// A control message already encoded (its body, without 131) and a payload already
+    /// encoded (with its 131): what a proxy sends, encoding its control once.
+    Prepared(Bytes, Bytes),
 }
 
 /// The way to reach a live session.
@@ -60,6 +63,11 @@ impl SessionHandle {
     /// Queues a message whose payload is ETF bytes with the leading 131.
     pub fn send_raw(&self, control: Control, payload: Bytes) -> bool {
         self.tx.send(Outgoing::Raw(control, payload)).is_ok()
+    }
+
+    /// Queues a message whose control body (without 131) and payload (with 131) are encoded.
+    pub fn send_prepared(&self, control: Bytes, payload: Bytes) -> bool {
+        self.tx.send(Outgoing::Prepared(control, payload)).is_ok()
     }
 
     /// Where replies to calls received on this session go.
@@ -211,9 +219,8 @@ fn random_u32() -> u32 {
 
 /// Messages of a [`NodeSession`].
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum SessionMsg {
-    /// A message from the peer.
-    Incoming(Box<DistMessage>),
     /// The connection ended.
     Closed(String),
 }
@@ -236,12 +243,18 @@ pub struct SessionArgs {
 
 /// The session's state.
 pub struct SessionState {
+    peer: Atom,
+    reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
+}
+
+/// Handles the peer's control messages. It runs inside the reader task, so an incoming
+/// message reaches its actor without another hop.
+struct Dispatcher {
     shared: Arc<NodeShared>,
     peer: Atom,
     flags: DistFlags,
     tx: mpsc::UnboundedSender<Outgoing>,
-    reader: JoinHandle<()>,
-    writer: JoinHandle<()>,
     /// Monitors the peer holds on our processes: reference -> (monitoring pid, target).
     monitors: HashMap<Reference, (Pid, ProcessRef)>,
 }
@@ -277,22 +290,28 @@ impl Actor for NodeSession {
         let flags = established.flags;
         let writer = tokio::spawn(writer_task(write_half, rx, flags, tick / 4));
         let decoder = PacketDecoder::new(DecodeOptions::new(), shared.config.max_frame);
+        let max_frame = shared.config.max_frame;
+        let peer = Atom::new(&established.peer.name);
+        let dispatcher = Dispatcher {
+            shared,
+            peer: peer.clone(),
+            flags,
+            tx,
+            monitors: HashMap::new(),
+        };
         let reader = tokio::spawn(reader_task(
             read_half,
             leftover,
             decoder,
+            dispatcher,
             myself.clone(),
             tick,
-            shared.config.max_frame,
+            max_frame,
         ));
         Ok(SessionState {
-            peer: Atom::new(&established.peer.name),
-            flags,
-            shared,
-            tx,
+            peer,
             reader,
             writer,
-            monitors: HashMap::new(),
         })
     }
 
@@ -312,15 +331,14 @@ impl Actor for NodeSession {
         message: SessionMsg,
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
-        match message {
-            SessionMsg::Incoming(msg) => state.dispatch(*msg),
-            SessionMsg::Closed(reason) => myself.stop(Some(reason)),
-        }
+        let SessionMsg::Closed(reason) = message;
+        tracing::debug!(peer = %state.peer, %reason, "session closing");
+        myself.stop(Some(reason));
         Ok(())
     }
 }
 
-impl SessionState {
+impl Dispatcher {
     fn send(&self, control: Control, payload: Option<Term>) {
         let _ = self.tx.send(Outgoing::Message(control, payload));
     }
@@ -568,8 +586,32 @@ fn encode_raw(out: &mut BytesMut, flags: DistFlags, control: &Control, payload: 
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
+/// Appends a framed message whose control body and payload (with 131) are encoded.
+fn encode_prepared(out: &mut BytesMut, flags: DistFlags, control: &[u8], payload: &[u8]) {
+    let header_form = flags.contains(DistFlags::DIST_HDR_ATOM_CACHE);
+    let payload = if header_form {
+        payload.get(1..).unwrap_or_default()
+    } else {
+        payload
+    };
+    let len = 3 + control.len() + payload.len();
+    out.reserve(4 + len);
+    out.put_u32(len as u32);
+    if header_form {
+        out.put_slice(&[131, 68, 0]);
+    } else {
+        out.put_slice(&[112, 131]);
+        // Pass-through is one byte shorter than the header form.
+        let at = out.len() - 6;
+        out[at..at + 4].copy_from_slice(&((len - 1) as u32).to_be_bytes());
+    }
+    out.put_slice(control);
+    out.put_slice(payload);
+}
+
 fn encode_outgoing(out: &mut BytesMut, flags: DistFlags, msg: Outgoing) {
     match msg {
+        Outgoing::Prepared(control, payload) => encode_prepared(out, flags, &control, &payload),
         Outgoing::Message(control, payload) => {
             packet::encode_message(out, flags, &control, payload.as_ref())
         }
@@ -616,6 +658,7 @@ async fn reader_task(
     mut r: tokio::io::ReadHalf<BoxedTransport>,
     mut input: BytesMut,
     mut decoder: PacketDecoder,
+    mut dispatcher: Dispatcher,
     session: ActorRef<SessionMsg>,
     ticktime: Duration,
     max_frame: usize,
@@ -626,11 +669,7 @@ async fn reader_task(
             Ok(Some(Frame::Tick)) => continue,
             Ok(Some(Frame::Data(data))) => {
                 match decoder.decode(data) {
-                    Ok(Some(msg)) => {
-                        if session.cast(SessionMsg::Incoming(Box::new(msg))).is_err() {
-                            return;
-                        }
-                    }
+                    Ok(Some(msg)) => dispatcher.dispatch(msg),
                     Ok(None) => {}
                     Err(e) => break format!("bad packet: {e}"),
                 }
