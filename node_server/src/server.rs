@@ -601,6 +601,8 @@ impl Actor for NodeServer {
                 }
             }
             state.shared.fail_calls_to(&peer);
+            // Its proxies were stopped with it (without their post_stop): forget them.
+            lock(&state.shared.proxies).retain(|t, _| *t.node() != peer);
             tracing::info!(node = %peer, %reason, "node down");
             let _ = state.shared.events.send(NodeEvent::Down {
                 node: peer.as_str().to_owned(),
@@ -1072,8 +1074,15 @@ impl Node {
                 node.as_str()
             )));
         }
-        if let Some(cell) = lock(&self.shared.proxies).get(&target) {
-            return Ok(cell.clone().into());
+        {
+            let mut proxies = lock(&self.shared.proxies);
+            if let Some(cell) = proxies.get(&target) {
+                // A proxy killed with its session skips `post_stop` (ractor), so it may linger.
+                if cell.get_status() < ractor::ActorStatus::Draining {
+                    return Ok(cell.clone().into());
+                }
+                proxies.remove(&target);
+            }
         }
         if self.shared.session(&node).is_none() {
             self.connect(node.as_str(), None, false).await?;
