@@ -54,6 +54,8 @@ pub(crate) struct PendingCall {
     reply: RpcReplyPort<Vec<u8>>,
     target: ProcessRef,
     node: Atom,
+    /// The session the call went out on.
+    session: ActorId,
 }
 
 /// State shared by the node's tasks, sessions and proxies.
@@ -101,8 +103,10 @@ impl NodeShared {
         }
     }
 
+    /// The live session with `node`; one that is stopping does not count.
     pub fn session(&self, node: &Atom) -> Option<SessionHandle> {
-        self.sessions.read().ok()?.get(node).cloned()
+        let s = self.sessions.read().ok()?.get(node).cloned()?;
+        (s.actor.get_status() < ractor::ActorStatus::Draining).then_some(s)
     }
 
     /// The live local process a pid or name refers to, if any.
@@ -181,6 +185,7 @@ impl NodeShared {
                 reply,
                 target: target.process_ref(),
                 node: target.node().clone(),
+                session: session.actor.get_id(),
             },
         );
         session.send(
@@ -234,8 +239,9 @@ impl NodeShared {
     }
 
     /// Fails every pending call to `node` (its connection went down).
-    pub fn fail_calls_to(&self, node: &Atom) {
-        lock(&self.pending).retain(|_, c| c.node != *node);
+    /// Fails every pending call made on a session that went down.
+    pub fn fail_calls_on(&self, session: ActorId) {
+        lock(&self.pending).retain(|_, c| c.session != session);
     }
 
     pub fn forget_proxy(&self, target: &RemoteTarget, id: ActorId) {
@@ -600,7 +606,7 @@ impl Actor for NodeServer {
                     sessions.remove(&peer);
                 }
             }
-            state.shared.fail_calls_to(&peer);
+            state.shared.fail_calls_on(cell.get_id());
             // Its proxies were stopped with it (without their post_stop): forget them.
             lock(&state.shared.proxies).retain(|t, _| *t.node() != peer);
             tracing::info!(node = %peer, %reason, "node down");

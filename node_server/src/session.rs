@@ -292,6 +292,20 @@ impl Actor for NodeSession {
         let decoder = PacketDecoder::new(DecodeOptions::new(), shared.config.max_frame);
         let max_frame = shared.config.max_frame;
         let peer = Atom::new(&established.peer.name);
+        // Reachable by name before the reader delivers anything: an actor answering the
+        // peer's first message must find this session.
+        if let Ok(mut sessions) = shared.sessions.write() {
+            sessions.insert(
+                peer.clone(),
+                SessionHandle {
+                    peer: peer.clone(),
+                    flags,
+                    hidden: !flags.contains(DistFlags::PUBLISHED),
+                    tx: tx.clone(),
+                    actor: myself.clone(),
+                },
+            );
+        }
         let dispatcher = Dispatcher {
             shared,
             peer: peer.clone(),
