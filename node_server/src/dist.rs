@@ -3,6 +3,7 @@
 //! Everything here is sans IO: state machines and codecs over byte buffers, driven by the
 //! session tasks in [`crate::session`].
 
+pub mod atom_cache;
 pub mod control;
 pub mod flags;
 pub mod handshake;

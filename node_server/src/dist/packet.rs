@@ -7,18 +7,22 @@
 //! - fragments: `131, 69, SeqId, FragId, header...` then `131, 70, SeqId, FragId, data`, with
 //!   FragId counting down to 1, reassembled here before decoding.
 //!
-//! [`PacketDecoder`] turns frames into [`DistMessage`]s; [`encode_message`] writes them.
+//! [`PacketDecoder`] turns frames into [`DistMessage`]s; [`encode_message`] writes them, and
+//! [`encode_message_as`] writes them in a chosen [`SendForm`], the atom cache included.
 
 use std::collections::HashMap;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::atom_cache::AtomCache;
 use super::control::{Control, ControlError};
 use super::flags::DistFlags;
-use crate::etf::{tag, Atom, DecodeError, DecodeOptions, Term};
+use crate::etf::{encode_term, tag, Atom, DecodeError, DecodeOptions, Term};
 
 const PASS_THROUGH: u8 = 112;
 const ATOM_CACHE_SIZE: usize = 8 * 256;
+/// The largest scratch buffer an atom cache keeps between messages.
+const SCRATCH_KEEP: usize = 1 << 20;
 
 /// Why a packet could not be read. The session treats each as fatal for the connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -319,6 +323,119 @@ pub fn encode_message(
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
+/// How a connection writes its messages; see [`encode_message_as`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SendForm {
+    /// `112, 131 Control, 131 Payload`: for peers without `DIST_HDR_ATOM_CACHE`.
+    PassThrough,
+    /// `131, 68, 0, Control, Payload`: the distribution header with no atom cache references;
+    /// every atom inline. What [`encode_message`] writes when the peer takes headers.
+    Header,
+    /// `131, 68, Refs..., Control, Payload`: atoms through the connection's sender atom cache
+    /// (new entries the first time, one-byte references after). Needs `DIST_HDR_ATOM_CACHE`.
+    AtomCache(Box<AtomCache>),
+}
+
+impl SendForm {
+    /// What [`encode_message`] uses for a connection with these flags: [`SendForm::Header`]
+    /// when the peer takes the distribution header, else [`SendForm::PassThrough`].
+    pub fn for_flags(flags: DistFlags) -> SendForm {
+        if flags.contains(DistFlags::DIST_HDR_ATOM_CACHE) {
+            SendForm::Header
+        } else {
+            SendForm::PassThrough
+        }
+    }
+
+    /// The atom cache form with an empty cache when the peer takes the distribution header,
+    /// else [`SendForm::PassThrough`]. One per connection: the cache is the connection's.
+    pub fn with_atom_cache(flags: DistFlags) -> SendForm {
+        if flags.contains(DistFlags::DIST_HDR_ATOM_CACHE) {
+            SendForm::AtomCache(Box::default())
+        } else {
+            SendForm::PassThrough
+        }
+    }
+}
+
+/// Appends one framed message to `out` in `form`. With [`SendForm::AtomCache`], messages must
+/// go on the wire in the order they are encoded, all of them through the same `form`.
+pub fn encode_message_as(
+    out: &mut BytesMut,
+    form: &mut SendForm,
+    control: &Control,
+    payload: Option<&Term>,
+) {
+    let cache = match form {
+        SendForm::PassThrough => return encode_message(out, DistFlags(0), control, payload),
+        SendForm::Header => {
+            return encode_message(out, DistFlags::DIST_HDR_ATOM_CACHE, control, payload)
+        }
+        SendForm::AtomCache(cache) => cache,
+    };
+    let start = out.len();
+    out.put_u32(0);
+    // The terms come after the header, but decide what goes into it: write them aside first.
+    let mut body = std::mem::take(&mut cache.body);
+    body.clear();
+    cache.begin_message();
+    encode_term(&control.to_term(), &mut body, &mut **cache);
+    if let Some(p) = payload {
+        encode_term(p, &mut body, &mut **cache);
+    }
+    out.put_slice(&[tag::VERSION, tag::DIST_HEADER]);
+    cache.write_header(out);
+    out.extend_from_slice(&body);
+    // Keep the scratch buffer for the next message, unless one big message grew it.
+    if body.capacity() <= SCRATCH_KEEP {
+        cache.body = body;
+    }
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Like [`encode_message_as`], with the payload already encoded: ETF with its version byte
+/// 131 and not compressed, as [`Term::encode`] gives it. In the [`SendForm::AtomCache`] form only
+/// the control message's atoms go through the cache; the payload's stay inline (a header
+/// message may mix both).
+pub fn encode_message_as_raw(
+    out: &mut BytesMut,
+    form: &mut SendForm,
+    control: &Control,
+    payload: Option<&[u8]>,
+) {
+    // Callers pass `Term::encode` output; tolerate a missing 131 rather than fail the writer.
+    let body = payload.map(|p| p.strip_prefix(&[tag::VERSION]).unwrap_or(p));
+    let start = out.len();
+    out.put_u32(0);
+    match form {
+        SendForm::PassThrough => {
+            out.put_u8(PASS_THROUGH);
+            control.to_term().encode_into(out);
+            out.put_slice(payload.unwrap_or_default());
+        }
+        SendForm::Header => {
+            out.put_slice(&[tag::VERSION, tag::DIST_HEADER, 0]);
+            control.to_term().encode_body_into(out);
+            out.put_slice(body.unwrap_or_default());
+        }
+        SendForm::AtomCache(cache) => {
+            let mut scratch = std::mem::take(&mut cache.body);
+            scratch.clear();
+            cache.begin_message();
+            encode_term(&control.to_term(), &mut scratch, &mut **cache);
+            out.put_slice(&[tag::VERSION, tag::DIST_HEADER]);
+            cache.write_header(out);
+            out.extend_from_slice(&scratch);
+            cache.body = scratch;
+            out.put_slice(body.unwrap_or_default());
+        }
+    }
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
 /// Appends a tick (an empty frame) to `out`.
 pub fn encode_tick(out: &mut BytesMut) {
     out.put_u32(0);
@@ -339,7 +456,7 @@ mod tests {
     }
 
     fn frame_body(out: &mut BytesMut) -> Bytes {
-        match next_frame(out, 1 << 20).unwrap().unwrap() {
+        match next_frame(out, 1 << 24).unwrap().unwrap() {
             Frame::Data(b) => b,
             Frame::Tick => panic!("tick"),
         }
@@ -432,6 +549,257 @@ mod tests {
         p2.extend_from_slice(rest);
         let m = dec.decode(Bytes::from(p2)).unwrap().unwrap();
         assert_eq!(m.payload, Some(msg));
+    }
+
+    fn ref_to(node: &str) -> crate::etf::Reference {
+        crate::etf::Reference::new(Atom::new(node), 3, &[1, 2, 3]).unwrap()
+    }
+
+    /// Encodes `msgs` through one atom cache form and decodes them in order with one decoder,
+    /// as the two ends of a connection do; returns the packets.
+    fn through_cache(form: &mut SendForm, msgs: &[(Control, Option<Term>)]) -> Vec<Bytes> {
+        let mut out = BytesMut::new();
+        for (control, payload) in msgs {
+            encode_message_as(&mut out, form, control, payload.as_ref());
+        }
+        let mut dec = PacketDecoder::new(DecodeOptions::new(), 1 << 24);
+        let mut packets = Vec::new();
+        for (control, payload) in msgs {
+            let body = frame_body(&mut out);
+            packets.push(body.clone());
+            let m = dec.decode(body).unwrap().unwrap();
+            assert_eq!(&m.control, control);
+            assert_eq!(&m.payload, payload);
+        }
+        assert!(out.is_empty());
+        packets
+    }
+
+    /// The number of atom cache references in a `131, 68` packet, and how many are new.
+    fn header_refs(packet: &[u8]) -> (usize, usize) {
+        assert_eq!(&packet[..2], &[131, 68]);
+        let n = usize::from(packet[2]);
+        let new = (0..n)
+            .filter(|i| (packet[3 + i / 2] >> ((i % 2) * 4)) & 0x08 != 0)
+            .count();
+        (n, new)
+    }
+
+    fn gen_call() -> (Control, Option<Term>) {
+        let from = Term::tuple(vec![
+            Term::Pid(pid()),
+            Term::improper_list(vec![Term::atom("alias")], Term::from(ref_to("a@h"))),
+        ]);
+        let msg = Term::tuple(vec![
+            Term::atom("$gen_call"),
+            from,
+            Term::tuple(vec![
+                Term::atom("put"),
+                Term::atom("key"),
+                Term::atom("value"),
+            ]),
+        ]);
+        let control = Control::RegSend {
+            from: pid(),
+            to_name: Atom::new("kv_store"),
+        };
+        (control, Some(msg))
+    }
+
+    #[test]
+    fn atom_cache_form_roundtrips_and_reuses_entries() {
+        let mut form = SendForm::with_atom_cache(DistFlags::DIST_HDR_ATOM_CACHE);
+        assert!(matches!(form, SendForm::AtomCache(_)));
+        let hello = (
+            Control::Send { to: pid() },
+            Some(Term::tuple(vec![
+                Term::atom("hello"),
+                Term::Int(42),
+                Term::binary(&b"payload-0123456789"[..]),
+            ])),
+        );
+        let link = (
+            Control::Link {
+                from: pid(),
+                to: pid(),
+            },
+            None,
+        );
+        let msgs = vec![
+            hello.clone(),
+            hello.clone(),
+            gen_call(),
+            gen_call(),
+            link,
+            hello,
+        ];
+        let packets = through_cache(&mut form, &msgs);
+        // First message: '' and 'a@h' (control), hello (payload) are new.
+        assert_eq!(header_refs(&packets[0]), (3, 3));
+        // Second: the same three, all cached.
+        assert_eq!(header_refs(&packets[1]), (3, 0));
+        // The call adds '$gen_call', alias, put, key, value, kv_store; 'a@h' and '' are cached
+        // ('a@h' appears three times but once in the header).
+        assert_eq!(header_refs(&packets[2]), (8, 6));
+        assert_eq!(header_refs(&packets[3]), (8, 0));
+        assert_eq!(header_refs(&packets[4]), (1, 0));
+        assert_eq!(header_refs(&packets[5]), (3, 0));
+        // A warm cached message is smaller than the same message with inline atoms.
+        let mut plain = BytesMut::new();
+        let (c, p) = &msgs[3];
+        encode_message(&mut plain, DistFlags::DIST_HDR_ATOM_CACHE, c, p.as_ref());
+        assert!(
+            packets[3].len() + 4 < plain.len(),
+            "{} vs {}",
+            packets[3].len(),
+            plain.len()
+        );
+    }
+
+    /// Atoms that hash to the same slot: within one message the second is written inline;
+    /// across messages each replaces the other as a new entry, and the receiver follows.
+    #[test]
+    fn atom_cache_collisions_replace_entries() {
+        let mut by_slot = HashMap::new();
+        let (a, b) = (0..)
+            .find_map(|i| {
+                let name = format!("atom_{i}");
+                let slot = super::super::atom_cache::slot_of(name.as_bytes());
+                by_slot.insert(slot, name.clone()).map(|prev| (prev, name))
+            })
+            .unwrap();
+        let send = |atoms: &[&str]| {
+            (
+                Control::Send { to: pid() },
+                Some(Term::list(
+                    atoms.iter().map(|a| Term::atom(*a)).collect::<Vec<_>>(),
+                )),
+            )
+        };
+        let mut form = SendForm::with_atom_cache(DistFlags::DIST_HDR_ATOM_CACHE);
+        let msgs = vec![
+            send(&[&a]),
+            send(&[&b]),
+            send(&[&a, &b, &a, &b]),
+            send(&[&b, &a]),
+            send(&[&b]),
+            send(&[&a]),
+        ];
+        let packets = through_cache(&mut form, &msgs);
+        // Header refs: '' , 'a@h' and the listed atoms that own their slot in the message.
+        assert_eq!(header_refs(&packets[0]), (3, 3)); // '', a@h, a
+        assert_eq!(header_refs(&packets[1]), (3, 1)); // b replaces a
+        assert_eq!(header_refs(&packets[2]), (3, 1)); // a replaces b; b inline
+        assert_eq!(header_refs(&packets[3]), (3, 1)); // b replaces a; a inline
+        assert_eq!(header_refs(&packets[4]), (3, 0)); // b cached
+        assert_eq!(header_refs(&packets[5]), (3, 1)); // a replaces b
+    }
+
+    /// More than 255 distinct atoms in one message: the first 255 go through the cache, the
+    /// rest inline; long UTF-8 atoms set the LongAtoms flag.
+    #[test]
+    fn atom_cache_limits_and_long_atoms() {
+        let many: Vec<Term> = (0..400).map(|i| Term::atom(format!("many_{i}"))).collect();
+        let long = Term::atom("ж".repeat(200)); // 400 bytes, 200 characters
+        let msgs = vec![
+            (Control::Send { to: pid() }, Some(Term::list(many.clone()))),
+            (Control::Send { to: pid() }, Some(Term::list(many))),
+            (
+                Control::Send { to: pid() },
+                Some(Term::tuple(vec![long.clone(), Term::atom("short")])),
+            ),
+            (Control::Send { to: pid() }, Some(long)),
+            // A big message (its scratch buffer is not kept), then a small one.
+            (
+                Control::Send { to: pid() },
+                Some(Term::tuple(vec![
+                    Term::atom("big"),
+                    Term::binary(vec![7u8; 2 << 20]),
+                ])),
+            ),
+            (Control::Send { to: pid() }, Some(Term::atom("big"))),
+        ];
+        let mut form = SendForm::with_atom_cache(DistFlags::DIST_HDR_ATOM_CACHE);
+        let packets = through_cache(&mut form, &msgs);
+        let (n, _) = header_refs(&packets[0]);
+        assert_eq!(n, 255);
+        assert_eq!(header_refs(&packets[1]).0, 255);
+        // LongAtoms: bit 0 of the nibble after the last reference.
+        let p = &packets[2];
+        let n = usize::from(p[2]);
+        assert_eq!(n, 4);
+        assert_eq!((p[3 + n / 2] >> ((n % 2) * 4)) & 1, 1);
+        let p = &packets[3];
+        let n = usize::from(p[2]);
+        assert_eq!(header_refs(p), (3, 0));
+        assert_eq!((p[3 + n / 2] >> ((n % 2) * 4)) & 1, 0);
+    }
+
+    /// Pre-encoded payloads: the control goes through the cache, the payload stays inline,
+    /// and the receiver reads both; every form gives what the term form gives.
+    #[test]
+    fn raw_payloads_in_every_form() {
+        let (control, payload) = gen_call();
+        let payload = payload.unwrap();
+        let bytes = payload.encode();
+        let forms: [fn() -> SendForm; 3] = [
+            || SendForm::PassThrough,
+            || SendForm::for_flags(DistFlags::DIST_HDR_ATOM_CACHE),
+            || SendForm::with_atom_cache(DistFlags::DIST_HDR_ATOM_CACHE),
+        ];
+        for make in forms {
+            let mut form = make();
+            let mut out = BytesMut::new();
+            for _ in 0..3 {
+                encode_message_as_raw(&mut out, &mut form, &control, Some(&bytes));
+            }
+            encode_message_as_raw(&mut out, &mut form, &Control::Send { to: pid() }, None);
+            let mut dec = PacketDecoder::new(DecodeOptions::new(), 1 << 20);
+            for _ in 0..3 {
+                let m = dec.decode(frame_body(&mut out)).unwrap().unwrap();
+                assert_eq!(m.control, control);
+                assert_eq!(m.payload.as_ref(), Some(&payload));
+            }
+            let err = dec.decode(frame_body(&mut out));
+            // SEND needs a payload: the decoder says so, in every form alike.
+            assert!(err.is_err());
+            // The plain forms write what the term-based encoder writes.
+            if !matches!(form, SendForm::AtomCache(_)) {
+                let mut a = BytesMut::new();
+                encode_message_as_raw(&mut a, &mut form, &control, Some(&bytes));
+                let mut b = BytesMut::new();
+                encode_message_as(&mut b, &mut form, &control, Some(&payload));
+                assert_eq!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn send_forms_for_flags() {
+        assert!(matches!(
+            SendForm::for_flags(DistFlags(0)),
+            SendForm::PassThrough
+        ));
+        assert!(matches!(
+            SendForm::with_atom_cache(DistFlags(0)),
+            SendForm::PassThrough
+        ));
+        let control = Control::Send { to: pid() };
+        let msg = Term::atom("x");
+        for mut form in [
+            SendForm::PassThrough,
+            SendForm::for_flags(DistFlags::DIST_HDR_ATOM_CACHE),
+        ] {
+            let mut a = BytesMut::new();
+            encode_message_as(&mut a, &mut form, &control, Some(&msg));
+            let flags = match form {
+                SendForm::Header => DistFlags::DIST_HDR_ATOM_CACHE,
+                _ => DistFlags(0),
+            };
+            let mut b = BytesMut::new();
+            encode_message(&mut b, flags, &control, Some(&msg));
+            assert_eq!(a, b);
+        }
     }
 
     #[test]
