@@ -87,7 +87,11 @@ async fn exchange(
         from: from.name().to_owned(),
         text: "hello".into(),
     };
-    println!("{} -> {{greeter, {to}}} ! {:#}", from.name(), greet.to_term());
+    println!(
+        "{} -> {{greeter, {to}}} ! {:#}",
+        from.name(),
+        greet.to_term()
+    );
     greeter.cast(greet)?;
     println!(
         "{} -> gen_server:call({{greeter, {to}}}, {{add,2,3}})",
