@@ -56,6 +56,8 @@ pub(crate) struct PendingCall {
     node: Atom,
     /// The session the call went out on.
     session: ActorId,
+    /// When to give up on it.
+    deadline: Option<std::time::Instant>,
 }
 
 /// State shared by the node's tasks, sessions and proxies.
@@ -186,6 +188,7 @@ impl NodeShared {
                 target: target.process_ref(),
                 node: target.node().clone(),
                 session: session.actor.get_id(),
+                deadline: timeout.map(|t| std::time::Instant::now() + t),
             },
         );
         session.send(
@@ -206,15 +209,6 @@ impl NodeShared {
             crate::remote::send_control(target, &self.router_pid),
             Some(msg),
         );
-        if let Some(timeout) = timeout {
-            let weak = Arc::downgrade(self);
-            tokio::spawn(async move {
-                tokio::time::sleep(timeout).await;
-                if let Some(shared) = weak.upgrade() {
-                    shared.finish_call(&mref, None);
-                }
-            });
-        }
     }
 
     /// Completes (with `reply`) or abandons (with `None`) a pending call.
@@ -239,6 +233,20 @@ impl NodeShared {
     }
 
     /// Fails every pending call to `node` (its connection went down).
+    /// Abandons calls past their deadline or whose caller gave up (the sweeper runs this
+    /// every second, rather than a timer task per call).
+    pub fn expire_calls(&self) {
+        let now = std::time::Instant::now();
+        let expired: Vec<Reference> = lock(&self.pending)
+            .iter()
+            .filter(|(_, c)| c.reply.is_closed() || c.deadline.is_some_and(|d| d <= now))
+            .map(|(r, _)| r.clone())
+            .collect();
+        for r in expired {
+            self.finish_call(&r, None);
+        }
+    }
+
     /// Fails every pending call made on a session that went down.
     pub fn fail_calls_on(&self, session: ActorId) {
         lock(&self.pending).retain(|_, c| c.session != session);
@@ -370,6 +378,17 @@ impl Actor for NodeServer {
         args: NodeServerArgs,
     ) -> Result<NodeServerState, ActorProcessingErr> {
         let listener = tokio::spawn(accept_loop(args.listener, args.shared.clone(), myself));
+        let weak = Arc::downgrade(&args.shared);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                match weak.upgrade() {
+                    Some(shared) => shared.expire_calls(),
+                    None => return,
+                }
+            }
+        });
         Ok(NodeServerState {
             shared: args.shared,
             by_actor: HashMap::new(),
