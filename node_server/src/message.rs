@@ -218,7 +218,10 @@ macro_rules! prost_term {
 /// reply bytes hold.
 #[doc(hidden)]
 pub fn encode_to_vec(term: &Term) -> Vec<u8> {
-    term.encode().to_vec()
+    let mut out = bytes::BytesMut::new();
+    term.encode_into(&mut out);
+    // A uniquely owned buffer becomes a Vec without copying.
+    Vec::from(out)
 }
 
 /// The term in ETF `bytes` (with the version byte), or `None` when they do not decode.
