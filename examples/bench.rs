@@ -118,6 +118,21 @@ async fn measure(node: &Node, peer: &str, n: u64, m: u32) -> (f64, f64) {
         ractor::call_t!(counter, CounterMsg::Ping, 10_000).expect("ping");
     }
     let rtt = start.elapsed().as_secs_f64() * 1e6 / f64::from(m);
+    if std::env::args().any(|a| a == "--raw-calls") {
+        // The same call without the typed proxy: Node::call with a term.
+        let target = node_server::remote::RemoteTarget::Name {
+            name: Atom::new("counter"),
+            node: Atom::new(peer),
+        };
+        let start = Instant::now();
+        for _ in 0..m {
+            node.call(&target, node_server::etf::Term::atom("ping"), Duration::from_secs(10))
+                .await
+                .expect("raw ping");
+        }
+        let raw = start.elapsed().as_secs_f64() * 1e6 / f64::from(m);
+        println!("raw_call_rtt_us: {raw:.1}");
+    }
     (rate, rtt)
 }
 
