@@ -105,6 +105,19 @@ impl NodeShared {
         }
     }
 
+    /// The connected nodes and whether each connection is hidden.
+    pub fn connected(&self) -> Vec<(String, bool)> {
+        self.sessions
+            .read()
+            .map(|s| {
+                s.values()
+                    .filter(|h| h.actor.get_status() < ractor::ActorStatus::Draining)
+                    .map(|h| (h.peer.as_str().to_owned(), h.hidden))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The live session with `node`; one that is stopping does not count.
     pub fn session(&self, node: &Atom) -> Option<SessionHandle> {
         let s = self.sessions.read().ok()?.get(node).cloned()?;
@@ -582,17 +595,7 @@ impl Actor for NodeServer {
                 }
             }
             NodeServerMsg::Connected(reply) => {
-                let list = state
-                    .shared
-                    .sessions
-                    .read()
-                    .map(|s| {
-                        s.values()
-                            .map(|h| (h.peer.as_str().to_owned(), h.hidden))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let _ = reply.send(list);
+                let _ = reply.send(state.shared.connected());
             }
             NodeServerMsg::Disconnect(node) => {
                 if let Some(s) = state.shared.session(&Atom::new(&node)) {
@@ -956,15 +959,7 @@ impl Node {
 
     /// The connected nodes and whether each connection is hidden.
     pub fn connected(&self) -> Vec<(String, bool)> {
-        self.shared
-            .sessions
-            .read()
-            .map(|s| {
-                s.values()
-                    .map(|h| (h.peer.as_str().to_owned(), h.hidden))
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.shared.connected()
     }
 
     /// Closes the connection to `node`, if any.
