@@ -126,9 +126,13 @@ async fn measure(node: &Node, peer: &str, n: u64, m: u32) -> (f64, f64) {
         };
         let start = Instant::now();
         for _ in 0..m {
-            node.call(&target, node_server::etf::Term::atom("ping"), Duration::from_secs(10))
-                .await
-                .expect("raw ping");
+            node.call(
+                &target,
+                node_server::etf::Term::atom("ping"),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("raw ping");
         }
         let raw = start.elapsed().as_secs_f64() * 1e6 / f64::from(m);
         println!("raw_call_rtt_us: {raw:.1}");

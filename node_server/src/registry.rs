@@ -26,11 +26,15 @@ pub(crate) enum LocalProcess {
     Actor(Arc<LocalActor>),
 }
 
+/// Converts a term into the actor's message type and casts it; false when it does not
+/// convert. In-process delivery: the message is never serialized again.
+pub(crate) type CastFn = Box<dyn Fn(&Term) -> bool + Send + Sync>;
+
 /// An actor exposed to remote nodes.
 pub(crate) struct LocalActor {
     pub cell: ActorCell,
     pub pid: Pid,
-    pub accepts_cast: fn(&Term) -> bool,
+    pub cast: CastFn,
     pub accepts_call: fn(&Term) -> bool,
 }
 
@@ -93,7 +97,7 @@ impl Registry {
     pub fn expose(
         &mut self,
         cell: &ActorCell,
-        accepts_cast: fn(&Term) -> bool,
+        cast: impl FnOnce() -> CastFn,
         accepts_call: fn(&Term) -> bool,
     ) -> Arc<LocalActor> {
         if let Some(a) = self.by_actor.get(&cell.get_id()) {
@@ -110,7 +114,7 @@ impl Registry {
         let actor = Arc::new(LocalActor {
             cell: cell.clone(),
             pid: self.pid(self.next_id),
-            accepts_cast,
+            cast: cast(),
             accepts_call,
         });
         self.by_pid

@@ -1018,7 +1018,7 @@ impl Node {
     pub fn pid_of<M: ErlangMessage>(&self, actor: &ActorRef<M>) -> Pid {
         self.shared
             .registry()
-            .expose(&actor.get_cell(), M::accepts_cast, M::accepts_call)
+            .expose(&actor.get_cell(), || typed_cast(actor), M::accepts_call)
             .pid
             .clone()
     }
@@ -1031,7 +1031,7 @@ impl Node {
         actor: &ActorRef<M>,
     ) -> Result<Pid, RegisterError> {
         let mut registry = self.shared.registry();
-        let local = registry.expose(&actor.get_cell(), M::accepts_cast, M::accepts_call);
+        let local = registry.expose(&actor.get_cell(), || typed_cast(actor), M::accepts_call);
         if !registry.register(Atom::new(name), LocalProcess::Actor(local.clone())) {
             return Err(RegisterError::NameTaken(name.to_owned()));
         }
@@ -1187,6 +1187,21 @@ pub enum CallError {
     /// The target's node could not be reached.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+}
+
+/// Delivery of casts to a typed local actor: the term converts straight into `M` and is cast
+/// in-process, with no second encode and decode.
+fn typed_cast<M: ErlangMessage>(actor: &ActorRef<M>) -> crate::registry::CastFn {
+    let actor = actor.clone();
+    Box::new(move |term: &Term| match M::from_term(term) {
+        Ok(msg) => {
+            if actor.cast(msg).is_err() {
+                tracing::debug!("actor stopped; message dropped");
+            }
+            true
+        }
+        Err(_) => false,
+    })
 }
 
 /// A stable number for a node name, for the ractor ids of its proxies.

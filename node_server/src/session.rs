@@ -501,15 +501,7 @@ impl Dispatcher {
                 return;
             }
         }
-        if (actor.accepts_cast)(&msg) {
-            let cast = SerializedMessage::Cast {
-                variant: String::new(),
-                args: msg.encode().to_vec(),
-                metadata: None,
-            };
-            if actor.cell.send_serialized(cast).is_err() {
-                tracing::debug!(?to, "actor stopped; message dropped");
-            }
+        if (actor.cast)(&msg) {
             return;
         }
         self.shared.undeliverable(to, msg);
