@@ -14,10 +14,13 @@ use std::process::ExitCode;
 
 use node_server::etf::Term;
 use node_server::remote::{Raw, RemoteTarget};
+use node_server::rpc::{RpcError, RpcFailure};
 use node_server::{ErlangMessage, FromTerm, ToTerm};
 use node_server::{Node, NodeConfig, NodeEvent, TlsConfig};
+use num_bigint::BigInt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::HashMap;
+use std::time::Duration;
 
 /// Registered as `kv`: a typed gen_server over any terms.
 #[derive(Debug, ErlangMessage)]
@@ -107,6 +110,48 @@ impl Actor for Echo {
         }
         Ok(())
     }
+}
+
+/// `echo_node:add(A, B)` and `echo_node:call_back(Node, M, F, Args)` for `rpc:call`.
+fn register_functions(node: &Node) {
+    node.register_fn("echo_node", "add", |args| async move {
+        match &args[..] {
+            [a, b] => match (BigInt::from_term(a), BigInt::from_term(b)) {
+                (Ok(a), Ok(b)) => Ok((a + b).to_term()),
+                _ => Err(RpcFailure::badarith()),
+            },
+            _ => Err(RpcFailure::Error(Term::atom("undef"))),
+        }
+    });
+    let caller = node.clone();
+    node.register_fn("echo_node", "call_back", move |args| {
+        let node = caller.clone();
+        async move {
+            let [Term::Atom(target), Term::Atom(m), Term::Atom(f), Term::List(a)] = &args[..]
+            else {
+                return Err(RpcFailure::badarg());
+            };
+            match node
+                .rpc(
+                    target.as_str(),
+                    m.as_str(),
+                    f.as_str(),
+                    a.clone(),
+                    Duration::from_secs(10),
+                )
+                .await
+            {
+                Ok(value) => Ok(value),
+                Err(RpcError::BadRpc(reason)) => {
+                    Ok(Term::tuple(vec![Term::atom("badrpc"), reason]))
+                }
+                Err(e) => Err(RpcFailure::Error(Term::tuple(vec![
+                    Term::atom("call_back"),
+                    Term::binary(e.to_string()),
+                ]))),
+            }
+        }
+    });
 }
 
 struct Args {
@@ -203,6 +248,7 @@ async fn main() -> ExitCode {
         eprintln!("echo_node: {e}");
         return ExitCode::FAILURE;
     }
+    register_functions(&node);
     println!("ready {}", node.name());
     loop {
         tokio::select! {

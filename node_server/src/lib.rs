@@ -55,6 +55,7 @@ pub mod etf;
 pub mod message;
 mod registry;
 pub mod remote;
+pub mod rpc;
 pub mod server;
 pub mod session;
 pub mod tls;

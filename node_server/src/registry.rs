@@ -22,6 +22,8 @@ pub(crate) enum LocalProcess {
     NetKernel,
     /// The pid that sends for Rust code and receives replies to calls it makes.
     Router,
+    /// `rex`, the rpc server.
+    Rex,
     /// A ractor actor.
     Actor(Arc<LocalActor>),
 }
@@ -66,6 +68,7 @@ pub(crate) struct Registry {
 /// The pid numbers of the built-in processes.
 pub(crate) const NET_KERNEL_ID: u32 = 1;
 pub(crate) const ROUTER_ID: u32 = 2;
+pub(crate) const REX_ID: u32 = 3;
 
 impl Registry {
     pub fn new(node: Atom, creation: u32) -> Registry {
@@ -81,6 +84,8 @@ impl Registry {
             .insert(Atom::new("net_kernel"), LocalProcess::NetKernel);
         r.by_pid.insert(NET_KERNEL_ID, LocalProcess::NetKernel);
         r.by_pid.insert(ROUTER_ID, LocalProcess::Router);
+        r.names.insert(Atom::new("rex"), LocalProcess::Rex);
+        r.by_pid.insert(REX_ID, LocalProcess::Rex);
         r
     }
 
@@ -91,6 +96,16 @@ impl Registry {
             serial: 0,
             creation: self.creation,
         }
+    }
+
+    /// A pid for a short-lived task (an rpc call) that nothing can send to.
+    pub fn fresh_pid(&mut self) -> Pid {
+        self.next_id = if self.next_id >= (1 << 28) - 1 {
+            100
+        } else {
+            self.next_id + 1
+        };
+        self.pid(self.next_id)
     }
 
     /// The entry for an actor, made on first use.

@@ -75,6 +75,9 @@ pub(crate) struct NodeShared {
     pub proxies: Mutex<HashMap<RemoteTarget, ActorCell>>,
     pub pending: Mutex<HashMap<Reference, PendingCall>>,
     pub fallback: RwLock<Option<ActorRef<Raw>>>,
+    /// Functions callable by rpc, by `{Module, Function}`.
+    pub functions: RwLock<HashMap<crate::rpc::FnKey, crate::rpc::RpcFn>>,
+    pub rex_pid: Pid,
     pub events: broadcast::Sender<NodeEvent>,
     next_ref: AtomicU64,
     next_proxy: AtomicU64,
@@ -270,6 +273,15 @@ impl NodeShared {
         if proxies.get(target).is_some_and(|c| c.get_id() == id) {
             proxies.remove(target);
         }
+    }
+
+    /// The registered function `module:function`, if any.
+    pub fn function(&self, module: &Atom, function: &Atom) -> Option<crate::rpc::RpcFn> {
+        self.functions
+            .read()
+            .ok()?
+            .get(&(module.clone(), function.clone()))
+            .cloned()
     }
 
     /// Hands a message no local process could take to the fallback actor, if one is set.
@@ -855,6 +867,7 @@ impl NodeConfig {
         let shared = Arc::new(NodeShared {
             net_kernel_pid: registry.pid(NET_KERNEL_ID),
             router_pid: registry.pid(ROUTER_ID),
+            rex_pid: registry.pid(crate::registry::REX_ID),
             name,
             config: self,
             cookie,
@@ -865,6 +878,7 @@ impl NodeConfig {
             proxies: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             fallback: RwLock::new(None),
+            functions: RwLock::new(HashMap::new()),
             events,
             next_ref: AtomicU64::new(1),
             next_proxy: AtomicU64::new(1),
@@ -1051,6 +1065,49 @@ impl Node {
             .into_iter()
             .map(|a| a.as_str().to_owned())
             .collect()
+    }
+
+    /// Makes `Module:Function(Args)` callable from Erlang with `rpc:call/4` and `erpc:call/4`.
+    /// The function gets the argument list; see [`crate::rpc`] for how failures show in
+    /// Erlang.
+    pub fn register_fn<F, Fut>(&self, module: &str, function: &str, f: F)
+    where
+        F: Fn(Vec<Term>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = crate::rpc::RpcResult> + Send + 'static,
+    {
+        let f: crate::rpc::RpcFn = Arc::new(move |args| Box::pin(f(args)));
+        if let Ok(mut fns) = self.shared.functions.write() {
+            fns.insert((Atom::new(module), Atom::new(function)), f);
+        }
+    }
+
+    /// Calls `Module:Function(Args)` on another node (through its `rex`, as `rpc:call/5`).
+    pub async fn rpc(
+        &self,
+        node: &str,
+        module: &str,
+        function: &str,
+        args: Vec<Term>,
+        timeout: Duration,
+    ) -> Result<Term, crate::rpc::RpcError> {
+        let target = RemoteTarget::Name {
+            name: Atom::new("rex"),
+            node: Atom::new(node),
+        };
+        let request = Term::tuple(vec![
+            Term::atom("call"),
+            Term::atom(module),
+            Term::atom(function),
+            Term::list(args),
+            Term::atom("user"),
+        ]);
+        let reply = self.call(&target, request, timeout).await?;
+        match reply.as_tuple() {
+            Some([tag, reason]) if tag.is_atom("badrpc") => {
+                Err(crate::rpc::RpcError::BadRpc(reason.clone()))
+            }
+            _ => Ok(reply),
+        }
     }
 
     /// Where messages that no actor could decode go (after being logged).

@@ -419,18 +419,15 @@ impl Dispatcher {
             Control::PayloadMonitorPExit { to, reference, .. } if to == self.shared.router_pid => {
                 self.shared.finish_call(&reference, None);
             }
-            Control::SpawnRequest { req_id, from, .. } => {
-                // Remote spawning arrives with rpc support; refuse clearly until then.
-                self.send(
-                    Control::SpawnReply {
-                        req_id,
-                        to: from,
-                        flags: 0,
-                        result: Term::atom("notsup"),
-                    },
-                    None,
-                );
-            }
+            Control::SpawnRequest {
+                req_id,
+                from,
+                module,
+                function,
+                arity,
+                opts,
+                ..
+            } => self.spawn_request(req_id, from, (module, function, arity), &opts, payload),
             other => {
                 tracing::debug!(peer = %self.peer, control = ?other, "ignored control message");
             }
@@ -442,6 +439,7 @@ impl Dispatcher {
         match self.shared.resolve(to) {
             Some(LocalProcess::NetKernel) => self.net_kernel(msg),
             Some(LocalProcess::Router) => self.call_reply(msg),
+            Some(LocalProcess::Rex) => self.rex(msg),
             Some(LocalProcess::Actor(actor)) => self.deliver_to_actor(&actor, to, msg),
             None => {
                 tracing::debug!(peer = %self.peer, ?to, %msg, "message to a process that does not exist dropped");
@@ -505,6 +503,115 @@ impl Dispatcher {
             return;
         }
         self.shared.undeliverable(to, msg);
+    }
+
+    /// A spawn request. `erpc:execute_call(Ref, M, F, A)` (what `erpc:call` and OTP 25's
+    /// `rpc:call` send) runs a registered function as a short-lived "process"; anything
+    /// else is refused with `notsup`.
+    fn spawn_request(
+        &mut self,
+        req_id: Reference,
+        from: Pid,
+        (module, function, arity): (Atom, Atom, u32),
+        opts: &Term,
+        args: Option<Term>,
+    ) {
+        let call = match (module.as_str(), function.as_str(), arity, args) {
+            ("erpc", "execute_call", 4, Some(Term::List(args))) => match &args[..] {
+                [res, Term::Atom(m), Term::Atom(f), Term::List(a)] => {
+                    Some((res.clone(), m.clone(), f.clone(), a.clone()))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some((res, m, f, a)) = call else {
+            self.send(
+                Control::SpawnReply {
+                    req_id,
+                    to: from,
+                    flags: 0,
+                    result: Term::atom("notsup"),
+                },
+                None,
+            );
+            return;
+        };
+        let monitor = match opts {
+            Term::List(o) => o.iter().any(|o| {
+                o.is_atom("monitor") || matches!(o.as_tuple(), Some([k, _]) if k.is_atom("monitor"))
+            }),
+            _ => false,
+        };
+        let pid = self.shared.registry().fresh_pid();
+        self.send(
+            Control::SpawnReply {
+                req_id: req_id.clone(),
+                to: from.clone(),
+                flags: if monitor { 2 } else { 0 },
+                result: Term::Pid(pid.clone()),
+            },
+            None,
+        );
+        let func = self.shared.function(&m, &f);
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let stack = crate::rpc::stack(&m, &f, &a);
+            let reason = match crate::rpc::apply(func, &m, &f, a).await {
+                Ok(value) => Term::tuple(vec![res, Term::atom("return"), value]),
+                Err(failure) => failure.erpc_reason(&res, stack),
+            };
+            if monitor {
+                let exit = Control::MonitorPExit {
+                    from: ProcessRef::Pid(pid),
+                    to: from,
+                    reference: req_id,
+                    reason,
+                };
+                let _ = tx.send(Outgoing::Message(exit, None));
+            }
+        });
+    }
+
+    /// `rex`: `{call, M, F, A, GroupLeader}` calls and `features_request`.
+    fn rex(&mut self, msg: Term) {
+        if let Some((caller, tag, request)) = gen_call_parts(&msg) {
+            let Some([op, Term::Atom(m), Term::Atom(f), Term::List(a), _gl]) = request.as_tuple()
+            else {
+                tracing::debug!(peer = %self.peer, %request, "unsupported rex call");
+                return;
+            };
+            if !op.is_atom("call") {
+                return;
+            }
+            let (m, f, a) = (m.clone(), f.clone(), a.clone());
+            let func = self.shared.function(&m, &f);
+            let replier = Replier {
+                tx: self.tx.clone(),
+                flags: self.flags,
+                from: self.shared.rex_pid.clone(),
+            };
+            let (caller, tag) = (caller.clone(), tag.clone());
+            tokio::spawn(async move {
+                let stack = crate::rpc::stack(&m, &f, &a);
+                let reply = match crate::rpc::apply(func, &m, &f, a).await {
+                    Ok(value) => value,
+                    Err(failure) => failure.rex_reply(stack),
+                };
+                replier.reply(&caller, &tag, reply);
+            });
+            return;
+        }
+        if let Some([Term::Pid(from), what]) = msg.as_tuple() {
+            if what.is_atom("features_request") {
+                let reply = Term::tuple(vec![
+                    Term::atom("features_reply"),
+                    Term::Atom(self.shared.name.clone()),
+                    Term::list(vec![Term::atom("erpc")]),
+                ]);
+                self.send(Control::Send { to: from.clone() }, Some(reply));
+            }
+        }
     }
 
     /// Our `net_kernel`: answers `{is_auth, Node}` calls so `net_adm:ping` gets `pong`.

@@ -1,0 +1,130 @@
+//! Remote procedure calls both ways.
+//!
+//! Rust functions registered under `{Module, Function}` ([`crate::Node::register_fn`]) answer
+//! Erlang's `rpc:call/4` and `erpc:call/4`:
+//! - `erpc` (and `rpc`, which OTP 25 builds on it) sends `SPAWN_REQUEST` for
+//!   `erpc:execute_call(Ref, M, F, A)` with a monitor. The node answers `SPAWN_REPLY` with a
+//!   pid for the call, runs the function, and ends that "process" with `MONITOR_P_EXIT` whose
+//!   reason is `{Ref, return, Value}`, `{Ref, throw, T}`, `{Ref, exit, R}` or
+//!   `{Ref, error, R, Stack}`: the shapes `erpc` turns into a value or an exception.
+//! - the classic `rex` server answers `{call, M, F, A, GroupLeader}` calls (what `erl_call` and
+//!   old nodes send) with the value or `{badrpc, {'EXIT', Reason}}`, and `{From,
+//!   features_request}` with `{features_reply, Node, [erpc]}`.
+//!
+//! An unknown `M:F/A` fails as Erlang fails it: `error:undef` with `[{M, F, Args, []}]`.
+//!
+//! [`crate::Node::rpc`] calls an Erlang function from Rust through the peer's `rex`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::etf::{Atom, Term};
+
+/// How a registered function fails, mapped onto Erlang's exception classes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RpcFailure {
+    /// `erlang:error(Reason)`: e.g. `badarith`, `badarg`.
+    Error(Term),
+    /// `exit(Reason)`.
+    Exit(Term),
+    /// `throw(Value)`.
+    Throw(Term),
+}
+
+impl RpcFailure {
+    /// `error:badarg`.
+    pub fn badarg() -> RpcFailure {
+        RpcFailure::Error(Term::atom("badarg"))
+    }
+
+    /// `error:badarith`.
+    pub fn badarith() -> RpcFailure {
+        RpcFailure::Error(Term::atom("badarith"))
+    }
+}
+
+/// What a registered function returns.
+pub type RpcResult = Result<Term, RpcFailure>;
+
+/// A registered function: takes the argument list, returns the value or a failure.
+pub type RpcFn =
+    Arc<dyn Fn(Vec<Term>) -> Pin<Box<dyn Future<Output = RpcResult> + Send>> + Send + Sync>;
+
+/// Why an rpc from Rust failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RpcError {
+    /// The remote side answered `{badrpc, Reason}` (an exception, an unknown function, ...).
+    #[error("badrpc: {0}")]
+    BadRpc(Term),
+    /// The call itself failed (no connection, no `rex`, timeout).
+    #[error(transparent)]
+    Call(#[from] crate::CallError),
+}
+
+/// `{Module, Function}` of a registered function.
+pub(crate) type FnKey = (Atom, Atom);
+
+/// Runs `M:F(Args)` against the registered functions, as Erlang's `apply/3` would.
+pub(crate) async fn apply(
+    f: Option<RpcFn>,
+    module: &Atom,
+    function: &Atom,
+    args: Vec<Term>,
+) -> RpcResult {
+    match f {
+        Some(f) => {
+            // A panicking function is an error, not a dead node.
+            let task = tokio::spawn(f(args));
+            match task.await {
+                Ok(result) => result,
+                Err(e) => Err(RpcFailure::Error(Term::tuple(vec![
+                    Term::atom("panic"),
+                    Term::binary(e.to_string()),
+                ]))),
+            }
+        }
+        None => {
+            tracing::debug!(%module, %function, "rpc of an unknown function");
+            Err(RpcFailure::Error(Term::atom("undef")))
+        }
+    }
+}
+
+impl RpcFailure {
+    /// The `erpc:execute_call` exit reason for this failure.
+    pub(crate) fn erpc_reason(&self, res: &Term, stack: Term) -> Term {
+        match self {
+            RpcFailure::Error(r) => {
+                Term::tuple(vec![res.clone(), Term::atom("error"), r.clone(), stack])
+            }
+            RpcFailure::Exit(r) => Term::tuple(vec![res.clone(), Term::atom("exit"), r.clone()]),
+            RpcFailure::Throw(t) => Term::tuple(vec![res.clone(), Term::atom("throw"), t.clone()]),
+        }
+    }
+
+    /// What `rpc:call` (through `rex`) answers for this failure: `{badrpc, {'EXIT', ...}}`.
+    pub(crate) fn rex_reply(&self, stack: Term) -> Term {
+        let exit = match self {
+            RpcFailure::Error(r) => Term::tuple(vec![r.clone(), stack]),
+            RpcFailure::Exit(r) => r.clone(),
+            // rpc returns a thrown value as the result.
+            RpcFailure::Throw(t) => return t.clone(),
+        };
+        Term::tuple(vec![
+            Term::atom("badrpc"),
+            Term::tuple(vec![Term::atom("EXIT"), exit]),
+        ])
+    }
+}
+
+/// The stack Erlang reports for a call: `[{M, F, Args, []}]`.
+pub(crate) fn stack(module: &Atom, function: &Atom, args: &[Term]) -> Term {
+    Term::list(vec![Term::tuple(vec![
+        Term::Atom(module.clone()),
+        Term::Atom(function.clone()),
+        Term::list(args.to_vec()),
+        Term::NIL,
+    ])])
+}
