@@ -58,6 +58,7 @@ pub mod remote;
 pub mod rpc;
 pub mod server;
 pub mod session;
+pub mod signals;
 pub mod tls;
 
 pub use config::NodeConfig;

@@ -75,6 +75,10 @@ pub(crate) struct NodeShared {
     pub proxies: Mutex<HashMap<RemoteTarget, ActorCell>>,
     pub pending: Mutex<HashMap<Reference, PendingCall>>,
     pub fallback: RwLock<Option<ActorRef<Raw>>>,
+    /// Links and monitors across nodes.
+    pub signals: Mutex<crate::signals::Signals>,
+    /// The node server actor, which watches local actors for remote monitors and links.
+    pub server_cell: std::sync::OnceLock<ActorCell>,
     /// Functions callable by rpc, by `{Module, Function}`.
     pub functions: RwLock<HashMap<crate::rpc::FnKey, crate::rpc::RpcFn>>,
     pub rex_pid: Pid,
@@ -275,6 +279,50 @@ impl NodeShared {
         }
     }
 
+    pub fn signals(&self) -> std::sync::MutexGuard<'_, crate::signals::Signals> {
+        lock(&self.signals)
+    }
+
+    /// Records a remote monitor or link on a local actor and makes sure the node server
+    /// hears when the actor stops. Returns false when the actor is already gone.
+    pub fn watch(
+        &self,
+        actor: &crate::registry::LocalActor,
+        add: impl FnOnce(&mut crate::signals::Watched),
+    ) -> bool {
+        let id = actor.cell.get_id();
+        let first = {
+            let mut signals = lock(&self.signals);
+            let w = signals.watched.entry(id).or_default();
+            let first = w.pid.is_none();
+            w.pid = Some(actor.pid.clone());
+            add(w);
+            first
+        };
+        if first {
+            if let Some(server) = self.server_cell.get() {
+                server.monitor(actor.cell.clone());
+            }
+        }
+        if actor.cell.get_status() >= ractor::ActorStatus::Stopping {
+            // It stopped before the watch took: no event will come.
+            if let Some(w) = lock(&self.signals).watched.remove(&id) {
+                self.send_signals(w, &Term::atom("noproc"));
+            }
+            return false;
+        }
+        true
+    }
+
+    /// Sends the DOWN and EXIT signals for a watched actor that exited with `reason`.
+    pub fn send_signals(&self, w: crate::signals::Watched, reason: &Term) {
+        for (node, control) in crate::signals::exit_signals(w, reason) {
+            if let Some(s) = self.session(&node) {
+                s.send(control, None);
+            }
+        }
+    }
+
     /// The registered function `module:function`, if any.
     pub fn function(&self, module: &Atom, function: &Atom) -> Option<crate::rpc::RpcFn> {
         self.functions
@@ -402,6 +450,7 @@ impl Actor for NodeServer {
         myself: ActorRef<NodeServerMsg>,
         args: NodeServerArgs,
     ) -> Result<NodeServerState, ActorProcessingErr> {
+        let _ = args.shared.server_cell.set(myself.get_cell());
         let listener = tokio::spawn(accept_loop(args.listener, args.shared.clone(), myself));
         let weak = Arc::downgrade(&args.shared);
         tokio::spawn(async move {
@@ -624,6 +673,35 @@ impl Actor for NodeServer {
         event: SupervisionEvent,
         state: &mut NodeServerState,
     ) -> Result<(), ActorProcessingErr> {
+        // A local actor that remote processes monitor or link to has exited.
+        let watched_exit = match &event {
+            SupervisionEvent::ActorTerminated(cell, _, reason) => Some((
+                cell.get_id(),
+                crate::signals::exit_reason_for_stop(reason.as_deref()),
+            )),
+            SupervisionEvent::ActorFailed(cell, err) => Some((
+                cell.get_id(),
+                crate::signals::exit_reason_for_failure(&err.to_string()),
+            )),
+            _ => None,
+        };
+        if let Some((id, reason)) = watched_exit {
+            let (watched, signalled) = {
+                let mut signals = state.shared.signals();
+                signals.trapping.remove(&id);
+                (
+                    signals.watched.remove(&id),
+                    signals.exit_reasons.remove(&id),
+                )
+            };
+            if let Some(w) = watched {
+                // An actor stopped by an exit signal exits with that signal's reason.
+                state
+                    .shared
+                    .send_signals(w, signalled.as_ref().unwrap_or(&reason));
+                return Ok(());
+            }
+        }
         let (cell, reason): (ActorCell, String) = match event {
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 (cell, reason.unwrap_or_else(|| "normal".into()))
@@ -641,6 +719,7 @@ impl Actor for NodeServer {
                 }
             }
             state.shared.fail_calls_on(cell.get_id());
+            state.shared.signals().node_down(&peer);
             // Its proxies were stopped with it (without their post_stop): forget them.
             lock(&state.shared.proxies).retain(|t, _| *t.node() != peer);
             tracing::info!(node = %peer, %reason, "node down");
@@ -879,6 +958,8 @@ impl NodeConfig {
             pending: Mutex::new(HashMap::new()),
             fallback: RwLock::new(None),
             functions: RwLock::new(HashMap::new()),
+            signals: Mutex::new(crate::signals::Signals::default()),
+            server_cell: std::sync::OnceLock::new(),
             events,
             next_ref: AtomicU64::new(1),
             next_proxy: AtomicU64::new(1),
@@ -1065,6 +1146,67 @@ impl Node {
             .into_iter()
             .map(|a| a.as_str().to_owned())
             .collect()
+    }
+
+    /// Whether a local actor traps exits: with `true`, exit signals from remote processes
+    /// (a linked process dying, `exit(Pid, Reason)`) arrive as `{'EXIT', From, Reason}`
+    /// messages instead of stopping it; `exit(Pid, kill)` still kills it.
+    pub fn trap_exits<M: ErlangMessage>(&self, actor: &ActorRef<M>, trap: bool) {
+        let id = actor.get_id();
+        let mut signals = self.shared.signals();
+        if trap {
+            signals.trapping.insert(id);
+        } else {
+            signals.trapping.remove(&id);
+        }
+    }
+
+    /// Monitors a remote process (by pid or registered name): the returned
+    /// [`crate::signals::RemoteMonitor`] resolves with its exit reason.
+    pub async fn monitor(
+        &self,
+        target: &RemoteTarget,
+    ) -> Result<crate::signals::RemoteMonitor, ConnectError> {
+        if self.shared.session(target.node()).is_none() {
+            self.connect(target.node().as_str(), None, false).await?;
+        }
+        let session =
+            self.shared
+                .session(target.node())
+                .ok_or_else(|| ConnectError::Unreachable {
+                    node: target.node().as_str().to_owned(),
+                    reason: "connection closed".into(),
+                })?;
+        let reference = self.shared.make_ref();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.shared
+            .signals()
+            .outgoing
+            .insert(reference.clone(), (target.node().clone(), tx));
+        session.send(
+            Control::MonitorP {
+                from: self.shared.router_pid.clone(),
+                to: target.process_ref(),
+                reference: reference.clone(),
+            },
+            None,
+        );
+        Ok(crate::signals::RemoteMonitor { reference, rx })
+    }
+
+    /// Removes a monitor made with [`Node::monitor`].
+    pub fn demonitor(&self, target: &RemoteTarget, monitor: crate::signals::RemoteMonitor) {
+        self.shared.signals().outgoing.remove(&monitor.reference);
+        if let Some(session) = self.shared.session(target.node()) {
+            session.send(
+                Control::DemonitorP {
+                    from: self.shared.router_pid.clone(),
+                    to: target.process_ref(),
+                    reference: monitor.reference,
+                },
+                None,
+            );
+        }
     }
 
     /// Makes `Module:Function(Args)` callable from Erlang with `rpc:call/4` and `erpc:call/4`.

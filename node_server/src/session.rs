@@ -364,35 +364,70 @@ impl Dispatcher {
                 from,
                 to,
                 reference,
-            } => {
-                if self.shared.resolve(&to).is_some() {
+            } => match self.shared.resolve(&to) {
+                Some(LocalProcess::Actor(actor)) => {
+                    // When the actor is already gone, watch() answers noproc itself.
+                    self.shared
+                        .watch(&actor, |w| w.monitors.push((reference, from, to)));
+                }
+                Some(_) => {
                     self.monitors.insert(reference, (from, to));
-                } else {
-                    self.send(
-                        Control::MonitorPExit {
-                            from: to,
-                            to: from,
-                            reference,
-                            reason: Term::atom("noproc"),
-                        },
-                        None,
-                    );
                 }
-            }
+                None => self.send(
+                    Control::MonitorPExit {
+                        from: to,
+                        to: from,
+                        reference,
+                        reason: Term::atom("noproc"),
+                    },
+                    None,
+                ),
+            },
             Control::DemonitorP { reference, .. } => {
-                self.monitors.remove(&reference);
-            }
-            Control::Link { from, to } => {
-                if self.shared.resolve(&ProcessRef::Pid(to.clone())).is_none() {
-                    self.send(
-                        Control::Exit {
-                            from: to,
-                            to: from,
-                            reason: Term::atom("noproc"),
-                        },
-                        None,
-                    );
+                if self.monitors.remove(&reference).is_none() {
+                    for w in self.shared.signals().watched.values_mut() {
+                        w.monitors.retain(|(r, _, _)| *r != reference);
+                    }
                 }
+            }
+            Control::Link { from, to } => match self.shared.resolve(&ProcessRef::Pid(to.clone())) {
+                Some(LocalProcess::Actor(actor)) => {
+                    self.shared.watch(&actor, |w| w.links.push(from));
+                }
+                Some(_) => {}
+                None => self.send(
+                    Control::Exit {
+                        from: to,
+                        to: from,
+                        reason: Term::atom("noproc"),
+                    },
+                    None,
+                ),
+            },
+            Control::Unlink { from, to }
+            | Control::UnlinkIdAck {
+                from: to, to: from, ..
+            } => {
+                self.unlink(&from, &to);
+            }
+            Control::UnlinkId { id, from, to } => {
+                self.unlink(&from, &to);
+                self.send(
+                    Control::UnlinkIdAck {
+                        id,
+                        from: to,
+                        to: from,
+                    },
+                    None,
+                );
+            }
+            Control::Exit { from, to, reason } => self.exit_signal(from, to, reason, true),
+            Control::PayloadExit { from, to } => {
+                self.exit_signal(from, to, payload.unwrap_or_default(), true)
+            }
+            Control::Exit2 { from, to, reason } => self.exit_signal(from, to, reason, false),
+            Control::PayloadExit2 { from, to } => {
+                self.exit_signal(from, to, payload.unwrap_or_default(), false)
             }
             Control::RegSend { to_name, .. } => {
                 self.deliver(&ProcessRef::Name(to_name), payload.unwrap_or_default());
@@ -410,14 +445,9 @@ impl Dispatcher {
                 reference,
                 reason,
                 ..
-            } if to == self.shared.router_pid => {
-                // The target of one of our calls is gone: fail the call now.
-                if self.shared.finish_call(&reference, None) {
-                    tracing::debug!(peer = %self.peer, %reason, "call target down");
-                }
-            }
+            } if to == self.shared.router_pid => self.router_down(&reference, reason),
             Control::PayloadMonitorPExit { to, reference, .. } if to == self.shared.router_pid => {
-                self.shared.finish_call(&reference, None);
+                self.router_down(&reference, payload.unwrap_or_default())
             }
             Control::SpawnRequest {
                 req_id,
@@ -503,6 +533,65 @@ impl Dispatcher {
             return;
         }
         self.shared.undeliverable(to, msg);
+    }
+
+    /// A monitor held by the router fired: a call's target, or a Rust monitor's process.
+    fn router_down(&mut self, reference: &Reference, reason: Term) {
+        if self.shared.finish_call(reference, None) {
+            tracing::debug!(peer = %self.peer, %reason, "call target down");
+            return;
+        }
+        if let Some((_, tx)) = self.shared.signals().outgoing.remove(reference) {
+            let _ = tx.send(reason);
+        }
+    }
+
+    /// Removes the link between remote `remote` and local `local`.
+    fn unlink(&mut self, remote: &Pid, local: &Pid) {
+        if let Some(LocalProcess::Actor(actor)) =
+            self.shared.resolve(&ProcessRef::Pid(local.clone()))
+        {
+            if let Some(w) = self.shared.signals().watched.get_mut(&actor.cell.get_id()) {
+                w.links.retain(|p| p != remote);
+            }
+        }
+    }
+
+    /// An exit signal from `from` to local `to`: over a link, or from `exit/2`.
+    fn exit_signal(&mut self, from: Pid, to: Pid, reason: Term, via_link: bool) {
+        let Some(LocalProcess::Actor(actor)) = self.shared.resolve(&ProcessRef::Pid(to.clone()))
+        else {
+            return;
+        };
+        let id = actor.cell.get_id();
+        let trapping = {
+            let mut signals = self.shared.signals();
+            if via_link {
+                if let Some(w) = signals.watched.get_mut(&id) {
+                    w.links.retain(|p| *p != from);
+                }
+            }
+            signals.trapping.contains(&id)
+        };
+        if reason.is_atom("kill") && !via_link {
+            self.shared
+                .signals()
+                .exit_reasons
+                .insert(id, Term::atom("killed"));
+            actor.cell.kill();
+        } else if trapping {
+            let msg = Term::tuple(vec![Term::atom("EXIT"), Term::Pid(from), reason]);
+            if !(actor.cast)(&msg) {
+                self.shared.undeliverable(&ProcessRef::Pid(to), msg);
+            }
+        } else if !reason.is_atom("normal") {
+            let text = match &reason {
+                Term::Atom(a) => a.as_str().to_owned(),
+                other => other.to_string(),
+            };
+            self.shared.signals().exit_reasons.insert(id, reason);
+            actor.cell.stop(Some(text));
+        }
     }
 
     /// A spawn request. `erpc:execute_call(Ref, M, F, A)` (what `erpc:call` and OTP 25's

@@ -1,0 +1,129 @@
+//! Links, monitors and exit signals between Rust actors and remote processes, with Erlang's
+//! semantics mapped onto ractor.
+//!
+//! | Erlang | here |
+//! |---|---|
+//! | a remote `monitor(process, RustPid or {Name, Node})` | the node watches the actor (ractor's monitors); when it stops, the monitor gets `{'DOWN', Ref, process, Obj, Reason}` |
+//! | a remote `link(RustPid)` | the same watch; when the actor stops, the linked process gets an exit signal with the reason |
+//! | an exit signal to a Rust actor (linked process died, or `exit(RustPid, Reason)`) | `normal` is ignored; `kill` kills the actor; any other reason stops it with that reason as text; an actor that traps exits ([`crate::Node::trap_exits`]) gets `{'EXIT', From, Reason}` as a message instead (except for `exit(Pid, kill)`) |
+//! | a Rust actor monitoring a remote process ([`crate::Node::monitor`]) | a `MONITOR_P` from the node's router pid; the [`RemoteMonitor`] resolves with the reason, `noproc` at once when there is no such process, `noconnection` when the node goes |
+//!
+//! Reasons: an actor that stops without a reason (or with `"normal"`) exits `normal`;
+//! `"shutdown"` and `"killed"` map to those atoms; any other stop reason to
+//! `{shutdown, <<Reason>>}`; a panic or handler error to `{panic, <<Text>>}`.
+
+use std::collections::HashMap;
+
+use ractor::ActorId;
+use tokio::sync::oneshot;
+
+use crate::dist::control::{Control, ProcessRef};
+use crate::etf::{Atom, Pid, Reference, Term};
+
+/// What watches one local actor from other nodes.
+#[derive(Debug, Default)]
+pub(crate) struct Watched {
+    /// The actor's pid as Erlang knows it.
+    pub pid: Option<Pid>,
+    /// Remote monitors: (reference, monitoring pid, the target as the monitor named it).
+    pub monitors: Vec<(Reference, Pid, ProcessRef)>,
+    /// Remote processes linked to it.
+    pub links: Vec<Pid>,
+}
+
+/// Watches of local actors, and monitors this node holds on remote processes.
+#[derive(Debug, Default)]
+pub(crate) struct Signals {
+    pub watched: HashMap<ActorId, Watched>,
+    pub trapping: std::collections::HashSet<ActorId>,
+    /// Actors stopped by an exit signal, with the Erlang reason they exit with.
+    pub exit_reasons: HashMap<ActorId, Term>,
+    /// Monitors Rust code holds on remote processes: reference -> (node, waiter).
+    pub outgoing: HashMap<Reference, (Atom, oneshot::Sender<Term>)>,
+}
+
+impl Signals {
+    /// Drops everything that involves processes of `node` (its connection went down), and
+    /// answers Rust monitors of its processes with `noconnection`.
+    pub fn node_down(&mut self, node: &Atom) {
+        for w in self.watched.values_mut() {
+            w.monitors.retain(|(_, p, _)| p.node != *node);
+            w.links.retain(|p| p.node != *node);
+        }
+        let gone: Vec<Reference> = self
+            .outgoing
+            .iter()
+            .filter(|(_, (n, _))| n == node)
+            .map(|(r, _)| r.clone())
+            .collect();
+        for r in gone {
+            if let Some((_, tx)) = self.outgoing.remove(&r) {
+                let _ = tx.send(Term::atom("noconnection"));
+            }
+        }
+    }
+}
+
+/// The Erlang exit reason for a ractor stop reason.
+pub fn exit_reason_for_stop(reason: Option<&str>) -> Term {
+    match reason {
+        None | Some("normal") => Term::atom("normal"),
+        Some("shutdown") => Term::atom("shutdown"),
+        Some("killed") => Term::atom("killed"),
+        Some(other) => Term::tuple(vec![Term::atom("shutdown"), Term::binary(other)]),
+    }
+}
+
+/// The Erlang exit reason for an actor that panicked or whose handler failed.
+pub fn exit_reason_for_failure(text: &str) -> Term {
+    Term::tuple(vec![Term::atom("panic"), Term::binary(text)])
+}
+
+/// The signals to send when a watched actor exits with `reason`.
+pub(crate) fn exit_signals(w: Watched, reason: &Term) -> Vec<(Atom, Control)> {
+    let mut out = Vec::new();
+    for (reference, watcher, target) in w.monitors {
+        out.push((
+            watcher.node.clone(),
+            Control::MonitorPExit {
+                from: target,
+                to: watcher,
+                reference,
+                reason: reason.clone(),
+            },
+        ));
+    }
+    if let Some(pid) = w.pid {
+        for linked in w.links {
+            out.push((
+                linked.node.clone(),
+                Control::Exit {
+                    from: pid.clone(),
+                    to: linked,
+                    reason: reason.clone(),
+                },
+            ));
+        }
+    }
+    out
+}
+
+/// A monitor on a remote process. Await [`RemoteMonitor::down`] for the exit reason.
+#[derive(Debug)]
+pub struct RemoteMonitor {
+    pub(crate) reference: Reference,
+    pub(crate) rx: oneshot::Receiver<Term>,
+}
+
+impl RemoteMonitor {
+    /// The monitor's reference.
+    pub fn reference(&self) -> &Reference {
+        &self.reference
+    }
+
+    /// Waits for the process to exit and returns the reason (`noproc` when it did not exist,
+    /// `noconnection` when its node went down).
+    pub async fn down(self) -> Term {
+        self.rx.await.unwrap_or_else(|_| Term::atom("noconnection"))
+    }
+}
