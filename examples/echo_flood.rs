@@ -17,44 +17,14 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use node_server::etf::Term;
-use node_server::remote::{Raw, RemoteTarget};
-use node_server::{Node, NodeConfig};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use node_server::NodeConfig;
+use ractor::Actor;
 
 const COOKIE: &str = "echo-flood-cookie";
 
-/// Registered as `echo`: on `{From, Msg}` sends `Msg` back to `From`, whatever the term.
-/// (The same as in `examples/echo_node.rs`.)
-struct Echo;
-
-impl Actor for Echo {
-    type Msg = Raw;
-    type State = Node;
-    type Arguments = Node;
-
-    async fn pre_start(&self, _me: ActorRef<Raw>, node: Node) -> Result<Node, ActorProcessingErr> {
-        Ok(node)
-    }
-
-    async fn handle(
-        &self,
-        _me: ActorRef<Raw>,
-        Raw(msg): Raw,
-        node: &mut Node,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            Term::Tuple(mut parts) if parts.len() == 2 && matches!(parts[0], Term::Pid(_)) => {
-                let reply = parts.pop().unwrap_or_default();
-                if let Some(Term::Pid(from)) = parts.pop() {
-                    node.send(&RemoteTarget::Pid(from), reply);
-                }
-            }
-            other => tracing::warn!(%other, "echo expects {{From, Msg}}"),
-        }
-        Ok(())
-    }
-}
+#[path = "echo_node/services.rs"]
+mod services;
+use services::Echo;
 
 /// A child process killed when dropped.
 struct Child(std::process::Child);

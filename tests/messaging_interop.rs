@@ -21,7 +21,6 @@
 //! and fail in CI (`CI=true`), see [`testkit::require_erl`]. Set `RUST_LOG` to see the node's
 //! logs.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -32,9 +31,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use node_server::etf::{Atom, Pid, Term};
 use node_server::remote::{Raw, RemoteTarget};
-use node_server::{
-    client_connect, CallError, ErlangMessage, FromTerm, Node, NodeConfig, NodeEvent, ToTerm,
-};
+use node_server::{client_connect, CallError, ErlangMessage, Node, NodeConfig, NodeEvent};
 use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort};
 use testkit::{free_port, ErlPeer};
 use tokio::sync::mpsc;
@@ -54,95 +51,10 @@ const BIG: usize = 10 << 20;
 // The Rust actors
 // ---------------------------------------------------------------------------------------------
 
-/// Registered as `kv`: a typed gen_server over any terms (as in `examples/echo_node.rs`).
-#[derive(Debug, ErlangMessage)]
-enum KvMsg {
-    /// `{put, Key, Value}` -> `ok`
-    #[rpc]
-    Put(Term, Term, RpcReplyPort<()>),
-    /// `{get, Key}` -> `{ok, Value}` or `not_found`
-    #[rpc]
-    Get(Term, RpcReplyPort<Lookup>),
-    /// `{delete, Key}` -> `ok`
-    #[rpc]
-    Delete(Term, RpcReplyPort<()>),
-}
-
-/// The answer to `get`.
-#[derive(Debug, ToTerm, FromTerm)]
-enum Lookup {
-    Ok(Term),
-    NotFound,
-}
-
-struct Kv;
-
-impl Actor for Kv {
-    type Msg = KvMsg;
-    type State = HashMap<Term, Term>;
-    type Arguments = ();
-
-    async fn pre_start(
-        &self,
-        _me: ActorRef<KvMsg>,
-        _: (),
-    ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(HashMap::new())
-    }
-
-    async fn handle(
-        &self,
-        _me: ActorRef<KvMsg>,
-        msg: KvMsg,
-        store: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            KvMsg::Put(k, v, reply) => {
-                store.insert(k, v);
-                let _ = reply.send(());
-            }
-            KvMsg::Get(k, reply) => {
-                let _ = reply.send(store.get(&k).cloned().map_or(Lookup::NotFound, Lookup::Ok));
-            }
-            KvMsg::Delete(k, reply) => {
-                store.remove(&k);
-                let _ = reply.send(());
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Registered as `echo`: on `{From, Msg}` sends `Msg` back to `From`, whatever the term.
-struct Echo;
-
-impl Actor for Echo {
-    type Msg = Raw;
-    type State = Node;
-    type Arguments = Node;
-
-    async fn pre_start(&self, _me: ActorRef<Raw>, node: Node) -> Result<Node, ActorProcessingErr> {
-        Ok(node)
-    }
-
-    async fn handle(
-        &self,
-        _me: ActorRef<Raw>,
-        Raw(msg): Raw,
-        node: &mut Node,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            Term::Tuple(mut parts) if parts.len() == 2 && matches!(parts[0], Term::Pid(_)) => {
-                let reply = parts.pop().unwrap_or_default();
-                if let Some(Term::Pid(from)) = parts.pop() {
-                    node.send(&RemoteTarget::Pid(from), reply);
-                }
-            }
-            other => tracing::warn!(%other, "echo expects {{From, Msg}}"),
-        }
-        Ok(())
-    }
-}
+// `echo` and `kv`, exactly as the `echo_node` example runs them.
+#[path = "../examples/echo_node/services.rs"]
+mod services;
+use services::{Echo, Kv};
 
 /// Hands every message it gets to a channel the test reads.
 struct Forward<M>(PhantomData<fn() -> M>);

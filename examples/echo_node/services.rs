@@ -1,0 +1,147 @@
+//! The services `echo_node` runs, shared with the tests and benches that run them in-process:
+//! `echo` (on `{From, Msg}` sends `Msg` back to `From`), `kv` (a typed gen_server over any
+//! terms) and the rpc functions `echo_node:add/2` and `echo_node:call_back/4`.
+// Each includer uses a subset.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use node_server::etf::Term;
+use node_server::remote::{Raw, RemoteTarget};
+use node_server::rpc::{RpcError, RpcFailure};
+use node_server::{ErlangMessage, FromTerm, Node, ToTerm};
+use num_bigint::BigInt;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+/// Registered as `kv`: a typed gen_server over any terms.
+#[derive(Debug, ErlangMessage)]
+pub enum KvMsg {
+    /// `{put, Key, Value}` -> `ok`
+    #[rpc]
+    Put(Term, Term, RpcReplyPort<()>),
+    /// `{get, Key}` -> `{ok, Value}` or `not_found`
+    #[rpc]
+    Get(Term, RpcReplyPort<Lookup>),
+    /// `{delete, Key}` -> `ok`
+    #[rpc]
+    Delete(Term, RpcReplyPort<()>),
+}
+
+/// The answer to `get`.
+#[derive(Debug, ToTerm, FromTerm)]
+pub enum Lookup {
+    Ok(Term),
+    NotFound,
+}
+
+pub struct Kv;
+
+impl Actor for Kv {
+    type Msg = KvMsg;
+    type State = HashMap<Term, Term>;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _me: ActorRef<KvMsg>,
+        _: (),
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(HashMap::new())
+    }
+
+    async fn handle(
+        &self,
+        _me: ActorRef<KvMsg>,
+        msg: KvMsg,
+        store: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            KvMsg::Put(k, v, reply) => {
+                store.insert(k, v);
+                let _ = reply.send(());
+            }
+            KvMsg::Get(k, reply) => {
+                let _ = reply.send(store.get(&k).cloned().map_or(Lookup::NotFound, Lookup::Ok));
+            }
+            KvMsg::Delete(k, reply) => {
+                store.remove(&k);
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Registered as `echo`: on `{From, Msg}` sends `Msg` back to `From`, whatever the term.
+pub struct Echo;
+
+impl Actor for Echo {
+    type Msg = Raw;
+    type State = Node;
+    type Arguments = Node;
+
+    async fn pre_start(&self, _me: ActorRef<Raw>, node: Node) -> Result<Node, ActorProcessingErr> {
+        Ok(node)
+    }
+
+    async fn handle(
+        &self,
+        _me: ActorRef<Raw>,
+        Raw(msg): Raw,
+        node: &mut Node,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            Term::Tuple(mut parts) if parts.len() == 2 && matches!(parts[0], Term::Pid(_)) => {
+                let reply = parts.pop().unwrap_or_default();
+                if let Some(Term::Pid(from)) = parts.pop() {
+                    node.send(&RemoteTarget::Pid(from), reply);
+                }
+            }
+            other => tracing::warn!(%other, "echo expects {{From, Msg}}"),
+        }
+        Ok(())
+    }
+}
+
+/// `echo_node:add(A, B)` and `echo_node:call_back(Node, M, F, Args)` for `rpc:call`.
+pub fn register_functions(node: &Node) {
+    node.register_fn("echo_node", "add", |args| async move {
+        match &args[..] {
+            [a, b] => match (BigInt::from_term(a), BigInt::from_term(b)) {
+                (Ok(a), Ok(b)) => Ok((a + b).to_term()),
+                _ => Err(RpcFailure::badarith()),
+            },
+            _ => Err(RpcFailure::Error(Term::atom("undef"))),
+        }
+    });
+    let caller = node.clone();
+    node.register_fn("echo_node", "call_back", move |args| {
+        let node = caller.clone();
+        async move {
+            let [Term::Atom(target), Term::Atom(m), Term::Atom(f), Term::List(a)] = &args[..]
+            else {
+                return Err(RpcFailure::badarg());
+            };
+            match node
+                .rpc(
+                    target.as_str(),
+                    m.as_str(),
+                    f.as_str(),
+                    a.clone(),
+                    Duration::from_secs(10),
+                )
+                .await
+            {
+                Ok(value) => Ok(value),
+                Err(RpcError::BadRpc(reason)) => {
+                    Ok(Term::tuple(vec![Term::atom("badrpc"), reason]))
+                }
+                Err(e) => Err(RpcFailure::Error(Term::tuple(vec![
+                    Term::atom("call_back"),
+                    Term::binary(e.to_string()),
+                ]))),
+            }
+        }
+    });
+}
