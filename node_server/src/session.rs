@@ -605,10 +605,18 @@ impl Dispatcher {
         opts: &Term,
         args: Option<Term>,
     ) {
+        // `execute_call(Ref, M, F, A)` reports through the monitor; `execute_cast(M, F, A)`
+        // (rpc:cast, erpc:cast) runs the function and reports nothing.
         let call = match (module.as_str(), function.as_str(), arity, args) {
             ("erpc", "execute_call", 4, Some(Term::List(args))) => match &args[..] {
                 [res, Term::Atom(m), Term::Atom(f), Term::List(a)] => {
-                    Some((res.clone(), m.clone(), f.clone(), a.clone()))
+                    Some((Some(res.clone()), m.clone(), f.clone(), a.clone()))
+                }
+                _ => None,
+            },
+            ("erpc", "execute_cast", 3, Some(Term::List(args))) => match &args[..] {
+                [Term::Atom(m), Term::Atom(f), Term::List(a)] => {
+                    Some((None, m.clone(), f.clone(), a.clone()))
                 }
                 _ => None,
             },
@@ -646,7 +654,11 @@ impl Dispatcher {
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let stack = crate::rpc::stack(&m, &f, &a);
-            let reason = match crate::rpc::apply(func, &m, &f, a).await {
+            let result = crate::rpc::apply(func, &m, &f, a).await;
+            let Some(res) = res else {
+                return;
+            };
+            let reason = match result {
                 Ok(value) => Term::tuple(vec![res, Term::atom("return"), value]),
                 Err(failure) => failure.erpc_reason(&res, stack),
             };
@@ -670,7 +682,8 @@ impl Dispatcher {
                 tracing::debug!(peer = %self.peer, %request, "unsupported rex call");
                 return;
             };
-            if !op.is_atom("call") {
+            // `block_call` answers the same; here it does not block other calls.
+            if !op.is_atom("call") && !op.is_atom("block_call") {
                 return;
             }
             let (m, f, a) = (m.clone(), f.clone(), a.clone());
