@@ -259,6 +259,15 @@ struct Dispatcher {
     monitors: HashMap<Reference, (Pid, ProcessRef)>,
 }
 
+/// A session killed rather than stopped (its supervisor going down kills it) skips
+/// `post_stop`: end its tasks here so the connection closes either way.
+impl Drop for SessionState {
+    fn drop(&mut self) {
+        self.reader.abort();
+        self.writer.abort();
+    }
+}
+
 impl std::fmt::Debug for SessionState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionState")
