@@ -1034,3 +1034,147 @@ async fn erlang_monitors_get_noconnection_when_our_node_shuts_down() {
     p.actor.stop(None);
     p.stopped("stop").await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// 7. Rust actors link to Erlang processes
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rust_actors_link_to_erlang_processes() {
+    let Some((node, mut erl)) = setup("rslink").await else {
+        return;
+    };
+    let q = quoted(node.name());
+    let mut sink = probe("sink").await;
+    node.register("sink", &sink.actor).expect("sink registers");
+    let die = |reason: &str| Term::tuple(vec![Term::atom("die"), t(reason)]);
+    let victim = |key: &str| format!("sig_peer:victim({key}, {{sink, {q}}}, none)");
+
+    // An Erlang process the actor linked to exits with boom: the actor stops.
+    let expr = victim("v1");
+    assert_eq!(erl.ok(&expr).await, "ok");
+    let v1 = victim_pid(&mut sink, "v1").await;
+    let mut a = probe("a").await;
+    node.link(&a.actor, &v1).await.expect("link a to v1");
+    // Sent after the LINK on the same connection: Erlang handles the link first.
+    node.send(&RemoteTarget::Pid(v1.clone()), die("boom"));
+    a.stopped("its linked Erlang process exited with boom")
+        .await;
+
+    // A trapping actor gets the exit signal as a message and keeps running.
+    let expr = victim("v2");
+    assert_eq!(erl.ok(&expr).await, "ok");
+    let v2 = victim_pid(&mut sink, "v2").await;
+    let mut b = probe("b").await;
+    node.trap_exits(&b.actor, true);
+    node.link(&b.actor, &v2).await.expect("link b to v2");
+    node.send(&RemoteTarget::Pid(v2.clone()), die("boom"));
+    let got = b.next("the trapped exit").await;
+    assert_eq!(
+        got,
+        Term::tuple(vec![Term::atom("EXIT"), Term::Pid(v2), Term::atom("boom")])
+    );
+    b.still_running("it traps exits").await;
+
+    // The actor stops: the linked Erlang process (not trapping) dies with the actor's reason.
+    let expr = victim("v3");
+    assert_eq!(erl.ok(&expr).await, "ok");
+    let v3 = victim_pid(&mut sink, "v3").await;
+    let mut c = probe("c").await;
+    node.link(&c.actor, &v3).await.expect("link c to v3");
+    let watch = node
+        .monitor(&RemoteTarget::Pid(v3.clone()))
+        .await
+        .expect("monitor v3");
+    c.actor.stop(Some("maintenance".into()));
+    c.stopped("stopped by the test").await;
+    let (reason, _) = reason_of(watch, "v3 dies with the actor").await;
+    assert_eq!(reason, t("{shutdown, <<\"maintenance\">>}"));
+
+    // After unlink, the Erlang process's exit leaves the actor running.
+    let expr = victim("v4");
+    assert_eq!(erl.ok(&expr).await, "ok");
+    let v4 = victim_pid(&mut sink, "v4").await;
+    let mut d = probe("d").await;
+    node.link(&d.actor, &v4).await.expect("link d to v4");
+    node.unlink(&d.actor, &v4);
+    node.send(&RemoteTarget::Pid(v4), die("boom"));
+    d.still_running("it unlinked first").await;
+
+    // Linking to a process that is gone gives the actor a noproc exit signal.
+    let mut e = probe("e").await;
+    node.link(&e.actor, &v1)
+        .await
+        .expect("link e to the dead v1");
+    e.stopped("noproc from a dead pid").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. The Rust node's OS process is killed
+// ---------------------------------------------------------------------------------------------
+
+/// A monitor on an actor of a Rust node that runs in its own process (the `echo_node`
+/// example, built by `cargo test`) fires `noconnection` when that process is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn erlang_monitors_get_noconnection_when_the_rust_process_is_killed() {
+    let Some(erl_path) = testkit::require_erl() else {
+        return;
+    };
+    init_logging();
+    let epmd_port = free_port();
+    let mut exe = std::env::current_exe().expect("test executable path");
+    exe.pop();
+    if exe.ends_with("deps") {
+        exe.pop();
+    }
+    let exe = exe.join("examples").join("echo_node");
+    let sname = unique("rs_sig_proc");
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.args(["--name", &sname, "--cookie", COOKIE])
+        .env("ERL_EPMD_PORT", epmd_port.to_string())
+        .stdout(std::process::Stdio::piped());
+    let mut child = testkit::ChildGuard::spawn(&mut cmd, "echo_node")
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
+    let stdout = child.child_mut().stdout.take().expect("stdout");
+    let ready = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map(|_| line)
+    });
+    let line = within("echo_node prints ready", ready)
+        .await
+        .expect("reader")
+        .expect("ready line");
+    let rust_node = line
+        .trim()
+        .strip_prefix("ready ")
+        .expect("ready NODE")
+        .to_owned();
+
+    let mut erl = Erl::start(&erl_path, &unique("erl_sig_proc"), epmd_port).await;
+    assert_eq!(
+        erl.ok(&format!(
+            "sig_peer:monitor(e, {{echo, {}}})",
+            quoted(&rust_node)
+        ))
+        .await,
+        "ok"
+    );
+    // The monitor is in place once a call through the same connection has come back.
+    assert_eq!(
+        erl.ok(&format!(
+            "gen_server:call({{kv, {}}}, {{get, x}})",
+            quoted(&rust_node)
+        ))
+        .await,
+        "not_found"
+    );
+    child.kill().expect("kill echo_node");
+    erl.expect(
+        &format!("sig_peer:down(e, {PROMPT_MS})"),
+        down(named("echo", &rust_node), t("noconnection")),
+    )
+    .await;
+}

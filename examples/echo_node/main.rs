@@ -19,6 +19,13 @@ use ractor::Actor;
 mod services;
 use services::{register_functions, Echo, Kv};
 
+/// Prints a status line; a closed stdout (nobody listening any more) is not an error.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
 struct Args {
     name: String,
     cookie: Option<String>,
@@ -119,8 +126,8 @@ async fn main() -> ExitCode {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             ev = events.recv() => match ev {
-                Ok(NodeEvent::Up { node, .. }) => println!("up {node}"),
-                Ok(NodeEvent::Down { node, reason }) => println!("down {node} {reason}"),
+                Ok(NodeEvent::Up { node, .. }) => say(format_args!("up {node}")),
+                Ok(NodeEvent::Down { node, reason }) => say(format_args!("down {node} {reason}")),
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(_) => break,

@@ -1161,6 +1161,62 @@ impl Node {
         }
     }
 
+    /// Links a local actor with a remote process, as `link/1`: when either exits, the other
+    /// gets an exit signal (the actor stops, or gets `{'EXIT', Pid, Reason}` when it traps
+    /// exits). Linking to a process that does not exist gives the actor a `noproc` signal.
+    pub async fn link<M: ErlangMessage>(
+        &self,
+        actor: &ActorRef<M>,
+        remote: &Pid,
+    ) -> Result<(), ConnectError> {
+        if self.shared.session(&remote.node).is_none() {
+            self.connect(remote.node.as_str(), None, false).await?;
+        }
+        let session =
+            self.shared
+                .session(&remote.node)
+                .ok_or_else(|| ConnectError::Unreachable {
+                    node: remote.node.as_str().to_owned(),
+                    reason: "connection closed".into(),
+                })?;
+        let local =
+            self.shared
+                .registry()
+                .expose(&actor.get_cell(), || typed_cast(actor), M::accepts_call);
+        let linked = remote.clone();
+        self.shared.watch(&local, move |w| w.links.push(linked));
+        session.send(
+            Control::Link {
+                from: local.pid.clone(),
+                to: remote.clone(),
+            },
+            None,
+        );
+        Ok(())
+    }
+
+    /// Removes a link made with [`Node::link`] (or by the remote process).
+    pub fn unlink<M: ErlangMessage>(&self, actor: &ActorRef<M>, remote: &Pid) {
+        let local =
+            self.shared
+                .registry()
+                .expose(&actor.get_cell(), || typed_cast(actor), M::accepts_call);
+        if let Some(w) = self.shared.signals().watched.get_mut(&actor.get_id()) {
+            w.links.retain(|p| p != remote);
+        }
+        if let Some(session) = self.shared.session(&remote.node) {
+            let id = self.shared.next_ref.fetch_add(1, Ordering::Relaxed);
+            session.send(
+                Control::UnlinkId {
+                    id,
+                    from: local.pid.clone(),
+                    to: remote.clone(),
+                },
+                None,
+            );
+        }
+    }
+
     /// Monitors a remote process (by pid or registered name): the returned
     /// [`crate::signals::RemoteMonitor`] resolves with its exit reason.
     pub async fn monitor(
