@@ -1178,3 +1178,31 @@ async fn erlang_monitors_get_noconnection_when_the_rust_process_is_killed() {
     )
     .await;
 }
+
+/// `Node::monitor_for` delivers the DOWN into the monitoring actor's mailbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rust_actor_receives_down_in_its_mailbox() {
+    let Some((node, mut erl)) = setup("rsdown").await else {
+        return;
+    };
+    let q = quoted(node.name());
+    let mut sink = probe("sink").await;
+    node.register("sink", &sink.actor).expect("sink registers");
+    assert_eq!(
+        erl.ok(&format!("sig_peer:victim(v1, {{sink, {q}}}, none)"))
+            .await,
+        "ok"
+    );
+    let v1 = victim_pid(&mut sink, "v1").await;
+    let mut watcher = probe("watcher").await;
+    node.monitor_for(&RemoteTarget::Pid(v1.clone()), &watcher.actor, |reason| {
+        Raw(Term::tuple(vec![Term::atom("DOWN"), reason]))
+    })
+    .await
+    .expect("monitor v1");
+    node.send(
+        &RemoteTarget::Pid(v1),
+        Term::tuple(vec![Term::atom("die"), t("boom")]),
+    );
+    watcher.expect("{'DOWN', boom}").await;
+}

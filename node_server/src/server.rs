@@ -1250,6 +1250,25 @@ impl Node {
         Ok(crate::signals::RemoteMonitor { reference, rx })
     }
 
+    /// Monitors a remote process on behalf of a local actor: when the process exits, the
+    /// actor receives `down(reason)` in its mailbox, as an Erlang process receives
+    /// `{'DOWN', Ref, process, Obj, Reason}`.
+    pub async fn monitor_for<M: ractor::Message>(
+        &self,
+        target: &RemoteTarget,
+        actor: &ActorRef<M>,
+        down: impl FnOnce(Term) -> M + Send + 'static,
+    ) -> Result<Reference, ConnectError> {
+        let monitor = self.monitor(target).await?;
+        let reference = monitor.reference().clone();
+        let actor = actor.clone();
+        tokio::spawn(async move {
+            let reason = monitor.down().await;
+            let _ = actor.cast(down(reason));
+        });
+        Ok(reference)
+    }
+
     /// Removes a monitor made with [`Node::monitor`].
     pub fn demonitor(&self, target: &RemoteTarget, monitor: crate::signals::RemoteMonitor) {
         self.shared.signals().outgoing.remove(&monitor.reference);

@@ -6,7 +6,7 @@
 //! | a remote `monitor(process, RustPid or {Name, Node})` | the node watches the actor (ractor's monitors); when it stops, the monitor gets `{'DOWN', Ref, process, Obj, Reason}` |
 //! | a remote `link(RustPid)` | the same watch; when the actor stops, the linked process gets an exit signal with the reason |
 //! | an exit signal to a Rust actor (linked process died, or `exit(RustPid, Reason)`) | `normal` is ignored; `kill` kills the actor; any other reason stops it with that reason as text; an actor that traps exits ([`crate::Node::trap_exits`]) gets `{'EXIT', From, Reason}` as a message instead (except for `exit(Pid, kill)`) |
-//! | a Rust actor monitoring a remote process ([`crate::Node::monitor`]) | a `MONITOR_P` from the node's router pid; the [`RemoteMonitor`] resolves with the reason, `noproc` at once when there is no such process, `noconnection` when the node goes |
+//! | a Rust actor monitoring a remote process ([`crate::Node::monitor_for`], or [`crate::Node::monitor`] for a future) | a `MONITOR_P` from the node's router pid; the actor gets `down(reason)` in its mailbox (the [`RemoteMonitor`] resolves with it): the exit reason, `noproc` at once when there is no such process, `noconnection` when the node goes |
 //!
 //! Reasons: an actor that stops without a reason (or with `"normal"`) exits `normal`;
 //! `"shutdown"` and `"killed"` map to those atoms; any other stop reason to
