@@ -118,8 +118,13 @@ pub(crate) fn encode_term<A: AtomWriter>(term: &Term, out: &mut BytesMut, atoms:
             } else {
                 out.put_u8(tag::LIST);
                 out.put_u32(l.len() as u32);
+                // Room for small elements up front: growing by doubling copies the list twice.
+                out.reserve(l.len().saturating_mul(2).min(1 << 20));
                 for t in l {
-                    encode_term(t, out, atoms);
+                    match t {
+                        Term::Int(i) => write_int(*i, out),
+                        t => encode_term(t, out, atoms),
+                    }
                 }
                 out.put_u8(tag::NIL);
             }
