@@ -55,9 +55,14 @@ pub(crate) fn message_impls(input: &Input) -> TokenStream {
         }
     };
 
-    // deserialize and accepts_call: pick the call variant by the request's tag and shape.
-    let (deserialize_call, accepts_call) = if calls.is_empty() {
-        (quote!(), quote!(false))
+    // deserialize, accepts_call and call_from_term: pick the call variant by the request's
+    // tag and shape.
+    let (deserialize_call, accepts_call, call_from_term) = if calls.is_empty() {
+        (
+            quote!(),
+            quote!(false),
+            quote!(::core::option::Option::None),
+        )
     } else {
         let typed_port = |v: &crate::model::Variant| {
             let reply = v.port.as_ref().expect("calls have ports").reply;
@@ -70,6 +75,16 @@ pub(crate) fn message_impls(input: &Input) -> TokenStream {
             "a call of ",
         );
         let check_call = read_variants(&name, calls.iter().copied(), |_| quote!(()), "a call of ");
+        let calling_port = |v: &crate::model::Variant| {
+            let reply = v.port.as_ref().expect("calls have ports").reply;
+            quote_spanned!(reply.span()=> #private::reply_port_calling::<#reply>(__on_reply.clone()))
+        };
+        let read_in_process = read_variants(
+            &name,
+            calls.iter().copied(),
+            |v| construct(v, Some(calling_port(v))),
+            "a call of ",
+        );
         (
             quote! {
                 #serialized::Call { args, reply: __reply, .. } => {
@@ -86,6 +101,13 @@ pub(crate) fn message_impls(input: &Input) -> TokenStream {
                     #check_call
                 };
                 __check().is_ok()
+            }},
+            quote! {{
+                let __read = || -> ::core::result::Result<Self, #root::etf::ConversionError> {
+                    let __term = __term;
+                    #read_in_process
+                };
+                __read().ok()
             }},
         )
     };
@@ -121,6 +143,14 @@ pub(crate) fn message_impls(input: &Input) -> TokenStream {
             #[allow(unused_mut, unused_variables, unused_labels, unreachable_code)]
             fn accepts_call(__term: &#root::etf::Term) -> bool {
                 #accepts_call
+            }
+
+            #[allow(unused_mut, unused_variables, unused_labels, unreachable_code)]
+            fn call_from_term(
+                __term: &#root::etf::Term,
+                __on_reply: #root::message::ReplyFn,
+            ) -> ::core::option::Option<Self> {
+                #call_from_term
             }
         }
     }

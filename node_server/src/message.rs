@@ -170,6 +170,36 @@ pub trait ErlangMessage: ractor::Message + ToTerm + FromTerm {
     /// Whether `request`, arriving as a `gen_server:call`, matches one of the `#[rpc]`
     /// variants (tag, shape and field types).
     fn accepts_call(request: &Term) -> bool;
+
+    /// The `#[rpc]` variant for `request`, whose reply port hands the reply's term to
+    /// `on_reply`: how the node delivers a remote `gen_server:call` to a local actor without
+    /// serializing it again. `None` when no variant matches (the default: no in-process path).
+    fn call_from_term(request: &Term, on_reply: ReplyFn) -> Option<Self> {
+        let _ = (request, on_reply);
+        None
+    }
+}
+
+/// Where the reply to a call delivered in-process goes, as a term.
+pub type ReplyFn = std::sync::Arc<dyn Fn(Term) + Send + Sync>;
+
+/// A typed reply port whose value goes to `on_reply` as a term. Spawns one tokio task (ended by
+/// the reply or by dropping the port).
+#[doc(hidden)]
+pub fn reply_port_calling<T: ToTerm + Send + 'static>(on_reply: ReplyFn) -> RpcReplyPort<T> {
+    let (tx, rx) = ractor::concurrency::oneshot::<T>();
+    let typed = RpcReplyPort::from(tx);
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move {
+                if let Ok(value) = rx.await {
+                    on_reply(value.to_term());
+                }
+            });
+        }
+        Err(_) => tracing::warn!("no tokio runtime for a call's reply port; the call will fail"),
+    }
+    typed
 }
 
 /// Implements [`ToTerm`](trait@ToTerm) and [`FromTerm`](trait@FromTerm) for
@@ -328,7 +358,10 @@ async fn receive<T>(
 pub mod __private {
     use super::*;
 
-    pub use super::{bytes_port_for, decode_from_slice, encode_to_vec, reply_port_from_bytes_port};
+    pub use super::{
+        bytes_port_for, decode_from_slice, encode_to_vec, reply_port_calling,
+        reply_port_from_bytes_port,
+    };
     pub use ractor;
 
     /// The elements after the tag of `{tag, E1, ..., En}`.

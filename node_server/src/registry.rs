@@ -32,11 +32,17 @@ pub(crate) enum LocalProcess {
 /// convert. In-process delivery: the message is never serialized again.
 pub(crate) type CastFn = Box<dyn Fn(&Term) -> bool + Send + Sync>;
 
+/// Converts a `gen_server` call request into the actor's message type, with a reply port
+/// that hands the reply to the given function, and casts it; false when no `#[rpc]` variant
+/// takes the request.
+pub(crate) type CallFn = Box<dyn Fn(&Term, crate::message::ReplyFn) -> bool + Send + Sync>;
+
 /// An actor exposed to remote nodes.
 pub(crate) struct LocalActor {
     pub cell: ActorCell,
     pub pid: Pid,
     pub cast: CastFn,
+    pub call: CallFn,
     pub accepts_call: fn(&Term) -> bool,
 }
 
@@ -112,7 +118,7 @@ impl Registry {
     pub fn expose(
         &mut self,
         cell: &ActorCell,
-        cast: impl FnOnce() -> CastFn,
+        typed: impl FnOnce() -> (CastFn, CallFn),
         accepts_call: fn(&Term) -> bool,
     ) -> Arc<LocalActor> {
         if let Some(a) = self.by_actor.get(&cell.get_id()) {
@@ -126,10 +132,12 @@ impl Registry {
         } else {
             self.next_id + 1
         };
+        let (cast, call) = typed();
         let actor = Arc::new(LocalActor {
             cell: cell.clone(),
             pid: self.pid(self.next_id),
-            cast: cast(),
+            cast,
+            call,
             accepts_call,
         });
         self.by_pid

@@ -1113,7 +1113,7 @@ impl Node {
     pub fn pid_of<M: ErlangMessage>(&self, actor: &ActorRef<M>) -> Pid {
         self.shared
             .registry()
-            .expose(&actor.get_cell(), || typed_cast(actor), M::accepts_call)
+            .expose(&actor.get_cell(), || typed_delivery(actor), M::accepts_call)
             .pid
             .clone()
     }
@@ -1126,7 +1126,7 @@ impl Node {
         actor: &ActorRef<M>,
     ) -> Result<Pid, RegisterError> {
         let mut registry = self.shared.registry();
-        let local = registry.expose(&actor.get_cell(), || typed_cast(actor), M::accepts_call);
+        let local = registry.expose(&actor.get_cell(), || typed_delivery(actor), M::accepts_call);
         if !registry.register(Atom::new(name), LocalProcess::Actor(local.clone())) {
             return Err(RegisterError::NameTaken(name.to_owned()));
         }
@@ -1179,10 +1179,11 @@ impl Node {
                     node: remote.node.as_str().to_owned(),
                     reason: "connection closed".into(),
                 })?;
-        let local =
-            self.shared
-                .registry()
-                .expose(&actor.get_cell(), || typed_cast(actor), M::accepts_call);
+        let local = self.shared.registry().expose(
+            &actor.get_cell(),
+            || typed_delivery(actor),
+            M::accepts_call,
+        );
         let linked = remote.clone();
         self.shared.watch(&local, move |w| w.links.push(linked));
         session.send(
@@ -1197,10 +1198,11 @@ impl Node {
 
     /// Removes a link made with [`Node::link`] (or by the remote process).
     pub fn unlink<M: ErlangMessage>(&self, actor: &ActorRef<M>, remote: &Pid) {
-        let local =
-            self.shared
-                .registry()
-                .expose(&actor.get_cell(), || typed_cast(actor), M::accepts_call);
+        let local = self.shared.registry().expose(
+            &actor.get_cell(),
+            || typed_delivery(actor),
+            M::accepts_call,
+        );
         if let Some(w) = self.shared.signals().watched.get_mut(&actor.get_id()) {
             w.links.retain(|p| p != remote);
         }
@@ -1463,19 +1465,36 @@ pub enum CallError {
     Connect(#[from] ConnectError),
 }
 
-/// Delivery of casts to a typed local actor: the term converts straight into `M` and is cast
-/// in-process, with no second encode and decode.
-fn typed_cast<M: ErlangMessage>(actor: &ActorRef<M>) -> crate::registry::CastFn {
-    let actor = actor.clone();
-    Box::new(move |term: &Term| match M::from_term(term) {
+/// Delivery to a typed local actor, in-process: a cast's term converts straight into `M`, and
+/// a call's request into its `#[rpc]` variant with a reply port that answers the caller, with
+/// no second encode and decode either way.
+fn typed_delivery<M: ErlangMessage>(
+    actor: &ActorRef<M>,
+) -> (crate::registry::CastFn, crate::registry::CallFn) {
+    let for_casts = actor.clone();
+    let cast: crate::registry::CastFn = Box::new(move |term: &Term| match M::from_term(term) {
         Ok(msg) => {
-            if actor.cast(msg).is_err() {
+            if for_casts.cast(msg).is_err() {
                 tracing::debug!("actor stopped; message dropped");
             }
             true
         }
         Err(_) => false,
-    })
+    });
+    let for_calls = actor.clone();
+    let call: crate::registry::CallFn =
+        Box::new(
+            move |request: &Term, on_reply| match M::call_from_term(request, on_reply) {
+                Some(msg) => {
+                    if for_calls.cast(msg).is_err() {
+                        tracing::debug!("actor stopped; call dropped");
+                    }
+                    true
+                }
+                None => false,
+            },
+        );
+    (cast, call)
 }
 
 /// A stable number for a node name, for the ractor ids of its proxies.

@@ -511,6 +511,17 @@ impl Dispatcher {
     fn deliver_to_actor(&mut self, actor: &LocalActor, to: &ProcessRef, msg: Term) {
         use ractor::message::SerializedMessage;
         if let Some((caller, tag, request)) = gen_call_parts(&msg) {
+            let replier = Replier {
+                tx: self.tx.clone(),
+                flags: self.flags,
+                from: actor.pid.clone(),
+            };
+            let (reply_to, reply_tag) = (caller.clone(), tag.clone());
+            let on_reply: crate::message::ReplyFn =
+                Arc::new(move |reply| replier.reply(&reply_to, &reply_tag, reply));
+            if (actor.call)(request, on_reply) {
+                return;
+            }
             if (actor.accepts_call)(request) {
                 let (tx, rx) = tokio::sync::oneshot::channel::<Vec<u8>>();
                 let call = SerializedMessage::Call {

@@ -447,3 +447,32 @@ async fn struct_messages_are_casts() {
     let (tx, _rx) = oneshot::channel::<Vec<u8>>();
     assert!(Sample::deserialize(call(args, tx.into())).is_err());
 }
+
+/// The in-process call path: `call_from_term` builds the `#[rpc]` variant with a port whose
+/// reply reaches the callback as a term.
+#[tokio::test]
+async fn call_from_term_answers_through_the_callback() {
+    let (tx, rx) = oneshot::channel::<Term>();
+    let tx = std::sync::Mutex::new(Some(tx));
+    let on_reply: node_server::message::ReplyFn = std::sync::Arc::new(move |reply| {
+        if let Some(tx) = tx.lock().unwrap().take() {
+            let _ = tx.send(reply);
+        }
+    });
+    let request = Term::parse("{get, <<\"a\">>}").unwrap();
+    match KvMsg::call_from_term(&request, on_reply.clone()) {
+        Some(KvMsg::Get(key, reply)) => {
+            assert_eq!(key, "a");
+            reply.send(Some(42)).unwrap();
+        }
+        other => panic!("expected Get, got {other:?}"),
+    }
+    let reply = tokio::time::timeout(Duration::from_secs(5), rx)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply, Term::Int(42));
+    // Casts and unknown requests are not calls.
+    assert!(KvMsg::call_from_term(&Term::atom("clear"), on_reply.clone()).is_none());
+    assert!(KvMsg::call_from_term(&Term::parse("{nope, 1}").unwrap(), on_reply).is_none());
+}
