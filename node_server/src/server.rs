@@ -590,7 +590,6 @@ impl Actor for NodeServer {
                 .await?;
                 let handle = SessionHandle {
                     peer: peer.clone(),
-                    flags,
                     hidden,
                     tx,
                     actor: actor.clone(),

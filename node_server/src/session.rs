@@ -44,16 +44,13 @@ pub(crate) enum Outgoing {
 
 /// The way to reach a live session.
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // `send` and `flags` serve the messaging layer that builds on sessions.
 pub(crate) struct SessionHandle {
     pub peer: Atom,
-    pub flags: DistFlags,
     pub hidden: bool,
     pub tx: mpsc::UnboundedSender<Outgoing>,
     pub actor: ActorRef<SessionMsg>,
 }
 
-#[allow(dead_code)]
 impl SessionHandle {
     /// Queues a message; false when the session is gone.
     pub fn send(&self, control: Control, payload: Option<Term>) -> bool {
@@ -68,15 +65,6 @@ impl SessionHandle {
     /// Queues a message whose control body (without 131) and payload (with 131) are encoded.
     pub fn send_prepared(&self, control: Bytes, payload: Bytes) -> bool {
         self.tx.send(Outgoing::Prepared(control, payload)).is_ok()
-    }
-
-    /// Where replies to calls received on this session go.
-    pub fn replier(&self, from: Pid) -> Replier {
-        Replier {
-            tx: self.tx.clone(),
-            flags: self.flags,
-            from,
-        }
     }
 }
 
@@ -308,7 +296,6 @@ impl Actor for NodeSession {
                 peer.clone(),
                 SessionHandle {
                     peer: peer.clone(),
-                    flags,
                     hidden: !flags.contains(DistFlags::PUBLISHED),
                     tx: tx.clone(),
                     actor: myself.clone(),
