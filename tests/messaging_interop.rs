@@ -7,7 +7,7 @@
 //! Erlang expression per stdin line, `ok ~0p` back) with `tests/erlang/msg_peer.erl` (the
 //! Erlang-side helpers: the echo loop over the corpus, the `counter` gen_server, collectors,
 //! an MD5 responder, an inbox) and `tests/erlang/etf_peer.erl` (for its term corpus) on the
-//! code path. Every `erl` is an [`ErlPeer`], killed when dropped, panics included.
+//! code path. Every `erl` is an [`EvalPeer`], killed when dropped, panics included.
 //!
 //! The Rust actors (`echo`, `kv`, ...) are defined here, with the shapes of
 //! `examples/echo_node.rs`. Every wait is bounded: Erlang-side waits return what they saw
@@ -33,7 +33,7 @@ use node_server::etf::{Atom, Pid, Term};
 use node_server::remote::{Raw, RemoteTarget};
 use node_server::{client_connect, CallError, ErlangMessage, Node, NodeConfig, NodeEvent};
 use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort};
-use testkit::{free_port, ErlPeer};
+use testkit::{free_port, EvalPeer};
 use tokio::sync::mpsc;
 
 /// The cookie every node of these tests shares.
@@ -243,60 +243,28 @@ fn beam_dirs() -> &'static [PathBuf] {
     })
 }
 
-/// An `erl -sname` node running `eval_peer`.
+/// An `erl -sname` node running `eval_peer` (see [`testkit::EvalPeer`]), driven from async
+/// tests.
 struct Erl {
-    peer: ErlPeer,
+    peer: EvalPeer,
     /// Its full node name.
     name: String,
 }
 
 impl Erl {
     async fn start(erl: &Path, sname: &str, epmd_port: u16) -> Erl {
-        let mut builder = ErlPeer::builder(erl, "eval_peer")
-            .args([
-                "-sname",
-                sname,
-                "-setcookie",
-                COOKIE,
-                "-start_epmd",
-                "false",
-            ])
-            .env("ERL_EPMD_PORT", epmd_port.to_string())
-            .reply_timeout(ERL_REPLY);
-        for dir in tokio::task::block_in_place(beam_dirs) {
-            builder = builder.code_path(dir);
-        }
-        let peer = tokio::task::block_in_place(|| builder.start())
-            .unwrap_or_else(|e| panic!("cannot start erl: {e}"));
-        let mut erl = Erl {
-            peer,
-            name: String::new(),
-        };
-        erl.name = erl.ok("node()").await.trim_matches('\'').to_owned();
-        erl
+        let peer = tokio::task::block_in_place(|| {
+            EvalPeer::start(erl, sname, COOKIE, epmd_port, beam_dirs(), ERL_REPLY)
+        })
+        .unwrap_or_else(|e| panic!("cannot start erl: {e}"));
+        let name = peer.name().to_owned();
+        Erl { peer, name }
     }
 
-    /// Evaluates `expr` and returns the reply line.
-    ///
-    /// Keep `expr` ASCII: `eval_peer`'s stdin is a Latin-1 device, so each byte of a UTF-8
-    /// character becomes a character of its own (`"ö"` evaluates to `[195, 182]`). Write
-    /// other characters as `\x{...}` escapes.
-    async fn eval(&mut self, expr: &str) -> String {
-        self.peer.send_line(expr);
-        tokio::task::block_in_place(|| self.peer.recv_line())
-    }
-
-    /// Evaluates `expr`, which must succeed; returns the `~0p` text of its value.
+    /// Evaluates `expr` (ASCII, see [`EvalPeer::eval`]), which must succeed; returns the `~0p`
+    /// text of its value.
     async fn ok(&mut self, expr: &str) -> String {
-        let reply = self.eval(expr).await;
-        match reply.strip_prefix("ok ") {
-            Some(value) => value.to_owned(),
-            None => panic!(
-                "{expr} failed: {}\n{}",
-                testkit::truncate(&reply, 2000),
-                self.peer.diagnostics()
-            ),
-        }
+        tokio::task::block_in_place(|| self.peer.ok(expr))
     }
 
     /// Evaluates `expr` and parses its value as a term (it must hold no pid, ref, port, fun).
@@ -827,7 +795,7 @@ async fn pid_proxies_deliver_are_shared_and_stop_with_their_node() {
     );
 
     // The Erlang node halts: the proxy stops.
-    erl.peer.send_line("erlang:halt()");
+    erl.peer.peer_mut().send_line("erlang:halt()");
     let took = poll_until("the proxy stops after the Erlang node halts", || {
         c.get_status() == ActorStatus::Stopped
     })

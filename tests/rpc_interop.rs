@@ -37,7 +37,7 @@ use node_server::etf::Term;
 use node_server::rpc::{RpcError, RpcFailure, RpcResult};
 use node_server::{client_connect, CallError, FromTerm, Node, NodeConfig, ToTerm};
 use num_bigint::BigInt;
-use testkit::{free_port, ErlPeer};
+use testkit::{free_port, EvalPeer};
 use tokio::sync::{watch, Mutex};
 
 // `register_functions`: `echo_node:add/2` and `echo_node:call_back/4`, as the example
@@ -114,32 +114,16 @@ fn register_edge_functions(node: &Node, slow_done: watch::Sender<u32>) {
 // Harness
 // ---------------------------------------------------------------------------------------------
 
-/// An `erl -sname` node running `eval_peer`.
+/// An `erl -sname` node running `eval_peer` (see [`testkit::EvalPeer`]).
 struct Erl {
-    peer: ErlPeer,
+    peer: EvalPeer,
 }
 
 impl Erl {
-    /// Evaluates `expr` and returns the reply line.
-    ///
-    /// Keep `expr` ASCII: `eval_peer`'s stdin is a Latin-1 device. Write other characters as
-    /// `\x{...}` escapes.
-    fn eval(&mut self, expr: &str) -> String {
-        self.peer.send_line(expr);
-        tokio::task::block_in_place(|| self.peer.recv_line())
-    }
-
-    /// Evaluates `expr`, which must succeed; returns the `~0p` text of its value.
+    /// Evaluates `expr` (ASCII, see [`EvalPeer::eval`]), which must succeed; returns the `~0p`
+    /// text of its value.
     fn ok(&mut self, expr: &str) -> String {
-        let reply = self.eval(expr);
-        match reply.strip_prefix("ok ") {
-            Some(value) => value.to_owned(),
-            None => panic!(
-                "{expr} failed: {}\n{}",
-                testkit::truncate(&reply, 2000),
-                self.peer.diagnostics()
-            ),
-        }
+        tokio::task::block_in_place(|| self.peer.ok(expr))
     }
 
     /// Evaluates `expr` and parses its value as a term (it must hold no pid, ref, port, fun).
@@ -242,25 +226,17 @@ fn make_fixture() -> Option<Fixture> {
     register_functions(&node);
     register_edge_functions(&node, slow_tx);
 
-    let mut builder = ErlPeer::builder(erl, "eval_peer")
-        .args([
-            "-sname",
-            &format!("erl_rpc_{tag}"),
-            "-setcookie",
-            COOKIE,
-            "-start_epmd",
-            "false",
-        ])
-        .env("ERL_EPMD_PORT", epmd_port.to_string())
-        .reply_timeout(ERL_REPLY);
-    for dir in beam_dirs() {
-        builder = builder.code_path(dir);
-    }
-    let peer = builder
-        .start()
-        .unwrap_or_else(|e| panic!("cannot start erl: {e}"));
-    let mut erl = Erl { peer };
-    let erl_name = erl.ok("node()").trim_matches('\'').to_owned();
+    let peer = EvalPeer::start(
+        &erl,
+        &format!("erl_rpc_{tag}"),
+        COOKIE,
+        epmd_port,
+        &beam_dirs(),
+        ERL_REPLY,
+    )
+    .unwrap_or_else(|e| panic!("cannot start erl: {e}"));
+    let erl_name = peer.name().to_owned();
+    let erl = Erl { peer };
     rt.block_on(async {
         within("connecting to erl", client_connect(&node, &erl_name))
             .await

@@ -31,7 +31,7 @@ use node_server::etf::{Atom, Pid, Term};
 use node_server::remote::{Raw, RemoteTarget};
 use node_server::{client_connect, Node, NodeConfig};
 use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus};
-use testkit::{free_port, ErlPeer};
+use testkit::{free_port, EvalPeer};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -195,57 +195,30 @@ fn beam_dirs() -> &'static [PathBuf] {
     })
 }
 
-/// An `erl -sname` node running `eval_peer`.
+/// An `erl -sname` node running `eval_peer` (see [`testkit::EvalPeer`]), driven from async
+/// tests.
 struct Erl {
-    peer: ErlPeer,
+    peer: EvalPeer,
     /// Its full node name.
     name: String,
 }
 
 impl Erl {
     async fn start(erl: &Path, sname: &str, epmd_port: u16) -> Erl {
-        let mut builder = ErlPeer::builder(erl, "eval_peer")
-            .args([
-                "-sname",
-                sname,
-                "-setcookie",
-                COOKIE,
-                "-start_epmd",
-                "false",
-            ])
-            .env("ERL_EPMD_PORT", epmd_port.to_string())
-            .reply_timeout(ERL_REPLY);
-        for dir in tokio::task::block_in_place(beam_dirs) {
-            builder = builder.code_path(dir);
-        }
-        let peer = tokio::task::block_in_place(|| builder.start())
-            .unwrap_or_else(|e| panic!("cannot start erl: {e}"));
-        let mut erl = Erl {
-            peer,
-            name: String::new(),
-        };
-        erl.name = erl.ok("node()").await.trim_matches('\'').to_owned();
+        let peer = tokio::task::block_in_place(|| {
+            EvalPeer::start(erl, sname, COOKIE, epmd_port, beam_dirs(), ERL_REPLY)
+        })
+        .unwrap_or_else(|e| panic!("cannot start erl: {e}"));
+        let name = peer.name().to_owned();
+        let mut erl = Erl { peer, name };
         assert_eq!(erl.ok("sig_peer:start()").await, "ok");
         erl
     }
 
-    /// Evaluates `expr` (ASCII) and returns the reply line.
-    async fn eval(&mut self, expr: &str) -> String {
-        self.peer.send_line(expr);
-        tokio::task::block_in_place(|| self.peer.recv_line())
-    }
-
-    /// Evaluates `expr`, which must succeed; returns the `~0p` text of its value.
+    /// Evaluates `expr` (ASCII, see [`EvalPeer::eval`]), which must succeed; returns the `~0p`
+    /// text of its value.
     async fn ok(&mut self, expr: &str) -> String {
-        let reply = self.eval(expr).await;
-        match reply.strip_prefix("ok ") {
-            Some(value) => value.to_owned(),
-            None => panic!(
-                "{expr} failed: {}\n{}",
-                testkit::truncate(&reply, 2000),
-                self.peer.diagnostics()
-            ),
-        }
+        tokio::task::block_in_place(|| self.peer.ok(expr))
     }
 
     /// Evaluates `expr` and parses its value as a term (it must hold no pid, ref, port, fun).
@@ -664,7 +637,7 @@ async fn rust_monitors_erlang_processes() {
             .await,
         "ok"
     );
-    erl.peer.send_line("erlang:halt()");
+    erl.peer.peer_mut().send_line("erlang:halt()");
     assert_eq!(reason_of(m, "v4 after halt").await.0, t("noconnection"));
     node.shutdown().await;
 }

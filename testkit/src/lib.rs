@@ -29,12 +29,14 @@
 
 mod child;
 mod erl;
+mod eval;
 mod peer;
 
 use std::net::{Ipv4Addr, TcpListener};
 
 pub use child::{output_within, ChildGuard};
 pub use erl::{compile_erlang, find_erlc, find_executable, require_erl, unique_temp_dir};
+pub use eval::EvalPeer;
 pub use peer::{ErlPeer, ErlPeerBuilder, PeerError};
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
