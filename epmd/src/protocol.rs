@@ -116,6 +116,22 @@ impl NodeInfo {
     }
 }
 
+impl NodeInfo {
+    /// Appends the fields ALIVE2_REQ and PORT2_RESP share: port, type, protocol, versions,
+    /// name and extra, each length-prefixed where the format says so.
+    fn encode_fields(&self, out: &mut BytesMut) {
+        out.put_u16(self.port);
+        out.put_u8(self.node_type.to_byte());
+        out.put_u8(self.protocol);
+        out.put_u16(self.high_version);
+        out.put_u16(self.low_version);
+        out.put_u16(self.name.len() as u16);
+        out.put_slice(self.name.as_bytes());
+        out.put_u16(self.extra.len() as u16);
+        out.put_slice(&self.extra);
+    }
+}
+
 /// A request to EPMD.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -184,15 +200,7 @@ impl Request {
         match self {
             Request::Alive2(info) => {
                 out.put_u8(tag::ALIVE2_REQ);
-                out.put_u16(info.port);
-                out.put_u8(info.node_type.to_byte());
-                out.put_u8(info.protocol);
-                out.put_u16(info.high_version);
-                out.put_u16(info.low_version);
-                out.put_u16(info.name.len() as u16);
-                out.put_slice(info.name.as_bytes());
-                out.put_u16(info.extra.len() as u16);
-                out.put_slice(&info.extra);
+                info.encode_fields(out);
             }
             Request::PortPlease2(name) => {
                 out.put_u8(tag::PORT_PLEASE2_REQ);
@@ -299,15 +307,7 @@ pub fn encode_port2_response(node: Option<&NodeInfo>, out: &mut BytesMut) {
         None => out.put_u8(1),
         Some(info) => {
             out.put_u8(0);
-            out.put_u16(info.port);
-            out.put_u8(info.node_type.to_byte());
-            out.put_u8(info.protocol);
-            out.put_u16(info.high_version);
-            out.put_u16(info.low_version);
-            out.put_u16(info.name.len() as u16);
-            out.put_slice(info.name.as_bytes());
-            out.put_u16(info.extra.len() as u16);
-            out.put_slice(&info.extra);
+            info.encode_fields(out);
         }
     }
 }
