@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -791,35 +791,14 @@ impl Replier {
     }
 }
 
-/// Appends a framed message whose control body and payload (with 131) are encoded.
-fn encode_prepared(out: &mut BytesMut, flags: DistFlags, control: &[u8], payload: &[u8]) {
-    let header_form = flags.contains(DistFlags::DIST_HDR_ATOM_CACHE);
-    let payload = if header_form {
-        payload.get(1..).unwrap_or_default()
-    } else {
-        payload
-    };
-    let len = 3 + control.len() + payload.len();
-    out.reserve(4 + len);
-    out.put_u32(len as u32);
-    if header_form {
-        out.put_slice(&[131, 68, 0]);
-    } else {
-        out.put_slice(&[112, 131]);
-        // Pass-through is one byte shorter than the header form.
-        let at = out.len() - 6;
-        out[at..at + 4].copy_from_slice(&((len - 1) as u32).to_be_bytes());
-    }
-    out.put_slice(control);
-    out.put_slice(payload);
-}
-
 /// Encodes one queued message. Terms go through the connection's atom cache when the peer
 /// takes it (OTP receives cached atoms more cheaply, and it cuts bytes by 17-39%); a proxy's
 /// pre-encoded control and payload go out as they are, which is cheapest for the sender.
 fn encode_outgoing(out: &mut BytesMut, form: &mut SendForm, flags: DistFlags, msg: Outgoing) {
     match msg {
-        Outgoing::Prepared(control, payload) => encode_prepared(out, flags, &control, &payload),
+        Outgoing::Prepared(control, payload) => {
+            packet::encode_prepared(out, flags, &control, &payload)
+        }
         Outgoing::Message(control, payload) => {
             packet::encode_message_as(out, form, &control, payload.as_ref())
         }

@@ -436,6 +436,25 @@ pub fn encode_message_as_raw(
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
+/// Appends a framed message whose control body (without 131) and payload (with 131) are
+/// already encoded: what a proxy sends, its control encoded once.
+pub fn encode_prepared(out: &mut BytesMut, flags: DistFlags, control: &[u8], payload: &[u8]) {
+    let (head, payload): (&[u8], &[u8]) = if flags.contains(DistFlags::DIST_HDR_ATOM_CACHE) {
+        (
+            &[tag::VERSION, tag::DIST_HEADER, 0],
+            payload.get(1..).unwrap_or_default(),
+        )
+    } else {
+        (&[PASS_THROUGH, tag::VERSION], payload)
+    };
+    let len = head.len() + control.len() + payload.len();
+    out.reserve(4 + len);
+    out.put_u32(len as u32);
+    out.put_slice(head);
+    out.put_slice(control);
+    out.put_slice(payload);
+}
+
 /// Appends a tick (an empty frame) to `out`.
 pub fn encode_tick(out: &mut BytesMut) {
     out.put_u32(0);
@@ -472,6 +491,23 @@ mod tests {
             let body = frame_body(&mut out);
             let mut dec = PacketDecoder::new(DecodeOptions::new(), 1 << 20);
             let m = dec.decode(body).unwrap().unwrap();
+            assert_eq!(m.control, control);
+            assert_eq!(m.payload, Some(msg.clone()));
+        }
+    }
+
+    #[test]
+    fn prepared_messages_decode_in_both_forms() {
+        let control = Control::Send { to: pid() };
+        let mut body = BytesMut::new();
+        control.to_term().encode_body_into(&mut body);
+        let msg = Term::tuple(vec![Term::atom("hello"), Term::Int(42)]);
+        for flags in [DistFlags(0), DistFlags::DIST_HDR_ATOM_CACHE] {
+            let mut out = BytesMut::new();
+            encode_prepared(&mut out, flags, &body, &msg.encode());
+            let packet = frame_body(&mut out);
+            let mut dec = PacketDecoder::new(DecodeOptions::new(), 1 << 20);
+            let m = dec.decode(packet).unwrap().unwrap();
             assert_eq!(m.control, control);
             assert_eq!(m.payload, Some(msg.clone()));
         }
