@@ -18,6 +18,7 @@ use bytes::Bytes;
 use node_server::etf::Atom;
 use node_server::{ErlangMessage, Node, NodeConfig};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use testkit::ChildGuard;
 
 const COOKIE: &str = "bench-cookie";
 
@@ -154,18 +155,8 @@ fn erlang_dir() -> Option<PathBuf> {
     ok.then_some(dir)
 }
 
-/// A child process killed when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts a process and waits for its `ready NODE` line.
-fn spawn_ready(cmd: &mut Command) -> (Child, String) {
+fn spawn_ready(cmd: &mut Command) -> (ChildGuard, String) {
     use std::io::BufRead;
     let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn");
     let out = child.stdout.take().expect("stdout");
@@ -179,7 +170,7 @@ fn spawn_ready(cmd: &mut Command) -> (Child, String) {
         .unwrap_or_default()
         .to_owned();
     assert!(!name.is_empty(), "no ready line: {line:?}");
-    (Child(child), name)
+    (ChildGuard::new(child, "child"), name)
 }
 
 #[tokio::main]
@@ -190,12 +181,7 @@ async fn main() {
     let m: u32 = arg("--calls").and_then(|s| s.parse().ok()).unwrap_or(5_000);
     let epmd_port: u16 = arg("--epmd-port")
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .unwrap_or(4369)
-        });
+        .unwrap_or_else(testkit::free_port);
 
     if std::env::args().any(|a| a == "--serve") {
         // The receiving process: a node with the counter, until stdin closes.

@@ -19,22 +19,13 @@ use std::process::{Command, Stdio};
 
 use node_server::NodeConfig;
 use ractor::Actor;
+use testkit::{free_port, ChildGuard};
 
 const COOKIE: &str = "echo-flood-cookie";
 
 #[path = "echo_node/services.rs"]
 mod services;
 use services::Echo;
-
-/// A child process killed when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A temporary directory removed when dropped.
 struct TempDir(PathBuf);
@@ -50,13 +41,6 @@ fn arg(name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// Compiles `examples/echo_flood.erl` into a temporary directory.
@@ -76,7 +60,7 @@ fn compile_erlang() -> TempDir {
 }
 
 /// Starts `erl -run echo_flood main ARGS...` with stdin and stdout piped.
-fn erl(dir: &TempDir, epmd_port: u16, name: &str, args: &[&str]) -> (Child, impl BufRead) {
+fn erl(dir: &TempDir, epmd_port: u16, name: &str, args: &[&str]) -> (ChildGuard, impl BufRead) {
     let mut child = Command::new("erl")
         .env("ERL_EPMD_PORT", epmd_port.to_string())
         .args(["-noshell", "-sname", name, "-setcookie", COOKIE, "-pa"])
@@ -88,7 +72,7 @@ fn erl(dir: &TempDir, epmd_port: u16, name: &str, args: &[&str]) -> (Child, impl
         .spawn()
         .expect("erl runs");
     let out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    (Child(child), out)
+    (ChildGuard::new(child, "child"), out)
 }
 
 /// One flood's figures, from a `result ...` line.
@@ -209,7 +193,7 @@ async fn main() {
     );
     // The flooder runs without our help; read its lines on a blocking thread, and take each
     // process's CPU time at every line, so each flood gets the CPU it cost every node.
-    let pids = [std::process::id(), erl_echo.0.id(), flooder.0.id()];
+    let pids = [std::process::id(), erl_echo.id(), flooder.id()];
     let floods = tokio::task::spawn_blocking(move || {
         let mut floods = Vec::new();
         let mut last = pids.map(cpu_seconds);

@@ -30,6 +30,7 @@ use node_server::etf::{Atom, Pid, Term};
 use node_server::remote::{Raw, RemoteTarget};
 use node_server::{Node, NodeConfig, NodeEvent};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus};
+use testkit::{free_port, ChildGuard};
 
 const COOKIE: &str = "proxy-bench-cookie";
 
@@ -74,16 +75,6 @@ counter(N, Seen) ->
     end.
 "#;
 
-/// A child process killed when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A temporary directory removed when dropped.
 struct TempDir(PathBuf);
 
@@ -98,13 +89,6 @@ fn arg(name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// This process's resident set, in bytes.
@@ -164,7 +148,7 @@ fn compile_peer() -> TempDir {
 }
 
 /// Starts the Erlang peer and waits for its `ready NODE` line.
-fn start_peer(dir: &TempDir, epmd_port: u16) -> (Child, String) {
+fn start_peer(dir: &TempDir, epmd_port: u16) -> (ChildGuard, String) {
     let mut child = Command::new("erl")
         .env("ERL_EPMD_PORT", epmd_port.to_string())
         .args(["-noshell", "-sname"])
@@ -177,7 +161,7 @@ fn start_peer(dir: &TempDir, epmd_port: u16) -> (Child, String) {
         .spawn()
         .expect("erl runs");
     let out = child.stdout.take().expect("stdout");
-    let child = Child(child);
+    let child = ChildGuard::new(child, "erl");
     let mut line = String::new();
     std::io::BufReader::new(out)
         .read_line(&mut line)
