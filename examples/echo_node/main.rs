@@ -7,7 +7,9 @@
 //! ```
 //!
 //! Prints `ready NAME@HOST` once it accepts connections, then `up NODE` / `down NODE REASON`
-//! lines as nodes come and go. EPMD is found at `ERL_EPMD_PORT` (or 4369); when none answers,
+//! lines as nodes come and go. `init:stop()` from another node (`rpc:call`, `erl_call`,
+//! `nodectl shutdown`) stops it gracefully: it prints `stopped STATUS` and exits with that
+//! status (0 for `init:stop/0`). EPMD is found at `ERL_EPMD_PORT` (or 4369); when none answers,
 //! the node runs one inside its own process.
 
 use std::path::PathBuf;
@@ -125,6 +127,11 @@ async fn main() -> ExitCode {
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
+            // init:stop() from another node (erl_call, rpc:call, `nodectl shutdown`).
+            status = node.wait_stopped() => {
+                say(format_args!("stopped {status}"));
+                return ExitCode::from(u8::try_from(status).unwrap_or(1));
+            }
             ev = events.recv() => match ev {
                 Ok(NodeEvent::Up { node, .. }) => say(format_args!("up {node}")),
                 Ok(NodeEvent::Down { node, reason }) => say(format_args!("down {node} {reason}")),

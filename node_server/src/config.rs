@@ -26,6 +26,8 @@ pub struct NodeConfig {
     pub(crate) setup_time: Duration,
     pub(crate) max_frame: usize,
     pub(crate) tls: Option<Arc<TlsConfig>>,
+    /// Nodes allowed to make rpc calls, stop the node and send exit signals (`None`: all).
+    pub(crate) admin_allow: Option<Arc<Vec<String>>>,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -39,6 +41,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("epmd", &(&self.epmd_host, self.epmd_port))
             .field("net_ticktime", &self.net_ticktime)
             .field("tls", &self.tls.is_some())
+            .field("admin_allow", &self.admin_allow)
             .finish()
     }
 }
@@ -60,6 +63,7 @@ impl NodeConfig {
             setup_time: Duration::from_secs(7),
             max_frame: 128 << 20,
             tls: None,
+            admin_allow: None,
         }
     }
 
@@ -123,6 +127,31 @@ impl NodeConfig {
     /// [`crate::client_connect_enc`].
     pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.tls = Some(Arc::new(tls));
+        self
+    }
+
+    /// Turns on the admin guard: only the nodes named here (full names, `name@host`, compared
+    /// exactly) may make rpc calls to this node (`rpc:call`, `erpc:call`, `erl_call`, so also
+    /// `init:stop` and `nodectl`), and only they may send exit signals with `exit/2`. Calls
+    /// from other nodes fail with `exit` reason `{not_allowed, CallerNode}` (`rpc:call` gives
+    /// `{badrpc, {'EXIT', {not_allowed, CallerNode}}}`); their exit signals are dropped and
+    /// logged. Off by default: every connected node (one that knows the cookie) may do all of
+    /// this, as with Erlang.
+    ///
+    /// What is checked is the name the peer gave in the distribution handshake, which the
+    /// cookie authenticates. Under mutual TLS (a [`TlsConfig`] with a CA), the peer's
+    /// certificate, verified against that CA, must also carry the node's full name as its
+    /// subject CN or as a subjectAltName (email/rfc822Name, DNS name or URI); a session
+    /// without such a certificate is never an admin session. Messages, `gen_server` calls,
+    /// links, monitors and `net_adm:ping` are not affected; an exit signal that reaches an
+    /// actor through a link (the linked process died) is delivered as usual. See
+    /// [`crate::admin`].
+    pub fn admin_allow<I, S>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.admin_allow = Some(Arc::new(nodes.into_iter().map(Into::into).collect()));
         self
     }
 

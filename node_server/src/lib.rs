@@ -48,11 +48,14 @@
 // Lets the derive macros' `::node_server::...` paths resolve inside this crate too.
 extern crate self as node_server;
 
+pub mod admin;
+pub mod builtins;
 pub mod config;
 pub mod dist;
 pub mod error;
 pub mod etf;
 pub mod message;
+pub mod ops;
 mod registry;
 pub mod remote;
 pub mod rpc;

@@ -177,6 +177,28 @@ impl Registry {
             .collect()
     }
 
+    /// The pid of the process registered as `name`, if it is alive.
+    pub fn whereis(&self, name: &Atom) -> Option<Pid> {
+        match self.names.get(name)? {
+            LocalProcess::NetKernel => Some(self.pid(NET_KERNEL_ID)),
+            LocalProcess::Router => Some(self.pid(ROUTER_ID)),
+            LocalProcess::Rex => Some(self.pid(REX_ID)),
+            LocalProcess::Actor(a) => a.alive().then(|| a.pid.clone()),
+        }
+    }
+
+    /// How many processes remote nodes can address: live exposed actors and the built-in
+    /// services (`net_kernel`, `rex`, the router).
+    pub fn process_count(&self) -> usize {
+        let actors = self.by_actor.values().filter(|a| a.alive()).count();
+        let builtin = self
+            .by_pid
+            .values()
+            .filter(|p| !matches!(p, LocalProcess::Actor(_)))
+            .count();
+        actors + builtin
+    }
+
     /// The live local process `target` names, if any. Entries of stopped actors are dropped.
     pub fn resolve(&mut self, target: &ProcessRef) -> Option<LocalProcess> {
         let found = match target {

@@ -83,6 +83,8 @@ pub(crate) struct NodeShared {
     pub functions: RwLock<HashMap<crate::rpc::FnKey, crate::rpc::RpcFn>>,
     pub rex_pid: Pid,
     pub events: broadcast::Sender<NodeEvent>,
+    /// Counters, uptime and graceful stop ([`crate::ops`]).
+    pub ops: crate::ops::Ops,
     next_ref: AtomicU64,
     next_proxy: AtomicU64,
 }
@@ -395,6 +397,8 @@ pub struct PendingSession {
     stream: BoxedTransport,
     established: Established,
     leftover: bytes::BytesMut,
+    /// The names of the peer's verified certificate (mutual TLS), for the admin guard.
+    peer_cert_names: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for PendingSession {
@@ -554,6 +558,7 @@ impl Actor for NodeServer {
                     stream,
                     established,
                     leftover,
+                    peer_cert_names,
                 } = *pending;
                 let peer = Atom::new(&established.peer.name);
                 if let Some((_, task)) = state.connecting.remove(peer.as_str()) {
@@ -584,6 +589,7 @@ impl Actor for NodeServer {
                         leftover,
                         tx: tx.clone(),
                         rx,
+                        peer_cert_names,
                     },
                     myself.get_cell(),
                 )
@@ -750,9 +756,14 @@ async fn accept_loop(
         let server = server.clone();
         tokio::spawn(async move {
             let setup = shared.config.setup_time;
+            let mut peer_cert_names = None;
             let mut stream: BoxedTransport = match &shared.config.tls {
                 Some(tls) => match tokio::time::timeout(setup, tls.acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => Box::new(s),
+                    Ok(Ok(s)) => {
+                        peer_cert_names =
+                            crate::admin::peer_cert_names(&shared.config, s.get_ref().1);
+                        Box::new(s)
+                    }
                     Ok(Err(e)) => {
                         tracing::info!(%peer_addr, error = %e, "TLS handshake refused");
                         return;
@@ -777,6 +788,7 @@ async fn accept_loop(
                         stream,
                         established,
                         leftover,
+                        peer_cert_names,
                     })));
                 }
                 Err(e) => tracing::info!(%peer_addr, error = %e, "incoming connection refused"),
@@ -800,11 +812,12 @@ async fn connect_task(
     .await
     .unwrap_or_else(|_| Err(ConnectError::Timeout(node.clone())));
     let msg = match result {
-        Ok((stream, established, leftover)) => {
+        Ok((stream, established, leftover, peer_cert_names)) => {
             NodeServerMsg::Established(Box::new(PendingSession {
                 stream,
                 established,
                 leftover,
+                peer_cert_names,
             }))
         }
         Err(error) => NodeServerMsg::ConnectFailed {
@@ -821,7 +834,15 @@ async fn connect(
     node: &str,
     addr: Option<SocketAddr>,
     tls: bool,
-) -> Result<(BoxedTransport, Established, bytes::BytesMut), ConnectError> {
+) -> Result<
+    (
+        BoxedTransport,
+        Established,
+        bytes::BytesMut,
+        Option<Vec<String>>,
+    ),
+    ConnectError,
+> {
     let (name, host) = node
         .split_once('@')
         .filter(|(n, h)| !n.is_empty() && !h.is_empty())
@@ -852,6 +873,7 @@ async fn connect(
         .await
         .map_err(|e| unreachable(format!("{addr}: {e}")))?;
     let _ = tcp.set_nodelay(true);
+    let mut peer_cert_names = None;
     let mut stream: BoxedTransport = if tls {
         let cfg = shared
             .config
@@ -860,17 +882,18 @@ async fn connect(
             .ok_or_else(|| ConnectError::Tls("the node has no TLS configuration".into()))?;
         let server_name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_owned())
             .map_err(|e| ConnectError::Tls(e.to_string()))?;
-        Box::new(
-            cfg.connector
-                .connect(server_name, tcp)
-                .await
-                .map_err(|e| ConnectError::Tls(e.to_string()))?,
-        )
+        let s = cfg
+            .connector
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| ConnectError::Tls(e.to_string()))?;
+        peer_cert_names = crate::admin::peer_cert_names(&shared.config, s.get_ref().1);
+        Box::new(s)
     } else {
         Box::new(tcp)
     };
     match session::connect_handshake(&mut stream, shared, node, tls).await {
-        Ok((est, leftover)) => Ok((stream, est, leftover)),
+        Ok((est, leftover)) => Ok((stream, est, leftover, peer_cert_names)),
         Err(error) => Err(match error {
             HandshakeError::CookieRejected | HandshakeError::BadDigest => {
                 ConnectError::CookieRejected(node.to_owned())
@@ -960,6 +983,7 @@ impl NodeConfig {
             signals: Mutex::new(crate::signals::Signals::default()),
             server_cell: std::sync::OnceLock::new(),
             events,
+            ops: crate::ops::Ops::default(),
             next_ref: AtomicU64::new(1),
             next_proxy: AtomicU64::new(1),
         });
@@ -976,11 +1000,13 @@ impl NodeConfig {
         .await
         .map_err(|e| NodeError::Actor(e.to_string()))?;
         tracing::info!(node = %shared.name, port, creation, "node started");
-        Ok(Node {
+        let node = Node {
             actor,
             shared,
             port,
-        })
+        };
+        crate::builtins::install(&node);
+        Ok(node)
     }
 }
 
@@ -1059,6 +1085,33 @@ impl Node {
     /// Closes the connection to `node`, if any.
     pub fn disconnect(&self, node: &str) {
         let _ = self.actor.cast(NodeServerMsg::Disconnect(node.to_owned()));
+    }
+
+    /// Traffic counters and uptime (see [`crate::ops`]).
+    pub fn stats(&self) -> crate::ops::NodeStats {
+        self.shared.ops.stats()
+    }
+
+    /// Resolves when the node has stopped, however it stopped: `init:stop/0,1` from another
+    /// node (a graceful stop, see [`crate::ops`]), [`Node::stop_gracefully`],
+    /// [`Node::shutdown`]. Returns the status `init:stop/1` gave, else 0, so a program can
+    /// exit with it.
+    pub async fn wait_stopped(&self) -> i32 {
+        let _ = self.actor.get_cell().wait(None).await;
+        self.shared.ops.exit_status()
+    }
+
+    /// Stops the node as `init:stop/0` from another node does: rpc calls in flight answer
+    /// and queued messages are written (each for at most [`crate::ops::GRACE`]), then every
+    /// connection closes and the node unregisters from EPMD. Returns once it has stopped.
+    pub async fn stop_gracefully(&self) {
+        crate::ops::stop_gracefully(self.shared.clone(), 0).await;
+        self.wait_stopped().await;
+    }
+
+    /// The state shared with sessions, for the crate's own modules.
+    pub(crate) fn shared(&self) -> &Arc<NodeShared> {
+        &self.shared
     }
 
     /// Stops the node: closes every connection and unregisters from EPMD.

@@ -40,6 +40,8 @@ pub(crate) enum Outgoing {
     /// A control message already encoded (its body, without 131) and a payload already
     /// encoded (with its 131): what a proxy sends, encoding its control once.
     Prepared(Bytes, Bytes),
+    /// Answered once everything queued before it is written (a graceful stop).
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// The way to reach a live session.
@@ -227,6 +229,8 @@ pub struct SessionArgs {
     pub(crate) leftover: BytesMut,
     pub(crate) tx: mpsc::UnboundedSender<Outgoing>,
     pub(crate) rx: mpsc::UnboundedReceiver<Outgoing>,
+    /// The names of the peer's verified certificate (mutual TLS), for the admin guard.
+    pub(crate) peer_cert_names: Option<Vec<String>>,
 }
 
 /// The session's state.
@@ -245,6 +249,8 @@ struct Dispatcher {
     tx: mpsc::UnboundedSender<Outgoing>,
     /// Monitors the peer holds on our processes: reference -> (monitoring pid, target).
     monitors: HashMap<Reference, (Pid, ProcessRef)>,
+    /// Whether the peer passes the admin guard ([`crate::admin`]).
+    admin: bool,
 }
 
 /// A session killed rather than stopped (its supervisor going down kills it) skips
@@ -281,11 +287,18 @@ impl Actor for NodeSession {
             leftover,
             tx,
             rx,
+            peer_cert_names,
         } = args;
         let (read_half, write_half) = tokio::io::split(stream);
         let tick = shared.config.net_ticktime;
         let flags = established.flags;
-        let writer = tokio::spawn(writer_task(write_half, rx, flags, tick / 4));
+        let writer = tokio::spawn(writer_task(
+            write_half,
+            rx,
+            flags,
+            tick / 4,
+            shared.ops.counters.clone(),
+        ));
         let decoder = PacketDecoder::new(DecodeOptions::new(), shared.config.max_frame);
         let max_frame = shared.config.max_frame;
         let peer = Atom::new(&established.peer.name);
@@ -302,12 +315,14 @@ impl Actor for NodeSession {
                 },
             );
         }
+        let admin = crate::admin::allows(&shared.config, peer.as_str(), peer_cert_names.as_deref());
         let dispatcher = Dispatcher {
             shared,
             peer: peer.clone(),
             flags,
             tx,
             monitors: HashMap::new(),
+            admin,
         };
         let reader = tokio::spawn(reader_task(
             read_half,
@@ -420,6 +435,9 @@ impl Dispatcher {
             Control::Exit { from, to, reason } => self.exit_signal(from, to, reason, true),
             Control::PayloadExit { from, to } => {
                 self.exit_signal(from, to, payload.unwrap_or_default(), true)
+            }
+            Control::Exit2 { .. } | Control::PayloadExit2 { .. } if !self.admin => {
+                tracing::warn!(peer = %self.peer, control = ?control, "exit signal from a node outside the admin allow-list dropped");
             }
             Control::Exit2 { from, to, reason } => self.exit_signal(from, to, reason, false),
             Control::PayloadExit2 { from, to } => {
@@ -659,9 +677,15 @@ impl Dispatcher {
         );
         let func = self.shared.function(&m, &f);
         let tx = self.tx.clone();
+        let in_flight = self.shared.ops.rpc_started();
+        let refused = (!self.admin).then(|| self.refuse_rpc(&m, &f));
         tokio::spawn(async move {
+            let _in_flight = in_flight;
             let stack = crate::rpc::stack(&m, &f, &a);
-            let result = crate::rpc::apply(func, &m, &f, a).await;
+            let result = match refused {
+                Some(refusal) => Err(refusal),
+                None => crate::rpc::apply(func, &m, &f, a).await,
+            };
             let Some(res) = res else {
                 return;
             };
@@ -681,9 +705,27 @@ impl Dispatcher {
         });
     }
 
-    /// `rex`: `{call, M, F, A, GroupLeader}` calls and `features_request`.
+    /// An rpc call refused by the admin guard: logged, and the failure the caller gets.
+    fn refuse_rpc(&self, m: &Atom, f: &Atom) -> crate::rpc::RpcFailure {
+        tracing::warn!(peer = %self.peer, module = %m, function = %f, "rpc from a node outside the admin allow-list refused");
+        crate::rpc::RpcFailure::Exit(crate::admin::refusal(&self.peer))
+    }
+
+    /// `rex`: `{call, M, F, A, GroupLeader}` calls, as `gen_server` calls or in the classic
+    /// `{From, {call, M, F, A, GroupLeader}}` form that `erl_call` and C nodes send (answered
+    /// with `{rex, Reply}`), and `features_request`.
     fn rex(&mut self, msg: Term) {
-        if let Some((caller, tag, request)) = gen_call_parts(&msg) {
+        // (caller, Some(tag) for a gen_server call, the request)
+        let call = match gen_call_parts(&msg) {
+            Some((caller, tag, request)) => Some((caller, Some(tag), request)),
+            None => match msg.as_tuple() {
+                Some([Term::Pid(caller), request @ Term::Tuple(_)]) => {
+                    Some((caller, None, request))
+                }
+                _ => None,
+            },
+        };
+        if let Some((caller, tag, request)) = call {
             let Some([op, Term::Atom(m), Term::Atom(f), Term::List(a), _gl]) = request.as_tuple()
             else {
                 tracing::debug!(peer = %self.peer, %request, "unsupported rex call");
@@ -700,14 +742,24 @@ impl Dispatcher {
                 flags: self.flags,
                 from: self.shared.rex_pid.clone(),
             };
-            let (caller, tag) = (caller.clone(), tag.clone());
+            let (caller, tag) = (caller.clone(), tag.cloned());
+            let in_flight = self.shared.ops.rpc_started();
+            let refused = (!self.admin).then(|| self.refuse_rpc(&m, &f));
             tokio::spawn(async move {
+                let _in_flight = in_flight;
                 let stack = crate::rpc::stack(&m, &f, &a);
-                let reply = match crate::rpc::apply(func, &m, &f, a).await {
+                let result = match refused {
+                    Some(refusal) => Err(refusal),
+                    None => crate::rpc::apply(func, &m, &f, a).await,
+                };
+                let reply = match result {
                     Ok(value) => value,
                     Err(failure) => failure.rex_reply(stack),
                 };
-                replier.reply(&caller, &tag, reply);
+                match tag {
+                    Some(tag) => replier.reply(&caller, &tag, reply),
+                    None => replier.send(&caller, Term::tuple(vec![Term::atom("rex"), reply])),
+                }
             });
             return;
         }
@@ -789,6 +841,12 @@ impl Replier {
         };
         let _ = self.tx.send(Outgoing::Message(control, Some(msg)));
     }
+
+    /// Sends a plain message to a pid.
+    pub fn send(&self, to: &Pid, msg: Term) {
+        let control = Control::Send { to: to.clone() };
+        let _ = self.tx.send(Outgoing::Message(control, Some(msg)));
+    }
 }
 
 /// Encodes one queued message. Terms go through the connection's atom cache when the peer
@@ -805,6 +863,8 @@ fn encode_outgoing(out: &mut BytesMut, form: &mut SendForm, flags: DistFlags, ms
         Outgoing::Raw(control, payload) => {
             packet::encode_message_as_raw(out, form, &control, Some(&payload))
         }
+        // The writer answers these itself.
+        Outgoing::Flush(_) => {}
     }
 }
 
@@ -813,10 +873,13 @@ async fn writer_task(
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     flags: DistFlags,
     tick_every: Duration,
+    counters: Arc<crate::ops::Counters>,
 ) {
     const BATCH: usize = 256 << 10;
     let mut buf = BytesMut::with_capacity(64 << 10);
     let mut form = SendForm::with_atom_cache(flags);
+    let mut flushed = Vec::new();
+    let mut messages = 0u64;
     loop {
         let first = match tokio::time::timeout(tick_every, rx.recv()).await {
             Err(_) => {
@@ -828,17 +891,29 @@ async fn writer_task(
             Ok(Some(m)) => Some(m),
         };
         if let Some(msg) = first {
-            encode_outgoing(&mut buf, &mut form, flags, msg);
+            let mut take = |buf: &mut BytesMut, msg: Outgoing| match msg {
+                Outgoing::Flush(ack) => flushed.push(ack),
+                msg => {
+                    messages += 1;
+                    encode_outgoing(buf, &mut form, flags, msg);
+                }
+            };
+            take(&mut buf, msg);
             // Batch whatever else is queued into the same write.
             while buf.len() < BATCH {
                 match rx.try_recv() {
-                    Ok(msg) => encode_outgoing(&mut buf, &mut form, flags, msg),
+                    Ok(msg) => take(&mut buf, msg),
                     Err(_) => break,
                 }
             }
         }
         if w.write_all(&buf).await.is_err() {
             return;
+        }
+        crate::ops::Counters::add(&counters.bytes_out, buf.len() as u64);
+        crate::ops::Counters::add(&counters.messages_out, std::mem::take(&mut messages));
+        for ack in flushed.drain(..) {
+            let _ = ack.send(());
         }
         buf.clear();
     }
@@ -853,13 +928,18 @@ async fn reader_task(
     ticktime: Duration,
     max_frame: usize,
 ) {
+    let counters = dispatcher.shared.ops.counters.clone();
+    crate::ops::Counters::add(&counters.bytes_in, input.len() as u64);
     let reason = loop {
         match packet::next_frame(&mut input, max_frame) {
             Err(e) => break format!("bad frame: {e}"),
             Ok(Some(Frame::Tick)) => continue,
             Ok(Some(Frame::Data(data))) => {
                 match decoder.decode(data) {
-                    Ok(Some(msg)) => dispatcher.dispatch(msg),
+                    Ok(Some(msg)) => {
+                        crate::ops::Counters::add(&counters.messages_in, 1);
+                        dispatcher.dispatch(msg)
+                    }
                     Ok(None) => {}
                     Err(e) => break format!("bad packet: {e}"),
                 }
@@ -873,7 +953,7 @@ async fn reader_task(
         match tokio::time::timeout(ticktime, r.read_buf(&mut input)).await {
             Err(_) => break "net_tick_timeout".to_owned(),
             Ok(Ok(0)) => break "connection_closed".to_owned(),
-            Ok(Ok(_)) => {}
+            Ok(Ok(n)) => crate::ops::Counters::add(&counters.bytes_in, n as u64),
             // A TLS peer that closes without close_notify (as OTP does) is a plain close.
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 break "connection_closed".to_owned()

@@ -19,6 +19,8 @@ use crate::error::NodeError;
 pub struct TlsConfig {
     pub(crate) acceptor: tokio_rustls::TlsAcceptor,
     pub(crate) connector: tokio_rustls::TlsConnector,
+    /// Whether peers' certificates are verified against a CA (mutual TLS).
+    pub(crate) mutual: bool,
 }
 
 impl std::fmt::Debug for TlsConfig {
@@ -106,6 +108,7 @@ impl TlsConfig {
         Ok(TlsConfig {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
             connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
+            mutual: roots.is_some(),
         })
     }
 }

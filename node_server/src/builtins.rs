@@ -1,0 +1,457 @@
+//! Functions every node answers by rpc, so that tools made for Erlang nodes (`erl_call`,
+//! `rpc:call` from a shell, `nodectl`) work on this one too.
+//!
+//! They are registered when the node starts, as [`crate::Node::register_fn`] would register
+//! them (a function registered later under the same name replaces the built-in one). The
+//! answers describe this node honestly; where it has no counterpart of what the BEAM
+//! reports, the table says what comes back instead.
+//!
+//! | function | answer |
+//! |---|---|
+//! | `erlang:node/0` | this node's name |
+//! | `erlang:node/1` | the node of a pid, port or reference; `badarg` otherwise |
+//! | `erlang:nodes/0` | the visible connected nodes (none when this node is hidden: every connection of a hidden node is hidden) |
+//! | `erlang:nodes/1` | `visible`, `hidden`, `connected`, `this`, `known`, or a list of these, as Erlang; `known` is this node and the connected ones (the node remembers no others) |
+//! | `erlang:registered/0` | the registered names: actors registered with [`crate::Node::register`], and the built-in `net_kernel` and `rex` |
+//! | `erlang:whereis/1` | the pid registered under a name, or `undefined` |
+//! | `erlang:is_process_alive/1` | whether a pid of this node names a live actor or service; `badarg` for another node's pid, as Erlang |
+//! | `erlang:exit/2` | an exit signal to a local actor, with [`crate::signals`]' semantics (`kill` kills, a trapping actor gets `{'EXIT', From, Reason}`, `normal` is ignored); `true` |
+//! | `erlang:system_info/1` | `otp_release`: `"25"`, the Erlang/OTP release whose distribution protocol the node speaks (it also sets the flags OTP 26 requires); `version`: this crate's version (where the BEAM gives its ERTS version); `system_version`: `"node_server VERSION (Rust) ..."`; `process_count`: live actors exposed to Erlang plus the built-in services; `creation`; `machine`: `"node_server"`; `wordsize`: 8; `schedulers`, `schedulers_online`, `logical_processors`: the CPUs available to the process; `port_count`: 0. Other items: `badarg` |
+//! | `erlang:memory/0,1` | best effort: `total` and `system` are the process's resident set size (`VmRSS`, Linux only, else 0); `processes`, `processes_used`, `atom`, `atom_used`, `binary`, `code` and `ets` are 0, as the node keeps no accounting by category; an unknown type is `badarg` |
+//! | `erlang:statistics/1` | `wall_clock`: `{MsSinceStart, MsSinceLastCall}`; `runtime`: `{CpuMs, CpuMsSinceLastCall}` of the whole process (user + system, from `/proc/self/stat` at 100 ticks a second; 0 where unavailable); `io`: `{{input, BytesIn}, {output, BytesOut}}` of the distribution connections (the BEAM counts all its ports); others `badarg` |
+//! | `init:stop/0,1` | `ok`, then a graceful stop of the node ([`crate::ops`]); `init:stop(Status)` with an integer status makes [`crate::Node::wait_stopped`] return it, a string status gives 1 |
+//! | `node_server:info/0` | a map: `node`, `version` (binary), `otp_release` (binary), `uptime_ms`, `process_count`, `registered` (how many names), `connections`, `messages_in`, `messages_out`, `bytes_in`, `bytes_out` ([`crate::ops`]), `memory_total`, `creation`, `hidden`, `admin_guard` (whether [`crate::NodeConfig::admin_allow`] is on) |
+//!
+//! Under the admin guard ([`crate::admin`]) all of these are rpc calls like any other: only
+//! listed nodes get answers.
+
+use std::sync::{Arc, Weak};
+
+use crate::etf::{Atom, Pid, Term};
+use crate::rpc::{RpcFailure, RpcResult};
+use crate::server::{Node, NodeShared};
+
+/// The Erlang/OTP release whose distribution protocol this node speaks.
+pub const OTP_RELEASE: &str = "25";
+
+/// This crate's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Registers the built-in functions on a starting node.
+pub(crate) fn install(node: &Node) {
+    let weak = Arc::downgrade(node.shared());
+    // The functions hold the node weakly: the node holds them.
+    let reg = |module: &str, function: &str, f: fn(&Arc<NodeShared>, Vec<Term>) -> RpcResult| {
+        let weak: Weak<NodeShared> = weak.clone();
+        node.register_fn(module, function, move |args| {
+            let result = match weak.upgrade() {
+                Some(shared) => f(&shared, args),
+                None => Err(RpcFailure::Exit(Term::atom("shutdown"))),
+            };
+            async move { result }
+        });
+    };
+    reg("erlang", "node", node_fn);
+    reg("erlang", "nodes", nodes);
+    reg("erlang", "registered", registered);
+    reg("erlang", "whereis", whereis);
+    reg("erlang", "is_process_alive", is_process_alive);
+    reg("erlang", "exit", exit);
+    reg("erlang", "system_info", system_info);
+    reg("erlang", "memory", memory);
+    reg("erlang", "statistics", statistics);
+    reg("init", "stop", init_stop);
+    reg("node_server", "info", info);
+}
+
+fn undef() -> RpcFailure {
+    RpcFailure::Error(Term::atom("undef"))
+}
+
+/// An Erlang string: a list of character codes.
+fn string(text: &str) -> Term {
+    Term::list(
+        text.chars()
+            .map(|c| Term::Int(i64::from(u32::from(c))))
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn int(n: u64) -> Term {
+    i64::try_from(n).map_or_else(|_| Term::big_int(n.into()), Term::Int)
+}
+
+fn node_fn(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
+    match &args[..] {
+        [] => Ok(Term::Atom(shared.name.clone())),
+        [Term::Pid(p)] => Ok(Term::Atom(p.node.clone())),
+        [Term::Port(p)] => Ok(Term::Atom(p.node.clone())),
+        [Term::Reference(r)] => Ok(Term::Atom(r.node.clone())),
+        [_] => Err(RpcFailure::badarg()),
+        _ => Err(undef()),
+    }
+}
+
+/// The connected nodes: (visible, hidden), each sorted.
+fn connected(shared: &NodeShared) -> (Vec<Atom>, Vec<Atom>) {
+    let mut visible = Vec::new();
+    let mut hidden = Vec::new();
+    for (node, is_hidden) in shared.connected() {
+        if is_hidden {
+            hidden.push(Atom::new(node));
+        } else {
+            visible.push(Atom::new(node));
+        }
+    }
+    visible.sort();
+    hidden.sort();
+    (visible, hidden)
+}
+
+fn nodes(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
+    let kinds: Vec<Term> = match args.as_slice() {
+        [] => vec![Term::atom("visible")],
+        [Term::List(kinds)] if !kinds.is_empty() => kinds.clone(),
+        [Term::Atom(_)] => args.clone(),
+        [_] => return Err(RpcFailure::badarg()),
+        _ => return Err(undef()),
+    };
+    let (visible, hidden) = connected(shared);
+    let (mut this, mut vis, mut hid) = (false, false, false);
+    for kind in &kinds {
+        match kind.as_atom().map(Atom::as_str) {
+            Some("this") => this = true,
+            Some("visible") => vis = true,
+            Some("hidden") => hid = true,
+            Some("connected") => (vis, hid) = (true, true),
+            Some("known") => (this, vis, hid) = (true, true, true),
+            _ => return Err(RpcFailure::badarg()),
+        }
+    }
+    let mut out = Vec::new();
+    if this {
+        out.push(Term::Atom(shared.name.clone()));
+    }
+    if vis {
+        out.extend(visible.into_iter().map(Term::Atom));
+    }
+    if hid {
+        out.extend(hidden.into_iter().map(Term::Atom));
+    }
+    Ok(Term::list(out))
+}
+
+fn registered(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
+    if !args.is_empty() {
+        return Err(undef());
+    }
+    let mut names = shared.registry().registered();
+    names.sort();
+    Ok(Term::list(
+        names.into_iter().map(Term::Atom).collect::<Vec<_>>(),
+    ))
+}
+
+fn whereis(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
+    match &args[..] {
+        [Term::Atom(name)] => Ok(shared
+            .registry()
+            .whereis(name)
+            .map_or_else(|| Term::atom("undefined"), Term::Pid)),
+        [_] => Err(RpcFailure::badarg()),
+        _ => Err(undef()),
+    }
+}
+
+/// Whether `pid` is a pid of this node (this incarnation or an earlier one).
+fn is_local(shared: &NodeShared, pid: &Pid) -> bool {
+    pid.node == shared.name
+}
+
+fn is_process_alive(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
+    match &args[..] {
+        [Term::Pid(pid)] if is_local(shared, pid) => {
+            let target = crate::dist::control::ProcessRef::Pid(pid.clone());
+            Ok(Term::atom(if shared.resolve(&target).is_some() {
+                "true"
+            } else {
+                "false"
+            }))
+        }
+        [_] => Err(RpcFailure::badarg()),
+        _ => Err(undef()),
+    }
+}
+
+/// `exit(Pid, Reason)` to a local actor, from the node's router pid.
+fn exit(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
+    use crate::registry::LocalProcess;
+    let [Term::Pid(to), reason] = &args[..] else {
+        return Err(if args.len() == 2 {
+            RpcFailure::badarg()
+        } else {
+            undef()
+        });
+    };
+    if !is_local(shared, to) {
+        // Sending to another node's process is not what this built-in is for.
+        return Err(RpcFailure::badarg());
+    }
+    let target = crate::dist::control::ProcessRef::Pid(to.clone());
+    let Some(LocalProcess::Actor(actor)) = shared.resolve(&target) else {
+        // A dead pid or a built-in service: nothing happens, as for a dead process.
+        return Ok(Term::atom("true"));
+    };
+    let id = actor.cell.get_id();
+    let trapping = shared.signals().trapping.contains(&id);
+    tracing::info!(pid = ?to, %reason, "exit signal by rpc");
+    if reason.is_atom("kill") {
+        shared
+            .signals()
+            .exit_reasons
+            .insert(id, Term::atom("killed"));
+        actor.cell.kill();
+    } else if trapping {
+        let msg = Term::tuple(vec![
+            Term::atom("EXIT"),
+            Term::Pid(shared.router_pid.clone()),
+            reason.clone(),
+        ]);
+        if !(actor.cast)(&msg) {
+            shared.undeliverable(&target, msg);
+        }
+    } else if !reason.is_atom("normal") {
+        let text = match reason {
+            Term::Atom(a) => a.as_str().to_owned(),
+            other => other.to_string(),
+        };
+        shared.signals().exit_reasons.insert(id, reason.clone());
+        actor.cell.stop(Some(text));
+    }
+    Ok(Term::atom("true"))
+}
+
+fn cpus() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
+}
+
+fn system_info(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
+    let [Term::Atom(item)] = &args[..] else {
+        return Err(if args.len() == 1 {
+            RpcFailure::badarg()
+        } else {
+            undef()
+        });
+    };
+    Ok(match item.as_str() {
+        "otp_release" => string(OTP_RELEASE),
+        "version" => string(VERSION),
+        "system_version" => {
+            string(&format!(
+            "node_server {VERSION} (Rust) [Erlang/OTP {OTP_RELEASE} distribution protocol] [{}]\n",
+            if shared.config.hidden { "hidden" } else { "visible" }
+        ))
+        }
+        "process_count" => int(shared.registry().process_count() as u64),
+        "port_count" => Term::Int(0),
+        "creation" => int(u64::from(
+            shared.creation.load(std::sync::atomic::Ordering::Relaxed),
+        )),
+        "machine" => string("node_server"),
+        "wordsize" => int(std::mem::size_of::<usize>() as u64),
+        "schedulers" | "schedulers_online" | "logical_processors" => int(cpus()),
+        _ => return Err(RpcFailure::badarg()),
+    })
+}
+
+/// The process's resident set size in bytes (Linux), else 0.
+pub(crate) fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// CPU time of the whole process (user + system) in milliseconds (Linux), else 0.
+fn cpu_ms() -> u64 {
+    // Fields after the command name: state is field 3, utime 14, stime 15.
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    match (ticks(11), ticks(12)) {
+        // USER_HZ is 100 on Linux.
+        (Some(user), Some(system)) => (user + system) * 10,
+        _ => 0,
+    }
+}
+
+const MEMORY_TYPES: [&str; 9] = [
+    "total",
+    "processes",
+    "processes_used",
+    "system",
+    "atom",
+    "atom_used",
+    "binary",
+    "code",
+    "ets",
+];
+
+fn memory_of(kind: &str, rss: u64) -> Option<u64> {
+    match kind {
+        "total" | "system" => Some(rss),
+        k if MEMORY_TYPES.contains(&k) => Some(0),
+        _ => None,
+    }
+}
+
+fn memory(_shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
+    let rss = resident_bytes();
+    let pair = |kind: &str| -> Option<Term> {
+        memory_of(kind, rss).map(|v| Term::tuple(vec![Term::atom(kind), int(v)]))
+    };
+    match &args[..] {
+        [] => Ok(Term::list(
+            MEMORY_TYPES
+                .iter()
+                .filter_map(|k| pair(k))
+                .collect::<Vec<_>>(),
+        )),
+        [Term::Atom(kind)] => memory_of(kind.as_str(), rss)
+            .map(int)
+            .ok_or_else(RpcFailure::badarg),
+        [Term::List(kinds)] => kinds
+            .iter()
+            .map(|k| k.as_atom().and_then(|a| pair(a.as_str())))
+            .collect::<Option<Vec<_>>>()
+            .map(Term::list)
+            .ok_or_else(RpcFailure::badarg),
+        [_] => Err(RpcFailure::badarg()),
+        _ => Err(undef()),
+    }
+}
+
+/// `{Total, SinceLast}`, updating the last value.
+fn since_last(last: &std::sync::Mutex<u64>, now: u64) -> Term {
+    let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+    let delta = now.saturating_sub(*last);
+    *last = now;
+    Term::tuple(vec![int(now), int(delta)])
+}
+
+fn statistics(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
+    let [Term::Atom(item)] = &args[..] else {
+        return Err(if args.len() == 1 {
+            RpcFailure::badarg()
+        } else {
+            undef()
+        });
+    };
+    let ops = &shared.ops;
+    Ok(match item.as_str() {
+        "wall_clock" => since_last(&ops.last_wall_ms, ops.started.elapsed().as_millis() as u64),
+        "runtime" => since_last(&ops.last_runtime_ms, cpu_ms()),
+        "io" => {
+            let stats = ops.stats();
+            Term::tuple(vec![
+                Term::tuple(vec![Term::atom("input"), int(stats.bytes_in)]),
+                Term::tuple(vec![Term::atom("output"), int(stats.bytes_out)]),
+            ])
+        }
+        _ => return Err(RpcFailure::badarg()),
+    })
+}
+
+fn init_stop(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
+    let status = match &args[..] {
+        [] => 0,
+        [Term::Int(n)] if *n >= 0 => i32::try_from(*n).unwrap_or(i32::MAX),
+        // init:stop("message") halts with a crash dump and status 1.
+        [Term::List(chars)] if chars.iter().all(|c| matches!(c, Term::Int(_))) => 1,
+        [_] => return Err(RpcFailure::badarg()),
+        _ => return Err(undef()),
+    };
+    // After this call's reply is queued: stop_gracefully waits for calls in flight.
+    tokio::spawn(crate::ops::stop_gracefully(shared.clone(), status));
+    Ok(Term::atom("ok"))
+}
+
+fn info(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
+    if !args.is_empty() {
+        return Err(undef());
+    }
+    let stats = shared.ops.stats();
+    let (registered, processes) = {
+        let registry = shared.registry();
+        (registry.registered().len(), registry.process_count())
+    };
+    let bool_atom = |b: bool| Term::atom(if b { "true" } else { "false" });
+    let entries = vec![
+        (Term::atom("node"), Term::Atom(shared.name.clone())),
+        (Term::atom("version"), Term::binary(VERSION)),
+        (Term::atom("otp_release"), Term::binary(OTP_RELEASE)),
+        (
+            Term::atom("uptime_ms"),
+            int(stats.uptime.as_millis() as u64),
+        ),
+        (Term::atom("process_count"), int(processes as u64)),
+        (Term::atom("registered"), int(registered as u64)),
+        (
+            Term::atom("connections"),
+            int(shared.connected().len() as u64),
+        ),
+        (Term::atom("messages_in"), int(stats.messages_in)),
+        (Term::atom("messages_out"), int(stats.messages_out)),
+        (Term::atom("bytes_in"), int(stats.bytes_in)),
+        (Term::atom("bytes_out"), int(stats.bytes_out)),
+        (Term::atom("memory_total"), int(resident_bytes())),
+        (
+            Term::atom("creation"),
+            int(u64::from(
+                shared.creation.load(std::sync::atomic::Ordering::Relaxed),
+            )),
+        ),
+        (Term::atom("hidden"), bool_atom(shared.config.hidden)),
+        (
+            Term::atom("admin_guard"),
+            bool_atom(shared.config.admin_allow.is_some()),
+        ),
+    ];
+    Ok(Term::Map(crate::etf::Map::from_entries(entries)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_code_point_lists() {
+        assert_eq!(string("25").to_string(), "[50,53]");
+    }
+
+    #[test]
+    fn memory_types() {
+        assert_eq!(memory_of("total", 7), Some(7));
+        assert_eq!(memory_of("ets", 7), Some(0));
+        assert_eq!(memory_of("bogus", 7), None);
+    }
+
+    #[test]
+    fn process_figures_read_on_linux() {
+        if std::path::Path::new("/proc/self/stat").exists() {
+            assert!(resident_bytes() > 0);
+            // A few ms of CPU at least have gone into starting the test binary; 0 is allowed
+            // for a very fast start, but the read must not fail to parse.
+            let _ = cpu_ms();
+        }
+    }
+}
