@@ -1,0 +1,333 @@
+//! The command line: [`Cli`] (parsed with clap) and [`run`], which carries a command out.
+//!
+//! A new subcommand (such as a dashboard) is a variant of [`Command`] and an arm of [`run`]
+//! built on [`crate::client`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use node_server::etf::Term;
+
+use crate::client::{self, Ctl, Options, TlsFiles};
+use crate::error::CtlError;
+use crate::report::Report;
+
+/// Operate Erlang-distribution nodes (ours and Erlang/OTP's alike): list them, ping them,
+/// look inside, call functions, stop them.
+///
+/// nodectl joins the cluster as a hidden node with the cookie from --cookie, else the
+/// ERLANG_COOKIE environment variable, else ~/.erlang.cookie. EPMD is asked at
+/// ERL_EPMD_PORT (or 4369) unless --epmd-port says otherwise. A NODE without `@host` gets
+/// this host's short name, as `erl -sname` does.
+///
+/// Exit status: 0 on success, 1 when the command failed (one line on stderr says why, or a
+/// JSON object with "ok": false under --json), 2 for a wrong command line.
+#[derive(Debug, Parser)]
+#[command(name = "nodectl", version)]
+pub struct Cli {
+    /// Print one JSON object (with "ok") instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The cluster cookie.
+    #[arg(long, global = true, value_name = "COOKIE")]
+    pub cookie: Option<String>,
+    /// EPMD's port on every host [default: ERL_EPMD_PORT or 4369].
+    #[arg(long, global = true, value_name = "PORT")]
+    pub epmd_port: Option<u16>,
+    /// Seconds each connection, call or wait may take.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 10.0)]
+    pub timeout: f64,
+    /// nodectl's own node name [default: nodectl_PID on this host].
+    #[arg(long, global = true, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Connect over TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA that nodes' certificates must chain to (mutual TLS).
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a new random cookie to ~/.erlang.cookie (mode 0400).
+    Cookie {
+        /// Replace an existing cookie file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the nodes registered with EPMD, with port, type and roles.
+    ListServers {
+        /// The host whose EPMD to ask.
+        #[arg(long, default_value = "localhost")]
+        host: String,
+    },
+    /// Look a node up in EPMD by name, or the nodes that have a role.
+    Lookup {
+        /// The node's name (the part before `@`).
+        #[arg(required_unless_present = "role")]
+        name: Option<String>,
+        /// Find the nodes that declare this role instead.
+        #[arg(long, conflicts_with = "name")]
+        role: Option<String>,
+        /// The host whose EPMD to ask.
+        #[arg(long, default_value = "localhost")]
+        host: String,
+    },
+    /// Check that a node answers (and that a registered actor is alive).
+    Ping {
+        /// The node.
+        node: String,
+        /// A registered name that must be alive.
+        actor: Option<String>,
+        /// How many round trips to measure.
+        #[arg(short = 'c', long, default_value_t = 1)]
+        count: usize,
+    },
+    /// List a node's registered names.
+    ListActors {
+        /// The node.
+        node: String,
+    },
+    /// List the nodes a node is connected to, and whether each connection is hidden.
+    ListConnections {
+        /// The node.
+        node: String,
+    },
+    /// Show a node's version, uptime, process count, memory and traffic counters.
+    Info {
+        /// The node.
+        node: String,
+    },
+    /// Call MODULE:FUNCTION(ARG, ...) on a node; arguments and result in Erlang syntax.
+    Rpc {
+        /// The node.
+        node: String,
+        /// The module.
+        module: String,
+        /// The function.
+        function: String,
+        /// The arguments, one Erlang term each (`42`, `'an atom'`, `"text"`, `[1,2]`).
+        #[arg(allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Stop a node (init:stop/0) or one of its registered actors (exit/2).
+    Shutdown {
+        /// The node (omit with --all).
+        #[arg(required_unless_present = "all")]
+        node: Option<String>,
+        /// A registered name to stop instead of the node.
+        actor: Option<String>,
+        /// Stop every node registered with EPMD on --host (needs --force).
+        #[arg(long, conflicts_with_all = ["node", "actor"])]
+        all: bool,
+        /// Confirm --all.
+        #[arg(long)]
+        force: bool,
+        /// Stop the actor with `kill` rather than `shutdown` (it cannot trap that).
+        #[arg(long, requires = "actor")]
+        kill: bool,
+        /// The host whose EPMD lists the nodes for --all.
+        #[arg(long, default_value = "localhost")]
+        host: String,
+    },
+}
+
+impl Cli {
+    /// The client options these arguments give.
+    pub fn options(&self) -> Result<Options, CtlError> {
+        if !(self.timeout.is_finite() && self.timeout > 0.0) {
+            return Err(CtlError::Usage(
+                "--timeout must be a positive number of seconds".into(),
+            ));
+        }
+        let mut opts = Options {
+            cookie: self.cookie.clone(),
+            timeout: Duration::from_secs_f64(self.timeout),
+            name: self.name.clone(),
+            ..Options::default()
+        };
+        if let Some(port) = self.epmd_port {
+            opts.epmd_port = port;
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            opts.tls = Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: self.tls_ca.clone(),
+            });
+        }
+        Ok(opts)
+    }
+}
+
+/// Parses the rpc arguments.
+fn parse_args(args: &[String]) -> Result<Vec<Term>, CtlError> {
+    args.iter()
+        .enumerate()
+        .map(|(i, a)| {
+            Term::parse(a).map_err(|e| CtlError::Usage(format!("argument {} ({a}): {e}", i + 1)))
+        })
+        .collect()
+}
+
+/// Carries out the command.
+pub async fn run(cli: &Cli) -> Result<Report, CtlError> {
+    let opts = cli.options()?;
+    // Commands that need no node of ours.
+    match &cli.command {
+        Command::Cookie { force } => return client::write_new_cookie(*force).map(Report::Cookie),
+        Command::ListServers { host } => {
+            let nodes = client::list_servers(host, opts.epmd_port, opts.timeout).await?;
+            return Ok(Report::Servers {
+                host: host.clone(),
+                epmd_port: opts.epmd_port,
+                nodes,
+            });
+        }
+        Command::Lookup { name, role, host } => {
+            return match (name, role) {
+                (_, Some(role)) => {
+                    let nodes =
+                        client::lookup_role(host, opts.epmd_port, opts.timeout, role).await?;
+                    Ok(Report::Servers {
+                        host: host.clone(),
+                        epmd_port: opts.epmd_port,
+                        nodes,
+                    })
+                }
+                (Some(name), None) => client::lookup_name(host, opts.epmd_port, opts.timeout, name)
+                    .await
+                    .map(Report::Server),
+                (None, None) => Err(CtlError::Usage("lookup needs NAME or --role".into())),
+            };
+        }
+        Command::Shutdown {
+            all: true, force, ..
+        } if !force => {
+            return Err(CtlError::Usage(
+                "shutdown --all stops every node in EPMD: add --force to confirm".into(),
+            ))
+        }
+        _ => {}
+    }
+    let ctl = Ctl::new(opts)?;
+    let result = run_with(&ctl, &cli.command).await;
+    ctl.close().await;
+    result
+}
+
+async fn run_with(ctl: &Ctl, command: &Command) -> Result<Report, CtlError> {
+    let full = |n: &str| client::full_node_name(n);
+    Ok(match command {
+        Command::Ping { node, actor, count } => {
+            let node = full(node);
+            let mut ping = ctl.ping(&node, *count).await?;
+            if let Some(name) = actor {
+                let status = ctl.actor_status(&node, name).await?;
+                if !status.alive {
+                    return Err(CtlError::NoActor(format!(
+                        "{name} on {node} is registered as {} but not alive",
+                        status.pid
+                    )));
+                }
+                ping.actor = Some(status);
+            }
+            Report::Ping(ping)
+        }
+        Command::ListActors { node } => {
+            let node = full(node);
+            Report::Actors {
+                actors: ctl.list_actors(&node).await?,
+                node,
+            }
+        }
+        Command::ListConnections { node } => {
+            let node = full(node);
+            Report::Connections {
+                connections: ctl.list_connections(&node).await?,
+                node,
+            }
+        }
+        Command::Info { node } => Report::Info(ctl.info(&full(node)).await?),
+        Command::Rpc {
+            node,
+            module,
+            function,
+            args,
+        } => {
+            let node = full(node);
+            let args = parse_args(args)?;
+            let result = ctl.rpc(&node, module, function, args).await?;
+            Report::Rpc {
+                node,
+                result: crate::pretty::pretty(&result),
+            }
+        }
+        Command::Shutdown {
+            all: true, host, ..
+        } => Report::StoppedAll {
+            nodes: ctl.stop_all(host).await?,
+            host: host.clone(),
+        },
+        Command::Shutdown {
+            node: Some(node),
+            actor,
+            kill,
+            ..
+        } => {
+            let node = full(node);
+            Report::Stopped(match actor {
+                Some(actor) => ctl.stop_actor(&node, actor, *kill).await?,
+                None => ctl.stop_node(&node).await?,
+            })
+        }
+        Command::Shutdown { node: None, .. } => {
+            return Err(CtlError::Usage("shutdown needs NODE or --all".into()))
+        }
+        Command::Cookie { .. } | Command::ListServers { .. } | Command::Lookup { .. } => {
+            return Err(CtlError::Usage("handled without a node".into()))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn rpc_arguments_are_terms() {
+        let cli =
+            Cli::try_parse_from(["nodectl", "rpc", "n@h", "lists", "seq", "1", "-3"]).unwrap();
+        let Command::Rpc { args, .. } = &cli.command else {
+            panic!("not rpc");
+        };
+        assert_eq!(parse_args(args).unwrap(), vec![Term::Int(1), Term::Int(-3)]);
+        assert!(matches!(
+            parse_args(&["{unclosed".into()]),
+            Err(CtlError::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn shutdown_all_and_node_exclude_each_other() {
+        assert!(Cli::try_parse_from(["nodectl", "shutdown", "--all", "--force"]).is_ok());
+        assert!(Cli::try_parse_from(["nodectl", "shutdown", "n@h", "--all"]).is_err());
+        assert!(Cli::try_parse_from(["nodectl", "shutdown"]).is_err());
+        assert!(Cli::try_parse_from(["nodectl", "lookup"]).is_err());
+    }
+}

@@ -1,0 +1,37 @@
+//! # nodectl
+//!
+//! Operate Erlang-distribution nodes from the command line: nodes of this workspace
+//! (`node_server`) and Erlang/OTP nodes alike, through the interfaces every Erlang node has
+//! (EPMD, `net_kernel`, `rpc`).
+//!
+//! ```text
+//! nodectl [--cookie C] [--epmd-port P] [--timeout SECS] [--json] COMMAND
+//!   cookie [--force]                    write a new random ~/.erlang.cookie (mode 0400)
+//!   list-servers [--host H]             nodes in EPMD: name, port, type, roles
+//!   lookup NAME | lookup --role ROLE    one node, or the nodes with a role
+//!   ping NODE [ACTOR] [-c N]            OK and the round trip, or why not
+//!   list-actors NODE                    registered names
+//!   list-connections NODE               connected nodes, hidden or visible
+//!   info NODE                           version, uptime, processes, memory, counters
+//!   rpc NODE MODULE FUNCTION [ARG ...]  arguments and result in Erlang syntax
+//!   shutdown NODE [ACTOR] [--kill]      init:stop/0, or exit(whereis(ACTOR), shutdown)
+//!   shutdown --all --force [--host H]   init:stop/0 on every node in EPMD
+//! ```
+//!
+//! It joins the cluster as a hidden node (not registered with EPMD) with the cookie from
+//! `--cookie`, else `ERLANG_COOKIE`, else `~/.erlang.cookie`. Text output by default, one
+//! JSON object with `"ok"` under `--json`; exit status 0 on success, 1 with one line saying
+//! why on failure (`unknown: ...`, `refused cookie: ...`, `timeout: ...`, `refused: ...` for
+//! a node's admin guard), 2 for a wrong command line.
+//!
+//! The crate is a library with a thin binary: [`client`] holds the typed queries (a
+//! dashboard reuses them), [`report`] the text and JSON forms, [`cli`] the command line.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod client;
+pub mod error;
+pub mod pretty;
+pub mod report;
+
+pub use error::CtlError;
