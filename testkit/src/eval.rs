@@ -80,4 +80,9 @@ impl EvalPeer {
     pub fn peer_mut(&mut self) -> &mut ErlPeer {
         &mut self.peer
     }
+
+    /// The underlying peer, to shut it down and learn its exit status.
+    pub fn into_peer(self) -> ErlPeer {
+        self.peer
+    }
 }

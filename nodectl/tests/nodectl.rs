@@ -1,0 +1,946 @@
+//! `nodectl` end to end: the built binary against nodes of ours and real Erlang/OTP nodes.
+//!
+//! Each test runs its own EPMD (this workspace's, in-process, on a free port), nodes of ours
+//! in-process (on the test's tokio runtime), `erl -sname` nodes running
+//! `tests/erlang/eval_peer.erl` (one Erlang expression per stdin line), and the `nodectl`
+//! binary as a child process with `ERL_EPMD_PORT` and a private `HOME`, so no test touches
+//! the user's `~/.erlang.cookie` or the machine's EPMD. Node names carry the test's pid and
+//! a counter. Every child is killed by a guard, every wait is bounded, and no test sleeps to
+//! synchronise: each waits for the event it needs (a line from `erl`, a node's stop, a
+//! message in an actor's mailbox).
+//!
+//! Needs Erlang/OTP (`erl`, `erlc`) for most tests and `openssl` for the mutual TLS one:
+//! without `erl` those tests are skipped on a developer machine and fail in CI (`CI=true`),
+//! see [`testkit::require_erl`].
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use node_server::etf::Term;
+use node_server::remote::Raw;
+use node_server::{Node, NodeConfig, TlsConfig};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use testkit::{free_port, EvalPeer};
+use tokio::sync::mpsc;
+
+/// The cookie of every test cluster.
+const COOKIE: &str = "nodectl_test_cookie";
+/// How long any awaited event may take before the test fails.
+const DEADLINE: Duration = Duration::from_secs(30);
+/// How long `nodectl` may run.
+const CTL_LIMIT: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------
+
+/// A unique node name for this test process.
+fn unique(label: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{label}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn short_host() -> String {
+    let host = node_server::config::hostname();
+    host.split('.').next().unwrap_or("localhost").to_owned()
+}
+
+/// What `nodectl` printed and how it exited.
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn ok(self) -> String {
+        assert_eq!(
+            self.code, 0,
+            "nodectl failed: stdout {:?} stderr {:?}",
+            self.stdout, self.stderr
+        );
+        self.stdout.trim_end().to_owned()
+    }
+
+    /// Asserts a failure with `code` whose one stderr line contains `text`.
+    fn fails(self, code: i32, text: &str) -> String {
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}: stdout {:?} stderr {:?}",
+            self.stdout, self.stderr
+        );
+        let err = self.stderr.trim_end();
+        assert!(
+            err.contains(text),
+            "stderr {err:?} does not say {text:?} (stdout {:?})",
+            self.stdout
+        );
+        if code == 1 {
+            assert_eq!(err.lines().count(), 1, "one clear line: {err:?}");
+        }
+        err.to_owned()
+    }
+
+    fn json(self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {:?} (stderr {:?})",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+/// One test's world: a runtime for our nodes, an EPMD, a private HOME.
+struct Cluster {
+    rt: tokio::runtime::Runtime,
+    epmd: Option<epmd::ServerHandle>,
+    epmd_port: u16,
+    home: PathBuf,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let epmd_port = free_port();
+        let epmd = rt
+            .block_on(
+                epmd::ServerConfig::new()
+                    .port(epmd_port)
+                    .addresses(vec![Ipv4Addr::LOCALHOST.into()])
+                    .start(),
+            )
+            .expect("epmd starts");
+        Cluster {
+            rt,
+            epmd: Some(epmd),
+            epmd_port,
+            home: testkit::unique_temp_dir("nodectl_home"),
+        }
+    }
+
+    fn config(&self, name: &str) -> NodeConfig {
+        NodeConfig::new(name)
+            .cookie(COOKIE)
+            .epmd("localhost", self.epmd_port)
+            .listen(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+    }
+
+    /// Starts a node of ours.
+    fn start(&self, config: NodeConfig) -> Node {
+        self.rt
+            .block_on(async { tokio::time::timeout(DEADLINE, config.start()).await })
+            .expect("our node starts in time")
+            .expect("our node starts")
+    }
+
+    /// A node of ours with a registered collector actor named `inbox`.
+    fn node_with_inbox(&self, config: NodeConfig) -> (Node, Inbox) {
+        let node = self.start(config);
+        let inbox = self.inbox(&node, "inbox");
+        (node, inbox)
+    }
+
+    /// Spawns a collector actor registered as `name` on `node`.
+    fn inbox(&self, node: &Node, name: &str) -> Inbox {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (actor, _) = self
+            .rt
+            .block_on(Actor::spawn(None, Collector, tx))
+            .expect("collector starts");
+        node.register(name, &actor).expect("name is free");
+        Inbox { actor, _rx: rx }
+    }
+
+    /// An `erl -sname` node in this cluster.
+    fn erl(&self, erl: &Path, label: &str) -> EvalPeer {
+        EvalPeer::start(
+            erl,
+            &unique(label),
+            COOKIE,
+            self.epmd_port,
+            &[beam_dir()],
+            DEADLINE,
+        )
+        .unwrap_or_else(|e| panic!("cannot start erl: {e}"))
+    }
+
+    /// Runs `nodectl ARGS` in this cluster (its EPMD port, the private HOME, no cookie in
+    /// the environment).
+    fn nodectl(&self, args: &[&str]) -> Out {
+        self.nodectl_env(args, &[])
+    }
+
+    fn nodectl_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodectl"));
+        cmd.args(args)
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
+            .env("HOME", &self.home)
+            .env_remove("ERLANG_COOKIE")
+            .env_remove("RUST_LOG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = testkit::output_within(&mut cmd, CTL_LIMIT)
+            .unwrap_or_else(|e| panic!("nodectl {args:?}: {e}"));
+        Out {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+
+    /// `nodectl --cookie COOKIE ARGS`.
+    fn ctl(&self, args: &[&str]) -> Out {
+        let mut all = vec!["--cookie", COOKIE];
+        all.extend_from_slice(args);
+        self.nodectl(&all)
+    }
+
+    /// Waits (bounded) until `node` has stopped; returns its exit status.
+    fn wait_stopped(&self, node: &Node) -> i32 {
+        self.rt
+            .block_on(async { tokio::time::timeout(DEADLINE, node.wait_stopped()).await })
+            .expect("the node stops in time")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(epmd) = self.epmd.take() {
+            self.rt.block_on(epmd.stop());
+        }
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+/// `eval_peer`, compiled once per test process.
+fn beam_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        testkit::compile_erlang(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/erlang/eval_peer.erl"),
+        )
+    })
+    .clone()
+}
+
+/// An actor that hands every message it gets to the test.
+struct Collector;
+
+impl Actor for Collector {
+    type Msg = Raw;
+    type State = mpsc::UnboundedSender<Term>;
+    type Arguments = mpsc::UnboundedSender<Term>;
+
+    async fn pre_start(
+        &self,
+        _me: ActorRef<Raw>,
+        tx: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(tx)
+    }
+
+    async fn handle(
+        &self,
+        _me: ActorRef<Raw>,
+        msg: Raw,
+        tx: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let _ = tx.send(msg.0);
+        Ok(())
+    }
+}
+
+/// A collector and what it received.
+struct Inbox {
+    actor: ActorRef<Raw>,
+    _rx: mpsc::UnboundedReceiver<Term>,
+}
+
+impl Inbox {
+    /// Waits (bounded) until the actor has stopped.
+    fn wait_stopped(&self, rt: &tokio::runtime::Runtime) {
+        rt.block_on(self.actor.get_cell().wait(Some(DEADLINE)))
+            .expect("the actor stops in time");
+    }
+}
+
+/// The node name in an Erlang expression.
+fn atom(name: &str) -> String {
+    format!("'{name}'")
+}
+
+// ---------------------------------------------------------------------------------------------
+// cookie
+// ---------------------------------------------------------------------------------------------
+
+/// `cookie` writes 20 capital letters to `~/.erlang.cookie` with mode 0400, refuses to
+/// overwrite without `--force`, and replaces it with `--force`; the cookie then serves
+/// other commands (read from the file, or `ERLANG_COOKIE`).
+#[test]
+fn cookie_is_written_privately_and_only_replaced_with_force() {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = Cluster::new();
+    let path = cluster.home.join(".erlang.cookie");
+
+    let out = cluster.nodectl(&["cookie"]).ok();
+    assert!(out.contains("wrote the cookie"), "{out}");
+    let first = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(first.len(), 20);
+    assert!(first.bytes().all(|b| b.is_ascii_uppercase()), "{first}");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o400);
+
+    cluster
+        .nodectl(&["cookie"])
+        .fails(1, "exists; pass --force to replace it");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), first);
+
+    let json = cluster.nodectl(&["--json", "cookie", "--force"]).json();
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["replaced"], true);
+    let second = std::fs::read_to_string(&path).unwrap();
+    assert_ne!(second, first);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o400);
+
+    // The file's cookie is used when no --cookie is given; a node with another cookie refuses.
+    let node = cluster.start(cluster.config(&unique("ck")).cookie(second.as_bytes()));
+    let name = node.name().to_owned();
+    let out = cluster.nodectl(&["ping", &name]).ok();
+    assert!(out.starts_with(&format!("OK {name}")), "{out}");
+    // ERLANG_COOKIE wins over the file.
+    cluster
+        .nodectl_env(&["ping", &name], &[("ERLANG_COOKIE", "WRONG")])
+        .fails(1, "refused cookie");
+    // No cookie anywhere: a clear error, not a new file.
+    std::fs::remove_file(&path).unwrap();
+    cluster.nodectl(&["ping", &name]).fails(1, "cookie:");
+    assert!(!path.exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// EPMD: list-servers, lookup
+// ---------------------------------------------------------------------------------------------
+
+/// `list-servers` shows our node (hidden), an Erlang node (normal) and a node with roles;
+/// `lookup` finds each by name and by role, and says when nothing matches.
+#[test]
+fn list_servers_and_lookup_show_ports_types_and_roles() {
+    let Some(erl) = testkit::require_erl() else {
+        return;
+    };
+    let cluster = Cluster::new();
+    let ours = cluster.start(cluster.config(&unique("ls_rs")));
+    let peer = cluster.erl(&erl, "ls_erl");
+    // A node with roles, registered directly (roles live in EPMD's EXTRA field).
+    let web = unique("ls_web");
+    let mut info = epmd::NodeInfo::new(&web, 45_999);
+    info.extra = epmd::roles::encode_roles(&["web", "cache"]).unwrap();
+    let _registration = cluster
+        .rt
+        .block_on(epmd::Client::new("127.0.0.1", cluster.epmd_port).register(info))
+        .expect("registers");
+
+    let ours_short = ours.name().split('@').next().unwrap().to_owned();
+    let erl_short = peer.name().split('@').next().unwrap().to_owned();
+    let text = cluster.nodectl(&["list-servers"]).ok();
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} not listed:\n{text}"))
+            .to_owned()
+    };
+    let ours_line = line(&ours_short);
+    assert!(ours_line.contains(&ours.port().to_string()) && ours_line.contains("hidden"));
+    assert!(ours_line.contains(ours.name()), "{ours_line}");
+    assert!(line(&erl_short).contains("normal"));
+    assert!(line(&web).contains("web,cache") && line(&web).contains("45999"));
+
+    let json = cluster.nodectl(&["--json", "list-servers"]).json();
+    let nodes = json["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{json}");
+    let ours_json = nodes.iter().find(|n| n["name"] == ours_short).unwrap();
+    assert_eq!(ours_json["port"], ours.port());
+    assert_eq!(ours_json["hidden"], true);
+    assert_eq!(ours_json["node"], ours.name());
+    let erl_json = nodes.iter().find(|n| n["name"] == erl_short).unwrap();
+    assert_eq!(erl_json["hidden"], false);
+    assert_eq!(erl_json["node"], peer.name());
+
+    assert!(cluster
+        .nodectl(&["lookup", &ours_short])
+        .ok()
+        .contains(&ours.port().to_string()));
+    assert!(cluster
+        .nodectl(&["lookup", peer.name()])
+        .ok()
+        .contains("normal"));
+    cluster
+        .nodectl(&["lookup", "nosuch_node"])
+        .fails(1, "unknown: nosuch_node is not registered");
+    let by_role = cluster
+        .nodectl(&["--json", "lookup", "--role", "cache"])
+        .json();
+    assert_eq!(by_role["nodes"].as_array().unwrap().len(), 1);
+    assert_eq!(by_role["nodes"][0]["name"], web.as_str());
+    cluster
+        .nodectl(&["lookup", "--role", "nosuch_role"])
+        .fails(1, "not found");
+    // No EPMD at all.
+    cluster
+        .nodectl(&["--epmd-port", &free_port().to_string(), "list-servers"])
+        .fails(1, "epmd on localhost");
+}
+
+// ---------------------------------------------------------------------------------------------
+// ping, list-actors, list-connections, info, rpc
+// ---------------------------------------------------------------------------------------------
+
+/// Every read-only command against a node of ours and an Erlang node.
+#[test]
+fn ping_list_info_and_rpc_work_on_ours_and_erlang() {
+    let Some(erl) = testkit::require_erl() else {
+        return;
+    };
+    let cluster = Cluster::new();
+    let (ours, _inbox) = cluster.node_with_inbox(cluster.config(&unique("rd_rs")));
+    let mut peer = cluster.erl(&erl, "rd_erl");
+    let (rs, en) = (ours.name().to_owned(), peer.name().to_owned());
+    // The Erlang node connects to ours, so each has a connection to list.
+    assert_eq!(peer.ok(&format!("net_adm:ping({})", atom(&rs))), "pong");
+
+    // ping
+    for node in [&rs, &en] {
+        let out = cluster.ctl(&["ping", node]).ok();
+        assert!(out.starts_with(&format!("OK {node} round trip ")), "{out}");
+        let json = cluster.ctl(&["--json", "ping", node, "-c", "3"]).json();
+        assert_eq!(json["ok"], true);
+        assert_eq!(json["round_trips_ms"].as_array().unwrap().len(), 3);
+        assert!(json["round_trips_ms"][0].as_f64().unwrap() > 0.0);
+    }
+    let out = cluster.ctl(&["ping", &rs, "inbox"]).ok();
+    assert!(
+        out.contains(&format!("inbox is <{rs}.")) && out.contains("and alive"),
+        "{out}"
+    );
+    let out = cluster.ctl(&["ping", &en, "code_server"]).ok();
+    assert!(
+        out.contains("code_server is <") && out.contains("and alive"),
+        "{out}"
+    );
+    for node in [&rs, &en] {
+        cluster
+            .ctl(&["ping", node, "nosuch_actor"])
+            .fails(1, "no actor: nothing is registered as nosuch_actor");
+        cluster
+            .nodectl(&["--cookie", "WRONG", "ping", node])
+            .fails(1, &format!("refused cookie: {node} rejected the cookie"));
+    }
+    let missing = format!("{}@{}", unique("absent"), short_host());
+    cluster.ctl(&["ping", &missing]).fails(
+        1,
+        &format!("unknown: {missing} is not registered with epmd"),
+    );
+    let json = cluster.ctl(&["--json", "ping", &missing]);
+    assert_eq!(json.code, 1);
+    let json = json.json();
+    assert_eq!(json["ok"], false);
+    assert_eq!(json["error"], "unknown");
+    // A bare name gets this host's short name.
+    let bare = rs.split('@').next().unwrap();
+    assert!(cluster
+        .ctl(&["ping", bare])
+        .ok()
+        .starts_with(&format!("OK {rs}")));
+
+    // list-actors
+    let actors = cluster.ctl(&["list-actors", &rs]).ok();
+    assert_eq!(
+        actors.lines().collect::<Vec<_>>(),
+        vec!["inbox", "net_kernel", "rex"]
+    );
+    let actors = cluster.ctl(&["--json", "list-actors", &en]).json();
+    let names: Vec<&str> = actors["actors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    for expected in [
+        "code_server",
+        "net_kernel",
+        "rex",
+        "init",
+        "global_name_server",
+    ] {
+        assert!(names.contains(&expected), "{expected} missing: {names:?}");
+    }
+
+    // list-connections: each sees the other; our node is hidden, so the connection is.
+    let out = cluster.ctl(&["list-connections", &rs]).ok();
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.starts_with(&en) && out.ends_with("hidden"), "{out}");
+    let json = cluster.ctl(&["--json", "list-connections", &en]).json();
+    assert_eq!(
+        json["connections"],
+        serde_json::json!([{"node": rs, "hidden": true}])
+    );
+
+    // info
+    let info = cluster.ctl(&["--json", "info", &rs]).json();
+    assert_eq!(info["runtime"], "node_server");
+    assert_eq!(info["otp_release"], "25");
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(info["connections"], 1);
+    assert!(info["process_count"].as_u64().unwrap() >= 4, "{info}");
+    assert!(info["memory_bytes"].as_u64().unwrap() > 0);
+    assert!(info["messages_in"].as_u64().unwrap() > 0);
+    assert!(info["bytes_out"].as_u64().unwrap() > 0);
+    let info = cluster.ctl(&["--json", "info", &en]).json();
+    assert_eq!(info["runtime"], "erlang");
+    assert_eq!(
+        info["otp_release"],
+        peer.ok("erlang:system_info(otp_release)").trim_matches('"')
+    );
+    assert_eq!(info["connections"], 1);
+    assert!(info["process_count"].as_u64().unwrap() > 20, "{info}");
+    assert!(info["uptime_ms"].as_u64().unwrap() > 0);
+    assert!(info["bytes_in"].as_u64().unwrap() > 0, "{info}");
+    let text = cluster.ctl(&["info", &rs]).ok();
+    assert!(
+        text.contains("node_server") && text.contains("messages"),
+        "{text}"
+    );
+    let text = cluster.ctl(&["info", &en]).ok();
+    assert!(text.contains("Erlang/OTP 25 (ERTS "), "{text}");
+
+    // rpc: arguments and results in Erlang syntax, both ways.
+    assert_eq!(cluster.ctl(&["rpc", &rs, "erlang", "node"]).ok(), rs);
+    assert_eq!(
+        cluster.ctl(&["rpc", &en, "lists", "seq", "1", "5"]).ok(),
+        "[1,2,3,4,5]"
+    );
+    assert_eq!(
+        cluster
+            .ctl(&["rpc", &en, "erlang", "system_info", "otp_release"])
+            .ok(),
+        cluster
+            .ctl(&["rpc", &rs, "erlang", "system_info", "otp_release"])
+            .ok()
+    );
+    assert_eq!(
+        cluster
+            .ctl(&["rpc", &en, "lists", "reverse", "[{a,<<\"b\">>},-7]"])
+            .ok(),
+        "[-7,{a,<<\"b\">>}]"
+    );
+    let json = cluster
+        .ctl(&["--json", "rpc", &rs, "erlang", "whereis", "inbox"])
+        .json();
+    assert!(json["result"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("<{rs}.")));
+    for node in [&rs, &en] {
+        cluster
+            .ctl(&["rpc", node, "nosuch_module", "f"])
+            .fails(1, "badrpc from");
+    }
+    cluster
+        .ctl(&["rpc", &en, "lists", "seq", "{1"])
+        .fails(2, "argument 1 ({1)");
+    cluster.ctl(&["rpc", &en]).fails(2, "required");
+}
+
+/// A node that EPMD lists but that never answers: `ping` times out within `--timeout`.
+#[test]
+fn ping_of_a_silent_node_times_out() {
+    let cluster = Cluster::new();
+    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let name = unique("silent");
+    let _registration = cluster
+        .rt
+        .block_on(
+            epmd::Client::new("127.0.0.1", cluster.epmd_port)
+                .register(epmd::NodeInfo::new(&name, port)),
+        )
+        .expect("registers");
+    let started = std::time::Instant::now();
+    let err = cluster
+        .ctl(&["--timeout", "1", "ping", &name])
+        .fails(1, "timeout after 1s");
+    assert!(err.contains(&name), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    drop(listener);
+}
+
+// ---------------------------------------------------------------------------------------------
+// shutdown
+// ---------------------------------------------------------------------------------------------
+
+/// `shutdown NODE ACTOR` stops a registered actor of ours and an Erlang process; one that
+/// traps exits survives `shutdown` (a timeout that says so) and not `--kill`.
+#[test]
+fn shutdown_of_actors_on_ours_and_erlang() {
+    let Some(erl) = testkit::require_erl() else {
+        return;
+    };
+    let cluster = Cluster::new();
+    let (ours, inbox) = cluster.node_with_inbox(cluster.config(&unique("sa_rs")));
+    let mut peer = cluster.erl(&erl, "sa_erl");
+    let (rs, en) = (ours.name().to_owned(), peer.name().to_owned());
+
+    let out = cluster.ctl(&["shutdown", &rs, "inbox"]).ok();
+    assert!(
+        out.starts_with(&format!("stopped inbox on {rs} (exit reason shutdown")),
+        "{out}"
+    );
+    inbox.wait_stopped(&cluster.rt);
+    cluster.ctl(&["ping", &rs, "inbox"]).fails(1, "no actor");
+
+    peer.ok("register(victim, spawn(fun() -> receive never -> ok end end))");
+    let json = cluster.ctl(&["--json", "shutdown", &en, "victim"]).json();
+    assert_eq!(json["reason"], "shutdown");
+    assert_eq!(json["actor"], "victim");
+    assert_eq!(peer.ok("whereis(victim)"), "undefined");
+
+    // A process that traps exits takes `shutdown` as a message and runs on.
+    peer.ok(
+        "register(trapper, spawn(fun() -> process_flag(trap_exit, true), \
+         receive never -> ok end end))",
+    );
+    cluster
+        .ctl(&["--timeout", "1", "shutdown", &en, "trapper"])
+        .fails(1, "trapper on");
+    assert_ne!(peer.ok("whereis(trapper)"), "undefined");
+    let out = cluster.ctl(&["shutdown", &en, "trapper", "--kill"]).ok();
+    assert!(out.contains("exit reason killed"), "{out}");
+    cluster
+        .ctl(&["shutdown", &en, "nosuch_actor"])
+        .fails(1, "no actor");
+}
+
+/// `shutdown NODE` stops our node gracefully (its program sees `wait_stopped` return 0) and
+/// an Erlang node (`init:stop/0`: the `erl` process exits with status 0).
+#[test]
+fn shutdown_of_nodes_ours_and_erlang() {
+    let Some(erl) = testkit::require_erl() else {
+        return;
+    };
+    let cluster = Cluster::new();
+    let ours = cluster.start(cluster.config(&unique("sn_rs")));
+    let rs = ours.name().to_owned();
+    let out = cluster.ctl(&["shutdown", &rs]).ok();
+    assert!(
+        out.starts_with(&format!("stopped {rs} (init:stop")),
+        "{out}"
+    );
+    assert_eq!(cluster.wait_stopped(&ours), 0);
+    cluster.ctl(&["ping", &rs]).fails(1, "unknown");
+
+    let mut peer = cluster.erl(&erl, "sn_erl");
+    let en = peer.name().to_owned();
+    let json = cluster.ctl(&["--json", "shutdown", &en]).json();
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["node"], en.as_str());
+    // The node closes its stdout as it exits.
+    match peer.peer_mut().try_recv_line(DEADLINE) {
+        Err(testkit::PeerError::Closed) => {}
+        other => panic!("erl still talks after init:stop: {other:?}"),
+    }
+    let status = peer.into_peer().shutdown(DEADLINE).expect("erl is reaped");
+    assert!(status.success(), "erl exited with {status}");
+}
+
+/// `shutdown --all` needs `--force`; with it, every node in EPMD stops, ours and Erlang's,
+/// although our first node runs nothing that the others need.
+#[test]
+fn shutdown_all_needs_force_and_stops_every_node() {
+    let Some(erl) = testkit::require_erl() else {
+        return;
+    };
+    let cluster = Cluster::new();
+    let a = cluster.start(cluster.config(&unique("all_rs")));
+    let b = cluster.start(cluster.config(&unique("all_rs")).hidden(false));
+    let mut peer = cluster.erl(&erl, "all_erl");
+
+    cluster
+        .ctl(&["shutdown", "--all"])
+        .fails(2, "add --force to confirm");
+    assert_eq!(peer.ok("1 + 1"), "2");
+
+    let json = cluster
+        .ctl(&["--json", "shutdown", "--all", "--force"])
+        .json();
+    assert_eq!(json["ok"], true, "{json}");
+    let stopped: Vec<&str> = json["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(stopped.len(), 3, "{json}");
+    for name in [a.name(), b.name(), peer.name()] {
+        assert!(stopped.contains(&name), "{name} not in {stopped:?}");
+    }
+    assert_eq!(cluster.wait_stopped(&a), 0);
+    assert_eq!(cluster.wait_stopped(&b), 0);
+    match peer.peer_mut().try_recv_line(DEADLINE) {
+        Err(testkit::PeerError::Closed) => {}
+        other => panic!("erl still talks after shutdown --all: {other:?}"),
+    }
+    let out = cluster.ctl(&["list-servers"]).ok();
+    assert!(out.starts_with("no nodes registered"), "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The admin guard
+// ---------------------------------------------------------------------------------------------
+
+/// A node with an admin allow-list refuses rpc, `shutdown` and actor stops from a `nodectl`
+/// outside it (one clear line, the node keeps running, the actor too) and allows them from
+/// one on it. `ping` (no rpc) works for both.
+#[test]
+fn admin_guard_refuses_and_allows_nodectl() {
+    let cluster = Cluster::new();
+    let admin = unique("admin");
+    let admin_full = format!("{admin}@{}", short_host());
+    let (ours, inbox) = cluster.node_with_inbox(
+        cluster
+            .config(&unique("guarded"))
+            .admin_allow([admin_full.clone()]),
+    );
+    let rs = ours.name().to_owned();
+
+    assert!(cluster.ctl(&["ping", &rs]).ok().starts_with("OK"));
+    for args in [
+        vec!["rpc", &rs, "erlang", "node"],
+        vec!["list-actors", &rs],
+        vec!["info", &rs],
+        vec!["shutdown", &rs, "inbox"],
+        vec!["shutdown", &rs],
+    ] {
+        let err = cluster.ctl(&args).fails(1, "refused:");
+        assert!(err.contains("is not one of them"), "{err}");
+    }
+    let json = cluster.ctl(&["--json", "shutdown", &rs]).json();
+    assert_eq!(json["error"], "not_allowed");
+    // Still running, the actor too.
+    let out = cluster.ctl(&["--name", &admin, "ping", &rs, "inbox"]).ok();
+    assert!(out.contains("inbox is <"), "{out}");
+
+    // On the list: everything works.
+    assert_eq!(
+        cluster
+            .ctl(&["--name", &admin, "rpc", &rs, "erlang", "node"])
+            .ok(),
+        rs
+    );
+    let out = cluster
+        .ctl(&["--name", &admin, "shutdown", &rs, "inbox"])
+        .ok();
+    assert!(out.starts_with("stopped inbox"), "{out}");
+    inbox.wait_stopped(&cluster.rt);
+    cluster.ctl(&["--name", &admin, "shutdown", &rs]).ok();
+    assert_eq!(cluster.wait_stopped(&ours), 0);
+}
+
+/// Under mutual TLS the admin guard also checks the peer's certificate: `nodectl` named as
+/// the admin is allowed only with a certificate that names it (here as an email
+/// subjectAltName), and refused with a valid certificate for another name.
+#[test]
+fn admin_guard_checks_the_certificate_name_under_mutual_tls() {
+    if testkit::find_executable("openssl").is_none() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "openssl is needed for the mutual TLS test in CI"
+        );
+        eprintln!("SKIPPED: no openssl");
+        return;
+    }
+    let cluster = Cluster::new();
+    let host = short_host();
+    let admin = unique("tlsadmin");
+    let admin_full = format!("{admin}@{host}");
+    let node_name = unique("tlsnode");
+    let certs = Certs::make(&[
+        ("node", format!("{node_name}@{host}")),
+        ("admin", admin_full.clone()),
+        ("other", format!("someone_else@{host}")),
+    ]);
+    let tls = TlsConfig::from_pem_files(
+        &certs.path("node.pem"),
+        &certs.path("node.key"),
+        Some(&certs.path("ca.pem")),
+    )
+    .expect("TLS config");
+    let ours = cluster.start(
+        cluster
+            .config(&node_name)
+            .tls(tls)
+            .admin_allow([admin_full.clone()]),
+    );
+    let rs = ours.name().to_owned();
+    let with_cert = |who: &str, name: &str, args: &[&str]| {
+        let (cert, key, ca) = (
+            certs.path(&format!("{who}.pem")),
+            certs.path(&format!("{who}.key")),
+            certs.path("ca.pem"),
+        );
+        let mut all = vec![
+            "--name".to_owned(),
+            name.to_owned(),
+            "--tls-cert".to_owned(),
+            cert.display().to_string(),
+            "--tls-key".to_owned(),
+            key.display().to_string(),
+            "--tls-ca".to_owned(),
+            ca.display().to_string(),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        cluster.ctl(&refs)
+    };
+    // The admin's name with the admin's certificate: allowed.
+    assert_eq!(
+        with_cert("admin", &admin, &["rpc", &rs, "erlang", "node"]).ok(),
+        rs
+    );
+    // The admin's name with another valid certificate: refused.
+    with_cert("other", &admin, &["rpc", &rs, "erlang", "node"]).fails(1, "refused:");
+    // Plain TCP does not even connect to a TLS node.
+    assert_ne!(
+        cluster
+            .ctl(&["--name", &admin, "rpc", &rs, "erlang", "node"])
+            .code,
+        0
+    );
+    with_cert("admin", &admin, &["shutdown", &rs]).ok();
+    assert_eq!(cluster.wait_stopped(&ours), 0);
+}
+
+/// A CA and certificates (for client and server use, valid for this host) whose names are
+/// node names: CN and an email subjectAltName.
+struct Certs {
+    dir: PathBuf,
+}
+
+impl Certs {
+    fn make(entries: &[(&str, String)]) -> Certs {
+        let dir = testkit::unique_temp_dir("nodectl_tls");
+        let host = node_server::config::hostname();
+        let short = short_host();
+        let run = |args: &[&str]| {
+            let out = testkit::output_within(
+                Command::new("openssl").args(args).current_dir(&dir),
+                Duration::from_secs(60),
+            )
+            .expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=nodectl-test-ca",
+        ]);
+        for (file, node) in entries {
+            let (key, csr, pem, ext) = (
+                format!("{file}.key"),
+                format!("{file}.csr"),
+                format!("{file}.pem"),
+                format!("{file}.cnf"),
+            );
+            run(&[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={node}"),
+            ]);
+            std::fs::write(
+                dir.join(&ext),
+                format!(
+                    "subjectAltName=email:{node},DNS:{short},DNS:{host},DNS:localhost\n\
+                     basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n\
+                     extendedKeyUsage=serverAuth,clientAuth\n"
+                ),
+            )
+            .unwrap();
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ]);
+        }
+        Certs { dir }
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+}
+
+impl Drop for Certs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
