@@ -17,6 +17,11 @@
 //!    [`remote::RemoteActor`] proxies that let local code hold an `ActorRef<M>` for an
 //!    Erlang process.
 //!
+//! 5. **Operations**: [`builtins`] (the rpc functions every node answers, so `erl_call`,
+//!    `rpc:call` from a shell and `nodectl` work on it), [`ops`] (traffic counters, graceful
+//!    stop on `init:stop`, [`Node::wait_stopped`]) and [`admin`] (the optional admin guard
+//!    on rpc and exit signals, [`NodeConfig::admin_allow`]).
+//!
 //! A message's path out: `ActorRef<M>::cast` on a proxy, ractor serializes it with
 //! [`ErlangMessage`] (the term's ETF bytes), the proxy queues `SEND` + bytes on its session,
 //! the writer frames it. In: the reader decodes control and payload, the session resolves the

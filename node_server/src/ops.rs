@@ -36,7 +36,9 @@ pub(crate) struct Counters {
 
 impl Counters {
     pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
     }
 }
 

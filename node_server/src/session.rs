@@ -930,6 +930,8 @@ async fn reader_task(
 ) {
     let counters = dispatcher.shared.ops.counters.clone();
     crate::ops::Counters::add(&counters.bytes_in, input.len() as u64);
+    // Counted locally and added once per read, so sessions do not contend on the counter.
+    let mut received = 0u64;
     let reason = loop {
         match packet::next_frame(&mut input, max_frame) {
             Err(e) => break format!("bad frame: {e}"),
@@ -937,7 +939,7 @@ async fn reader_task(
             Ok(Some(Frame::Data(data))) => {
                 match decoder.decode(data) {
                     Ok(Some(msg)) => {
-                        crate::ops::Counters::add(&counters.messages_in, 1);
+                        received += 1;
                         dispatcher.dispatch(msg)
                     }
                     Ok(None) => {}
@@ -950,6 +952,7 @@ async fn reader_task(
         if input.capacity() - input.len() < 8192 {
             input.reserve(64 << 10);
         }
+        crate::ops::Counters::add(&counters.messages_in, std::mem::take(&mut received));
         match tokio::time::timeout(ticktime, r.read_buf(&mut input)).await {
             Err(_) => break "net_tick_timeout".to_owned(),
             Ok(Ok(0)) => break "connection_closed".to_owned(),
@@ -961,5 +964,6 @@ async fn reader_task(
             Ok(Err(e)) => break format!("read error: {e}"),
         }
     };
+    crate::ops::Counters::add(&counters.messages_in, received);
     let _ = session.cast(SessionMsg::Closed(reason));
 }
