@@ -20,7 +20,7 @@
 //! | `erlang:memory/0,1` | best effort: `total` and `system` are the process's resident set size (`VmRSS`, Linux only, else 0); `processes`, `processes_used`, `atom`, `atom_used`, `binary`, `code` and `ets` are 0, as the node keeps no accounting by category; an unknown type is `badarg` |
 //! | `erlang:statistics/1` | `wall_clock`: `{MsSinceStart, MsSinceLastCall}`; `runtime`: `{CpuMs, CpuMsSinceLastCall}` of the whole process (user + system, from `/proc/self/stat` at 100 ticks a second; 0 where unavailable); `io`: `{{input, BytesIn}, {output, BytesOut}}` of the distribution connections (the BEAM counts all its ports); others `badarg` |
 //! | `init:stop/0,1` | `ok`, then a graceful stop of the node ([`crate::ops`]); `init:stop(Status)` with an integer status makes [`crate::Node::wait_stopped`] return it, a string status gives 1 |
-//! | `node_server:info/0` | a map: `node`, `version` (binary), `otp_release` (binary), `uptime_ms`, `process_count`, `registered` (how many names), `connections`, `messages_in`, `messages_out`, `bytes_in`, `bytes_out` ([`crate::ops`]), `memory_total`, `creation`, `hidden`, `admin_guard` (whether [`crate::NodeConfig::admin_allow`] is on) |
+//! | `node_server:info/0` | a map: `node`, `version` (binary), `otp_release` (binary), `uptime_ms`, `process_count`, `registered` (the names, sorted), `connections` (how many), `connected` (`[{Node, visible \| hidden}]`), `messages_in`, `messages_out`, `bytes_in`, `bytes_out` ([`crate::ops`]), `memory_total`, `creation`, `hidden`, `admin_guard` (whether [`crate::NodeConfig::admin_allow`] is on) |
 //!
 //! Under the admin guard ([`crate::admin`]) all of these are rpc calls like any other: only
 //! listed nodes get answers.
@@ -390,10 +390,19 @@ fn info(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
         return Err(undef());
     }
     let stats = shared.ops.stats();
-    let (registered, processes) = {
+    let (mut registered, processes) = {
         let registry = shared.registry();
-        (registry.registered().len(), registry.process_count())
+        (registry.registered(), registry.process_count())
     };
+    registered.sort();
+    let (visible, hidden) = connected(shared);
+    let connections = visible.len() + hidden.len();
+    let connected: Vec<Term> = visible
+        .into_iter()
+        .map(|n| (n, "visible"))
+        .chain(hidden.into_iter().map(|n| (n, "hidden")))
+        .map(|(n, kind)| Term::tuple(vec![Term::Atom(n), Term::atom(kind)]))
+        .collect();
     let bool_atom = |b: bool| Term::atom(if b { "true" } else { "false" });
     let entries = vec![
         (Term::atom("node"), Term::Atom(shared.name.clone())),
@@ -404,11 +413,12 @@ fn info(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
             int(stats.uptime.as_millis() as u64),
         ),
         (Term::atom("process_count"), int(processes as u64)),
-        (Term::atom("registered"), int(registered as u64)),
         (
-            Term::atom("connections"),
-            int(shared.connected().len() as u64),
+            Term::atom("registered"),
+            Term::list(registered.into_iter().map(Term::Atom).collect::<Vec<_>>()),
         ),
+        (Term::atom("connections"), int(connections as u64)),
+        (Term::atom("connected"), Term::list(connected)),
         (Term::atom("messages_in"), int(stats.messages_in)),
         (Term::atom("messages_out"), int(stats.messages_out)),
         (Term::atom("bytes_in"), int(stats.bytes_in)),

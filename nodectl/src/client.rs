@@ -681,6 +681,17 @@ impl Ctl {
                 let get = |k: &str| map.get(&Term::atom(k));
                 let num = |k: &str| get(k).and_then(term_u64);
                 let text = |k: &str| get(k).map(term_text).unwrap_or_default();
+                let us = self.us();
+                let connections = match get("connected") {
+                    Some(Term::List(peers)) => peers
+                        .iter()
+                        .filter(|p| match p.as_tuple() {
+                            Some([Term::Atom(n), _]) => n.as_str() != us,
+                            _ => false,
+                        })
+                        .count(),
+                    _ => self.list_connections(target).await?.len(),
+                };
                 Ok(Info {
                     node: target.to_owned(),
                     runtime: "node_server".into(),
@@ -689,7 +700,7 @@ impl Ctl {
                     uptime_ms: num("uptime_ms").unwrap_or(0),
                     process_count: num("process_count").unwrap_or(0),
                     memory_bytes: num("memory_total").unwrap_or(0),
-                    connections: self.list_connections(target).await?.len(),
+                    connections,
                     messages_in: num("messages_in"),
                     messages_out: num("messages_out"),
                     bytes_in: num("bytes_in"),
