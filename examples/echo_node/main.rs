@@ -3,8 +3,11 @@
 //!
 //! ```text
 //! cargo run --release --example echo_node -- --name NAME --cookie COOKIE [--hidden|--visible]
-//!     [--tls-cert F --tls-key F [--tls-ca F]]
+//!     [--tls-cert F --tls-key F [--tls-ca F]] [--connect NODE]...
 //! ```
+//!
+//! Its `echo` actor is in group `echo` of `pg` scope `pg`; `--connect` connects to other nodes
+//! once the node runs.
 //!
 //! Prints `ready NAME@HOST` once it accepts connections, then `up NODE` / `down NODE REASON`
 //! lines as nodes come and go. EPMD is found at `ERL_EPMD_PORT` (or 4369); when none answers,
@@ -33,6 +36,7 @@ struct Args {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
+    connect: Vec<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -43,6 +47,7 @@ fn parse_args() -> Result<Args, String> {
         tls_cert: None,
         tls_key: None,
         tls_ca: None,
+        connect: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -55,6 +60,7 @@ fn parse_args() -> Result<Args, String> {
             "--tls-cert" => args.tls_cert = Some(value()?.into()),
             "--tls-key" => args.tls_key = Some(value()?.into()),
             "--tls-ca" => args.tls_ca = Some(value()?.into()),
+            "--connect" => args.connect.push(value()?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -73,7 +79,7 @@ async fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("echo_node: {e}\nusage: echo_node --name NAME --cookie COOKIE [--hidden|--visible] [--tls-cert F --tls-key F [--tls-ca F]]");
+            eprintln!("echo_node: {e}\nusage: echo_node --name NAME --cookie COOKIE [--hidden|--visible] [--tls-cert F --tls-key F [--tls-ca F]] [--connect NODE]...");
             return ExitCode::from(2);
         }
     };
@@ -121,6 +127,14 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     register_functions(&node);
+    // `echo` is in group `echo` of scope `pg` on every node it is connected to.
+    node.groups().join("echo", &echo);
+    for peer in &args.connect {
+        if let Err(e) = node_server::client_connect(&node, peer).await {
+            eprintln!("echo_node: cannot connect to {peer}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     println!("ready {}", node.name());
     loop {
         tokio::select! {

@@ -26,6 +26,7 @@ pub struct NodeConfig {
     pub(crate) setup_time: Duration,
     pub(crate) max_frame: usize,
     pub(crate) tls: Option<Arc<TlsConfig>>,
+    pub(crate) pg_scopes: Vec<String>,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -60,7 +61,17 @@ impl NodeConfig {
             setup_time: Duration::from_secs(7),
             max_frame: 128 << 20,
             tls: None,
+            pg_scopes: vec!["pg".into()],
         }
+    }
+
+    /// The OTP `pg` scopes this node runs and mirrors into `ractor::pg` (default: `pg`, the
+    /// scope `pg:join/2` and `pg:get_members/1` use). Scope `pg` is ractor's default scope;
+    /// any other scope keeps its name. `ractor::pg` is one registry per OS process, so when a
+    /// process runs several nodes, give all but one of them an empty list.
+    pub fn pg_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        self.pg_scopes = scopes.into_iter().map(Into::into).collect();
+        self
     }
 
     /// Use long names (`erl -name`): a bare name gets this host's full name.

@@ -26,6 +26,26 @@ pub(crate) enum LocalProcess {
     Rex,
     /// A ractor actor.
     Actor(Arc<LocalActor>),
+    /// A built-in process run by one of the node's actors (a `pg` scope,
+    /// `global_name_server`): messages to it are handed over as terms.
+    Service(Arc<ServiceProcess>),
+}
+
+/// Hands a message to a service: the sending node and the term.
+pub(crate) type DeliverFn = Box<dyn Fn(&Atom, Term) + Send + Sync>;
+
+/// A built-in process of the node that is not a user actor.
+pub(crate) struct ServiceProcess {
+    pub pid: Pid,
+    pub deliver: DeliverFn,
+}
+
+impl std::fmt::Debug for ServiceProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceProcess")
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Converts a term into the actor's message type and casts it; false when it does not
@@ -112,6 +132,19 @@ impl Registry {
             self.next_id + 1
         };
         self.pid(self.next_id)
+    }
+
+    /// Registers a built-in service under `name` with a fresh pid, replacing any previous
+    /// holder of the name.
+    pub fn add_service(&mut self, name: Atom, deliver: DeliverFn) -> Pid {
+        let pid = self.fresh_pid();
+        let service = LocalProcess::Service(Arc::new(ServiceProcess {
+            pid: pid.clone(),
+            deliver,
+        }));
+        self.by_pid.insert(pid.id, service.clone());
+        self.names.insert(name, service);
+        pid
     }
 
     /// The entry for an actor, made on first use.

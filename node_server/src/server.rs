@@ -82,6 +82,8 @@ pub(crate) struct NodeShared {
     /// Functions callable by rpc, by `{Module, Function}`.
     pub functions: RwLock<HashMap<crate::rpc::FnKey, crate::rpc::RpcFn>>,
     pub rex_pid: Pid,
+    /// The `pg` scope processes, by scope name.
+    pub pg: RwLock<HashMap<Atom, ActorRef<crate::pg::ScopeMsg>>>,
     pub events: broadcast::Sender<NodeEvent>,
     next_ref: AtomicU64,
     next_proxy: AtomicU64,
@@ -270,6 +272,18 @@ impl NodeShared {
     /// Fails every pending call made on a session that went down.
     pub fn fail_calls_on(&self, session: ActorId) {
         lock(&self.pending).retain(|_, c| c.session != session);
+    }
+
+    /// The live proxy for `target`, if one exists.
+    pub fn cached_proxy(&self, target: &RemoteTarget) -> Option<ActorCell> {
+        let mut proxies = lock(&self.proxies);
+        let cell = proxies.get(target)?;
+        // A proxy killed with its session skips `post_stop` (ractor), so it may linger.
+        if cell.get_status() < ractor::ActorStatus::Draining {
+            return Some(cell.clone());
+        }
+        proxies.remove(target);
+        None
     }
 
     pub fn forget_proxy(&self, target: &RemoteTarget, id: ActorId) {
@@ -959,6 +973,7 @@ impl NodeConfig {
             functions: RwLock::new(HashMap::new()),
             signals: Mutex::new(crate::signals::Signals::default()),
             server_cell: std::sync::OnceLock::new(),
+            pg: RwLock::new(HashMap::new()),
             events,
             next_ref: AtomicU64::new(1),
             next_proxy: AtomicU64::new(1),
@@ -975,12 +990,22 @@ impl NodeConfig {
         )
         .await
         .map_err(|e| NodeError::Actor(e.to_string()))?;
+        for scope in &shared.config.pg_scopes {
+            let scope_actor = crate::pg::start_scope(&shared, scope, actor.get_cell())
+                .await
+                .map_err(|e| NodeError::Actor(e.to_string()))?;
+            if let Ok(mut scopes) = shared.pg.write() {
+                scopes.insert(Atom::new(scope), scope_actor);
+            }
+        }
         tracing::info!(node = %shared.name, port, creation, "node started");
-        Ok(Node {
+        let node = Node {
             actor,
             shared,
             port,
-        })
+        };
+        crate::groups::register_functions(&node);
+        Ok(node)
     }
 }
 
@@ -1039,6 +1064,10 @@ impl Node {
     /// The distribution listener's port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<NodeShared> {
+        &self.shared
     }
 
     /// The [`NodeServer`] actor.
@@ -1369,53 +1398,13 @@ impl Node {
                 node.as_str()
             )));
         }
-        {
-            let mut proxies = lock(&self.shared.proxies);
-            if let Some(cell) = proxies.get(&target) {
-                // A proxy killed with its session skips `post_stop` (ractor), so it may linger.
-                if cell.get_status() < ractor::ActorStatus::Draining {
-                    return Ok(cell.clone().into());
-                }
-                proxies.remove(&target);
-            }
+        if let Some(cell) = self.shared.cached_proxy(&target) {
+            return Ok(cell.into());
         }
         if self.shared.session(&node).is_none() {
             self.connect(node.as_str(), None, false).await?;
         }
-        let session = self
-            .shared
-            .session(&node)
-            .ok_or_else(|| ConnectError::Unreachable {
-                node: node.as_str().to_owned(),
-                reason: "connection closed".into(),
-            })?;
-        let id = ActorId::Remote {
-            node_id: node_id(&node),
-            pid: self.shared.next_proxy.fetch_add(1, Ordering::Relaxed),
-        };
-        let (proxy, _) = ractor::ActorRuntime::<RemoteActor>::spawn_linked_remote(
-            None,
-            RemoteActor,
-            id,
-            ProxyArgs {
-                shared: self.shared.clone(),
-                target: target.clone(),
-            },
-            session.actor.get_cell(),
-        )
-        .await
-        .map_err(|e| ConnectError::Unreachable {
-            node: node.as_str().to_owned(),
-            reason: format!("proxy: {e}"),
-        })?;
-        let mut proxies = lock(&self.shared.proxies);
-        if let Some(existing) = proxies.get(&target) {
-            // Another task made one meanwhile: keep that one.
-            proxy.stop(None);
-            return Ok(existing.clone().into());
-        }
-        proxies.insert(target, proxy.get_cell());
-        Ok(proxy.get_cell().into())
+        Ok(proxy_cell(&self.shared, target).await?.into())
     }
 
     /// Sends a term to a remote process or name (no connection: dropped, as in Erlang).
@@ -1462,6 +1451,51 @@ pub enum CallError {
     /// The target's node could not be reached.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+}
+
+/// The proxy for a remote process on a connected node: the cached one, or a new one linked
+/// to the node's session (so it goes when the connection goes).
+pub(crate) async fn proxy_cell(
+    shared: &Arc<NodeShared>,
+    target: RemoteTarget,
+) -> Result<ActorCell, ConnectError> {
+    if let Some(cell) = shared.cached_proxy(&target) {
+        return Ok(cell);
+    }
+    let node = target.node().clone();
+    let session = shared
+        .session(&node)
+        .ok_or_else(|| ConnectError::Unreachable {
+            node: node.as_str().to_owned(),
+            reason: "connection closed".into(),
+        })?;
+    let id = ActorId::Remote {
+        node_id: node_id(&node),
+        pid: shared.next_proxy.fetch_add(1, Ordering::Relaxed),
+    };
+    let (proxy, _) = ractor::ActorRuntime::<RemoteActor>::spawn_linked_remote(
+        None,
+        RemoteActor,
+        id,
+        ProxyArgs {
+            shared: shared.clone(),
+            target: target.clone(),
+        },
+        session.actor.get_cell(),
+    )
+    .await
+    .map_err(|e| ConnectError::Unreachable {
+        node: node.as_str().to_owned(),
+        reason: format!("proxy: {e}"),
+    })?;
+    let mut proxies = lock(&shared.proxies);
+    if let Some(existing) = proxies.get(&target) {
+        // Another task made one meanwhile: keep that one.
+        proxy.stop(None);
+        return Ok(existing.clone());
+    }
+    proxies.insert(target, proxy.get_cell());
+    Ok(proxy.get_cell())
 }
 
 /// Delivery to a typed local actor, in-process: a cast's term converts straight into `M`, and
