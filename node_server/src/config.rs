@@ -11,7 +11,8 @@ use crate::tls::TlsConfig;
 /// How a node runs. Defaults follow `erl`: a short name on this host, the cookie from
 /// `~/.erlang.cookie` (created when missing), EPMD on localhost at `ERL_EPMD_PORT` or 4369,
 /// `net_ticktime` 60 s, `net_setuptime` 7 s, a listener on a free port of every address.
-/// Nodes are hidden by default: they connect, but do not join the Erlang mesh.
+/// Nodes are visible by default, as `erl`'s: Erlang nodes list them in `nodes()`, and they
+/// answer `global` (see [`crate::global`]); a hidden node connects without joining the mesh.
 #[derive(Clone)]
 pub struct NodeConfig {
     pub(crate) name: String,
@@ -52,7 +53,7 @@ impl NodeConfig {
             name: name.into(),
             long_names: false,
             cookie: None,
-            hidden: true,
+            hidden: false,
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
             epmd_host: "localhost".into(),
             epmd_port: epmd::env_port().unwrap_or(epmd::DEFAULT_PORT),
@@ -86,7 +87,7 @@ impl NodeConfig {
         self
     }
 
-    /// Hidden (the default) or visible.
+    /// Hidden, or visible (the default).
     pub fn hidden(mut self, hidden: bool) -> Self {
         self.hidden = hidden;
         self

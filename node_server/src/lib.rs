@@ -52,6 +52,7 @@ pub mod config;
 pub mod dist;
 pub mod error;
 pub mod etf;
+pub mod global;
 pub mod groups;
 pub mod message;
 pub mod pg;

@@ -586,7 +586,7 @@ pub(crate) async fn start_scope(
     let slot: Arc<std::sync::OnceLock<ActorRef<ScopeMsg>>> = Arc::default();
     let for_deliver = slot.clone();
     let pid = shared.registry().add_service(
-        scope.clone(),
+        Some(scope.clone()),
         Box::new(move |_from, msg| {
             if let Some(scope) = for_deliver.get() {
                 let _ = scope.cast(ScopeMsg::Remote(msg));

@@ -134,16 +134,18 @@ impl Registry {
         self.pid(self.next_id)
     }
 
-    /// Registers a built-in service under `name` with a fresh pid, replacing any previous
-    /// holder of the name.
-    pub fn add_service(&mut self, name: Atom, deliver: DeliverFn) -> Pid {
+    /// Adds a built-in service with a fresh pid, registered under `name` when given
+    /// (replacing any previous holder of the name).
+    pub fn add_service(&mut self, name: Option<Atom>, deliver: DeliverFn) -> Pid {
         let pid = self.fresh_pid();
         let service = LocalProcess::Service(Arc::new(ServiceProcess {
             pid: pid.clone(),
             deliver,
         }));
         self.by_pid.insert(pid.id, service.clone());
-        self.names.insert(name, service);
+        if let Some(name) = name {
+            self.names.insert(name, service);
+        }
         pid
     }
 

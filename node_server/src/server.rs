@@ -82,6 +82,8 @@ pub(crate) struct NodeShared {
     /// Functions callable by rpc, by `{Module, Function}`.
     pub functions: RwLock<HashMap<crate::rpc::FnKey, crate::rpc::RpcFn>>,
     pub rex_pid: Pid,
+    /// The global name server.
+    pub global: std::sync::OnceLock<ActorRef<crate::global::GlobalMsg>>,
     /// The `pg` scope processes, by scope name.
     pub pg: RwLock<HashMap<Atom, ActorRef<crate::pg::ScopeMsg>>>,
     pub events: broadcast::Sender<NodeEvent>,
@@ -974,6 +976,7 @@ impl NodeConfig {
             signals: Mutex::new(crate::signals::Signals::default()),
             server_cell: std::sync::OnceLock::new(),
             pg: RwLock::new(HashMap::new()),
+            global: std::sync::OnceLock::new(),
             events,
             next_ref: AtomicU64::new(1),
             next_proxy: AtomicU64::new(1),
@@ -990,6 +993,10 @@ impl NodeConfig {
         )
         .await
         .map_err(|e| NodeError::Actor(e.to_string()))?;
+        let global = crate::global::start(&shared, actor.get_cell())
+            .await
+            .map_err(|e| NodeError::Actor(e.to_string()))?;
+        let _ = shared.global.set(global);
         for scope in &shared.config.pg_scopes {
             let scope_actor = crate::pg::start_scope(&shared, scope, actor.get_cell())
                 .await
@@ -1005,6 +1012,7 @@ impl NodeConfig {
             port,
         };
         crate::groups::register_functions(&node);
+        crate::global::register_functions(&node);
         Ok(node)
     }
 }
@@ -1064,6 +1072,28 @@ impl Node {
     /// The distribution listener's port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The cluster's `global` names, as this node sees them.
+    pub fn global(&self) -> crate::global::Global {
+        crate::global::Global {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Registers a local actor under a global name (an atom) on every node this node is in
+    /// sync with, as `global:register_name/2`; Erlang can then `gen_server:call({global,
+    /// Name}, ...)` it and `global:whereis_name(Name)` finds it.
+    pub async fn register_global<M: ErlangMessage>(
+        &self,
+        name: &str,
+        actor: &ActorRef<M>,
+    ) -> Result<Pid, crate::global::GlobalError> {
+        let pid = self.pid_of(actor);
+        self.global()
+            .register(Term::atom(name), pid.clone())
+            .await?;
+        Ok(pid)
     }
 
     pub(crate) fn shared(&self) -> &Arc<NodeShared> {
