@@ -80,7 +80,16 @@ async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
 
 /// Polls `check` every 10 ms until it holds; returns how long that took. Fails after
 /// [`PROPAGATION`].
-async fn propagated<F, Fut>(what: &str, mut check: F) -> Duration
+async fn propagated<F, Fut>(what: &str, check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    propagated_within(what, PROPAGATION, check).await
+}
+
+/// [`propagated`] with another limit.
+async fn propagated_within<F, Fut>(what: &str, limit: Duration, mut check: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -92,10 +101,7 @@ where
             println!("pg propagation: {what}: {took:?}");
             return took;
         }
-        assert!(
-            start.elapsed() < PROPAGATION,
-            "not within {PROPAGATION:?}: {what}"
-        );
+        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -410,10 +416,16 @@ fn echo_node_exe() -> PathBuf {
 }
 
 /// Starts `echo_node` and waits for its `ready NAME` line.
-fn start_echo_node(name: &str, epmd_port: u16, connect: &[String]) -> (ChildGuard, String) {
+fn start_echo_node(
+    name: &str,
+    epmd_port: u16,
+    connect: &[String],
+    extra: &[&str],
+) -> (ChildGuard, String) {
     use std::io::BufRead;
     let mut cmd = Command::new(echo_node_exe());
     cmd.args(["--name", name, "--cookie", COOKIE])
+        .args(extra)
         .env("ERL_EPMD_PORT", epmd_port.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -439,21 +451,22 @@ fn start_echo_node(name: &str, epmd_port: u16, connect: &[String]) -> (ChildGuar
 }
 
 /// A cluster of three nodes of ours, each in its own process (`echo_node`, whose `echo` is in
-/// group `echo`): each sees all three members, and when one node dies the others drop its
-/// member.
+/// group `echo`): each sees all three members and the `global` name one of them registered,
+/// and when one node dies the others drop its member.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_between_three_nodes_of_ours() {
     init_logging();
     let epmd_port = free_port();
     // The observer: no pg scope of its own, so this process's ractor::pg is left alone.
     let observer = start_node(&unique("pgobs"), epmd_port, true, &[]).await;
-    let (_n1, n1) =
-        tokio::task::block_in_place(|| start_echo_node(&unique("pgn1"), epmd_port, &[]));
+    let (_n1, n1) = tokio::task::block_in_place(|| {
+        start_echo_node(&unique("pgn1"), epmd_port, &[], &["--global", "echo_main"])
+    });
     let (_n2, n2) = tokio::task::block_in_place(|| {
-        start_echo_node(&unique("pgn2"), epmd_port, std::slice::from_ref(&n1))
+        start_echo_node(&unique("pgn2"), epmd_port, std::slice::from_ref(&n1), &[])
     });
     let (mut n3_child, n3) = tokio::task::block_in_place(|| {
-        start_echo_node(&unique("pgn3"), epmd_port, &[n1.clone(), n2.clone()])
+        start_echo_node(&unique("pgn3"), epmd_port, &[n1.clone(), n2.clone()], &[])
     });
     let members = |node: String| {
         let observer = observer.clone();
@@ -496,6 +509,28 @@ async fn pg_between_three_nodes_of_ours() {
             let (n, all) = (n.clone(), all.clone());
             let members = &members;
             async move { members(n).await == all }
+        })
+        .await;
+    }
+    // The three (visible) nodes sync `global`: n1's name is seen from the other two.
+    for n in [&n2, &n3] {
+        let (observer, n, n1) = (observer.clone(), n.clone(), n1.clone());
+        // Our locker starts 300 ms into a connection: allow for the sync.
+        propagated_within(&format!("{n} sees n1's global name"), DEADLINE, || {
+            let (observer, n, n1) = (observer.clone(), n.clone(), n1.clone());
+            async move {
+                let reply = observer
+                    .rpc(
+                        &n,
+                        "echo_node",
+                        "whereis_global",
+                        vec![Term::atom("echo_main")],
+                        Duration::from_secs(5),
+                    )
+                    .await
+                    .expect("whereis_global rpc");
+                matches!(&reply, Term::Pid(p) if p.node.as_str() == n1)
+            }
         })
         .await;
     }

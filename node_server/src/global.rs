@@ -232,9 +232,13 @@ impl Actor for GlobalServer {
         state: &mut GlobalState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            GlobalMsg::Remote(from, msg) => state.remote(from, msg).await,
+            GlobalMsg::Remote(from, msg) => {
+                tracing::trace!(me = %state.shared.name, %from, %msg, "global: received");
+                state.remote(from, msg).await
+            }
             GlobalMsg::NodeUp(node, hidden) => {
-                if !hidden && !state.known.contains_key(&node) {
+                // The peer's init_connect may have started the attempt already.
+                if !hidden && !state.known.contains_key(&node) && !state.conns.contains_key(&node) {
                     state.start_connect(&node);
                 }
             }
@@ -551,11 +555,50 @@ impl GlobalState {
         if let Some(conn) = self.conns.get_mut(node) {
             conn.peer_locked = true;
         }
-        self.send_lock_set(node);
+        // Our names go when his `lock_set` confirms the lock on his side.
+        self.send_lock_set(node, false);
     }
 
-    /// Sends our `lock_set` and our names.
-    fn send_lock_set(&mut self, node: &Atom) {
+    /// Tells a peer whose `lock_set` came while our lock is taken that we could not lock.
+    fn refuse_lock(&self, node: &Atom) {
+        let Some(his_tag) = self.conns.get(node).and_then(|c| c.his_tag.clone()) else {
+            return;
+        };
+        let msg = cast_msg(Term::tuple(vec![
+            Term::atom("lock_set"),
+            Term::Pid(self.locker.clone()),
+            Term::atom("false"),
+            self.known_atoms(),
+            his_tag,
+        ]));
+        self.send_gns(node, msg);
+    }
+
+    /// The peer refused our `lock_set`: release what our locker took and try again later.
+    fn lock_refused(&mut self, node: &Atom) {
+        let Some(conn) = self.conns.get(node) else {
+            return;
+        };
+        if !conn.lock_sent || conn.exchange_sent {
+            return;
+        }
+        let (tag, id, peer_locked) = (conn.my_tag, self.lock_id(conn), conn.peer_locked);
+        if let Some(id) = id {
+            let locker = self.locker.clone();
+            self.del_lock(&id, &locker);
+            if peer_locked {
+                self.release_peer_lock(node, id);
+            }
+        }
+        if let Some(conn) = self.conns.get_mut(node) {
+            conn.lock_sent = false;
+            conn.peer_locked = false;
+        }
+        self.retry_locker(node, tag);
+    }
+
+    /// Sends our `lock_set` (unless sent) and, when both sides hold the lock, our names.
+    fn send_lock_set(&mut self, node: &Atom, both_locked: bool) {
         let (known, names, locker) = (self.known_atoms(), self.name_list(), self.locker.clone());
         let me_node = self.me_node();
         let Some(conn) = self.conns.get_mut(node) else {
@@ -575,7 +618,7 @@ impl GlobalState {
                 his_tag.clone(),
             ])));
         }
-        if !conn.exchange_sent {
+        if both_locked && !conn.exchange_sent {
             conn.exchange_sent = true;
             out.push(cast_msg(Term::tuple(vec![
                 Term::atom("exchange"),
@@ -730,18 +773,25 @@ impl GlobalState {
                 let Some(conn) = self.conns.get(&node) else {
                     return;
                 };
-                if Term::Int(conn.my_tag) != *my_tag || !set.is_atom("true") {
+                if Term::Int(conn.my_tag) != *my_tag {
+                    return;
+                }
+                if !set.is_atom("true") {
+                    // He could not take the lock: if ours was out, release it and try later.
+                    self.lock_refused(&node);
                     return;
                 }
                 if !conn.lock_sent {
                     if let Some(id) = self.lock_id(conn) {
                         let locker = self.locker.clone();
                         if !self.set_lock(&id, &locker) {
+                            // Busy with another connection: say so, he retries.
+                            self.refuse_lock(&node);
                             return;
                         }
                     }
                 }
-                self.send_lock_set(&node);
+                self.send_lock_set(&node, true);
             }
             [op, Term::Atom(node), Term::List(his_names), _, my_tag] if op.is_atom("exchange") => {
                 let Some(conn) = self.conns.get(node) else {
