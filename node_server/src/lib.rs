@@ -16,6 +16,8 @@
 //!    (control messages, `net_kernel`, routing to local actors), and
 //!    [`remote::RemoteActor`] proxies that let local code hold an `ActorRef<M>` for an
 //!    Erlang process.
+//! 5. **Cluster services** as Erlang has them: [`pg`] scopes kept in sync with `ractor::pg`
+//!    (and [`groups`] to message a group), and the [`global`] name server.
 //!
 //! A message's path out: `ActorRef<M>::cast` on a proxy, ractor serializes it with
 //! [`ErlangMessage`] (the term's ETF bytes), the proxy queues `SEND` + bytes on its session,
