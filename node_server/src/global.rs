@@ -12,7 +12,7 @@
 //! Our locker waits for the peer's first: an Erlang node's locker starts within 200 ms to 3 s;
 //! when none has come after 300 ms, ours starts (so two nodes of ours sync too).
 //!
-//! Registration ([`Global::register_name`]) follows `global:register_name/2`: lock
+//! Registration ([`Global::register`], [`crate::Node::register_global`]) follows `global:register_name/2`: lock
 //! `{global, Requester}` on the highest-named node, then on every known node, call
 //! `{register, Name, Pid, Method}` on each, release the locks. Every node monitors the
 //! registered processes itself, so a name goes everywhere when its process exits.
