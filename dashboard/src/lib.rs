@@ -334,20 +334,15 @@ pub async fn serve(config: DashboardConfig) -> Result<ServerHandle, Error> {
     let (stop, stop_rx) = watch::channel(false);
     let wake = Arc::new(Notify::new());
 
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(wake_on_node_down(
-        node.subscribe(),
-        wake.clone(),
-        stop_rx.clone(),
-    )));
-    tasks.push(tokio::spawn(
-        Collector::new(node.clone(), settings, publish).run(wake, stop_rx.clone()),
-    ));
-    tasks.push(tokio::spawn(http::serve(
-        listener,
-        snapshots.clone(),
-        stop_rx,
-    )));
+    let tasks = vec![
+        tokio::spawn(wake_on_node_down(
+            node.subscribe(),
+            wake.clone(),
+            stop_rx.clone(),
+        )),
+        tokio::spawn(Collector::new(node.clone(), settings, publish).run(wake, stop_rx.clone())),
+        tokio::spawn(http::serve(listener, snapshots.clone(), stop_rx)),
+    ];
     tracing::info!(url = %format!("http://{local_addr}/"), node = node.name(), "dashboard serving");
     Ok(ServerHandle {
         local_addr,
