@@ -8,7 +8,7 @@
 //! times four. Rounds start every refresh interval, and at once when the dashboard's node sees
 //! a connection go down.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -293,18 +293,16 @@ impl Collector {
     /// One round: EPMD, probes, publish.
     async fn round(&mut self) {
         self.sync_with_epmd().await;
-        let started = self.start_probes();
+        let mut waiting = self.start_probes();
         let settle = Instant::now() + self.settings.refresh.mul_f32(0.8);
-        let mut waiting = started;
-        while waiting > 0 {
+        while !waiting.is_empty() {
             let got = tokio::select! {
                 got = self.results_rx.recv() => got,
                 _ = tokio::time::sleep_until(settle.into()) => None,
             };
             let Some(result) = got else { break };
-            if self.apply(result) {
-                waiting -= 1;
-            }
+            waiting.remove(&(result.name.clone(), result.generation));
+            self.apply(result);
         }
         while let Ok(result) = self.results_rx.try_recv() {
             self.apply(result);
@@ -369,16 +367,17 @@ impl Collector {
         }
     }
 
-    /// Starts a probe for each listed node without one running; returns how many.
-    fn start_probes(&mut self) -> usize {
-        let mut started = 0;
+    /// Starts a probe for each listed node without one running; returns which (name and
+    /// generation).
+    fn start_probes(&mut self) -> HashSet<(String, u64)> {
+        let mut started = HashSet::new();
         let limit = self.settings.rpc_timeout * 4;
         for (name, t) in &mut self.nodes {
             if t.status == NodeStatus::Gone || t.in_flight {
                 continue;
             }
             t.in_flight = true;
-            started += 1;
+            started.insert((name.clone(), t.generation));
             let node = self.node.clone();
             let name = name.clone();
             let me = self.me.clone();
@@ -401,13 +400,13 @@ impl Collector {
         started
     }
 
-    /// Applies a probe's answer; whether it was current (not for a node since gone).
-    fn apply(&mut self, r: ProbeResult) -> bool {
+    /// Applies a probe's answer, unless it is for a node since gone or back anew.
+    fn apply(&mut self, r: ProbeResult) {
         let Some(t) = self.nodes.get_mut(&r.name) else {
-            return false;
+            return;
         };
         if t.generation != r.generation {
-            return false;
+            return;
         }
         t.in_flight = false;
         match r.result {
@@ -417,7 +416,6 @@ impl Collector {
                 t.fail(e)
             }
         }
-        true
     }
 
     fn publish(&mut self) {

@@ -7,8 +7,9 @@
 //! ## Design
 //! - **Joining.** The dashboard runs a node of this workspace ([`node_server`]), *hidden* so it
 //!   does not join the Erlang mesh, and without `pg` scopes so it neither takes part in groups
-//!   nor touches `ractor::pg`. It registers with the EPMD it watches (starting an embedded
-//!   EPMD when none answers, like every node of ours) and is left out of what it shows.
+//!   nor touches `ractor::pg`. It registers with the EPMD it watches and is left out of what
+//!   it shows. When no EPMD answers, its node runs one in-process, like every node of ours;
+//!   that EPMD then lives as long as the dashboard.
 //! - **Polling.** Every refresh interval (500 ms
 //!   by default) it asks EPMD for its names (with a lookup of each new node for its roles, from
 //!   the registration's EXTRA field, and whether it registered as hidden), then probes each

@@ -110,3 +110,31 @@ async fn main() -> ExitCode {
     dashboard.shutdown().await;
     ExitCode::SUCCESS
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_options() {
+        let ok = parse(&args(&[
+            "--listen",
+            "127.0.0.1:9000",
+            "--cookie",
+            "c",
+            "--epmd-port",
+            "4400",
+            "--refresh-ms",
+            "250",
+        ]));
+        assert!(ok.is_ok());
+        assert!(parse(&args(&["--listen", "nowhere"])).is_err());
+        assert!(parse(&args(&["--cookie"])).is_err());
+        assert!(parse(&args(&["--bogus"])).is_err());
+        assert!(parse(&args(&["--epmd-port", "70000"])).is_err());
+    }
+}
