@@ -128,8 +128,9 @@ async fn get(port: u16, request: &str) -> String {
     reply
 }
 
-async fn start_node(name: String, epmd_port: u16, scopes: &[&str]) -> Node {
+async fn start_node(name: String, epmd_port: u16, scopes: &[&str], hidden: bool) -> Node {
     NodeConfig::new(name)
+        .hidden(hidden)
         .cookie(COOKIE)
         .epmd("localhost", epmd_port)
         .pg_scopes(scopes.iter().copied())
@@ -165,8 +166,8 @@ async fn event_stream_follows_nodes_of_ours() {
     assert!(junk.starts_with("HTTP/1.1 400"));
 
     let mut events = Events::open(port).await;
-    let a = start_node(format!("dsa_{tag}"), epmd_port, &["pg"]).await;
-    let b = start_node(format!("dsb_{tag}"), epmd_port, &[]).await;
+    let a = start_node(format!("dsa_{tag}"), epmd_port, &["pg"], false).await;
+    let b = start_node(format!("dsb_{tag}"), epmd_port, &[], true).await;
     let (a_name, b_name) = (a.name().to_owned(), b.name().to_owned());
     let (worker, _) = Actor::spawn(None, Idle, ()).await.expect("actor");
     ractor::pg::join("workers".to_owned(), vec![worker.get_cell()]);
