@@ -278,6 +278,21 @@ async fn pg_membership_over_hidden_connections() {
             "{text}"
         );
     }
+    // Groups by category: an Erlang member in cache/v1, a Rust one in cache/v2.
+    let (c, _c_rx) = probe().await;
+    groups.join("cache/v2", &c);
+    a.keep("p4", "pg_peer:member('cache/v1')").await;
+    propagated("Erlang member in cache/v1", || async {
+        remote_members(scope, "cache/v1") == 1
+    })
+    .await;
+    assert_eq!(
+        groups.with_prefix("cache/").await,
+        vec!["cache/v1".to_owned(), "cache/v2".to_owned()]
+    );
+    groups.leave("cache/v2", &c);
+    a.ok("exit(get(p4), kill)").await;
+
     // The same key picks the same member every time.
     let first = groups.pick("echo", Pick::Key(99)).await;
     for _ in 0..5 {
