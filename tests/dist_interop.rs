@@ -114,9 +114,13 @@ fn drain_counts(events: &mut broadcast::Receiver<NodeEvent>, peer: &str) -> (usi
 }
 
 /// A configuration for one of our nodes: `name` on this host, the cookie, the test's EPMD
-/// port, a listener on loopback.
+/// port, a listener on loopback. Hidden and without `pg` scopes, unlike the default: these
+/// tests look at connection setup and at every frame, which a visible node's `global` traffic
+/// and `pg` discovery would join (a test that wants a visible node says so).
 fn config(name: &str, cookie: &str, epmd_port: u16) -> NodeConfig {
     NodeConfig::new(name)
+        .hidden(true)
+        .pg_scopes(Vec::<String>::new())
         .cookie(cookie)
         .epmd("localhost", epmd_port)
         .listen(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
@@ -338,7 +342,7 @@ fn frame16(body: &[u8]) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 
 /// `net_adm:ping` from a real node gets `pong`; our node reports the peer up; the Erlang node
-/// lists ours as a hidden node (ours is hidden by default), not a visible one. The Erlang node
+/// lists ours as a hidden node (these tests run ours hidden), not a visible one. The Erlang node
 /// registers with the EPMD embedded in our node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erlang_pings_our_node() {

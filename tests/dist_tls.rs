@@ -173,7 +173,7 @@ async fn tls_both_directions_and_plain_refused() {
     client_connect_enc(&ours, &etls2_name)
         .await
         .expect("TLS connect to Erlang");
-    let seen = eval(&mut etls2, "nodes(hidden)");
+    let seen = eval(&mut etls2, "nodes(connected)");
     assert!(seen.contains(ours.name()), "{seen}");
 
     // A plain-TCP Erlang node cannot talk to the TLS listener.

@@ -365,19 +365,19 @@ fn introspection_by_rpc_from_erlang() {
     let rpc = |peer: &mut EvalPeer, call: &str| peer.ok(&format!("rpc:call({rs}, {call})"));
 
     assert_eq!(rpc(&mut peer, "erlang, node, []"), rs.trim_matches('\''));
-    // Our node is hidden: Erlang is a hidden connection for it.
-    assert_eq!(rpc(&mut peer, "erlang, nodes, []"), "[]");
+    // Our node is visible (the default): Erlang is a visible connection for it.
     assert_eq!(
-        rpc(&mut peer, "erlang, nodes, [hidden]"),
+        rpc(&mut peer, "erlang, nodes, []"),
         format!("[{}]", en.trim_matches('\''))
     );
+    assert_eq!(rpc(&mut peer, "erlang, nodes, [hidden]"), "[]");
     assert_eq!(
         rpc(&mut peer, "erlang, nodes, [[this, connected]]"),
         format!("[{},{}]", rs.trim_matches('\''), en.trim_matches('\''))
     );
     assert_eq!(
         rpc(&mut peer, "erlang, registered, []"),
-        "[inbox,net_kernel,rex]"
+        "[global_name_server,inbox,net_kernel,pg,rex]"
     );
     assert_eq!(
         peer.ok(&format!(

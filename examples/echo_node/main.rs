@@ -3,8 +3,12 @@
 //!
 //! ```text
 //! cargo run --release --example echo_node -- --name NAME --cookie COOKIE [--hidden|--visible]
-//!     [--tls-cert F --tls-key F [--tls-ca F]]
+//!     [--tls-cert F --tls-key F [--tls-ca F]] [--connect NODE]... [--global NAME]
 //! ```
+//!
+//! The node is visible unless `--hidden`. Its `echo` actor is in group `echo` of `pg` scope
+//! `pg`; `--connect` connects to other nodes once the node runs, and `--global NAME` then
+//! registers `echo` under the `global` name `NAME`.
 //!
 //! Prints `ready NAME@HOST` once it accepts connections, then `up NODE` / `down NODE REASON`
 //! lines as nodes come and go. `init:stop()` from another node (`rpc:call`, `erl_call`,
@@ -32,19 +36,23 @@ struct Args {
     name: String,
     cookie: Option<String>,
     hidden: bool,
+    global: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
+    connect: Vec<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         name: "echo".into(),
         cookie: None,
-        hidden: true,
+        hidden: false,
+        global: None,
         tls_cert: None,
         tls_key: None,
         tls_ca: None,
+        connect: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -57,6 +65,8 @@ fn parse_args() -> Result<Args, String> {
             "--tls-cert" => args.tls_cert = Some(value()?.into()),
             "--tls-key" => args.tls_key = Some(value()?.into()),
             "--tls-ca" => args.tls_ca = Some(value()?.into()),
+            "--connect" => args.connect.push(value()?),
+            "--global" => args.global = Some(value()?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -75,7 +85,7 @@ async fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("echo_node: {e}\nusage: echo_node --name NAME --cookie COOKIE [--hidden|--visible] [--tls-cert F --tls-key F [--tls-ca F]]");
+            eprintln!("echo_node: {e}\nusage: echo_node --name NAME --cookie COOKIE [--hidden|--visible] [--tls-cert F --tls-key F [--tls-ca F]] [--connect NODE]... [--global NAME]");
             return ExitCode::from(2);
         }
     };
@@ -123,6 +133,20 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     register_functions(&node);
+    // `echo` is in group `echo` of scope `pg` on every node it is connected to.
+    node.groups().join("echo", &echo);
+    for peer in &args.connect {
+        if let Err(e) = node_server::client_connect(&node, peer).await {
+            eprintln!("echo_node: cannot connect to {peer}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Some(name) = &args.global {
+        if let Err(e) = node.register_global(name, &echo).await {
+            eprintln!("echo_node: cannot register {name} globally: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     println!("ready {}", node.name());
     loop {
         tokio::select! {

@@ -1,6 +1,8 @@
 //! The services `echo_node` runs, shared with the tests and benches that run them in-process:
 //! `echo` (on `{From, Msg}` sends `Msg` back to `From`), `kv` (a typed gen_server over any
-//! terms) and the rpc functions `echo_node:add/2` and `echo_node:call_back/4`.
+//! terms) and the rpc functions `echo_node:add/2`, `echo_node:call_back/4` and
+//! `echo_node:members/2` (the pids this node sees in a `pg` group) and
+//! `echo_node:whereis_global/1` (the pid of a `global` name, or `undefined`).
 // Each includer uses a subset.
 #![allow(dead_code)]
 
@@ -106,6 +108,38 @@ impl Actor for Echo {
 
 /// `echo_node:add(A, B)` and `echo_node:call_back(Node, M, F, Args)` for `rpc:call`.
 pub fn register_functions(node: &Node) {
+    let global = node.clone();
+    node.register_fn("echo_node", "whereis_global", move |args| {
+        let node = global.clone();
+        async move {
+            let [name] = &args[..] else {
+                return Err(RpcFailure::badarg());
+            };
+            Ok(node
+                .global()
+                .whereis(name.clone())
+                .await
+                .map(Term::Pid)
+                .unwrap_or_else(|| Term::atom("undefined")))
+        }
+    });
+    let groups = node.clone();
+    node.register_fn("echo_node", "members", move |args| {
+        let node = groups.clone();
+        async move {
+            let [Term::Atom(scope), group] = &args[..] else {
+                return Err(RpcFailure::badarg());
+            };
+            let pids = node
+                .groups()
+                .scope(scope.as_str())
+                .members(&node_server::pg::group_name(group))
+                .await;
+            Ok(Term::list(
+                pids.into_iter().map(Term::from).collect::<Vec<_>>(),
+            ))
+        }
+    });
     node.register_fn("echo_node", "add", |args| async move {
         match &args[..] {
             [a, b] => match (BigInt::from_term(a), BigInt::from_term(b)) {

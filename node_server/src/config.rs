@@ -11,7 +11,8 @@ use crate::tls::TlsConfig;
 /// How a node runs. Defaults follow `erl`: a short name on this host, the cookie from
 /// `~/.erlang.cookie` (created when missing), EPMD on localhost at `ERL_EPMD_PORT` or 4369,
 /// `net_ticktime` 60 s, `net_setuptime` 7 s, a listener on a free port of every address.
-/// Nodes are hidden by default: they connect, but do not join the Erlang mesh.
+/// Nodes are visible by default, as `erl`'s: Erlang nodes list them in `nodes()`, and they
+/// answer `global` (see [`crate::global`]); a hidden node connects without joining the mesh.
 #[derive(Clone)]
 pub struct NodeConfig {
     pub(crate) name: String,
@@ -28,6 +29,7 @@ pub struct NodeConfig {
     pub(crate) tls: Option<Arc<TlsConfig>>,
     /// Nodes allowed to make rpc calls, stop the node and send exit signals (`None`: all).
     pub(crate) admin_allow: Option<Arc<Vec<String>>>,
+    pub(crate) pg_scopes: Vec<String>,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -54,7 +56,7 @@ impl NodeConfig {
             name: name.into(),
             long_names: false,
             cookie: None,
-            hidden: true,
+            hidden: false,
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
             epmd_host: "localhost".into(),
             epmd_port: epmd::env_port().unwrap_or(epmd::DEFAULT_PORT),
@@ -64,7 +66,17 @@ impl NodeConfig {
             max_frame: 128 << 20,
             tls: None,
             admin_allow: None,
+            pg_scopes: vec!["pg".into()],
         }
+    }
+
+    /// The OTP `pg` scopes this node runs and mirrors into `ractor::pg` (default: `pg`, the
+    /// scope `pg:join/2` and `pg:get_members/1` use). Scope `pg` is ractor's default scope;
+    /// any other scope keeps its name. `ractor::pg` is one registry per OS process, so when a
+    /// process runs several nodes, give all but one of them an empty list.
+    pub fn pg_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        self.pg_scopes = scopes.into_iter().map(Into::into).collect();
+        self
     }
 
     /// Use long names (`erl -name`): a bare name gets this host's full name.
@@ -79,7 +91,7 @@ impl NodeConfig {
         self
     }
 
-    /// Hidden (the default) or visible.
+    /// Hidden, or visible (the default).
     pub fn hidden(mut self, hidden: bool) -> Self {
         self.hidden = hidden;
         self

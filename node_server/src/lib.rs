@@ -16,8 +16,9 @@
 //!    (control messages, `net_kernel`, routing to local actors), and
 //!    [`remote::RemoteActor`] proxies that let local code hold an `ActorRef<M>` for an
 //!    Erlang process.
-//!
-//! 5. **Operations**: [`builtins`] (the rpc functions every node answers, so `erl_call`,
+//! 5. **Cluster services** as Erlang has them: [`pg`] scopes kept in sync with `ractor::pg`
+//!    (and [`groups`] to message a group), and the [`global`] name server.
+//! 6. **Operations**: [`builtins`] (the rpc functions every node answers, so `erl_call`,
 //!    `rpc:call` from a shell and `nodectl` work on it), [`ops`] (traffic counters, graceful
 //!    stop on `init:stop`, [`Node::wait_stopped`]) and [`admin`] (the optional admin guard
 //!    on rpc and exit signals, [`NodeConfig::admin_allow`]).
@@ -59,8 +60,11 @@ pub mod config;
 pub mod dist;
 pub mod error;
 pub mod etf;
+pub mod global;
+pub mod groups;
 pub mod message;
 pub mod ops;
+pub mod pg;
 mod registry;
 pub mod remote;
 pub mod rpc;

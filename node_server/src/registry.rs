@@ -26,6 +26,26 @@ pub(crate) enum LocalProcess {
     Rex,
     /// A ractor actor.
     Actor(Arc<LocalActor>),
+    /// A built-in process run by one of the node's actors (a `pg` scope,
+    /// `global_name_server`): messages to it are handed over as terms.
+    Service(Arc<ServiceProcess>),
+}
+
+/// Hands a message to a service: the sending node and the term.
+pub(crate) type DeliverFn = Box<dyn Fn(&Atom, Term) + Send + Sync>;
+
+/// A built-in process of the node that is not a user actor.
+pub(crate) struct ServiceProcess {
+    pub pid: Pid,
+    pub deliver: DeliverFn,
+}
+
+impl std::fmt::Debug for ServiceProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceProcess")
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Converts a term into the actor's message type and casts it; false when it does not
@@ -114,6 +134,21 @@ impl Registry {
         self.pid(self.next_id)
     }
 
+    /// Adds a built-in service with a fresh pid, registered under `name` when given
+    /// (replacing any previous holder of the name).
+    pub fn add_service(&mut self, name: Option<Atom>, deliver: DeliverFn) -> Pid {
+        let pid = self.fresh_pid();
+        let service = LocalProcess::Service(Arc::new(ServiceProcess {
+            pid: pid.clone(),
+            deliver,
+        }));
+        self.by_pid.insert(pid.id, service.clone());
+        if let Some(name) = name {
+            self.names.insert(name, service);
+        }
+        pid
+    }
+
     /// The entry for an actor, made on first use.
     pub fn expose(
         &mut self,
@@ -184,6 +219,7 @@ impl Registry {
             LocalProcess::Router => Some(self.pid(ROUTER_ID)),
             LocalProcess::Rex => Some(self.pid(REX_ID)),
             LocalProcess::Actor(a) => a.alive().then(|| a.pid.clone()),
+            LocalProcess::Service(s) => Some(s.pid.clone()),
         }
     }
 

@@ -82,6 +82,10 @@ pub(crate) struct NodeShared {
     /// Functions callable by rpc, by `{Module, Function}`.
     pub functions: RwLock<HashMap<crate::rpc::FnKey, crate::rpc::RpcFn>>,
     pub rex_pid: Pid,
+    /// The global name server.
+    pub global: std::sync::OnceLock<ActorRef<crate::global::GlobalMsg>>,
+    /// The `pg` scope processes, by scope name.
+    pub pg: RwLock<HashMap<Atom, ActorRef<crate::pg::ScopeMsg>>>,
     pub events: broadcast::Sender<NodeEvent>,
     /// Counters, uptime and graceful stop ([`crate::ops`]).
     pub ops: crate::ops::Ops,
@@ -272,6 +276,18 @@ impl NodeShared {
     /// Fails every pending call made on a session that went down.
     pub fn fail_calls_on(&self, session: ActorId) {
         lock(&self.pending).retain(|_, c| c.session != session);
+    }
+
+    /// The live proxy for `target`, if one exists.
+    pub fn cached_proxy(&self, target: &RemoteTarget) -> Option<ActorCell> {
+        let mut proxies = lock(&self.proxies);
+        let cell = proxies.get(target)?;
+        // A proxy killed with its session skips `post_stop` (ractor), so it may linger.
+        if cell.get_status() < ractor::ActorStatus::Draining {
+            return Some(cell.clone());
+        }
+        proxies.remove(target);
+        None
     }
 
     pub fn forget_proxy(&self, target: &RemoteTarget, id: ActorId) {
@@ -982,6 +998,8 @@ impl NodeConfig {
             functions: RwLock::new(HashMap::new()),
             signals: Mutex::new(crate::signals::Signals::default()),
             server_cell: std::sync::OnceLock::new(),
+            pg: RwLock::new(HashMap::new()),
+            global: std::sync::OnceLock::new(),
             events,
             ops: crate::ops::Ops::default(),
             next_ref: AtomicU64::new(1),
@@ -999,6 +1017,18 @@ impl NodeConfig {
         )
         .await
         .map_err(|e| NodeError::Actor(e.to_string()))?;
+        let global = crate::global::start(&shared, actor.get_cell())
+            .await
+            .map_err(|e| NodeError::Actor(e.to_string()))?;
+        let _ = shared.global.set(global);
+        for scope in &shared.config.pg_scopes {
+            let scope_actor = crate::pg::start_scope(&shared, scope, actor.get_cell())
+                .await
+                .map_err(|e| NodeError::Actor(e.to_string()))?;
+            if let Ok(mut scopes) = shared.pg.write() {
+                scopes.insert(Atom::new(scope), scope_actor);
+            }
+        }
         tracing::info!(node = %shared.name, port, creation, "node started");
         let node = Node {
             actor,
@@ -1006,6 +1036,8 @@ impl NodeConfig {
             port,
         };
         crate::builtins::install(&node);
+        crate::groups::register_functions(&node);
+        crate::global::register_functions(&node);
         Ok(node)
     }
 }
@@ -1067,6 +1099,32 @@ impl Node {
         self.port
     }
 
+    /// The cluster's `global` names, as this node sees them.
+    pub fn global(&self) -> crate::global::Global {
+        crate::global::Global {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Registers a local actor under a global name (an atom) on every node this node is in
+    /// sync with, as `global:register_name/2`; Erlang can then `gen_server:call({global,
+    /// Name}, ...)` it and `global:whereis_name(Name)` finds it.
+    pub async fn register_global<M: ErlangMessage>(
+        &self,
+        name: &str,
+        actor: &ActorRef<M>,
+    ) -> Result<Pid, crate::global::GlobalError> {
+        let pid = self.pid_of(actor);
+        self.global()
+            .register(Term::atom(name), pid.clone())
+            .await?;
+        Ok(pid)
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<NodeShared> {
+        &self.shared
+    }
+
     /// The [`NodeServer`] actor.
     pub fn actor(&self) -> &ActorRef<NodeServerMsg> {
         &self.actor
@@ -1107,11 +1165,6 @@ impl Node {
     pub async fn stop_gracefully(&self) {
         crate::ops::stop_gracefully(self.shared.clone(), 0).await;
         self.wait_stopped().await;
-    }
-
-    /// The state shared with sessions, for the crate's own modules.
-    pub(crate) fn shared(&self) -> &Arc<NodeShared> {
-        &self.shared
     }
 
     /// Stops the node: closes every connection and unregisters from EPMD.
@@ -1422,53 +1475,13 @@ impl Node {
                 node.as_str()
             )));
         }
-        {
-            let mut proxies = lock(&self.shared.proxies);
-            if let Some(cell) = proxies.get(&target) {
-                // A proxy killed with its session skips `post_stop` (ractor), so it may linger.
-                if cell.get_status() < ractor::ActorStatus::Draining {
-                    return Ok(cell.clone().into());
-                }
-                proxies.remove(&target);
-            }
+        if let Some(cell) = self.shared.cached_proxy(&target) {
+            return Ok(cell.into());
         }
         if self.shared.session(&node).is_none() {
             self.connect(node.as_str(), None, false).await?;
         }
-        let session = self
-            .shared
-            .session(&node)
-            .ok_or_else(|| ConnectError::Unreachable {
-                node: node.as_str().to_owned(),
-                reason: "connection closed".into(),
-            })?;
-        let id = ActorId::Remote {
-            node_id: node_id(&node),
-            pid: self.shared.next_proxy.fetch_add(1, Ordering::Relaxed),
-        };
-        let (proxy, _) = ractor::ActorRuntime::<RemoteActor>::spawn_linked_remote(
-            None,
-            RemoteActor,
-            id,
-            ProxyArgs {
-                shared: self.shared.clone(),
-                target: target.clone(),
-            },
-            session.actor.get_cell(),
-        )
-        .await
-        .map_err(|e| ConnectError::Unreachable {
-            node: node.as_str().to_owned(),
-            reason: format!("proxy: {e}"),
-        })?;
-        let mut proxies = lock(&self.shared.proxies);
-        if let Some(existing) = proxies.get(&target) {
-            // Another task made one meanwhile: keep that one.
-            proxy.stop(None);
-            return Ok(existing.clone().into());
-        }
-        proxies.insert(target, proxy.get_cell());
-        Ok(proxy.get_cell().into())
+        Ok(proxy_cell(&self.shared, target).await?.into())
     }
 
     /// Sends a term to a remote process or name (no connection: dropped, as in Erlang).
@@ -1515,6 +1528,51 @@ pub enum CallError {
     /// The target's node could not be reached.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+}
+
+/// The proxy for a remote process on a connected node: the cached one, or a new one linked
+/// to the node's session (so it goes when the connection goes).
+pub(crate) async fn proxy_cell(
+    shared: &Arc<NodeShared>,
+    target: RemoteTarget,
+) -> Result<ActorCell, ConnectError> {
+    if let Some(cell) = shared.cached_proxy(&target) {
+        return Ok(cell);
+    }
+    let node = target.node().clone();
+    let session = shared
+        .session(&node)
+        .ok_or_else(|| ConnectError::Unreachable {
+            node: node.as_str().to_owned(),
+            reason: "connection closed".into(),
+        })?;
+    let id = ActorId::Remote {
+        node_id: node_id(&node),
+        pid: shared.next_proxy.fetch_add(1, Ordering::Relaxed),
+    };
+    let (proxy, _) = ractor::ActorRuntime::<RemoteActor>::spawn_linked_remote(
+        None,
+        RemoteActor,
+        id,
+        ProxyArgs {
+            shared: shared.clone(),
+            target: target.clone(),
+        },
+        session.actor.get_cell(),
+    )
+    .await
+    .map_err(|e| ConnectError::Unreachable {
+        node: node.as_str().to_owned(),
+        reason: format!("proxy: {e}"),
+    })?;
+    let mut proxies = lock(&shared.proxies);
+    if let Some(existing) = proxies.get(&target) {
+        // Another task made one meanwhile: keep that one.
+        proxy.stop(None);
+        return Ok(existing.clone());
+    }
+    proxies.insert(target, proxy.get_cell());
+    Ok(proxy.get_cell())
 }
 
 /// Delivery to a typed local actor, in-process: a cast's term converts straight into `M`, and

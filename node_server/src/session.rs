@@ -485,6 +485,7 @@ impl Dispatcher {
             Some(LocalProcess::Router) => self.call_reply(msg),
             Some(LocalProcess::Rex) => self.rex(msg),
             Some(LocalProcess::Actor(actor)) => self.deliver_to_actor(&actor, to, msg),
+            Some(LocalProcess::Service(service)) => (service.deliver)(&self.peer, msg),
             None => {
                 tracing::debug!(peer = %self.peer, ?to, %msg, "message to a process that does not exist dropped");
             }

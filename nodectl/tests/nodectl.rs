@@ -353,7 +353,7 @@ fn list_servers_and_lookup_show_ports_types_and_roles() {
         return;
     };
     let cluster = Cluster::new();
-    let ours = cluster.start(cluster.config(&unique("ls_rs")));
+    let ours = cluster.start(cluster.config(&unique("ls_rs")).hidden(true));
     let peer = cluster.erl(&erl, "ls_erl");
     // A node with roles, registered directly (roles live in EPMD's EXTRA field).
     let web = unique("ls_web");
@@ -480,7 +480,7 @@ fn ping_list_info_and_rpc_work_on_ours_and_erlang() {
     let actors = cluster.ctl(&["list-actors", &rs]).ok();
     assert_eq!(
         actors.lines().collect::<Vec<_>>(),
-        vec!["inbox", "net_kernel", "rex"]
+        vec!["global_name_server", "inbox", "net_kernel", "pg", "rex"]
     );
     let actors = cluster.ctl(&["--json", "list-actors", &en]).json();
     let names: Vec<&str> = actors["actors"]
@@ -499,14 +499,31 @@ fn ping_list_info_and_rpc_work_on_ours_and_erlang() {
         assert!(names.contains(&expected), "{expected} missing: {names:?}");
     }
 
-    // list-connections: each sees the other; our node is hidden, so the connection is.
+    // list-connections: each sees the other, visible (nodes are visible by default), and
+    // not nodectl's own hidden connection.
     let out = cluster.ctl(&["list-connections", &rs]).ok();
     assert_eq!(out.lines().count(), 1, "{out}");
-    assert!(out.starts_with(&en) && out.ends_with("hidden"), "{out}");
+    assert!(out.starts_with(&en) && out.ends_with("visible"), "{out}");
     let json = cluster.ctl(&["--json", "list-connections", &en]).json();
     assert_eq!(
         json["connections"],
-        serde_json::json!([{"node": rs, "hidden": true}])
+        serde_json::json!([{"node": rs, "hidden": false}])
+    );
+    // A hidden node of ours connected to Erlang shows as hidden on both sides.
+    let hidden = cluster.start(cluster.config(&unique("rd_hidden")).hidden(true));
+    assert_eq!(
+        peer.ok(&format!("net_adm:ping({})", atom(hidden.name()))),
+        "pong"
+    );
+    let out = cluster.ctl(&["list-connections", hidden.name()]).ok();
+    assert_eq!(out, format!("{en:<40} hidden"));
+    let json = cluster.ctl(&["--json", "list-connections", &en]).json();
+    assert!(
+        json["connections"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!({"node": hidden.name(), "hidden": true})),
+        "{json}"
     );
 
     // info
@@ -515,7 +532,7 @@ fn ping_list_info_and_rpc_work_on_ours_and_erlang() {
     assert_eq!(info["otp_release"], "25");
     assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(info["connections"], 1);
-    assert!(info["process_count"].as_u64().unwrap() >= 4, "{info}");
+    assert!(info["process_count"].as_u64().unwrap() >= 6, "{info}");
     assert!(info["memory_bytes"].as_u64().unwrap() > 0);
     assert!(info["messages_in"].as_u64().unwrap() > 0);
     assert!(info["bytes_out"].as_u64().unwrap() > 0);
@@ -525,7 +542,7 @@ fn ping_list_info_and_rpc_work_on_ours_and_erlang() {
         info["otp_release"],
         peer.ok("erlang:system_info(otp_release)").trim_matches('"')
     );
-    assert_eq!(info["connections"], 1);
+    assert_eq!(info["connections"], 2);
     assert!(info["process_count"].as_u64().unwrap() > 20, "{info}");
     assert!(info["uptime_ms"].as_u64().unwrap() > 0);
     assert!(info["bytes_in"].as_u64().unwrap() > 0, "{info}");

@@ -105,8 +105,9 @@ impl PartialEq<&str> for Atom {
     }
 }
 
-/// An Erlang process identifier.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// An Erlang process identifier. [`Ord`] is Erlang's order for pids: serial, number, node,
+/// creation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Pid {
     /// The node the process lives on.
     pub node: Atom,
@@ -116,6 +117,23 @@ pub struct Pid {
     pub serial: u32,
     /// The creation of the node incarnation that made the pid.
     pub creation: u32,
+}
+
+impl Ord for Pid {
+    fn cmp(&self, other: &Pid) -> Ordering {
+        (self.serial, self.id, &self.node, self.creation).cmp(&(
+            other.serial,
+            other.id,
+            &other.node,
+            other.creation,
+        ))
+    }
+}
+
+impl PartialOrd for Pid {
+    fn partial_cmp(&self, other: &Pid) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 /// An Erlang port identifier.
@@ -640,11 +658,10 @@ fn compare(a: &Term, b: &Term, keys: bool) -> Ordering {
             (Atom(a), Atom(b)) => a.cmp(b),
             (Reference(a), Reference(b)) => cmp_refs(a, b),
             (Fun(a), Fun(b)) => cmp_funs(a, b),
-            // Erlang orders pids and ports by node, then number, then serial/creation.
+            // Erlang orders ports by node, then number and creation, and pids by serial,
+            // number, node and creation (checked against OTP 25).
             (Port(a), Port(b)) => (&a.node, a.id, a.creation).cmp(&(&b.node, b.id, b.creation)),
-            (Pid(a), Pid(b)) => {
-                (&a.node, a.id, a.serial, a.creation).cmp(&(&b.node, b.id, b.serial, b.creation))
-            }
+            (Pid(a), Pid(b)) => a.cmp(b),
             (Tuple(a), Tuple(b)) => a.len().cmp(&b.len()).then_with(|| compare_seq(a, b, keys)),
             (Map(a), Map(b)) => cmp_maps(a, b, keys),
             (List(_) | ImproperList(..), _) => cmp_lists(this, other, keys),
