@@ -1,7 +1,7 @@
 //! What `nodectl` asks of EPMD and of nodes, as typed results: the part a dashboard reuses.
 //!
 //! [`Ctl`] joins the cluster as a hidden node (started on first use, not registered with
-//! EPMD, listening on loopback only) and asks each node through standard interfaces only:
+//! EPMD, listening on loopback only, running no `pg` scope) and asks each node through standard interfaces only:
 //! `net_kernel`'s `is_auth` for a ping, and `rpc` (the node's `rex`) of functions every
 //! Erlang node has (`erlang:registered/0`, `erlang:nodes/1`, `erlang:system_info/1`,
 //! `init:stop/0`, ...), which nodes of this workspace answer too ([`node_server::builtins`]).
@@ -429,6 +429,8 @@ impl Ctl {
                     .long_names(long)
                     .cookie(&self.cookie)
                     .hidden(true)
+                    // A tool, not a member: it joins no process groups.
+                    .pg_scopes(Vec::<String>::new())
                     .register_with_epmd(false)
                     .epmd("localhost", self.opts.epmd_port)
                     .listen(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
