@@ -139,6 +139,19 @@ pub enum Command {
         #[arg(long, default_value = "localhost")]
         host: String,
     },
+    /// Serve a live web page of every node in EPMD (nodes, connections, registered names, pg
+    /// groups, message rates) until interrupted.
+    Dashboard {
+        /// Where to serve the page.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// The host whose EPMD lists the nodes.
+        #[arg(long, default_value = "localhost")]
+        host: String,
+        /// How often to poll EPMD and the nodes, in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        refresh_ms: u64,
+    },
 }
 
 impl Cli {
@@ -210,6 +223,11 @@ pub async fn run(cli: &Cli) -> Result<Report, CtlError> {
                 (None, None) => Err(CtlError::Usage("lookup needs NAME or --role".into())),
             };
         }
+        Command::Dashboard {
+            listen,
+            host,
+            refresh_ms,
+        } => return dashboard(cli, &opts, *listen, host, *refresh_ms).await,
         Command::Shutdown {
             all: true, force, ..
         } if !force => {
@@ -293,7 +311,10 @@ async fn run_with(ctl: &Ctl, command: &Command) -> Result<Report, CtlError> {
         Command::Shutdown { node: None, .. } => {
             return Err(CtlError::Usage("shutdown needs NODE or --all".into()))
         }
-        Command::Cookie { .. } | Command::ListServers { .. } | Command::Lookup { .. } => {
+        Command::Cookie { .. }
+        | Command::ListServers { .. }
+        | Command::Lookup { .. }
+        | Command::Dashboard { .. } => {
             return Err(CtlError::Usage("handled without a node".into()))
         }
     })
@@ -330,4 +351,51 @@ mod tests {
         assert!(Cli::try_parse_from(["nodectl", "shutdown"]).is_err());
         assert!(Cli::try_parse_from(["nodectl", "lookup"]).is_err());
     }
+}
+
+/// Runs the dashboard (see the `node_dashboard` crate) until Ctrl-C or SIGTERM.
+async fn dashboard(
+    cli: &Cli,
+    opts: &Options,
+    listen: std::net::SocketAddr,
+    host: &str,
+    refresh_ms: u64,
+) -> Result<Report, CtlError> {
+    let (cookie, _) = client::resolve_cookie(cli.cookie.as_deref())?;
+    let mut config = node_dashboard::DashboardConfig::new()
+        .listen(listen)
+        .cookie(cookie)
+        .epmd(host, opts.epmd_port)
+        .refresh(Duration::from_millis(refresh_ms));
+    if let Some(name) = &cli.name {
+        config = config.node_name(name.clone());
+    }
+    let handle = node_dashboard::serve(config)
+        .await
+        .map_err(|e| CtlError::Usage(format!("dashboard: {e}")))?;
+    let url = handle.url();
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "dashboard at {url} (Ctrl-C stops it)");
+        let _ = out.flush();
+    }
+    wait_for_stop().await;
+    handle.shutdown().await;
+    Ok(Report::Dashboard { url })
+}
+
+async fn wait_for_stop() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -57,6 +57,11 @@ pub enum Report {
         /// Each node's outcome.
         nodes: Vec<StopOutcome>,
     },
+    /// `dashboard`, once stopped.
+    Dashboard {
+        /// Where it was served.
+        url: String,
+    },
 }
 
 fn human_bytes(n: u64) -> String {
@@ -206,6 +211,7 @@ impl Report {
                 .join("\n")
             }
             Report::Rpc { result, .. } => result.clone(),
+            Report::Dashboard { url } => format!("dashboard at {url} stopped"),
             Report::Stopped(s) => match &s.actor {
                 Some(actor) => format!(
                     "stopped {actor} on {} (exit reason {}, {:.1} ms)",

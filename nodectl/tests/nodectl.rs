@@ -961,3 +961,69 @@ impl Drop for Certs {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// `nodectl dashboard` serves the page and its state for the nodes in EPMD (here a node of
+/// ours), and stops cleanly on SIGTERM. The page itself is tested in a browser by the
+/// `node_dashboard` crate.
+#[test]
+fn dashboard_serves_the_cluster_until_terminated() {
+    use std::io::{BufRead, Read, Write};
+    let cluster = Cluster::new();
+    let node = cluster.start(cluster.config(&unique("dash")));
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodectl"));
+    cmd.args(["--cookie", COOKIE, "dashboard", "--listen", &listen])
+        .env("ERL_EPMD_PORT", cluster.epmd_port.to_string())
+        .env("HOME", &cluster.home)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit());
+    let mut child = testkit::ChildGuard::spawn(&mut cmd, "nodectl dashboard").expect("spawn");
+    let stdout = child.child_mut().stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx.recv_timeout(DEADLINE).expect("a first line");
+    assert_eq!(
+        first,
+        format!("dashboard at http://{listen}/ (Ctrl-C stops it)")
+    );
+    // The state names our node once a poll has seen it.
+    let start = std::time::Instant::now();
+    loop {
+        let mut s = std::net::TcpStream::connect(&listen).expect("connect");
+        s.write_all(b"GET /state.json HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("request");
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).expect("reply");
+        if reply.starts_with("HTTP/1.1 200") && reply.contains(node.name()) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "state never named {}: {reply}",
+            node.name()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let exit = child
+        .wait_timeout(DEADLINE)
+        .expect("wait")
+        .expect("nodectl stops on SIGTERM");
+    assert!(exit.success(), "{exit:?}");
+    assert_eq!(
+        rx.recv_timeout(DEADLINE).expect("a last line"),
+        format!("dashboard at http://{listen}/ stopped")
+    );
+}
