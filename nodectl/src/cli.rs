@@ -320,39 +320,6 @@ async fn run_with(ctl: &Ctl, command: &Command) -> Result<Report, CtlError> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn the_command_line_is_consistent() {
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn rpc_arguments_are_terms() {
-        let cli =
-            Cli::try_parse_from(["nodectl", "rpc", "n@h", "lists", "seq", "1", "-3"]).unwrap();
-        let Command::Rpc { args, .. } = &cli.command else {
-            panic!("not rpc");
-        };
-        assert_eq!(parse_args(args).unwrap(), vec![Term::Int(1), Term::Int(-3)]);
-        assert!(matches!(
-            parse_args(&["{unclosed".into()]),
-            Err(CtlError::Usage(_))
-        ));
-    }
-
-    #[test]
-    fn shutdown_all_and_node_exclude_each_other() {
-        assert!(Cli::try_parse_from(["nodectl", "shutdown", "--all", "--force"]).is_ok());
-        assert!(Cli::try_parse_from(["nodectl", "shutdown", "n@h", "--all"]).is_err());
-        assert!(Cli::try_parse_from(["nodectl", "shutdown"]).is_err());
-        assert!(Cli::try_parse_from(["nodectl", "lookup"]).is_err());
-    }
-}
-
 /// Runs the dashboard (see the `node_dashboard` crate) until Ctrl-C or SIGTERM.
 async fn dashboard(
     cli: &Cli,
@@ -398,4 +365,37 @@ async fn wait_for_stop() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn rpc_arguments_are_terms() {
+        let cli =
+            Cli::try_parse_from(["nodectl", "rpc", "n@h", "lists", "seq", "1", "-3"]).unwrap();
+        let Command::Rpc { args, .. } = &cli.command else {
+            panic!("not rpc");
+        };
+        assert_eq!(parse_args(args).unwrap(), vec![Term::Int(1), Term::Int(-3)]);
+        assert!(matches!(
+            parse_args(&["{unclosed".into()]),
+            Err(CtlError::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn shutdown_all_and_node_exclude_each_other() {
+        assert!(Cli::try_parse_from(["nodectl", "shutdown", "--all", "--force"]).is_ok());
+        assert!(Cli::try_parse_from(["nodectl", "shutdown", "n@h", "--all"]).is_err());
+        assert!(Cli::try_parse_from(["nodectl", "shutdown"]).is_err());
+        assert!(Cli::try_parse_from(["nodectl", "lookup"]).is_err());
+    }
 }
