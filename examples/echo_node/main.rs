@@ -3,12 +3,12 @@
 //!
 //! ```text
 //! cargo run --release --example echo_node -- --name NAME --cookie COOKIE [--hidden|--visible]
-//!     [--tls-cert F --tls-key F [--tls-ca F]] [--connect NODE]... [--global NAME]
+//!     [--tls-cert F --tls-key F [--tls-ca F]] [--connect NODE]... [--global NAME] [--roles A,B]
 //! ```
 //!
 //! The node is visible unless `--hidden`. Its `echo` actor is in group `echo` of `pg` scope
 //! `pg`; `--connect` connects to other nodes once the node runs, and `--global NAME` then
-//! registers `echo` under the `global` name `NAME`.
+//! registers `echo` under the `global` name `NAME`. `--roles` announces roles in EPMD.
 //!
 //! Prints `ready NAME@HOST` once it accepts connections, then `up NODE` / `down NODE REASON`
 //! lines as nodes come and go. `init:stop()` from another node (`rpc:call`, `erl_call`,
@@ -37,6 +37,7 @@ struct Args {
     cookie: Option<String>,
     hidden: bool,
     global: Option<String>,
+    roles: Vec<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
@@ -49,6 +50,7 @@ fn parse_args() -> Result<Args, String> {
         cookie: None,
         hidden: false,
         global: None,
+        roles: Vec::new(),
         tls_cert: None,
         tls_key: None,
         tls_ca: None,
@@ -67,6 +69,7 @@ fn parse_args() -> Result<Args, String> {
             "--tls-ca" => args.tls_ca = Some(value()?.into()),
             "--connect" => args.connect.push(value()?),
             "--global" => args.global = Some(value()?),
+            "--roles" => args.roles = value()?.split(',').map(str::to_owned).collect(),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -85,11 +88,13 @@ async fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("echo_node: {e}\nusage: echo_node --name NAME --cookie COOKIE [--hidden|--visible] [--tls-cert F --tls-key F [--tls-ca F]] [--connect NODE]... [--global NAME]");
+            eprintln!("echo_node: {e}\nusage: echo_node --name NAME --cookie COOKIE [--hidden|--visible] [--tls-cert F --tls-key F [--tls-ca F]] [--connect NODE]... [--global NAME] [--roles A,B]");
             return ExitCode::from(2);
         }
     };
-    let mut config = NodeConfig::new(&args.name).hidden(args.hidden);
+    let mut config = NodeConfig::new(&args.name)
+        .hidden(args.hidden)
+        .roles(args.roles.clone());
     if let Some(cookie) = &args.cookie {
         config = config.cookie(cookie);
     }

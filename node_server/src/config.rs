@@ -30,6 +30,7 @@ pub struct NodeConfig {
     /// Nodes allowed to make rpc calls, stop the node and send exit signals (`None`: all).
     pub(crate) admin_allow: Option<Arc<Vec<String>>>,
     pub(crate) pg_scopes: Vec<String>,
+    pub(crate) roles: Vec<String>,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -67,7 +68,16 @@ impl NodeConfig {
             tls: None,
             admin_allow: None,
             pg_scopes: vec!["pg".into()],
+            roles: Vec::new(),
         }
+    }
+
+    /// Roles announced in the node's EPMD registration (EXTRA as `roles=a,b`, see
+    /// [`epmd::roles`]), so `nodectl lookup --role` and [`epmd::Client`] users find it by
+    /// role. Erlang tools ignore them. Invalid role names make [`NodeConfig::start`] fail.
+    pub fn roles<S: Into<String>>(mut self, roles: impl IntoIterator<Item = S>) -> Self {
+        self.roles = roles.into_iter().map(Into::into).collect();
+        self
     }
 
     /// The OTP `pg` scopes this node runs and mirrors into `ractor::pg` (default: `pg`, the

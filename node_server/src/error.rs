@@ -25,6 +25,9 @@ pub enum NodeError {
     /// The node actor could not start.
     #[error("node actor: {0}")]
     Actor(String),
+    /// The configured roles cannot be announced.
+    #[error("roles: {0}")]
+    Roles(String),
 }
 
 /// Why a connection to another node failed.

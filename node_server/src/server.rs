@@ -1053,6 +1053,8 @@ async fn register(
     if config.hidden {
         info.node_type = epmd::NodeType::Hidden;
     }
+    info.extra =
+        epmd::roles::encode_roles(&config.roles).map_err(|e| NodeError::Roles(e.to_string()))?;
     let client =
         epmd::Client::new(config.epmd_host.clone(), config.epmd_port).timeout(config.setup_time);
     match client.register(info.clone()).await {

@@ -353,7 +353,12 @@ fn list_servers_and_lookup_show_ports_types_and_roles() {
         return;
     };
     let cluster = Cluster::new();
-    let ours = cluster.start(cluster.config(&unique("ls_rs")).hidden(true));
+    let ours = cluster.start(
+        cluster
+            .config(&unique("ls_rs"))
+            .hidden(true)
+            .roles(["batch", "cache"]),
+    );
     let peer = cluster.erl(&erl, "ls_erl");
     // A node with roles, registered directly (roles live in EPMD's EXTRA field).
     let web = unique("ls_web");
@@ -404,8 +409,17 @@ fn list_servers_and_lookup_show_ports_types_and_roles() {
     let by_role = cluster
         .nodectl(&["--json", "lookup", "--role", "cache"])
         .json();
-    assert_eq!(by_role["nodes"].as_array().unwrap().len(), 1);
-    assert_eq!(by_role["nodes"][0]["name"], web.as_str());
+    let mut found: Vec<&str> = by_role["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    found.sort();
+    let mut expected = vec![web.as_str(), ours_short.as_str()];
+    expected.sort();
+    assert_eq!(found, expected, "our node announces its roles too");
+    assert!(line(&ours_short).contains("batch,cache"));
     cluster
         .nodectl(&["lookup", "--role", "nosuch_role"])
         .fails(1, "not found");
