@@ -51,9 +51,7 @@ fn unique(tag: &str) -> String {
 
 /// Awaits `fut` for at most [`DEADLINE`].
 async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {DEADLINE:?}: {what}"))
+    testkit::within(what, DEADLINE, fut).await
 }
 
 /// The next event about `peer`, waiting at most `limit`; `None` when none came.

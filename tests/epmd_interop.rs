@@ -76,9 +76,7 @@ where
 
 /// Awaits `fut` for at most [`DEADLINE`].
 async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {DEADLINE:?} waiting for {what}"))
+    testkit::within(what, DEADLINE, fut).await
 }
 
 /// Our server on loopback, on a port the OS picks (port 0: free by construction).

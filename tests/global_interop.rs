@@ -12,7 +12,6 @@
 //! (`CI=true`), see [`testkit::require_erl`].
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use node_server::etf::{Pid, Term};
@@ -30,27 +29,12 @@ const ERL_REPLY: Duration = Duration::from_secs(20);
 /// How long a name change may take to be seen on the other side.
 const PROPAGATION: Duration = Duration::from_secs(2);
 
-fn init_logging() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
-}
-
-fn beam_dirs() -> &'static [PathBuf] {
-    static DIRS: OnceLock<Vec<PathBuf>> = OnceLock::new();
-    DIRS.get_or_init(|| {
-        ["eval_peer", "global_peer"]
-            .iter()
-            .map(|m| {
-                testkit::compile_erlang(
-                    &Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/erlang/{m}.erl")),
-                )
-            })
-            .collect()
-    })
+/// This file's Erlang helpers, compiled once per test process.
+fn beam_dirs() -> Vec<PathBuf> {
+    testkit::compile_erlang_once(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/erlang"),
+        &["eval_peer", "global_peer"],
+    )
 }
 
 struct Erl {
@@ -61,7 +45,7 @@ struct Erl {
 impl Erl {
     async fn start(erl: &Path, sname: &str, epmd_port: u16) -> Erl {
         let peer = tokio::task::block_in_place(|| {
-            EvalPeer::start(erl, sname, COOKIE, epmd_port, beam_dirs(), ERL_REPLY)
+            EvalPeer::start(erl, sname, COOKIE, epmd_port, &beam_dirs(), ERL_REPLY)
         })
         .unwrap_or_else(|e| panic!("cannot start erl: {e}"));
         let name = peer.name().to_owned();
@@ -69,7 +53,7 @@ impl Erl {
     }
 
     async fn ok(&mut self, expr: &str) -> String {
-        tokio::task::block_in_place(|| self.peer.ok(expr))
+        self.peer.ok_in_place(expr)
     }
 
     /// `global:sync()` must return within 5 s; returns how long it took.
@@ -130,7 +114,7 @@ async fn rust_where(node: &Node, name: &str, pred: impl Fn(&Option<Pid>) -> bool
 /// both ways and are called through `{global, Name}`, unregistering and exits clear them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn global_sync_and_names_both_ways() {
-    init_logging();
+    testkit::init_logging();
     let Some(erl) = testkit::require_erl() else {
         return;
     };
@@ -243,7 +227,7 @@ async fn global_sync_and_names_both_ways() {
 /// while apart, with our node named `ours` and the Erlang node `theirs`; returns whether the
 /// Rust actor survived. Names registered on one side only are shared either way.
 async fn clash(ours: &str, theirs: &str) -> bool {
-    init_logging();
+    testkit::init_logging();
     let erl = testkit::require_erl().expect("checked by the caller");
     let epmd_port = free_port();
     let node = start_node(ours, epmd_port).await;

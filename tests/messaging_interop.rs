@@ -25,7 +25,6 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -190,9 +189,7 @@ fn unique(tag: &str) -> String {
 
 /// Awaits `fut` for at most [`DEADLINE`].
 async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {DEADLINE:?}: {what}"))
+    testkit::within(what, DEADLINE, fut).await
 }
 
 /// The next message of a channel, within [`DEADLINE`].
@@ -218,29 +215,12 @@ async fn poll_until(what: &str, mut cond: impl FnMut() -> bool) -> Duration {
     }
 }
 
-/// Routes the node's logs to the test output when `RUST_LOG` is set.
-fn init_logging() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
-}
-
 /// `eval_peer`, `msg_peer` and `etf_peer`, compiled once per test process.
-fn beam_dirs() -> &'static [PathBuf] {
-    static DIRS: OnceLock<Vec<PathBuf>> = OnceLock::new();
-    DIRS.get_or_init(|| {
-        ["eval_peer", "msg_peer", "etf_peer"]
-            .iter()
-            .map(|m| {
-                testkit::compile_erlang(
-                    &Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/erlang/{m}.erl")),
-                )
-            })
-            .collect()
-    })
+fn beam_dirs() -> Vec<PathBuf> {
+    testkit::compile_erlang_once(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/erlang"),
+        &["eval_peer", "msg_peer", "etf_peer"],
+    )
 }
 
 /// An `erl -sname` node running `eval_peer` (see [`testkit::EvalPeer`]), driven from async
@@ -254,7 +234,7 @@ struct Erl {
 impl Erl {
     async fn start(erl: &Path, sname: &str, epmd_port: u16) -> Erl {
         let peer = tokio::task::block_in_place(|| {
-            EvalPeer::start(erl, sname, COOKIE, epmd_port, beam_dirs(), ERL_REPLY)
+            EvalPeer::start(erl, sname, COOKIE, epmd_port, &beam_dirs(), ERL_REPLY)
         })
         .unwrap_or_else(|e| panic!("cannot start erl: {e}"));
         let name = peer.name().to_owned();
@@ -264,7 +244,7 @@ impl Erl {
     /// Evaluates `expr` (ASCII, see [`EvalPeer::eval`]), which must succeed; returns the `~0p`
     /// text of its value.
     async fn ok(&mut self, expr: &str) -> String {
-        tokio::task::block_in_place(|| self.peer.ok(expr))
+        self.peer.ok_in_place(expr)
     }
 
     /// Evaluates `expr` and parses its value as a term (it must hold no pid, ref, port, fun).
@@ -287,7 +267,7 @@ fn t(text: &str) -> Term {
 /// Our node and one `erl` node, both fresh for the test `tag`; `None` when `erl` is missing
 /// (outside CI).
 async fn setup(tag: &str) -> Option<(Node, Erl)> {
-    init_logging();
+    testkit::init_logging();
     let erl = testkit::require_erl()?;
     let epmd_port = free_port();
     // Our node first: finding no EPMD on the port, it runs one that `erl` then uses.

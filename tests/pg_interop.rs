@@ -17,7 +17,6 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use node_server::etf::Term;
@@ -72,12 +71,6 @@ fn unique(tag: &str) -> String {
     format!("{tag}_{}", std::process::id())
 }
 
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {DEADLINE:?}: {what}"))
-}
-
 /// Polls `check` every 10 ms until it holds; returns how long that took. Fails after
 /// [`PROPAGATION`].
 async fn propagated<F, Fut>(what: &str, check: F) -> Duration
@@ -106,27 +99,12 @@ where
     }
 }
 
-fn init_logging() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
-}
-
-fn beam_dirs() -> &'static [PathBuf] {
-    static DIRS: OnceLock<Vec<PathBuf>> = OnceLock::new();
-    DIRS.get_or_init(|| {
-        ["eval_peer", "pg_peer"]
-            .iter()
-            .map(|m| {
-                testkit::compile_erlang(
-                    &Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/erlang/{m}.erl")),
-                )
-            })
-            .collect()
-    })
+/// This file's Erlang helpers, compiled once per test process.
+fn beam_dirs() -> Vec<PathBuf> {
+    testkit::compile_erlang_once(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/erlang"),
+        &["eval_peer", "pg_peer"],
+    )
 }
 
 struct Erl {
@@ -137,7 +115,7 @@ struct Erl {
 impl Erl {
     async fn start(erl: &Path, sname: &str, epmd_port: u16) -> Erl {
         let peer = tokio::task::block_in_place(|| {
-            EvalPeer::start(erl, sname, COOKIE, epmd_port, beam_dirs(), ERL_REPLY)
+            EvalPeer::start(erl, sname, COOKIE, epmd_port, &beam_dirs(), ERL_REPLY)
         })
         .unwrap_or_else(|e| panic!("cannot start erl: {e}"));
         let name = peer.name().to_owned();
@@ -147,7 +125,7 @@ impl Erl {
     }
 
     async fn ok(&mut self, expr: &str) -> String {
-        tokio::task::block_in_place(|| self.peer.ok(expr))
+        self.peer.ok_in_place(expr)
     }
 
     /// Runs a `pg_peer` wait that must answer `{ok, Millis}` within [`PROPAGATION`].
@@ -189,7 +167,7 @@ fn remote_members(scope: &str, group: &str) -> usize {
 /// propagation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_membership_over_hidden_connections() {
-    init_logging();
+    testkit::init_logging();
     let Some(erl) = testkit::require_erl() else {
         return;
     };
@@ -239,7 +217,7 @@ async fn pg_membership_over_hidden_connections() {
 
     // Send to the whole group: the Rust actor and both Erlang members get it.
     assert_eq!(groups.send("echo", &Term::atom("hello")).await, 3);
-    let got = within("the Rust member receives", x_rx.recv()).await;
+    let got = testkit::within("the Rust member receives", DEADLINE, x_rx.recv()).await;
     assert_eq!(got, Some(Term::atom("hello")));
     for e in [&mut a, &mut b] {
         let got = e.ok("pg_peer:next(5000)").await;
@@ -266,8 +244,9 @@ async fn pg_membership_over_hidden_connections() {
     // A call to one member: the Rust probe takes no calls, so a call that picks it first is
     // retried on an Erlang member; every pick order ends with an Erlang reply.
     for pick in [Pick::Any, Pick::RoundRobin, Pick::Key(7), Pick::Key(8)] {
-        let reply = within(
+        let reply = testkit::within(
             "group call",
+            DEADLINE,
             groups.call("echo", Term::atom("ping"), pick, Duration::from_secs(2)),
         )
         .await
@@ -373,7 +352,7 @@ async fn pg_membership_over_hidden_connections() {
 /// `pg`: membership both ways and disconnect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_membership_over_visible_connections_in_another_scope() {
-    init_logging();
+    testkit::init_logging();
     let Some(erl) = testkit::require_erl() else {
         return;
     };
@@ -470,7 +449,7 @@ fn start_echo_node(
 /// and when one node dies the others drop its member.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_between_three_nodes_of_ours() {
-    init_logging();
+    testkit::init_logging();
     let epmd_port = free_port();
     // The observer: no pg scope of its own, so this process's ractor::pg is left alone.
     let observer = start_node(&unique("pgobs"), epmd_port, true, &[]).await;

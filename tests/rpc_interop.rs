@@ -123,7 +123,7 @@ impl Erl {
     /// Evaluates `expr` (ASCII, see [`EvalPeer::eval`]), which must succeed; returns the `~0p`
     /// text of its value.
     fn ok(&mut self, expr: &str) -> String {
-        tokio::task::block_in_place(|| self.peer.ok(expr))
+        self.peer.ok_in_place(expr)
     }
 
     /// Evaluates `expr` and parses its value as a term (it must hold no pid, ref, port, fun).
@@ -165,31 +165,15 @@ fn pow2(n: u32) -> BigInt {
 
 /// Awaits `fut` for at most [`DEADLINE`].
 async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {DEADLINE:?}: {what}"))
-}
-
-/// Routes the node's logs to the test output when `RUST_LOG` is set.
-fn init_logging() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
+    testkit::within(what, DEADLINE, fut).await
 }
 
 /// `eval_peer` and `rpc_cmp`, compiled into directories for `-pa`.
 fn beam_dirs() -> Vec<PathBuf> {
-    ["eval_peer", "rpc_cmp"]
-        .iter()
-        .map(|m| {
-            testkit::compile_erlang(
-                &Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/erlang/{m}.erl")),
-            )
-        })
-        .collect()
+    testkit::compile_erlang_once(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/erlang"),
+        &["eval_peer", "rpc_cmp"],
+    )
 }
 
 /// The fixture, made on first use; `None` when `erl` is missing (outside CI).
@@ -199,7 +183,7 @@ fn fixture() -> Option<&'static Fixture> {
 }
 
 fn make_fixture() -> Option<Fixture> {
-    init_logging();
+    testkit::init_logging();
     let erl = testkit::require_erl()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)

@@ -24,7 +24,6 @@
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use node_server::etf::{Atom, Pid, Term};
@@ -165,34 +164,15 @@ fn unique(tag: &str) -> String {
 
 /// Awaits `fut` for at most [`DEADLINE`].
 async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {DEADLINE:?}: {what}"))
-}
-
-/// Routes the node's logs to the test output when `RUST_LOG` is set.
-fn init_logging() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
+    testkit::within(what, DEADLINE, fut).await
 }
 
 /// `eval_peer` and `sig_peer`, compiled once per test process.
-fn beam_dirs() -> &'static [PathBuf] {
-    static DIRS: OnceLock<Vec<PathBuf>> = OnceLock::new();
-    DIRS.get_or_init(|| {
-        ["eval_peer", "sig_peer"]
-            .iter()
-            .map(|m| {
-                testkit::compile_erlang(
-                    &Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/erlang/{m}.erl")),
-                )
-            })
-            .collect()
-    })
+fn beam_dirs() -> Vec<PathBuf> {
+    testkit::compile_erlang_once(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/erlang"),
+        &["eval_peer", "sig_peer"],
+    )
 }
 
 /// An `erl -sname` node running `eval_peer` (see [`testkit::EvalPeer`]), driven from async
@@ -206,7 +186,7 @@ struct Erl {
 impl Erl {
     async fn start(erl: &Path, sname: &str, epmd_port: u16) -> Erl {
         let peer = tokio::task::block_in_place(|| {
-            EvalPeer::start(erl, sname, COOKIE, epmd_port, beam_dirs(), ERL_REPLY)
+            EvalPeer::start(erl, sname, COOKIE, epmd_port, &beam_dirs(), ERL_REPLY)
         })
         .unwrap_or_else(|e| panic!("cannot start erl: {e}"));
         let name = peer.name().to_owned();
@@ -218,7 +198,7 @@ impl Erl {
     /// Evaluates `expr` (ASCII, see [`EvalPeer::eval`]), which must succeed; returns the `~0p`
     /// text of its value.
     async fn ok(&mut self, expr: &str) -> String {
-        tokio::task::block_in_place(|| self.peer.ok(expr))
+        self.peer.ok_in_place(expr)
     }
 
     /// Evaluates `expr` and parses its value as a term (it must hold no pid, ref, port, fun).
@@ -288,7 +268,7 @@ fn panic_reason(text: &str) -> Term {
 /// Our node and one `erl` node (with `sig_peer` started), both fresh for the test `tag` and
 /// connected; `None` when `erl` is missing (outside CI).
 async fn setup(tag: &str) -> Option<(Node, Erl)> {
-    init_logging();
+    testkit::init_logging();
     let erl = testkit::require_erl()?;
     let epmd_port = free_port();
     // Our node first: finding no EPMD on the port, it runs one that `erl` then uses.
@@ -1093,7 +1073,7 @@ async fn erlang_monitors_get_noconnection_when_the_rust_process_is_killed() {
     let Some(erl_path) = testkit::require_erl() else {
         return;
     };
-    init_logging();
+    testkit::init_logging();
     let epmd_port = free_port();
     let mut exe = std::env::current_exe().expect("test executable path");
     exe.pop();

@@ -76,6 +76,13 @@ impl EvalPeer {
         }
     }
 
+    /// [`EvalPeer::ok`] from async code: runs on the current tokio worker thread with
+    /// `block_in_place`, so other tasks (our node's) keep running meanwhile. Needs the
+    /// multi-threaded runtime.
+    pub fn ok_in_place(&mut self, expr: &str) -> String {
+        tokio::task::block_in_place(|| self.ok(expr))
+    }
+
     /// The underlying peer.
     pub fn peer_mut(&mut self) -> &mut ErlPeer {
         &mut self.peer

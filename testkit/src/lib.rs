@@ -1,7 +1,7 @@
 //! Helpers for the workspace's cross-process interop tests.
 //!
 //! Interop tests run real Erlang/OTP nodes next to ours. This crate holds what every such test
-//! needs, with nothing but `std`:
+//! needs (with `std`, plus `tokio` and `tracing-subscriber` for the async helpers):
 //!
 //! - [`free_port`] picks a TCP port nobody listens on;
 //! - [`ChildGuard`] kills and reaps a child process when dropped, so no `erl` outlives a test,
@@ -11,7 +11,10 @@
 //! - [`compile_erlang`] compiles an Erlang module into a fresh directory for `-pa`;
 //! - [`ErlPeer`] runs an Erlang function that talks a line protocol over stdin and stdout, with
 //!   a bounded wait for every reply and the node's stderr kept for panic messages;
-//! - [`to_hex`] and [`from_hex`] keep binary data line-safe.
+//! - [`to_hex`] and [`from_hex`] keep binary data line-safe;
+//! - [`init_logging`] routes the node's logs to the test output when `RUST_LOG` is set,
+//!   [`within`] bounds an awaited step, [`compile_erlang_once`] compiles a test's Erlang
+//!   helpers once per test process.
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -30,6 +33,7 @@
 mod child;
 mod erl;
 mod eval;
+mod harness;
 mod peer;
 
 use std::net::{Ipv4Addr, TcpListener};
@@ -37,6 +41,7 @@ use std::net::{Ipv4Addr, TcpListener};
 pub use child::{output_within, ChildGuard};
 pub use erl::{compile_erlang, find_erlc, find_executable, require_erl, unique_temp_dir};
 pub use eval::EvalPeer;
+pub use harness::{compile_erlang_once, init_logging, within};
 pub use peer::{ErlPeer, ErlPeerBuilder, PeerError};
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.

@@ -1,0 +1,49 @@
+//! Small pieces every async interop test repeats: logging, bounded waits, compiled helpers.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// Routes `tracing` output to the test harness's captured output when `RUST_LOG` is set (the
+/// first call wins; later ones do nothing).
+pub fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// Awaits `fut` for at most `limit`.
+///
+/// # Panics
+/// When `fut` takes longer, with `what` in the message.
+pub async fn within<T>(what: &str, limit: Duration, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {limit:?}: {what}"))
+}
+
+/// The directories of compiled `dir/NAME.erl` for each name, compiled once per test process
+/// (see [`crate::compile_erlang`]), for `erl -pa`.
+///
+/// # Panics
+/// As [`crate::compile_erlang`].
+pub fn compile_erlang_once(dir: &Path, names: &[&str]) -> Vec<PathBuf> {
+    static COMPILED: OnceLock<Mutex<HashMap<PathBuf, PathBuf>>> = OnceLock::new();
+    let cache = COMPILED.get_or_init(Mutex::default);
+    names
+        .iter()
+        .map(|name| {
+            let src = dir.join(format!("{name}.erl"));
+            let mut compiled = cache.lock().unwrap_or_else(|e| e.into_inner());
+            compiled
+                .entry(src.clone())
+                .or_insert_with(|| crate::compile_erlang(&src))
+                .clone()
+        })
+        .collect()
+}
