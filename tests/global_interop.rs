@@ -44,10 +44,7 @@ struct Erl {
 
 impl Erl {
     async fn start(erl: &Path, sname: &str, epmd_port: u16) -> Erl {
-        let peer = tokio::task::block_in_place(|| {
-            EvalPeer::start(erl, sname, COOKIE, epmd_port, &beam_dirs(), ERL_REPLY)
-        })
-        .unwrap_or_else(|e| panic!("cannot start erl: {e}"));
+        let peer = EvalPeer::start_in_place(erl, sname, COOKIE, epmd_port, &beam_dirs(), ERL_REPLY);
         let name = peer.name().to_owned();
         Erl { peer, name }
     }

@@ -48,6 +48,25 @@ impl EvalPeer {
         Ok(peer)
     }
 
+    /// [`EvalPeer::start`] from async code (with `block_in_place`, see
+    /// [`EvalPeer::ok_in_place`]).
+    ///
+    /// # Panics
+    /// When the node does not start, with the reason.
+    pub fn start_in_place(
+        erl: &Path,
+        sname: &str,
+        cookie: &str,
+        epmd_port: u16,
+        code_paths: &[PathBuf],
+        reply_timeout: Duration,
+    ) -> EvalPeer {
+        tokio::task::block_in_place(|| {
+            EvalPeer::start(erl, sname, cookie, epmd_port, code_paths, reply_timeout)
+        })
+        .unwrap_or_else(|e| panic!("cannot start erl {sname}: {e}"))
+    }
+
     /// The node's full name (`name@host`).
     pub fn name(&self) -> &str {
         &self.name
