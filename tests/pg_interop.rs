@@ -391,6 +391,21 @@ async fn pg_membership_over_visible_connections_in_another_scope() {
         "pg_peer:wait_count(pg_vis, workers, 1",
     )
     .await;
+    // Reconnected, the scopes sync again; when Erlang's scope stops (the node stays
+    // connected), its members leave our view.
+    assert_eq!(
+        a.ok(&format!("net_adm:ping('{}')", node.name())).await,
+        "pong"
+    );
+    propagated("members again after reconnecting", || async {
+        remote_members("pg_vis", "workers") == 1
+    })
+    .await;
+    a.ok("gen_server:stop(pg_vis)").await;
+    propagated("a stopped Erlang scope's members leave", || async {
+        remote_members("pg_vis", "workers") == 0
+    })
+    .await;
     w.stop(None);
     node.shutdown().await;
 }

@@ -14,8 +14,9 @@
 //!   peer (with its Erlang pid, made on first use); when it leaves or stops, the leave is
 //!   announced;
 //! - a remote process that joins is put in the `ractor::pg` group as a
-//!   [`crate::remote::RemoteActor`] proxy, taken out again when it leaves, or when its node
-//!   disconnects.
+//!   [`crate::remote::RemoteActor`] proxy, taken out again when it leaves, when its node
+//!   disconnects, or when its scope process exits (peer scopes are monitored, as OTP's
+//!   scopes monitor each other).
 //!
 //! Names: the Erlang scope `pg` is ractor's default scope, any other scope keeps its name.
 //! A group that is an atom in Erlang has the atom's text as its ractor name; any other group
@@ -78,6 +79,8 @@ pub(crate) enum ScopeMsg {
     NodeUp(Atom),
     /// A connection went down.
     NodeDown(Atom),
+    /// A peer scope process exited (its node stays connected).
+    PeerDown(Pid),
     /// The pids in a group, all or only this node's.
     Members {
         group: Term,
@@ -110,6 +113,7 @@ struct Mirrored {
 
 pub(crate) struct ScopeState {
     shared: Arc<NodeShared>,
+    me: ActorRef<ScopeMsg>,
     scope: Atom,
     ractor_scope: String,
     pid: Pid,
@@ -176,6 +180,7 @@ impl Actor for PgScope {
         });
         let mut state = ScopeState {
             shared,
+            me: myself.clone(),
             scope,
             ractor_scope,
             pid,
@@ -203,6 +208,7 @@ impl Actor for PgScope {
             ScopeMsg::Remote(msg) => state.remote(msg).await,
             ScopeMsg::NodeUp(node) => state.discover(&node),
             ScopeMsg::NodeDown(node) => state.node_down(&node),
+            ScopeMsg::PeerDown(peer) => state.peer_gone(&peer),
             ScopeMsg::Members {
                 group,
                 local_only,
@@ -318,6 +324,7 @@ impl ScopeState {
                 self.send_to(&peer, self.sync_message());
                 if !self.peers.contains_key(&peer) {
                     self.peers.insert(peer.clone(), HashMap::new());
+                    self.monitor_peer(&peer);
                     let discover =
                         Term::tuple(vec![Term::atom("discover"), Term::from(self.pid.clone())]);
                     self.send_to(&peer, discover);
@@ -381,6 +388,9 @@ impl ScopeState {
                 }
             }
         }
+        if !self.peers.contains_key(&peer) {
+            self.monitor_peer(&peer);
+        }
         let old = self.peers.insert(peer, new.clone()).unwrap_or_default();
         for (group, pids) in &old {
             for pid in pids {
@@ -436,6 +446,45 @@ impl ScopeState {
         }) = self.mirrored.remove(&key)
         {
             ractor::pg::leave_scoped(self.ractor_scope.clone(), group_name(group), vec![cell]);
+        }
+    }
+
+    /// Monitors a peer scope process, as OTP's scopes monitor each other: when it exits
+    /// (`pg` stopped on a node that stays connected), its members leave.
+    fn monitor_peer(&self, peer: &Pid) {
+        let Some(session) = self.shared.session(&peer.node) else {
+            return;
+        };
+        let reference = self.shared.make_ref();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.shared
+            .signals()
+            .outgoing
+            .insert(reference.clone(), (peer.node.clone(), tx));
+        session.send(
+            Control::MonitorP {
+                from: self.shared.router_pid.clone(),
+                to: crate::dist::control::ProcessRef::Pid(peer.clone()),
+                reference,
+            },
+            None,
+        );
+        let me = self.me.clone();
+        let peer = peer.clone();
+        tokio::spawn(async move {
+            let _ = rx.await;
+            let _ = me.cast(ScopeMsg::PeerDown(peer));
+        });
+    }
+
+    /// A peer scope exited: its members leave.
+    fn peer_gone(&mut self, peer: &Pid) {
+        if let Some(groups) = self.peers.remove(peer) {
+            for (group, pids) in groups {
+                for pid in pids {
+                    self.mirror_leave(&group, &pid);
+                }
+            }
         }
     }
 
