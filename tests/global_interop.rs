@@ -217,6 +217,24 @@ async fn global_sync_and_names_both_ways() {
         e.wait_where("rust_kv", "fun(P) -> P =:= undefined end")
             .await;
     }
+
+    // OTP 25's prevent_overlapping_partitions: when our node drops A, we tell B, which drops
+    // A; A's own report makes B drop us. Everyone ends up apart, as among Erlang nodes.
+    node.disconnect(&a.name);
+    let apart = b
+        .ok(&format!(
+            "global_peer:wait_true(fun() -> not lists:member('{}', nodes()) andalso \
+             not lists:member('{rust}', nodes()) end, 5000)",
+            a.name
+        ))
+        .await;
+    assert!(apart.starts_with("{ok,"), "B still connected: {apart}");
+    println!("partition: B dropped A and us: {apart}");
+    let start = Instant::now();
+    while node.connected().iter().any(|(n, _)| *n == b.name) {
+        assert!(start.elapsed() < PROPAGATION, "we did not drop B");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     node.shutdown().await;
 }
 

@@ -22,10 +22,12 @@
 //! process on the node with the smaller name and kills the other. Names are any terms; the
 //! Rust API takes atoms' text.
 //!
-//! Not done: a lost connection is not reported to other nodes (OTP's
-//! `prevent_overlapping_partitions` messages are honoured when received), locks are not
-//! released when their holder process dies (only when its node goes), and `register_ext`
-//! names (C nodes) are stored as plain names.
+//! As OTP 25 (`prevent_overlapping_partitions`, on by default there), a node that loses a
+//! connection tells the others in sync with it (`lost_connection`), which drop the lost node
+//! too and ask it to disconnect (`remove_connection`); we send, relay and honour these.
+//!
+//! Not done: locks are not released when their holder process dies (only when its node goes),
+//! and `register_ext` names (C nodes) are stored as plain names.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -106,6 +108,9 @@ pub(crate) struct GlobalState {
     /// Resource -> (requester id, holders).
     locks: HashMap<Term, (Term, Vec<Pid>)>,
     events: tokio::task::JoinHandle<()>,
+    /// The last `lost_connection` report seen per (reporter, lost node): (incarnation, op id).
+    lost_reports: HashMap<(Atom, Atom), (Term, Term)>,
+    next_op: i64,
 }
 
 impl Drop for GlobalState {
@@ -222,6 +227,8 @@ impl Actor for GlobalServer {
             names: BTreeMap::new(),
             locks: HashMap::new(),
             events,
+            lost_reports: HashMap::new(),
+            next_op: -(1 << 59),
         })
     }
 
@@ -242,7 +249,13 @@ impl Actor for GlobalServer {
                     state.start_connect(&node);
                 }
             }
-            GlobalMsg::NodeDown(node) => state.node_down(&node),
+            GlobalMsg::NodeDown(node) => {
+                let known = state.known.contains_key(&node) || state.conns.contains_key(&node);
+                state.node_down(&node);
+                if known {
+                    state.report_lost(&node);
+                }
+            }
             GlobalMsg::LockerTimer(node, tag) => state.locker_timer(&node, tag),
             GlobalMsg::LockerGranted(node, tag, granted) => {
                 state.locker_granted(&node, tag, granted)
@@ -474,6 +487,31 @@ impl GlobalState {
         self.locks.retain(|_, (_, holders)| !holders.is_empty());
     }
 
+    /// Tells the other nodes in sync with us that we lost `node` (OTP's
+    /// `prevent_overlapping_partitions`): each of them then drops `node` too, so no node is
+    /// in two partitions at once.
+    fn report_lost(&mut self, node: &Atom) {
+        self.next_op += 1;
+        let incarnation = i64::from(self.shared.creation.load(Ordering::Relaxed)) + (1 << 59);
+        let msg = Term::tuple(vec![
+            Term::atom("lost_connection"),
+            self.me_node(),
+            Term::Int(incarnation),
+            Term::Int(self.next_op),
+            Term::Atom(node.clone()),
+        ]);
+        let others: Vec<Atom> = self
+            .known
+            .keys()
+            .chain(self.conns.keys())
+            .filter(|n| *n != node)
+            .cloned()
+            .collect();
+        for other in others {
+            self.send_gns(&other, msg.clone());
+        }
+    }
+
     fn lock_id(&self, conn: &Conn) -> Option<Term> {
         let his = conn.his_locker.clone()?;
         let mut lockers = [his, self.locker.clone()];
@@ -676,7 +714,26 @@ impl GlobalState {
                     self.send_pid(pid, Term::tuple(vec![reply_tag.clone(), found]));
                 }
             }
-            [tag, Term::Atom(a), _, _, Term::Atom(b)] if tag.is_atom("lost_connection") => {
+            [tag, Term::Atom(a), xcre, op, Term::Atom(b)] if tag.is_atom("lost_connection") => {
+                // Seen already (the same incarnation, an op id not newer)? Then nothing.
+                let key = (a.clone(), b.clone());
+                if let Some((seen_x, seen_op)) = self.lost_reports.get(&key) {
+                    if seen_x == xcre && op <= seen_op {
+                        return;
+                    }
+                }
+                self.lost_reports.insert(key, (xcre.clone(), op.clone()));
+                // Pass it on, as OTP's name servers do.
+                let others: Vec<Atom> = self
+                    .known
+                    .keys()
+                    .chain(self.conns.keys())
+                    .filter(|n| *n != a)
+                    .cloned()
+                    .collect();
+                for other in others {
+                    self.send_gns(&other, msg.clone());
+                }
                 let rm = if *b == self.shared.name { a } else { b };
                 if self.known.contains_key(rm) || self.conns.contains_key(rm) {
                     let rm = rm.clone();

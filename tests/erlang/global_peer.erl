@@ -1,6 +1,6 @@
 %% Helpers for the global interop tests, run inside eval_peer.
 -module(global_peer).
--export([server/0, sync_ms/0, wait_where/3]).
+-export([server/0, sync_ms/0, wait_where/3, wait_true/2]).
 
 %% A process that answers gen_server calls with {echo, Request}.
 server() ->
@@ -33,5 +33,20 @@ wait_where_loop(Name, Pred, Deadline) ->
             case erlang:monotonic_time(millisecond) >= Deadline of
                 true -> {timeout, Where};
                 false -> timer:sleep(10), wait_where_loop(Name, Pred, Deadline)
+            end
+    end.
+
+%% Waits until Fun() is true, polling every 10 ms; {ok, Millis} or timeout.
+wait_true(Fun, Timeout) ->
+    Start = erlang:monotonic_time(millisecond),
+    wait_true(Fun, Start, Start + Timeout).
+
+wait_true(Fun, Start, Deadline) ->
+    case Fun() of
+        true -> {ok, erlang:monotonic_time(millisecond) - Start};
+        false ->
+            case erlang:monotonic_time(millisecond) >= Deadline of
+                true -> timeout;
+                false -> timer:sleep(10), wait_true(Fun, Start, Deadline)
             end
     end.
