@@ -243,14 +243,12 @@ impl NodeShared {
             return false;
         };
         if let Some(session) = self.session(&call.node) {
-            session.send(
-                Control::DemonitorP {
-                    from: self.router_pid.clone(),
-                    to: call.target,
-                    reference: mref.clone(),
-                },
-                None,
-            );
+            // Not urgent: it goes with the next write rather than costing a write of its own.
+            session.send_deferred(Control::DemonitorP {
+                from: self.router_pid.clone(),
+                to: call.target,
+                reference: mref.clone(),
+            });
         }
         if let Some(reply) = reply {
             let _ = call.reply.send(reply.encode().to_vec());
@@ -595,6 +593,7 @@ impl Actor for NodeServer {
                 let flags = established.flags;
                 let hidden = !flags.contains(DistFlags::PUBLISHED);
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let deferred = crate::session::Deferred::default();
                 let (actor, _) = Actor::spawn_linked(
                     None,
                     NodeSession,
@@ -605,6 +604,7 @@ impl Actor for NodeServer {
                         leftover,
                         tx: tx.clone(),
                         rx,
+                        deferred: deferred.clone(),
                         peer_cert_names,
                     },
                     myself.get_cell(),
@@ -615,6 +615,7 @@ impl Actor for NodeServer {
                     hidden,
                     tx,
                     actor: actor.clone(),
+                    deferred,
                 };
                 state.by_actor.insert(actor.get_id(), peer.clone());
                 if let Ok(mut sessions) = state.shared.sessions.write() {

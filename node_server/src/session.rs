@@ -51,7 +51,16 @@ pub(crate) struct SessionHandle {
     pub hidden: bool,
     pub tx: mpsc::UnboundedSender<Outgoing>,
     pub actor: ActorRef<SessionMsg>,
+    /// Control messages that need not go at once (see [`SessionHandle::send_deferred`]).
+    pub deferred: Deferred,
 }
+
+/// Control messages the writer sends with its next write: a message, a tick, or
+/// [`DEFERRED_FLUSH`] after it noticed them while idle.
+pub(crate) type Deferred = Arc<std::sync::Mutex<Vec<Control>>>;
+
+/// How long a deferred control message may wait when nothing else is written.
+const DEFERRED_FLUSH: Duration = Duration::from_millis(50);
 
 impl SessionHandle {
     /// Queues a message; false when the session is gone.
@@ -67,6 +76,17 @@ impl SessionHandle {
     /// Queues a message whose control body (without 131) and payload (with 131) are encoded.
     pub fn send_prepared(&self, control: Bytes, payload: Bytes) -> bool {
         self.tx.send(Outgoing::Prepared(control, payload)).is_ok()
+    }
+
+    /// Queues a control message without waking the writer: it goes with the next write (at the
+    /// latest the next tick, a quarter of `net_ticktime`). For housekeeping whose timing does
+    /// not matter (a finished call's `DEMONITOR_P`: until it arrives, a stale monitor's DOWN is
+    /// ignored), so a call costs one write, not two.
+    pub fn send_deferred(&self, control: Control) {
+        self.deferred
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(control);
     }
 }
 
@@ -229,6 +249,7 @@ pub struct SessionArgs {
     pub(crate) leftover: BytesMut,
     pub(crate) tx: mpsc::UnboundedSender<Outgoing>,
     pub(crate) rx: mpsc::UnboundedReceiver<Outgoing>,
+    pub(crate) deferred: Deferred,
     /// The names of the peer's verified certificate (mutual TLS), for the admin guard.
     pub(crate) peer_cert_names: Option<Vec<String>>,
 }
@@ -287,6 +308,7 @@ impl Actor for NodeSession {
             leftover,
             tx,
             rx,
+            deferred,
             peer_cert_names,
         } = args;
         let (read_half, write_half) = tokio::io::split(stream);
@@ -295,6 +317,7 @@ impl Actor for NodeSession {
         let writer = tokio::spawn(writer_task(
             write_half,
             rx,
+            deferred.clone(),
             flags,
             tick / 4,
             shared.ops.counters.clone(),
@@ -312,6 +335,7 @@ impl Actor for NodeSession {
                     hidden: !flags.contains(DistFlags::PUBLISHED),
                     tx: tx.clone(),
                     actor: myself.clone(),
+                    deferred,
                 },
             );
         }
@@ -872,6 +896,7 @@ fn encode_outgoing(out: &mut BytesMut, form: &mut SendForm, flags: DistFlags, ms
 async fn writer_task(
     mut w: tokio::io::WriteHalf<BoxedTransport>,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    deferred: Deferred,
     flags: DistFlags,
     tick_every: Duration,
     counters: Arc<crate::ops::Counters>,
@@ -881,11 +906,26 @@ async fn writer_task(
     let mut form = SendForm::with_atom_cache(flags);
     let mut flushed = Vec::new();
     let mut messages = 0u64;
+    let take_deferred = |buf: &mut BytesMut, form: &mut SendForm, messages: &mut u64| {
+        let controls = std::mem::take(&mut *deferred.lock().unwrap_or_else(|e| e.into_inner()));
+        for control in controls {
+            *messages += 1;
+            packet::encode_message_as(buf, form, &control, None);
+        }
+    };
     loop {
-        let first = match tokio::time::timeout(tick_every, rx.recv()).await {
+        let waiting = !deferred
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
+        let idle = if waiting { DEFERRED_FLUSH } else { tick_every };
+        let first = match tokio::time::timeout(idle, rx.recv()).await {
             Err(_) => {
-                // Idle for a tick interval: keep the peer's view of us alive.
-                packet::encode_tick(&mut buf);
+                take_deferred(&mut buf, &mut form, &mut messages);
+                if buf.is_empty() {
+                    // Idle for a tick interval: keep the peer's view of us alive.
+                    packet::encode_tick(&mut buf);
+                }
                 None
             }
             Ok(None) => return,
@@ -907,6 +947,7 @@ async fn writer_task(
                     Err(_) => break,
                 }
             }
+            take_deferred(&mut buf, &mut form, &mut messages);
         }
         if w.write_all(&buf).await.is_err() {
             return;
