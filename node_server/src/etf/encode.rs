@@ -57,7 +57,8 @@ impl Term {
     /// assert_eq!(&bytes[..], &[131, 104, 2, 119, 2, b'o', b'k', 97, 1]);
     /// ```
     pub fn encode(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(1 + self.size_hint());
+        // Room for the first window too, so that it does not reallocate.
+        let mut out = BytesMut::with_capacity((1 + self.size_hint()).max(1 + MIN_WINDOW));
         self.encode_into(&mut out);
         out.freeze()
     }
@@ -142,7 +143,11 @@ impl<'a, A: AtomWriter> Writer<'a, A> {
     /// Writes `term` at the end of `out`, after `head`.
     #[inline(always)]
     fn write<const N: usize>(&mut self, out: &mut BytesMut, head: [u8; N], term: &Term) {
-        let p = self.put(out, out.len(), head);
+        let p = out.len();
+        // The first window: a copy of a constant block, which compiles to a few moves where
+        // `resize` calls `memset`.
+        out.extend_from_slice(&[0; MIN_WINDOW]);
+        let p = self.put(out, p, head);
         let p = self.term(out, term, p);
         out.truncate(p);
     }
