@@ -34,7 +34,7 @@ mod text;
 pub use convert::{ConversionError, FromTerm, ToTerm};
 // The derive macros of the same names (macro namespace), so `#[derive(etf::ToTerm)]` works.
 pub use decode::{DecodeError, DecodeOptions};
-pub(crate) use encode::{encode_term, write_atom_inline, AtomWriter};
+pub(crate) use encode::{encode_term, AtomWriter};
 pub use node_server_derive::{FromTerm, ToTerm};
 pub use term::{Atom, BitBinary, Fun, Map, Pid, Port, Reference, Term};
 pub use text::ParseError;

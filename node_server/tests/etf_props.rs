@@ -146,6 +146,19 @@ proptest! {
     }
 
     #[test]
+    fn segments_and_reused_buffers_give_the_same_bytes(t in term()) {
+        let bytes = t.encode();
+        let (mut scratch, mut segments) = (bytes::BytesMut::new(), Vec::new());
+        t.encode_segments_into(&mut scratch, &mut segments);
+        prop_assert_eq!(segments.concat(), bytes.to_vec());
+        // A reused buffer that held a longer term.
+        let mut out = bytes::BytesMut::from(&[0xAAu8; 300][..]);
+        out.clear();
+        t.encode_into(&mut out);
+        prop_assert_eq!(&out[..], &bytes[..]);
+    }
+
+    #[test]
     fn print_parse_is_identity(t in term().prop_filter("printable", printable)) {
         let text = t.to_string();
         let back = Term::parse(&text);

@@ -27,7 +27,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use crate::etf::{tag, write_atom_inline, Atom, AtomWriter};
+use crate::etf::{Atom, AtomWriter};
 
 /// Slots in a connection's atom cache: 8 segments of 256.
 pub const SLOTS: usize = 8 * 256;
@@ -193,14 +193,8 @@ impl AtomCache {
 
 impl AtomWriter for AtomCache {
     #[inline]
-    fn write_atom(&mut self, atom: &Atom, out: &mut BytesMut) {
-        match self.reference(atom) {
-            Some(index) => {
-                out.put_u8(tag::ATOM_CACHE_REF);
-                out.put_u8(index);
-            }
-            None => write_atom_inline(atom, out),
-        }
+    fn cache_ref(&mut self, atom: &Atom) -> Option<u8> {
+        self.reference(atom)
     }
 }
 
@@ -245,6 +239,7 @@ pub(crate) fn slot_of(text: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::etf::{encode_term, Term};
 
     #[test]
     fn slots_are_in_range_and_spread() {
@@ -264,8 +259,8 @@ mod tests {
         let ok = Atom::new("ok");
         let mut body = BytesMut::new();
         cache.begin_message();
-        cache.write_atom(&ok, &mut body);
-        cache.write_atom(&ok, &mut body);
+        encode_term(&Term::Atom(ok.clone()), &mut body, &mut cache);
+        encode_term(&Term::Atom(ok.clone()), &mut body, &mut cache);
         assert_eq!(&body[..], &[82, 0, 82, 0]);
         let slot = slot_of(b"ok");
         let mut header = BytesMut::new();
@@ -277,7 +272,7 @@ mod tests {
         );
         cache.begin_message();
         let mut body = BytesMut::new();
-        cache.write_atom(&ok, &mut body);
+        encode_term(&Term::Atom(ok.clone()), &mut body, &mut cache);
         let mut header = BytesMut::new();
         cache.write_header(&mut header);
         assert_eq!(&header[..], &[1, seg, (slot & 0xff) as u8]);

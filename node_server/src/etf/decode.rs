@@ -133,16 +133,34 @@ impl DecodeOptions {
 
     /// Decodes one whole term that starts with the version byte 131 and fills `input`.
     pub fn decode(&self, input: &Bytes) -> Result<Term, DecodeError> {
-        let (term, end) = self.decode_versioned_at(input, 0, &[])?;
-        ensure_consumed(input, end)?;
-        Ok(term)
+        if input.first() == Some(&tag::VERSION) && input.get(1) != Some(&tag::COMPRESSED) {
+            // The common case, without the detour through `decode_versioned_at`'s tuple.
+            self.decode_whole(input, 1)
+        } else {
+            let (term, end) = self.decode_versioned_at(input, 0, &[])?;
+            ensure_consumed(input, end)?;
+            Ok(term)
+        }
     }
 
     /// Decodes one whole term without the version byte that fills `input`.
     pub fn decode_body(&self, input: &Bytes) -> Result<Term, DecodeError> {
-        let (term, end) = self.decode_body_at(input, 0, &[])?;
-        ensure_consumed(input, end)?;
-        Ok(term)
+        self.decode_whole(input, 0)
+    }
+
+    /// Decodes the term at `pos`, which must end where `input` does.
+    #[inline]
+    fn decode_whole(&self, input: &Bytes, pos: usize) -> Result<Term, DecodeError> {
+        let mut reader = Reader::new(self, input, pos, &[]);
+        // One result variable, returned as it came, so that the term is built where the caller
+        // wants it instead of being copied on its way out.
+        let mut result = reader.term();
+        if result.is_ok() {
+            if let Err(e) = ensure_consumed(input, reader.pos) {
+                result = Err(e);
+            }
+        }
+        result
     }
 
     /// Decodes a term that starts with 131 at `pos` in `input`; returns it and where it ended.
@@ -180,13 +198,7 @@ impl DecodeOptions {
         pos: usize,
         atom_refs: &[Atom],
     ) -> Result<(Term, usize), DecodeError> {
-        let mut reader = Reader {
-            buf: input,
-            pos,
-            depth_left: self.max_depth,
-            max_depth: self.max_depth,
-            atom_refs,
-        };
+        let mut reader = Reader::new(self, input, pos, atom_refs);
         let term = reader.term()?;
         Ok((term, reader.pos))
     }
@@ -224,6 +236,7 @@ impl DecodeOptions {
     }
 }
 
+#[inline]
 fn ensure_consumed(input: &Bytes, end: usize) -> Result<(), DecodeError> {
     if end < input.len() {
         Err(DecodeError::TrailingBytes {
@@ -256,18 +269,40 @@ impl Term {
 }
 
 struct Reader<'a> {
-    buf: &'a Bytes,
+    /// The input, for slicing binaries out of it without copying.
+    input: &'a Bytes,
+    /// The same bytes as a plain slice, so that reading does not go through `Bytes` each time.
+    data: &'a [u8],
     pos: usize,
     depth_left: usize,
     max_depth: usize,
     atom_refs: &'a [Atom],
 }
 
-impl Reader<'_> {
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+impl<'a> Reader<'a> {
+    #[inline]
+    fn new(options: &DecodeOptions, input: &'a Bytes, pos: usize, atom_refs: &'a [Atom]) -> Self {
+        Reader {
+            input,
+            data: input,
+            pos,
+            depth_left: options.max_depth,
+            max_depth: options.max_depth,
+            atom_refs,
+        }
     }
 
+    /// The bytes not read yet (empty when `pos` is at or past the end).
+    #[inline(always)]
+    fn rest(&self) -> &'a [u8] {
+        self.data.get(self.pos..).unwrap_or_default()
+    }
+
+    fn remaining(&self) -> usize {
+        self.data.len().saturating_sub(self.pos)
+    }
+
+    #[cold]
     fn truncated(&self, needed: usize) -> DecodeError {
         DecodeError::Truncated {
             offset: self.pos,
@@ -275,31 +310,45 @@ impl Reader<'_> {
         }
     }
 
-    fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
-        if self.remaining() < n {
-            return Err(self.truncated(n));
+    #[inline]
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        match self.rest().get(..n) {
+            Some(bytes) => {
+                self.pos += n;
+                Ok(bytes)
+            }
+            None => Err(self.truncated(n)),
         }
-        let start = self.pos;
-        self.pos += n;
-        Ok(&self.buf[start..start + n])
     }
 
+    #[inline]
     fn take_array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
+        match self.rest().first_chunk::<N>() {
+            Some(bytes) => {
+                self.pos += N;
+                Ok(*bytes)
+            }
+            None => Err(self.truncated(N)),
+        }
     }
 
+    #[inline]
     fn u8(&mut self) -> Result<u8, DecodeError> {
-        let b = *self.buf.get(self.pos).ok_or_else(|| self.truncated(1))?;
-        self.pos += 1;
-        Ok(b)
+        match self.rest().first() {
+            Some(&b) => {
+                self.pos += 1;
+                Ok(b)
+            }
+            None => Err(self.truncated(1)),
+        }
     }
 
+    #[inline]
     fn u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_be_bytes(self.take_array()?))
     }
 
+    #[inline]
     fn u32(&mut self) -> Result<u32, DecodeError> {
         Ok(u32::from_be_bytes(self.take_array()?))
     }
@@ -308,6 +357,7 @@ impl Reader<'_> {
         Ok(u64::from_be_bytes(self.take_array()?))
     }
 
+    #[cold]
     fn invalid(&self, what: &'static str, offset: usize) -> DecodeError {
         let _ = self;
         DecodeError::Invalid { what, offset }
@@ -315,6 +365,7 @@ impl Reader<'_> {
 
     /// A length that will be followed by at least `min_each` bytes per item: refuses a length
     /// the rest of the input cannot hold, so no capacity is reserved for bytes that are not there.
+    #[inline]
     fn count(&mut self, n: usize, min_each: usize) -> Result<usize, DecodeError> {
         let needed = n.saturating_mul(min_each);
         if needed > self.remaining() {
@@ -323,17 +374,24 @@ impl Reader<'_> {
         Ok(n)
     }
 
+    #[inline]
     fn enter(&mut self) -> Result<(), DecodeError> {
         if self.depth_left == 0 {
-            return Err(DecodeError::TooDeep {
-                limit: self.max_depth,
-                offset: self.pos,
-            });
+            return Err(self.too_deep());
         }
         self.depth_left -= 1;
         Ok(())
     }
 
+    #[cold]
+    fn too_deep(&self) -> DecodeError {
+        DecodeError::TooDeep {
+            limit: self.max_depth,
+            offset: self.pos,
+        }
+    }
+
+    #[inline]
     fn leave(&mut self) {
         self.depth_left += 1;
     }
@@ -353,7 +411,7 @@ impl Reader<'_> {
             | tag::SMALL_ATOM
             | tag::ATOM_CACHE_REF => self.atom_at(start),
             tag::NIL => Ok(Term::NIL),
-            tag::LIST => self.list(start),
+            tag::LIST => self.list(),
             tag::SMALL_TUPLE | tag::LARGE_TUPLE => self.tuple(tag),
             tag::MAP => self.map(start),
             tag::NEW_FUN => self.new_fun(),
@@ -371,34 +429,97 @@ impl Reader<'_> {
         Ok(Term::Atom(self.atom()?))
     }
 
-    fn list(&mut self, start: usize) -> Result<Term, DecodeError> {
-        let _ = start;
+    fn list(&mut self) -> Result<Term, DecodeError> {
         let n = self.u32()? as usize;
         // Each element takes at least one byte, and so does the tail.
         let n = self.count(n.saturating_add(1), 1)? - 1;
         self.enter()?;
         let mut elems = Vec::with_capacity(n);
-        for _ in 0..n {
-            self.push_term(&mut elems)?;
+        self.elements(&mut elems, n)?;
+        if self.rest().first() == Some(&tag::NIL) {
+            self.pos += 1;
+            self.leave();
+            return Ok(Term::List(elems));
         }
         let tail = self.term()?;
         self.leave();
         Ok(Term::improper_list(elems, tail))
     }
 
-    /// Decodes one element into `out`. Small integers are pushed in place: returning them
-    /// through `term()`'s `Result` costs two copies of a 48-byte value per element, which
-    /// made integer lists twice as slow.
-    #[inline(always)]
-    fn push_term(&mut self, out: &mut Vec<Term>) -> Result<(), DecodeError> {
-        match self.buf[self.pos..] {
-            [tag::SMALL_INTEGER, b, ..] => {
-                self.pos += 2;
-                out.push(Term::Int(i64::from(b)));
+    /// Decodes `n` terms into `out`, which has room for them.
+    fn elements(&mut self, out: &mut Vec<Term>, n: usize) -> Result<(), DecodeError> {
+        let end = out.len() + n;
+        while out.len() < end {
+            self.integers(out, end);
+            if out.len() < end {
+                self.push_term(out)?;
             }
-            [tag::INTEGER, a, b, c, d, ..] => {
-                self.pos += 5;
-                out.push(Term::Int(i64::from(i32::from_be_bytes([a, b, c, d]))));
+        }
+        Ok(())
+    }
+
+    /// Decodes a run of `SMALL_INTEGER_EXT` and `INTEGER_EXT` terms straight into `out`, until
+    /// it holds `end` terms or another term comes. Lists of integers are common, and building
+    /// each one in place matters: going through `term()`'s `Result` (or an `Option`) costs a
+    /// copy of the 48-byte value through the stack per element, which the processor stalls on.
+    /// So the run is measured first, then built by a closure that returns the `Term` itself.
+    #[inline]
+    fn integers(&mut self, out: &mut Vec<Term>, end: usize) {
+        let data = self.data;
+        let room = end.saturating_sub(out.len());
+        let mut count = 0;
+        let mut scan = self.pos;
+        while count < room {
+            match data.get(scan..) {
+                Some([tag::SMALL_INTEGER, _, ..]) => scan += 2,
+                Some([tag::INTEGER, _, _, _, _, ..]) => scan += 5,
+                _ => break,
+            }
+            count += 1;
+        }
+        if count == 0 {
+            return;
+        }
+        let mut pos = self.pos;
+        out.extend(
+            (0..count).map(|_| match *data.get(pos..).unwrap_or_default() {
+                [tag::SMALL_INTEGER, b, ..] => {
+                    pos += 2;
+                    Term::Int(i64::from(b))
+                }
+                [_, a, b, c, d, ..] => {
+                    pos += 5;
+                    Term::Int(i64::from(i32::from_be_bytes([a, b, c, d])))
+                }
+                // Not reached: the scan above saw an integer here.
+                _ => Term::NIL,
+            }),
+        );
+        self.pos = scan;
+    }
+
+    /// Decodes one term into `out`. Atoms and binaries, the other common elements, are built
+    /// here rather than returned by `term()`, for the same reason as in `integers`; an atom
+    /// through `extend` with a closure, which lets the compiler write it into the vector
+    /// directly (`push` copies it there from the stack).
+    #[inline]
+    fn push_term(&mut self, out: &mut Vec<Term>) -> Result<(), DecodeError> {
+        match *self.rest() {
+            [tag::SMALL_ATOM_UTF8, n, ref text @ ..] if text.len() >= usize::from(n) => {
+                let n = usize::from(n);
+                let Ok(text) = std::str::from_utf8(&text[..n]) else {
+                    return Err(self.invalid("UTF-8 in atom", self.pos));
+                };
+                self.pos += 2 + n;
+                out.extend(std::iter::once_with(|| Term::Atom(Atom::new_short(text))));
+            }
+            [tag::BINARY, a, b, c, d, ref data @ ..]
+                if data.len() >= u32::from_be_bytes([a, b, c, d]) as usize =>
+            {
+                let start = self.pos + 5;
+                let end = start + u32::from_be_bytes([a, b, c, d]) as usize;
+                self.pos = end;
+                out.push(Term::Binary(self.input.slice(start..end)));
             }
             _ => {
                 let t = self.term()?;
@@ -476,7 +597,7 @@ impl Reader<'_> {
                 if self.remaining() < n {
                     return Err(self.truncated(n));
                 }
-                let b = self.buf.slice(self.pos..self.pos + n);
+                let b = self.input.slice(self.pos..self.pos + n);
                 self.pos += n;
                 Term::Binary(b)
             }
@@ -486,7 +607,7 @@ impl Reader<'_> {
                 if self.remaining() < n {
                     return Err(self.truncated(n));
                 }
-                let b = self.buf.slice(self.pos..self.pos + n);
+                let b = self.input.slice(self.pos..self.pos + n);
                 self.pos += n;
                 if n == 0 {
                     // Only an empty bit string has no bytes; treat it as the empty binary.
@@ -565,9 +686,7 @@ impl Reader<'_> {
         let n = self.count(n, 1)?;
         self.enter()?;
         let mut elems = Vec::with_capacity(n);
-        for _ in 0..n {
-            self.push_term(&mut elems)?;
-        }
+        self.elements(&mut elems, n)?;
         self.leave();
         Ok(Term::Tuple(elems))
     }
@@ -774,6 +893,47 @@ mod tests {
             Err(DecodeError::TrailingBytes { .. })
         ));
         assert!(matches!(dec(&[]), Err(DecodeError::Truncated { .. })));
+    }
+
+    #[test]
+    fn element_fast_paths_check_like_the_rest() {
+        // Integer runs broken by other terms, in lists and tuples, with improper tails.
+        let t = Term::improper_list(
+            vec![
+                Term::Int(1),
+                Term::Int(-70_000),
+                Term::atom("a"),
+                Term::Int(300),
+                Term::binary(b"xy"),
+                Term::Int(7),
+            ],
+            Term::Int(9),
+        );
+        assert_eq!(Term::decode(&t.encode()).unwrap(), t);
+        let t = Term::tuple(vec![Term::Int(5), Term::atom("é"), Term::binary(b"")]);
+        assert_eq!(Term::decode(&t.encode()).unwrap(), t);
+        // A tuple whose atom is not UTF-8, whose atom or binary is cut short.
+        assert!(matches!(
+            dec(&[131, 104, 1, 119, 1, 0xff]),
+            Err(DecodeError::Invalid { offset: 3, .. })
+        ));
+        assert!(matches!(
+            dec(&[131, 104, 1, 119, 3, b'a']),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert!(matches!(
+            dec(&[131, 104, 1, 109, 0, 0, 0, 3, 1]),
+            Err(DecodeError::Truncated { .. })
+        ));
+        // A list that claims more integers than it holds.
+        assert!(matches!(
+            dec(&[131, 108, 0, 0, 0, 3, 97, 1, 97, 2]),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert!(matches!(
+            dec(&[131, 108, 0, 0, 0, 2, 97, 1, 98, 0, 0]),
+            Err(DecodeError::Truncated { .. })
+        ));
     }
 
     #[test]
