@@ -152,6 +152,12 @@ impl CtlError {
                 node: node.to_owned(),
                 reason,
             },
+            // A handshake that ran out of net_setuptime (nodectl sets it to --timeout) is the
+            // same timeout as a connection attempt that did.
+            other if other.to_string().contains("net_setuptime") => CtlError::Timeout {
+                what: format!("no answer from {node} while connecting"),
+                after: timeout,
+            },
             other => CtlError::Connect {
                 node: node.to_owned(),
                 reason: other.to_string(),
