@@ -200,22 +200,11 @@ impl Actor for GlobalServer {
         myself: ActorRef<GlobalMsg>,
         args: GlobalArgs,
     ) -> Result<GlobalState, ActorProcessingErr> {
-        let mut events = args.shared.events.subscribe();
-        let me = myself.clone();
-        let events = tokio::spawn(async move {
-            loop {
-                let msg = match events.recv().await {
-                    Ok(NodeEvent::Up { node, hidden, .. }) => {
-                        GlobalMsg::NodeUp(Atom::new(node), hidden)
-                    }
-                    Ok(NodeEvent::Down { node, .. }) => GlobalMsg::NodeDown(Atom::new(node)),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => return,
-                };
-                if me.cast(msg).is_err() {
-                    return;
-                }
-            }
+        let events = crate::server::forward_node_events(&args.shared, myself.clone(), |event| {
+            Some(match event {
+                NodeEvent::Up { node, hidden, .. } => GlobalMsg::NodeUp(Atom::new(node), hidden),
+                NodeEvent::Down { node, .. } => GlobalMsg::NodeDown(Atom::new(node)),
+            })
         });
         Ok(GlobalState {
             shared: args.shared,
@@ -376,26 +365,12 @@ impl GlobalState {
 
     /// Monitors a remote registered process: its exit removes the name.
     fn monitor_remote(&self, name: Term, pid: Pid) {
-        let Some(session) = self.shared.session(&pid.node) else {
+        let Some((_, down)) = self.shared.monitor_remote(&RemoteTarget::Pid(pid.clone())) else {
             return;
         };
-        let reference = self.shared.make_ref();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.shared
-            .signals()
-            .outgoing
-            .insert(reference.clone(), (pid.node.clone(), tx));
-        session.send(
-            Control::MonitorP {
-                from: self.shared.router_pid.clone(),
-                to: ProcessRef::Pid(pid.clone()),
-                reference,
-            },
-            None,
-        );
         let me = self.me.clone();
         tokio::spawn(async move {
-            let _ = rx.await;
+            let _ = down.await;
             let _ = me.cast(GlobalMsg::NameDown(name, pid));
         });
     }

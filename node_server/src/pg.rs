@@ -155,27 +155,16 @@ impl Actor for PgScope {
         let ScopeArgs { shared, scope, pid } = args;
         let ractor_scope = ractor_scope(scope.as_str());
         ractor::pg::monitor_scope(ractor_scope.clone(), myself.get_cell());
-        let mut events = shared.events.subscribe();
-        let me = myself.clone();
-        let events = tokio::spawn(async move {
-            loop {
-                let msg = match events.recv().await {
-                    // A peer without SPAWN (a C node such as erl_call, Jinterface) runs no
-                    // pg scope; a discover would be the first message it reads, which
-                    // erl_call takes for its rpc reply and fails.
-                    Ok(NodeEvent::Up { flags, .. })
-                        if !flags.contains(crate::dist::DistFlags::SPAWN) =>
-                    {
-                        continue
-                    }
-                    Ok(NodeEvent::Up { node, .. }) => ScopeMsg::NodeUp(Atom::new(node)),
-                    Ok(NodeEvent::Down { node, .. }) => ScopeMsg::NodeDown(Atom::new(node)),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => return,
-                };
-                if me.cast(msg).is_err() {
-                    return;
+        let events = crate::server::forward_node_events(&shared, myself.clone(), |event| {
+            match event {
+                // A peer without SPAWN (a C node such as erl_call, Jinterface) runs no pg
+                // scope; a discover would be the first message it reads, which erl_call
+                // takes for its rpc reply and fails.
+                NodeEvent::Up { flags, .. } if !flags.contains(crate::dist::DistFlags::SPAWN) => {
+                    None
                 }
+                NodeEvent::Up { node, .. } => Some(ScopeMsg::NodeUp(Atom::new(node))),
+                NodeEvent::Down { node, .. } => Some(ScopeMsg::NodeDown(Atom::new(node))),
             }
         });
         let mut state = ScopeState {
@@ -452,27 +441,13 @@ impl ScopeState {
     /// Monitors a peer scope process, as OTP's scopes monitor each other: when it exits
     /// (`pg` stopped on a node that stays connected), its members leave.
     fn monitor_peer(&self, peer: &Pid) {
-        let Some(session) = self.shared.session(&peer.node) else {
+        let Some((_, down)) = self.shared.monitor_remote(&RemoteTarget::Pid(peer.clone())) else {
             return;
         };
-        let reference = self.shared.make_ref();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.shared
-            .signals()
-            .outgoing
-            .insert(reference.clone(), (peer.node.clone(), tx));
-        session.send(
-            Control::MonitorP {
-                from: self.shared.router_pid.clone(),
-                to: crate::dist::control::ProcessRef::Pid(peer.clone()),
-                reference,
-            },
-            None,
-        );
         let me = self.me.clone();
         let peer = peer.clone();
         tokio::spawn(async move {
-            let _ = rx.await;
+            let _ = down.await;
             let _ = me.cast(ScopeMsg::PeerDown(peer));
         });
     }

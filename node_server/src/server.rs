@@ -295,6 +295,30 @@ impl NodeShared {
         }
     }
 
+    /// Monitors a remote process from the router pid over its node's live connection; the
+    /// receiver gets the exit reason (`noconnection` when the connection goes). `None` without
+    /// a connection.
+    pub fn monitor_remote(
+        &self,
+        target: &RemoteTarget,
+    ) -> Option<(Reference, tokio::sync::oneshot::Receiver<Term>)> {
+        let session = self.session(target.node())?;
+        let reference = self.make_ref();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.signals()
+            .outgoing
+            .insert(reference.clone(), (target.node().clone(), tx));
+        session.send(
+            Control::MonitorP {
+                from: self.router_pid.clone(),
+                to: target.process_ref(),
+                reference: reference.clone(),
+            },
+            None,
+        );
+        Some((reference, rx))
+    }
+
     pub fn signals(&self) -> std::sync::MutexGuard<'_, crate::signals::Signals> {
         lock(&self.signals)
     }
@@ -1336,27 +1360,13 @@ impl Node {
         if self.shared.session(target.node()).is_none() {
             self.connect(target.node().as_str(), None, false).await?;
         }
-        let session =
+        let (reference, rx) =
             self.shared
-                .session(target.node())
+                .monitor_remote(target)
                 .ok_or_else(|| ConnectError::Unreachable {
                     node: target.node().as_str().to_owned(),
                     reason: "connection closed".into(),
                 })?;
-        let reference = self.shared.make_ref();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.shared
-            .signals()
-            .outgoing
-            .insert(reference.clone(), (target.node().clone(), tx));
-        session.send(
-            Control::MonitorP {
-                from: self.shared.router_pid.clone(),
-                to: target.process_ref(),
-                reference: reference.clone(),
-            },
-            None,
-        );
         Ok(crate::signals::RemoteMonitor { reference, rx })
     }
 
@@ -1531,6 +1541,30 @@ pub enum CallError {
     /// The target's node could not be reached.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+}
+
+/// Casts node up/down events to `actor`, as `translate` turns them into its messages
+/// (`None`: skip), until the actor or the node is gone. Lagging events are skipped.
+pub(crate) fn forward_node_events<M: ractor::Message>(
+    shared: &NodeShared,
+    actor: ActorRef<M>,
+    translate: fn(NodeEvent) -> Option<M>,
+) -> tokio::task::JoinHandle<()> {
+    let mut events = shared.events.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let event = match events.recv().await {
+                Ok(event) => event,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            };
+            if let Some(msg) = translate(event) {
+                if actor.cast(msg).is_err() {
+                    return;
+                }
+            }
+        }
+    })
 }
 
 /// The proxy for a remote process on a connected node: the cached one, or a new one linked
