@@ -9,6 +9,14 @@
 //! to a counting actor, counted at the receiver) and `rtt_us: X` (sequential `ping` calls).
 //! Rust to Rust runs the receiving node in a second process. `examples/bench_peer.erl` is the
 //! Erlang side, with the same shapes.
+//!
+//! The Rust side measures from a spawned task, where an actor would run (`--in-main` measures
+//! from `main`'s future instead, which tokio polls on the main thread, outside the workers, so
+//! every wake-up between it and the node crosses threads). Beside it, the same run measures the
+//! floor: a 40-byte frame echoed over loopback TCP between the same two processes, once with
+//! tokio on both ends (`raw_tcp_40_byte_ping_pong: tokio_rtt_us`) and once with blocking
+//! sockets (`blocking_rtt_us`). `TOKIO_WORKER_THREADS=1` runs both Rust nodes on one worker
+//! thread each.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -155,8 +163,14 @@ fn erlang_dir() -> Option<PathBuf> {
     ok.then_some(dir)
 }
 
-/// Starts a process and waits for its `ready NODE` line.
+/// Starts a process and waits for its `ready NODE [PORTS...]` line.
 fn spawn_ready(cmd: &mut Command) -> (ChildGuard, String) {
+    let (guard, name, _) = spawn_ready_ports(cmd);
+    (guard, name)
+}
+
+/// Starts a process and waits for its `ready NODE [PORTS...]` line; returns the ports too.
+fn spawn_ready_ports(cmd: &mut Command) -> (ChildGuard, String, Vec<u16>) {
     use std::io::BufRead;
     let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn");
     let out = child.stdout.take().expect("stdout");
@@ -164,13 +178,91 @@ fn spawn_ready(cmd: &mut Command) -> (ChildGuard, String) {
     std::io::BufReader::new(out)
         .read_line(&mut line)
         .expect("ready line");
-    let name = line
+    let mut words = line
         .trim()
         .strip_prefix("ready ")
         .unwrap_or_default()
-        .to_owned();
+        .split(' ');
+    let name = words.next().unwrap_or_default().to_owned();
     assert!(!name.is_empty(), "no ready line: {line:?}");
-    (ChildGuard::new(child, "child"), name)
+    let ports = words.filter_map(|w| w.parse().ok()).collect();
+    (ChildGuard::new(child, "child"), name, ports)
+}
+
+/// The raw floor: a 40-byte frame echoed over loopback TCP, with nothing else on the path.
+/// One echo server runs on tokio (the I/O stack the node uses), one on blocking std sockets.
+const FRAME: usize = 40;
+
+async fn raw_echo_tokio() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let _ = s.set_nodelay(true);
+            tokio::spawn(async move {
+                let mut buf = [0u8; FRAME];
+                while s.read_exact(&mut buf).await.is_ok() {
+                    if s.write_all(&buf).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+fn raw_echo_blocking() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let _ = s.set_nodelay(true);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; FRAME];
+                while s.read_exact(&mut buf).is_ok() {
+                    if s.write_all(&buf).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Mean round trip in microseconds of `m` 40-byte ping-pongs with the tokio echo server.
+async fn raw_rtt_tokio(port: u16, m: u32) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    let mut buf = [7u8; FRAME];
+    let start = Instant::now();
+    for _ in 0..m {
+        s.write_all(&buf).await.expect("write");
+        s.read_exact(&mut buf).await.expect("read");
+    }
+    start.elapsed().as_secs_f64() * 1e6 / f64::from(m)
+}
+
+/// The same with blocking sockets on both ends.
+fn raw_rtt_blocking(port: u16, m: u32) -> f64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    let mut buf = [7u8; FRAME];
+    let start = Instant::now();
+    for _ in 0..m {
+        s.write_all(&buf).expect("write");
+        s.read_exact(&mut buf).expect("read");
+    }
+    start.elapsed().as_secs_f64() * 1e6 / f64::from(m)
 }
 
 #[tokio::main]
@@ -188,7 +280,8 @@ async fn main() {
         let node = start_node(&format!("bench_rx{}", std::process::id()), epmd_port).await;
         let (counter, _) = Actor::spawn(None, Counter, ()).await.expect("counter");
         node.register("counter", &counter).expect("register");
-        println!("ready {}", node.name());
+        let (tokio_port, std_port) = (raw_echo_tokio().await, raw_echo_blocking());
+        println!("ready {} {tokio_port} {std_port}", node.name());
         let _ =
             tokio::task::spawn_blocking(|| std::io::stdin().read_line(&mut String::new())).await;
         return;
@@ -202,13 +295,29 @@ async fn main() {
     }
 
     let exe = std::env::current_exe().expect("own path");
-    let (_rx, rx_name) = spawn_ready(
+    let (_rx, rx_name, raw_ports) = spawn_ready_ports(
         Command::new(exe)
             .args(["--serve", "--epmd-port", &epmd_port.to_string()])
             .stdin(Stdio::piped()),
     );
-    let (rate, rtt) = measure(&node, &rx_name, n, m).await;
+    let (rate, rtt) = if std::env::args().any(|a| a == "--in-main") {
+        measure(&node, &rx_name, n, m).await
+    } else {
+        let (node2, rx2) = (node.clone(), rx_name.clone());
+        tokio::spawn(async move { measure(&node2, &rx2, n, m).await })
+            .await
+            .unwrap()
+    };
     println!("rust_to_rust:\n  oneway_msgs_per_s: {rate:.0}\n  rtt_us: {rtt:.1}");
+    if let [tokio_port, std_port] = raw_ports[..] {
+        let raw_tokio = tokio::spawn(raw_rtt_tokio(tokio_port, m))
+            .await
+            .expect("raw");
+        let raw_std = tokio::task::spawn_blocking(move || raw_rtt_blocking(std_port, m))
+            .await
+            .expect("raw");
+        println!("raw_tcp_40_byte_ping_pong:\n  tokio_rtt_us: {raw_tokio:.1}\n  blocking_rtt_us: {raw_std:.1}");
+    }
 
     let Some(dir) = erlang_dir() else {
         println!("erlang_to_erlang: skipped (erl/erlc not found)");

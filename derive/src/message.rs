@@ -148,7 +148,7 @@ pub(crate) fn message_impls(input: &Input) -> TokenStream {
             #[allow(unused_mut, unused_variables, unused_labels, unreachable_code)]
             fn call_from_term(
                 __term: &#root::etf::Term,
-                __on_reply: #root::message::ReplyFn,
+                __on_reply: #root::message::ReplyTo,
             ) -> ::core::option::Option<Self> {
                 #call_from_term
             }

@@ -288,7 +288,7 @@ async fn call_pid(
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<Term>();
     let tx = std::sync::Mutex::new(Some(tx));
-    let on_reply: crate::message::ReplyFn = std::sync::Arc::new(move |reply| {
+    let on_reply = crate::message::ReplyTo::new(move |reply| {
         if let Some(tx) = tx.lock().ok().and_then(|mut t| t.take()) {
             let _ = tx.send(reply);
         }

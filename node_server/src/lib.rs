@@ -72,6 +72,7 @@ pub mod server;
 pub mod session;
 pub mod signals;
 pub mod tls;
+mod waiter;
 
 pub use config::NodeConfig;
 pub use error::{ConnectError, NodeError};

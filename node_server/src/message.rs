@@ -93,7 +93,9 @@
 //! Bridging a typed reply port to a bytes port costs one oneshot channel and one tokio task per
 //! call on each side that converts (the task ends when the reply arrives, when the port is
 //! dropped, or after the port's timeout). With no tokio runtime at hand the port is dropped and
-//! the caller sees the call fail.
+//! the caller sees the call fail. A call that arrives from another node and is delivered
+//! in-process ([`ErlangMessage::call_from_term`]) costs no task: the session's writer waits
+//! for the reply, so the actor's reply wakes the writer directly.
 //!
 //! # Example
 //!
@@ -174,31 +176,63 @@ pub trait ErlangMessage: ractor::Message + ToTerm + FromTerm {
     /// The `#[rpc]` variant for `request`, whose reply port hands the reply's term to
     /// `on_reply`: how the node delivers a remote `gen_server:call` to a local actor without
     /// serializing it again. `None` when no variant matches (the default: no in-process path).
-    fn call_from_term(request: &Term, on_reply: ReplyFn) -> Option<Self> {
+    fn call_from_term(request: &Term, on_reply: ReplyTo) -> Option<Self> {
         let _ = (request, on_reply);
         None
     }
 }
 
-/// Where the reply to a call delivered in-process goes, as a term.
-pub type ReplyFn = std::sync::Arc<dyn Fn(Term) + Send + Sync>;
+/// Where the reply to a call delivered in-process goes, as a term: a callback, and inside the
+/// node the session writer that waits for the reply (so a call costs no task of its own).
+#[derive(Clone)]
+pub struct ReplyTo {
+    on_reply: std::sync::Arc<dyn Fn(Term) + Send + Sync>,
+    waiter: Option<crate::waiter::ReplyWaiter>,
+}
 
-/// A typed reply port whose value goes to `on_reply` as a term. Spawns one tokio task (ended by
-/// the reply or by dropping the port).
+impl ReplyTo {
+    /// Replies go to `on_reply`.
+    pub fn new(on_reply: impl Fn(Term) + Send + Sync + 'static) -> Self {
+        ReplyTo {
+            on_reply: std::sync::Arc::new(on_reply),
+            waiter: None,
+        }
+    }
+
+    /// The same, with replies awaited by `waiter`'s owner instead of a spawned task.
+    pub(crate) fn waited_by(mut self, waiter: crate::waiter::ReplyWaiter) -> Self {
+        self.waiter = Some(waiter);
+        self
+    }
+
+    /// Passes a reply on.
+    pub fn reply(&self, reply: Term) {
+        (self.on_reply)(reply)
+    }
+}
+
+impl std::fmt::Debug for ReplyTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyTo")
+            .field("waited", &self.waiter.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A typed reply port whose value goes to `on_reply` as a term. The wait for the value runs in
+/// the session writer when `on_reply` came from a session, else in a spawned tokio task (ended
+/// by the reply or by dropping the port).
 #[doc(hidden)]
-pub fn reply_port_calling<T: ToTerm + Send + 'static>(on_reply: ReplyFn) -> RpcReplyPort<T> {
+pub fn reply_port_calling<T: ToTerm + Send + 'static>(on_reply: ReplyTo) -> RpcReplyPort<T> {
     let (tx, rx) = ractor::concurrency::oneshot::<T>();
     let typed = RpcReplyPort::from(tx);
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
-            runtime.spawn(async move {
-                if let Ok(value) = rx.await {
-                    on_reply(value.to_term());
-                }
-            });
+    let ReplyTo { on_reply, waiter } = on_reply;
+    let wait: crate::waiter::Wait = Box::pin(async move {
+        if let Ok(value) = rx.await {
+            on_reply(value.to_term());
         }
-        Err(_) => tracing::warn!("no tokio runtime for a call's reply port; the call will fail"),
-    }
+    });
+    crate::waiter::ReplyWaiter::add_or_spawn(waiter.as_ref(), wait);
     typed
 }
 

@@ -55,7 +55,7 @@ pub(crate) type CastFn = Box<dyn Fn(&Term) -> bool + Send + Sync>;
 /// Converts a `gen_server` call request into the actor's message type, with a reply port
 /// that hands the reply to the given function, and casts it; false when no `#[rpc]` variant
 /// takes the request.
-pub(crate) type CallFn = Box<dyn Fn(&Term, crate::message::ReplyFn) -> bool + Send + Sync>;
+pub(crate) type CallFn = Box<dyn Fn(&Term, crate::message::ReplyTo) -> bool + Send + Sync>;
 
 /// An actor exposed to remote nodes.
 pub(crate) struct LocalActor {

@@ -23,6 +23,7 @@ use crate::dist::DistFlags;
 use crate::etf::{Atom, DecodeOptions, Pid, Reference, Term};
 use crate::registry::{LocalActor, LocalProcess};
 use crate::server::{NodeServerMsg, NodeShared};
+use crate::waiter::ReplyWaiter;
 
 /// A byte stream a session can run over: TCP or TLS.
 pub trait Transport: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -272,6 +273,8 @@ struct Dispatcher {
     monitors: HashMap<Reference, (Pid, ProcessRef)>,
     /// Whether the peer passes the admin guard ([`crate::admin`]).
     admin: bool,
+    /// Waits for local actors' replies to the peer's calls, in the writer task.
+    waiter: ReplyWaiter,
 }
 
 /// A session killed rather than stopped (its supervisor going down kills it) skips
@@ -314,9 +317,11 @@ impl Actor for NodeSession {
         let (read_half, write_half) = tokio::io::split(stream);
         let tick = shared.config.net_ticktime;
         let flags = established.flags;
+        let waiter = ReplyWaiter::default();
         let writer = tokio::spawn(writer_task(
             write_half,
             rx,
+            waiter.clone(),
             deferred.clone(),
             flags,
             tick / 4,
@@ -347,6 +352,7 @@ impl Actor for NodeSession {
             tx,
             monitors: HashMap::new(),
             admin,
+            waiter,
         };
         let reader = tokio::spawn(reader_task(
             read_half,
@@ -547,8 +553,10 @@ impl Dispatcher {
                 from: actor.pid.clone(),
             };
             let (reply_to, reply_tag) = (caller.clone(), tag.clone());
-            let on_reply: crate::message::ReplyFn =
-                Arc::new(move |reply| replier.reply(&reply_to, &reply_tag, reply));
+            let on_reply = crate::message::ReplyTo::new(move |reply| {
+                replier.reply(&reply_to, &reply_tag, reply)
+            })
+            .waited_by(self.waiter.clone());
             if (actor.call)(request, on_reply) {
                 return;
             }
@@ -567,7 +575,7 @@ impl Dispatcher {
                         from: actor.pid.clone(),
                     };
                     let (caller, tag) = (caller.clone(), tag.clone());
-                    tokio::spawn(async move {
+                    let wait: crate::waiter::Wait = Box::pin(async move {
                         if let Ok(bytes) = rx.await {
                             match Term::decode_slice(&bytes) {
                                 Ok(reply) => replier.reply(&caller, &tag, reply),
@@ -575,6 +583,7 @@ impl Dispatcher {
                             }
                         }
                     });
+                    crate::waiter::ReplyWaiter::add_or_spawn(Some(&self.waiter), wait);
                 }
                 return;
             }
@@ -893,9 +902,19 @@ fn encode_outgoing(out: &mut BytesMut, form: &mut SendForm, flags: DistFlags, ms
     }
 }
 
+/// Ends the reply waits when the writer ends (returns, or is aborted with its session).
+struct CloseOnDrop(ReplyWaiter);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 async fn writer_task(
     mut w: tokio::io::WriteHalf<BoxedTransport>,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    waiter: ReplyWaiter,
     deferred: Deferred,
     flags: DistFlags,
     tick_every: Duration,
@@ -906,6 +925,7 @@ async fn writer_task(
     let mut form = SendForm::with_atom_cache(flags);
     let mut flushed = Vec::new();
     let mut messages = 0u64;
+    let _close = CloseOnDrop(waiter.clone());
     let take_deferred = |buf: &mut BytesMut, form: &mut SendForm, messages: &mut u64| {
         let controls = std::mem::take(&mut *deferred.lock().unwrap_or_else(|e| e.into_inner()));
         for control in controls {
@@ -913,23 +933,57 @@ async fn writer_task(
             packet::encode_message_as(buf, form, &control, None);
         }
     };
+    // Timers are armed rarely, not per message: registering a timer earlier than the one the
+    // runtime sleeps on wakes the thread parked in the I/O driver. The tick timer fires every
+    // `tick_every` and sends a tick only when nothing was written since it last fired; the
+    // flush timer runs only while deferred control messages wait.
+    let mut wrote = false;
+    let tick = tokio::time::sleep(tick_every);
+    tokio::pin!(tick);
+    let flush = tokio::time::sleep(DEFERRED_FLUSH);
+    tokio::pin!(flush);
+    let mut flush_armed = false;
     loop {
-        let waiting = !deferred
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty();
-        let idle = if waiting { DEFERRED_FLUSH } else { tick_every };
-        let first = match tokio::time::timeout(idle, rx.recv()).await {
-            Err(_) => {
+        if !flush_armed
+            && !deferred
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+        {
+            flush
+                .as_mut()
+                .reset(tokio::time::Instant::now() + DEFERRED_FLUSH);
+            flush_armed = true;
+        }
+        // Replies of local actors to the peer's calls wake this task directly (see
+        // `crate::waiter`); running their waits queues the replies on `rx`.
+        let next = std::future::poll_fn(|cx| {
+            waiter.poll(cx);
+            rx.poll_recv(cx)
+        });
+        let first = tokio::select! {
+            biased;
+            m = next => match m {
+                Some(m) => Some(m),
+                None => return,
+            },
+            () = &mut flush, if flush_armed => {
+                flush_armed = false;
+                take_deferred(&mut buf, &mut form, &mut messages);
+                None
+            }
+            () = &mut tick => {
+                tick.as_mut().reset(tokio::time::Instant::now() + tick_every);
+                if std::mem::take(&mut wrote) {
+                    continue;
+                }
+                // Idle for a tick interval: keep the peer's view of us alive.
                 take_deferred(&mut buf, &mut form, &mut messages);
                 if buf.is_empty() {
-                    // Idle for a tick interval: keep the peer's view of us alive.
                     packet::encode_tick(&mut buf);
                 }
                 None
             }
-            Ok(None) => return,
-            Ok(Some(m)) => Some(m),
         };
         if let Some(msg) = first {
             let mut take = |buf: &mut BytesMut, msg: Outgoing| match msg {
@@ -949,9 +1003,14 @@ async fn writer_task(
             }
             take_deferred(&mut buf, &mut form, &mut messages);
         }
+        if buf.is_empty() && flushed.is_empty() {
+            continue;
+        }
         if w.write_all(&buf).await.is_err() {
             return;
         }
+        // A tick written does not count: the next interval needs its own.
+        wrote = messages > 0;
         crate::ops::Counters::add(&counters.bytes_out, buf.len() as u64);
         crate::ops::Counters::add(&counters.messages_out, std::mem::take(&mut messages));
         for ack in flushed.drain(..) {
@@ -974,6 +1033,12 @@ async fn reader_task(
     crate::ops::Counters::add(&counters.bytes_in, input.len() as u64);
     // Counted locally and added once per read, so sessions do not contend on the counter.
     let mut received = 0u64;
+    // As net_kernel: every quarter tick time, note whether anything arrived; four quiet
+    // quarters in a row (`net_ticktime` without a byte, ticks included) end the connection.
+    // One timer re-armed four times per tick time, not one per read.
+    let check = tokio::time::sleep(ticktime / 4);
+    tokio::pin!(check);
+    let (mut heard, mut idle_checks) = (false, 0u32);
     let reason = loop {
         match packet::next_frame(&mut input, max_frame) {
             Err(e) => break format!("bad frame: {e}"),
@@ -995,15 +1060,34 @@ async fn reader_task(
             input.reserve(64 << 10);
         }
         crate::ops::Counters::add(&counters.messages_in, std::mem::take(&mut received));
-        match tokio::time::timeout(ticktime, r.read_buf(&mut input)).await {
-            Err(_) => break "net_tick_timeout".to_owned(),
-            Ok(Ok(0)) => break "connection_closed".to_owned(),
-            Ok(Ok(n)) => crate::ops::Counters::add(&counters.bytes_in, n as u64),
+        let read = tokio::select! {
+            biased;
+            read = r.read_buf(&mut input) => read,
+            () = &mut check => {
+                // From now, not from the last deadline: a busy loop may poll this late.
+                check.as_mut().reset(tokio::time::Instant::now() + ticktime / 4);
+                if std::mem::take(&mut heard) {
+                    idle_checks = 0;
+                } else {
+                    idle_checks += 1;
+                    if idle_checks >= 4 {
+                        break "net_tick_timeout".to_owned();
+                    }
+                }
+                continue;
+            }
+        };
+        match read {
+            Ok(0) => break "connection_closed".to_owned(),
+            Ok(n) => {
+                heard = true;
+                crate::ops::Counters::add(&counters.bytes_in, n as u64)
+            }
             // A TLS peer that closes without close_notify (as OTP does) is a plain close.
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 break "connection_closed".to_owned()
             }
-            Ok(Err(e)) => break format!("read error: {e}"),
+            Err(e) => break format!("read error: {e}"),
         }
     };
     crate::ops::Counters::add(&counters.messages_in, received);

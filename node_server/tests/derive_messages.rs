@@ -454,7 +454,7 @@ async fn struct_messages_are_casts() {
 async fn call_from_term_answers_through_the_callback() {
     let (tx, rx) = oneshot::channel::<Term>();
     let tx = std::sync::Mutex::new(Some(tx));
-    let on_reply: node_server::message::ReplyFn = std::sync::Arc::new(move |reply| {
+    let on_reply = node_server::message::ReplyTo::new(move |reply| {
         if let Some(tx) = tx.lock().unwrap().take() {
             let _ = tx.send(reply);
         }
