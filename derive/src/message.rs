@@ -66,7 +66,7 @@ pub(crate) fn message_impls(input: &Input) -> TokenStream {
     } else {
         let typed_port = |v: &crate::model::Variant| {
             let reply = v.port.as_ref().expect("calls have ports").reply;
-            quote_spanned!(reply.span()=> #private::reply_port_from_bytes_port::<#reply>(__reply))
+            quote_spanned!(reply.span()=> #private::reply_port_for_call::<#reply>(__reply, __metadata.as_deref()))
         };
         let read_call = read_variants(
             &name,
@@ -87,7 +87,7 @@ pub(crate) fn message_impls(input: &Input) -> TokenStream {
         );
         (
             quote! {
-                #serialized::Call { args, reply: __reply, .. } => {
+                #serialized::Call { args, reply: __reply, metadata: __metadata, .. } => {
                 let __term = #private::decode_args(&args)?;
                 let __read = || -> ::core::result::Result<Self, #root::etf::ConversionError> {
                     let __term = &__term;

@@ -90,12 +90,16 @@
 //! request picks the `#[rpc]` variant by tag and shape, which gets a typed `RpcReplyPort<T>`
 //! whose value is sent back as ETF bytes. `variant` is always empty and `metadata` `None`.
 //!
-//! Bridging a typed reply port to a bytes port costs one oneshot channel and one tokio task per
-//! call on each side that converts (the task ends when the reply arrives, when the port is
-//! dropped, or after the port's timeout). With no tokio runtime at hand the port is dropped and
-//! the caller sees the call fail. A call that arrives from another node and is delivered
-//! in-process ([`ErlangMessage::call_from_term`]) costs no task: the session's writer waits
-//! for the reply, so the actor's reply wakes the writer directly.
+//! What a call costs in tasks: on the calling side, none beyond ractor's own. Serializing an
+//! `#[rpc]` variant parks its typed port in this process (named in the message's `metadata`);
+//! the proxy that sends the call takes it, and the session's reader converts the reply term
+//! and sends it on, so the reply wakes the caller directly. On the receiving side, a call from
+//! another node delivered in-process ([`ErlangMessage::call_from_term`]) is waited for by the
+//! session's writer, so the actor's reply wakes the writer directly. A serialized call that
+//! [`ractor::Message::deserialize`] turns back into a variant (delivered through
+//! `send_serialized`) bridges its typed port with one tokio task. A call that goes over some
+//! other transport gets its reply through the bytes port, which a running node checks once a
+//! second. With no tokio runtime at hand the port is dropped and the caller sees the call fail.
 //!
 //! # Example
 //!
@@ -301,11 +305,13 @@ pub fn decode_from_slice(bytes: &[u8]) -> Option<Term> {
 }
 
 /// A typed reply port for the receiving side of a call: the value sent on it goes out on
-/// `bytes` as the ETF of its term. Spawns one tokio task (ended by the reply, by dropping the
-/// port, or by `bytes`'s timeout).
+/// `bytes` as the ETF of its term, or, when `metadata` names a typed port of this process
+/// (a call serialized here and delivered here), straight to that port as a term. Spawns one
+/// tokio task (ended by the reply, by dropping the port, or by `bytes`'s timeout).
 #[doc(hidden)]
-pub fn reply_port_from_bytes_port<T: ToTerm + Send + 'static>(
+pub fn reply_port_for_call<T: ToTerm + Send + 'static>(
     bytes: RpcReplyPort<Vec<u8>>,
+    metadata: Option<&[u8]>,
 ) -> RpcReplyPort<T> {
     let timeout = bytes.get_timeout();
     let (tx, rx) = ractor::concurrency::oneshot::<T>();
@@ -314,57 +320,21 @@ pub fn reply_port_from_bytes_port<T: ToTerm + Send + 'static>(
         tracing::warn!("no tokio runtime to bridge a call's reply port; the call will fail");
         return typed;
     };
+    let parked = metadata.and_then(typed_calls::take);
     runtime.spawn(async move {
         let Some(value) = receive(rx, timeout).await else {
             return;
         };
-        if bytes.send(encode_to_vec(&value.to_term())).is_err() {
-            tracing::debug!("the caller went away before the reply");
-        }
-    });
-    typed
-}
-
-/// A bytes reply port for the sending side of a call: ETF bytes arriving on it are decoded,
-/// converted with `FromTerm` and sent on `typed`; bytes that do not convert are logged and the
-/// port dropped (the caller sees the call fail). Spawns one tokio task (ended by the reply, by
-/// dropping the port, or by `typed`'s timeout, which the bytes port keeps).
-#[doc(hidden)]
-pub fn bytes_port_for<T: FromTerm + Send + 'static>(
-    typed: RpcReplyPort<T>,
-) -> RpcReplyPort<Vec<u8>> {
-    let timeout = typed.get_timeout();
-    let (tx, rx) = ractor::concurrency::oneshot::<Vec<u8>>();
-    let bytes = port_with_timeout(tx, timeout);
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        tracing::warn!("no tokio runtime to bridge a call's reply port; the call will fail");
-        return bytes;
-    };
-    runtime.spawn(async move {
-        let Some(reply) = receive(rx, timeout).await else {
-            return;
-        };
-        let Some(term) = decode_from_slice(&reply) else {
-            tracing::warn!(
-                reply_type = std::any::type_name::<T>(),
-                "call reply is not ETF; dropped"
-            );
-            return;
-        };
-        match T::from_term(&term) {
-            Ok(value) => {
-                if typed.send(value).is_err() {
+        match parked {
+            Some(port) => port.complete(&value.to_term()),
+            None => {
+                if bytes.send(encode_to_vec(&value.to_term())).is_err() {
                     tracing::debug!("the caller went away before the reply");
                 }
             }
-            Err(error) => tracing::warn!(
-                reply_type = std::any::type_name::<T>(),
-                %error,
-                "call reply does not convert; dropped"
-            ),
         }
     });
-    bytes
+    typed
 }
 
 fn port_with_timeout<T>(
@@ -387,16 +357,194 @@ async fn receive<T>(
     }
 }
 
+/// Typed reply ports of calls made on proxies, from the message's serialization (which
+/// ractor does on the caller's task) to the proxy that sends the call.
+///
+/// ractor hands a proxy a [`SerializedMessage::Call`] whose reply port takes bytes, so the
+/// reply would need a task per call to decode the bytes into the caller's type. Instead
+/// serialization parks the typed port here under an id named in the message's `metadata`;
+/// our proxy takes it, and the session's reader completes it with the reply term. The bytes
+/// port still travels with the message: should the call reach something else (ractor's own
+/// cluster transport), its reply is picked up by [`sweep`] (the node's once-a-second
+/// housekeeping), and a message dropped unsent closes it, which drops the typed port too, so
+/// the caller sees the call fail.
+pub(crate) mod typed_calls {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{LazyLock, Mutex};
+    use std::time::Duration;
+
+    use ractor::RpcReplyPort;
+
+    use crate::etf::{FromTerm, Term};
+
+    /// A typed reply port, the reply given as a term.
+    pub(crate) trait TypedReply: Send {
+        /// Converts the reply to the port's type and sends it; logs a reply that does not convert.
+        fn complete(self: Box<Self>, reply: &Term);
+        /// Whether the caller stopped waiting.
+        fn is_closed(&self) -> bool;
+        /// The caller's timeout.
+        fn timeout(&self) -> Option<Duration>;
+    }
+
+    impl<T: FromTerm + Send + 'static> TypedReply for RpcReplyPort<T> {
+        fn complete(self: Box<Self>, reply: &Term) {
+            match T::from_term(reply) {
+                Ok(value) => {
+                    if self.send(value).is_err() {
+                        tracing::debug!("the caller went away before the reply");
+                    }
+                }
+                Err(error) => tracing::warn!(
+                    reply_type = std::any::type_name::<T>(),
+                    %error,
+                    %reply,
+                    "call reply does not convert; dropped"
+                ),
+            }
+        }
+
+        fn is_closed(&self) -> bool {
+            RpcReplyPort::is_closed(self)
+        }
+
+        fn timeout(&self) -> Option<Duration> {
+            self.get_timeout()
+        }
+    }
+
+    struct Parked {
+        port: Box<dyn TypedReply>,
+        bytes: ractor::concurrency::OneshotReceiver<Vec<u8>>,
+    }
+
+    static PARKED: LazyLock<Mutex<HashMap<u64, Parked>>> = LazyLock::new(Default::default);
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    const MARKER: &[u8; 12] = b"node_server:";
+
+    fn parked() -> std::sync::MutexGuard<'static, HashMap<u64, Parked>> {
+        PARKED.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Parks `port`; returns the bytes port for the message and its `metadata`.
+    pub(crate) fn register<T: FromTerm + Send + 'static>(
+        port: RpcReplyPort<T>,
+    ) -> (RpcReplyPort<Vec<u8>>, Vec<u8>) {
+        let timeout = port.get_timeout();
+        let (tx, rx) = ractor::concurrency::oneshot::<Vec<u8>>();
+        let bytes = match timeout {
+            Some(t) => RpcReplyPort::from((tx, t)),
+            None => RpcReplyPort::from(tx),
+        };
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        parked().insert(
+            id,
+            Parked {
+                port: Box::new(port),
+                bytes: rx,
+            },
+        );
+        let mut marker = MARKER.to_vec();
+        marker.extend_from_slice(&id.to_be_bytes());
+        (bytes, marker)
+    }
+
+    /// The typed port a message's `metadata` names, taken out.
+    pub(crate) fn take(metadata: &[u8]) -> Option<Box<dyn TypedReply>> {
+        let id = metadata.strip_prefix(MARKER.as_slice())?;
+        let id = u64::from_be_bytes(id.try_into().ok()?);
+        parked().remove(&id).map(|p| p.port)
+    }
+
+    /// Completes ports whose reply came as bytes, and drops those whose message or caller is
+    /// gone.
+    pub(crate) fn sweep() {
+        use tokio::sync::oneshot::error::TryRecvError;
+        let mut done = Vec::new();
+        parked().retain(|_, p| match p.bytes.try_recv() {
+            Ok(bytes) => {
+                done.push((std::mem::replace(&mut p.port, Box::new(Gone)), bytes));
+                false
+            }
+            Err(TryRecvError::Closed) => false,
+            Err(TryRecvError::Empty) => !p.port.is_closed(),
+        });
+        for (port, bytes) in done {
+            match Term::decode_slice(&bytes) {
+                Ok(reply) => port.complete(&reply),
+                Err(error) => tracing::warn!(%error, "call reply is not ETF; dropped"),
+            }
+        }
+    }
+
+    /// A placeholder for a port moved out.
+    struct Gone;
+
+    impl TypedReply for Gone {
+        fn complete(self: Box<Self>, _: &Term) {}
+        fn is_closed(&self) -> bool {
+            true
+        }
+        fn timeout(&self) -> Option<Duration> {
+            None
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[tokio::test]
+        async fn a_parked_port_is_taken_once_by_its_marker_only() {
+            let (tx, rx) = tokio::sync::oneshot::channel::<i64>();
+            let (_bytes, marker) = register(RpcReplyPort::from(tx));
+            assert!(take(b"node_server:").is_none(), "no id");
+            assert!(take(b"other:\0\0\0\0\0\0\0\x01").is_none(), "not ours");
+            let mut longer = marker.clone();
+            longer.push(0);
+            assert!(take(&longer).is_none(), "wrong length");
+            let port = take(&marker).expect("parked");
+            assert!(take(&marker).is_none(), "taken once");
+            port.complete(&Term::Int(7));
+            assert_eq!(rx.await.unwrap(), 7);
+        }
+
+        #[tokio::test]
+        async fn a_dropped_message_or_caller_unparks_the_port() {
+            let (tx, rx) = tokio::sync::oneshot::channel::<i64>();
+            let (bytes, marker) = register(RpcReplyPort::from(tx));
+            drop(bytes);
+            sweep();
+            assert!(rx.await.is_err(), "the caller sees the call fail");
+            assert!(take(&marker).is_none());
+
+            let (tx, rx) = tokio::sync::oneshot::channel::<i64>();
+            let (_bytes, marker) = register(RpcReplyPort::from(tx));
+            drop(rx);
+            sweep();
+            assert!(
+                take(&marker).is_none(),
+                "a caller that gave up is forgotten"
+            );
+        }
+    }
+}
+
 /// Plumbing for the derive macros and [`prost_term!`](crate::prost_term); not a stable API.
 #[doc(hidden)]
 pub mod __private {
     use super::*;
 
-    pub use super::{
-        bytes_port_for, decode_from_slice, encode_to_vec, reply_port_calling,
-        reply_port_from_bytes_port,
-    };
+    pub use super::{decode_from_slice, encode_to_vec, reply_port_calling, reply_port_for_call};
     pub use ractor;
+
+    /// Completes the parked typed ports of calls answered through their bytes port (a call
+    /// that went over another transport) and drops those whose message or caller is gone. A
+    /// running node does this once a second; tests call it directly.
+    pub fn sweep_calls() {
+        super::typed_calls::sweep();
+    }
 
     /// The elements after the tag of `{tag, E1, ..., En}`.
     #[inline]
@@ -516,16 +664,19 @@ pub mod __private {
         }
     }
 
-    /// A call of `request` answered on `reply`.
+    /// A call of `request` answered on `reply`. The typed port waits in
+    /// this process's table of typed calls for the proxy that sends the call, which hands it
+    /// the reply term directly (no bridge task, no reply re-encoding); `metadata` names it.
     pub fn call_message<T: FromTerm + Send + 'static>(
         request: &Term,
         reply: RpcReplyPort<T>,
     ) -> SerializedMessage {
+        let (bytes, marker) = super::typed_calls::register(reply);
         SerializedMessage::Call {
             variant: String::new(),
             args: encode_to_vec(request),
-            reply: bytes_port_for(reply),
-            metadata: None,
+            reply: bytes,
+            metadata: Some(marker),
         }
     }
 

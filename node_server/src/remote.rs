@@ -170,8 +170,27 @@ impl Actor for RemoteActor {
                 }
                 None => state.shared.send_raw(&state.target, Bytes::from(args)),
             },
-            SerializedMessage::Call { args, reply, .. } => match Term::decode_slice(&args) {
-                Ok(request) => state.shared.call(&state.target, request, reply),
+            SerializedMessage::Call {
+                args,
+                reply,
+                metadata,
+                ..
+            } => match Term::decode_slice(&args) {
+                Ok(request) => {
+                    // A call of a derived message type: its typed port, parked at
+                    // serialization, gets the reply term directly.
+                    let typed = metadata
+                        .as_deref()
+                        .and_then(crate::message::typed_calls::take);
+                    match typed {
+                        Some(port) => state.shared.call(
+                            &state.target,
+                            request,
+                            crate::server::CallReply::Typed(port),
+                        ),
+                        None => state.shared.call(&state.target, request, reply),
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(target = ?state.target, error = %e, "call request did not decode; dropped")
                 }

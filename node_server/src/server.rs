@@ -51,13 +51,52 @@ pub enum NodeEvent {
 
 /// A call this node made that waits for its reply.
 pub(crate) struct PendingCall {
-    reply: RpcReplyPort<Vec<u8>>,
+    reply: CallReply,
     target: ProcessRef,
     node: Atom,
     /// The session the call went out on.
     session: ActorId,
     /// When to give up on it.
     deadline: Option<std::time::Instant>,
+}
+
+/// Where a call's reply goes.
+pub(crate) enum CallReply {
+    /// The reply's ETF bytes (with 131).
+    Bytes(RpcReplyPort<Vec<u8>>),
+    /// A typed port of a call made on a proxy (see [`crate::message::typed_calls`]).
+    Typed(Box<dyn crate::message::typed_calls::TypedReply>),
+}
+
+impl CallReply {
+    fn timeout(&self) -> Option<Duration> {
+        match self {
+            CallReply::Bytes(port) => port.get_timeout(),
+            CallReply::Typed(port) => port.timeout(),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match self {
+            CallReply::Bytes(port) => port.is_closed(),
+            CallReply::Typed(port) => port.is_closed(),
+        }
+    }
+
+    fn complete(self, reply: &Term) {
+        match self {
+            CallReply::Bytes(port) => {
+                let _ = port.send(reply.encode().to_vec());
+            }
+            CallReply::Typed(port) => port.complete(reply),
+        }
+    }
+}
+
+impl From<RpcReplyPort<Vec<u8>>> for CallReply {
+    fn from(port: RpcReplyPort<Vec<u8>>) -> Self {
+        CallReply::Bytes(port)
+    }
 }
 
 /// State shared by the node's tasks, sessions and proxies.
@@ -199,14 +238,15 @@ impl NodeShared {
         self: &Arc<Self>,
         target: &RemoteTarget,
         request: Term,
-        reply: RpcReplyPort<Vec<u8>>,
+        reply: impl Into<CallReply>,
     ) {
+        let reply = reply.into();
         let Some(session) = self.session(target.node()) else {
             tracing::debug!(?target, "call to a node without a connection fails");
             return;
         };
         let mref = self.make_ref();
-        let timeout = reply.get_timeout();
+        let timeout = reply.timeout();
         lock(&self.pending).insert(
             mref.clone(),
             PendingCall {
@@ -251,7 +291,7 @@ impl NodeShared {
             });
         }
         if let Some(reply) = reply {
-            let _ = call.reply.send(reply.encode().to_vec());
+            call.reply.complete(reply);
         }
         true
     }
@@ -260,6 +300,7 @@ impl NodeShared {
     /// Abandons calls past their deadline or whose caller gave up (the sweeper runs this
     /// every second, rather than a timer task per call).
     pub fn expire_calls(&self) {
+        crate::message::typed_calls::sweep();
         let now = std::time::Instant::now();
         let expired: Vec<Reference> = lock(&self.pending)
             .iter()

@@ -156,8 +156,9 @@ fn decoding_failures_are_errors() {
     assert!(Strict::deserialize(call).is_err(), "no calls at all");
 }
 
-/// The request term of a serialized call, and its bytes reply port.
-fn call_parts(message: SerializedMessage) -> (Vec<u8>, RpcReplyPort<Vec<u8>>) {
+/// The request term of a serialized call, its bytes reply port and its metadata (naming
+/// the typed port parked in this process).
+fn call_parts(message: SerializedMessage) -> (Vec<u8>, RpcReplyPort<Vec<u8>>, Vec<u8>) {
     match message {
         SerializedMessage::Call {
             variant,
@@ -166,20 +167,34 @@ fn call_parts(message: SerializedMessage) -> (Vec<u8>, RpcReplyPort<Vec<u8>>) {
             metadata,
         } => {
             assert!(variant.is_empty());
-            assert!(metadata.is_none());
-            (args, reply)
+            (args, reply, metadata.expect("a call names its typed port"))
         }
         other => panic!("not a call: {other:?}"),
     }
 }
 
+/// A call as another transport would hand it over (without metadata).
 fn call(args: Vec<u8>, reply: RpcReplyPort<Vec<u8>>) -> SerializedMessage {
+    call_with(args, reply, None)
+}
+
+fn call_with(
+    args: Vec<u8>,
+    reply: RpcReplyPort<Vec<u8>>,
+    metadata: Option<Vec<u8>>,
+) -> SerializedMessage {
     SerializedMessage::Call {
         variant: String::new(),
         args,
         reply,
-        metadata: None,
+        metadata,
     }
+}
+
+/// What a running node does once a second: typed ports whose call was answered through the
+/// bytes port get their reply; those whose message or caller is gone are dropped.
+fn sweep() {
+    node_server::message::__private::sweep_calls();
 }
 
 #[tokio::test]
@@ -192,11 +207,12 @@ async fn calls_round_trip_through_both_bridges() {
         t("{get, <<\"k\">>}"),
         "to_term is the request"
     );
-    let (args, reply) = call_parts(message.serialize().unwrap());
+    let (args, reply, metadata) = call_parts(message.serialize().unwrap());
     assert_eq!(term_of(&args), t("{get, <<\"k\">>}"));
 
-    // The remote side: the same bytes come back as the enum with a typed port.
-    match KvMsg::deserialize(call(args, reply)).unwrap() {
+    // The receiving side (here the same process, so the metadata names the parked typed
+    // port): the same bytes come back as the enum with a typed port.
+    match KvMsg::deserialize(call_with(args, reply, Some(metadata))).unwrap() {
         KvMsg::Get(key, port) => {
             assert_eq!(key, "k");
             port.send(Some(42)).unwrap();
@@ -211,19 +227,21 @@ async fn calls_round_trip_through_both_bridges() {
 #[tokio::test]
 async fn unit_and_named_calls() {
     let (tx, rx) = oneshot::channel::<u64>();
-    let (args, reply) = call_parts(KvMsg::Stats(tx.into()).serialize().unwrap());
+    let (args, reply, _) = call_parts(KvMsg::Stats(tx.into()).serialize().unwrap());
     assert_eq!(term_of(&args), t("stats"));
-    // An Erlang reply arrives as ETF bytes.
+    // A reply through the bytes port (another transport) arrives as ETF bytes.
     reply.send(t("7").encode().to_vec()).unwrap();
+    sweep();
     assert_eq!(rx.await.unwrap(), 7);
 
-    let (tx, rx) = oneshot::channel();
+    let (tx, mut rx) = oneshot::channel();
     let message = KvMsg::Lookup {
         prefix: "a".into(),
         reply: tx.into(),
     };
-    let (args, reply) = call_parts(message.serialize().unwrap());
+    let (args, reply, _) = call_parts(message.serialize().unwrap());
     assert_eq!(term_of(&args), t("{find, #{prefix => <<\"a\">>}}"));
+    // Delivered in another process (no parked port there): the reply crosses as bytes.
     match KvMsg::deserialize(call(args, reply)).unwrap() {
         KvMsg::Lookup { prefix, reply } => {
             assert_eq!(prefix, "a");
@@ -236,8 +254,19 @@ async fn unit_and_named_calls() {
         }
         other => panic!("{other:?}"),
     }
+    let got = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            sweep();
+            tokio::task::yield_now().await;
+            if let Ok(v) = rx.try_recv() {
+                return v;
+            }
+        }
+    })
+    .await
+    .unwrap();
     assert_eq!(
-        rx.await.unwrap(),
+        got,
         vec![Entry {
             key: "ab".into(),
             value: 1
@@ -248,18 +277,21 @@ async fn unit_and_named_calls() {
 #[tokio::test]
 async fn replies_that_do_not_convert_fail_the_call() {
     let (tx, rx) = oneshot::channel::<u64>();
-    let (_, reply) = call_parts(KvMsg::Stats(tx.into()).serialize().unwrap());
+    let (_, reply, _) = call_parts(KvMsg::Stats(tx.into()).serialize().unwrap());
     reply.send(t("not_a_number").encode().to_vec()).unwrap();
+    sweep();
     assert!(rx.await.is_err(), "port dropped");
 
     let (tx, rx) = oneshot::channel::<u64>();
-    let (_, reply) = call_parts(KvMsg::Stats(tx.into()).serialize().unwrap());
+    let (_, reply, _) = call_parts(KvMsg::Stats(tx.into()).serialize().unwrap());
     reply.send(vec![1, 2, 3]).unwrap();
+    sweep();
     assert!(rx.await.is_err(), "not ETF");
 
     let (tx, rx) = oneshot::channel::<u64>();
-    let (_, reply) = call_parts(KvMsg::Stats(tx.into()).serialize().unwrap());
+    let (_, reply, _) = call_parts(KvMsg::Stats(tx.into()).serialize().unwrap());
     drop(reply);
+    sweep();
     assert!(rx.await.is_err(), "no reply at all");
 }
 
@@ -267,7 +299,7 @@ async fn replies_that_do_not_convert_fail_the_call() {
 async fn calls_keep_the_port_timeout() {
     let timeout = Duration::from_millis(1500);
     let (tx, _rx) = oneshot::channel::<u64>();
-    let (_, reply) = call_parts(KvMsg::Stats((tx, timeout).into()).serialize().unwrap());
+    let (_, reply, _) = call_parts(KvMsg::Stats((tx, timeout).into()).serialize().unwrap());
     assert_eq!(reply.get_timeout(), Some(timeout));
 
     let (tx, _rx) = oneshot::channel::<Vec<u8>>();
@@ -415,9 +447,9 @@ async fn generic_messages() {
     assert!(!Slot::<u8>::accepts_cast(&t("{set, 500}")));
 
     let (tx, rx) = oneshot::channel::<String>();
-    let (args, reply) = call_parts(Slot::Read(tx.into()).serialize().unwrap());
+    let (args, reply, metadata) = call_parts(Slot::Read(tx.into()).serialize().unwrap());
     assert_eq!(term_of(&args), t("read"));
-    match Slot::<String>::deserialize(call(args, reply)).unwrap() {
+    match Slot::<String>::deserialize(call_with(args, reply, Some(metadata))).unwrap() {
         Slot::Read(port) => port.send("v".into()).unwrap(),
         other => panic!("{other:?}"),
     }
