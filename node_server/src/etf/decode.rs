@@ -507,11 +507,20 @@ impl<'a> Reader<'a> {
         match *self.rest() {
             [tag::SMALL_ATOM_UTF8, n, ref text @ ..] if text.len() >= usize::from(n) => {
                 let n = usize::from(n);
-                let Ok(text) = std::str::from_utf8(&text[..n]) else {
-                    return Err(self.invalid("UTF-8 in atom", self.pos));
-                };
+                let raw = &text[..n];
+                // Copied straight from the cache into `out`: returning the atom first would
+                // copy it through the stack piecewise.
+                if atom_cache::with(raw, |atom| {
+                    out.extend(std::iter::once_with(|| Term::Atom(atom.clone())))
+                })
+                .is_none()
+                {
+                    let Some(atom) = utf8_atom(raw) else {
+                        return Err(self.invalid("UTF-8 in atom", self.pos));
+                    };
+                    out.push(Term::Atom(atom));
+                }
                 self.pos += 2 + n;
-                out.extend(std::iter::once_with(|| Term::Atom(Atom::new_short(text))));
             }
             [tag::BINARY, a, b, c, d, ref data @ ..]
                 if data.len() >= u32::from_be_bytes([a, b, c, d]) as usize =>
@@ -722,6 +731,9 @@ impl<'a> Reader<'a> {
                     usize::from(self.u8()?)
                 };
                 let raw = self.take(n)?;
+                if n <= atom_cache::LONGEST {
+                    return utf8_atom(raw).ok_or_else(|| self.invalid("UTF-8 in atom", start));
+                }
                 let text = std::str::from_utf8(raw).map_err(|_| DecodeError::Invalid {
                     what: "UTF-8 in atom",
                     offset: start,
@@ -823,6 +835,108 @@ impl<'a> Reader<'a> {
             pid,
             free_vars,
         }))
+    }
+}
+
+/// The atom whose UTF-8 text is `raw` (at most 255 bytes, so at most 255 characters), or
+/// `None` when `raw` is not UTF-8. Short atoms come from [`atom_cache`] when it has them.
+#[inline]
+fn utf8_atom(raw: &[u8]) -> Option<Atom> {
+    if raw.len() <= atom_cache::LONGEST {
+        if let Some(atom) = atom_cache::with(raw, Atom::clone) {
+            return Some(atom);
+        }
+    }
+    let atom = Atom::new_short(std::str::from_utf8(raw).ok()?);
+    if raw.len() <= atom_cache::LONGEST {
+        atom_cache::put(&atom);
+    }
+    Some(atom)
+}
+
+/// A per-thread cache of short atoms decoded recently, one atom per slot, picked by a hash of
+/// the text.
+///
+/// Messages repeat the same few atoms (record tags, `ok`, node names, map keys) over and
+/// over. For an atom in the cache, decoding compares its bytes with the cached text and copies
+/// the cached atom (a plain 24-byte copy), instead of validating the UTF-8 and building the
+/// inline string, which goes through `memset` and `memcpy` calls and stalls the processor on
+/// reading back what they wrote piecewise. An atom the cache lacks costs a hash and a compare
+/// more, and replaces the slot's atom: hostile input can only make it miss. Only inline atoms
+/// are cached, so the cache holds no memory beyond its 64 slots of 24 bytes.
+mod atom_cache {
+    use std::cell::RefCell;
+
+    use super::Atom;
+
+    /// The longest text cached: what fits an atom inline.
+    pub(super) const LONGEST: usize = 23;
+    const SLOTS: usize = 64;
+
+    thread_local! {
+        static CACHE: RefCell<[Atom; SLOTS]> = const { RefCell::new([Atom::EMPTY; SLOTS]) };
+    }
+
+    /// The slot for `raw`, from its length and first, middle and last bytes.
+    #[inline(always)]
+    fn slot(raw: &[u8]) -> usize {
+        let n = raw.len();
+        let (first, mid, last) = match raw {
+            [] => (0, 0, 0),
+            _ => (raw[0], raw[n / 2], raw[n - 1]),
+        };
+        let key = n as u32 ^ u32::from(first) << 5 ^ u32::from(mid) << 13 ^ u32::from(last) << 21;
+        (key.wrapping_mul(0x9e37_79b9) >> 26) as usize % SLOTS
+    }
+
+    /// Calls `f` with the cached atom whose text is `raw` (at most [`LONGEST`] bytes), if the
+    /// cache has it.
+    #[inline(always)]
+    pub(super) fn with<R>(raw: &[u8], f: impl FnOnce(&Atom) -> R) -> Option<R> {
+        let i = slot(raw);
+        CACHE
+            .try_with(|cache| {
+                let cache = cache.try_borrow().ok()?;
+                let atom = &cache[i];
+                eq_short(atom.as_str().as_bytes(), raw).then(|| f(atom))
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Caches `atom` (of at most [`LONGEST`] bytes), replacing what its slot held.
+    #[inline(never)]
+    pub(super) fn put(atom: &Atom) {
+        let i = slot(atom.as_str().as_bytes());
+        let _ = CACHE.try_with(|cache| {
+            if let Ok(mut cache) = cache.try_borrow_mut() {
+                cache[i] = atom.clone();
+            }
+        });
+    }
+
+    /// Whether `a` and `b` are equal, with a few fixed-size compares instead of a call to
+    /// `memcmp` when they are at most 23 bytes long.
+    #[inline(always)]
+    fn eq_short(a: &[u8], b: &[u8]) -> bool {
+        #[inline(always)]
+        fn pair<const N: usize>(a: &[u8], b: &[u8]) -> bool {
+            a.first_chunk::<N>() == b.first_chunk::<N>()
+                && a.last_chunk::<N>() == b.last_chunk::<N>()
+        }
+        let n = a.len();
+        if n != b.len() {
+            return false;
+        }
+        match n {
+            0 => true,
+            // The first, middle and last bytes are all of them.
+            1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+            4..=7 => pair::<4>(a, b),
+            8..=15 => pair::<8>(a, b),
+            16..=31 => pair::<16>(a, b),
+            _ => a == b,
+        }
     }
 }
 
@@ -933,6 +1047,38 @@ mod tests {
         assert!(matches!(
             dec(&[131, 108, 0, 0, 0, 2, 97, 1, 98, 0, 0]),
             Err(DecodeError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn cached_atoms_decode_like_uncached_ones() {
+        // Texts of every cached length, some sharing a slot (same length and first, middle and
+        // last bytes), decoded twice so that the second time comes from the cache.
+        let mut texts: Vec<String> = (0..=24).map(|n| "x".repeat(n)).collect();
+        texts.extend(
+            [
+                "hello", "hallo", "hxllo", "héllo", "ok", "oK", "field_01", "field_11",
+            ]
+            .map(String::from),
+        );
+        for _ in 0..2 {
+            for text in &texts {
+                let t = Term::tuple(vec![Term::atom(text), Term::Int(1)]);
+                assert_eq!(Term::decode(&t.encode()).unwrap(), t, "{text}");
+                assert_eq!(
+                    Term::decode(&Term::atom(text).encode()).unwrap(),
+                    Term::atom(text)
+                );
+            }
+        }
+        // Bytes that share a cached atom's slot but are not UTF-8 are still refused.
+        assert!(matches!(
+            dec(&[131, 104, 1, 119, 5, b'h', 0xff, b'l', b'l', b'o']),
+            Err(DecodeError::Invalid { offset: 3, .. })
+        ));
+        assert!(matches!(
+            dec(&[131, 119, 5, b'h', 0xff, b'l', b'l', b'o']),
+            Err(DecodeError::Invalid { offset: 1, .. })
         ));
     }
 

@@ -148,7 +148,18 @@ impl<'a, A: AtomWriter> Writer<'a, A> {
         // `resize` calls `memset`.
         out.extend_from_slice(&[0; MIN_WINDOW]);
         let p = self.put(out, p, head);
-        let p = self.term(out, term, p);
+        let p = match term {
+            // A tuple at the top, as messages are, is written here: its elements then go
+            // into the window without a call to `term` and one to `elements` first.
+            Term::Tuple(t) if t.len() <= usize::from(u8::MAX) => {
+                let mut p = self.put(out, p, [tag::SMALL_TUPLE, t.len() as u8]);
+                for e in t {
+                    p = self.element(out, e, p);
+                }
+                p
+            }
+            _ => self.term(out, term, p),
+        };
         out.truncate(p);
     }
 
