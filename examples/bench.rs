@@ -10,10 +10,10 @@
 //! Rust to Rust runs the receiving node in a second process. `examples/bench_peer.erl` is the
 //! Erlang side, with the same shapes.
 //!
-//! The Rust side measures from a spawned task, where an actor would run (`--in-main` measures
-//! from `main`'s future instead, which tokio polls on the main thread, outside the workers, so
-//! every wake-up between it and the node crosses threads). Beside it, the same run measures the
-//! floor: a 40-byte frame echoed over loopback TCP between the same two processes, once with
+//! The Rust side measures from a spawned task, where an actor would run, and for Rust to Rust
+//! also from `main`'s future (`from_main`), which tokio polls on the main thread, outside the
+//! worker threads: a flood from there gets a third thread, and every wake-up of a call
+//! crosses threads. Beside it, the same run measures the floor: a 40-byte frame echoed over loopback TCP between the same two processes, once with
 //! tokio on both ends (`raw_tcp_40_byte_ping_pong: tokio_rtt_us`) and once with blocking
 //! sockets (`blocking_rtt_us`). `TOKIO_WORKER_THREADS=1` runs both Rust nodes on one worker
 //! thread each.
@@ -147,6 +147,14 @@ async fn measure(node: &Node, peer: &str, n: u64, m: u32) -> (f64, f64) {
         println!("raw_call_rtt_us: {raw:.1}");
     }
     (rate, rtt)
+}
+
+/// [`measure`] from a spawned task, where an actor runs.
+async fn measure_in_task(node: &Node, peer: &str, n: u64, m: u32) -> (f64, f64) {
+    let (node, peer) = (node.clone(), peer.to_owned());
+    tokio::spawn(async move { measure(&node, &peer, n, m).await })
+        .await
+        .expect("measuring task")
 }
 
 fn erlang_dir() -> Option<PathBuf> {
@@ -289,7 +297,7 @@ async fn main() {
 
     let node = start_node(&format!("bench_tx{}", std::process::id()), epmd_port).await;
     if let Some(peer) = arg("--peer") {
-        let (rate, rtt) = measure(&node, &peer, n, m).await;
+        let (rate, rtt) = measure_in_task(&node, &peer, n, m).await;
         println!("peer: {peer}\noneway_msgs_per_s: {rate:.0}\nrtt_us: {rtt:.1}");
         return;
     }
@@ -300,15 +308,10 @@ async fn main() {
             .args(["--serve", "--epmd-port", &epmd_port.to_string()])
             .stdin(Stdio::piped()),
     );
-    let (rate, rtt) = if std::env::args().any(|a| a == "--in-main") {
-        measure(&node, &rx_name, n, m).await
-    } else {
-        let (node2, rx2) = (node.clone(), rx_name.clone());
-        tokio::spawn(async move { measure(&node2, &rx2, n, m).await })
-            .await
-            .unwrap()
-    };
+    let (rate, rtt) = measure_in_task(&node, &rx_name, n, m).await;
     println!("rust_to_rust:\n  oneway_msgs_per_s: {rate:.0}\n  rtt_us: {rtt:.1}");
+    let (rate, rtt) = measure(&node, &rx_name, n, m).await;
+    println!("  from_main:\n    oneway_msgs_per_s: {rate:.0}\n    rtt_us: {rtt:.1}");
     if let [tokio_port, std_port] = raw_ports[..] {
         let raw_tokio = tokio::spawn(raw_rtt_tokio(tokio_port, m))
             .await
@@ -353,6 +356,6 @@ async fn main() {
     for line in text.lines() {
         println!("  {line}");
     }
-    let (rate_re, rtt_re) = measure(&node, &erx_name, n, m).await;
+    let (rate_re, rtt_re) = measure_in_task(&node, &erx_name, n, m).await;
     println!("rust_to_erlang:\n  oneway_msgs_per_s: {rate_re:.0}\n  rtt_us: {rtt_re:.1}");
 }
