@@ -275,6 +275,8 @@ struct Dispatcher {
     admin: bool,
     /// Waits for local actors' replies to the peer's calls, in the writer task.
     waiter: ReplyWaiter,
+    /// Where those replies go.
+    outbox: Arc<ReplyOutbox>,
 }
 
 /// A session killed rather than stopped (its supervisor going down kills it) skips
@@ -318,10 +320,11 @@ impl Actor for NodeSession {
         let tick = shared.config.net_ticktime;
         let flags = established.flags;
         let waiter = ReplyWaiter::default();
+        let outbox = Arc::new(ReplyOutbox::default());
         let writer = tokio::spawn(writer_task(
             write_half,
             rx,
-            waiter.clone(),
+            (waiter.clone(), outbox.clone()),
             deferred.clone(),
             flags,
             tick / 4,
@@ -353,6 +356,7 @@ impl Actor for NodeSession {
             monitors: HashMap::new(),
             admin,
             waiter,
+            outbox,
         };
         let reader = tokio::spawn(reader_task(
             read_half,
@@ -551,6 +555,7 @@ impl Dispatcher {
                 tx: self.tx.clone(),
                 flags: self.flags,
                 from: actor.pid.clone(),
+                outbox: Some(self.outbox.clone()),
             };
             let (reply_to, reply_tag) = (caller.clone(), tag.clone());
             let on_reply = crate::message::ReplyTo::new(move |reply| {
@@ -573,6 +578,7 @@ impl Dispatcher {
                         tx: self.tx.clone(),
                         flags: self.flags,
                         from: actor.pid.clone(),
+                        outbox: Some(self.outbox.clone()),
                     };
                     let (caller, tag) = (caller.clone(), tag.clone());
                     let wait: crate::waiter::Wait = Box::pin(async move {
@@ -775,6 +781,7 @@ impl Dispatcher {
                 tx: self.tx.clone(),
                 flags: self.flags,
                 from: self.shared.rex_pid.clone(),
+                outbox: None,
             };
             let (caller, tag) = (caller.clone(), tag.cloned());
             let in_flight = self.shared.ops.rpc_started();
@@ -825,6 +832,7 @@ impl Dispatcher {
             tx: self.tx.clone(),
             flags: self.flags,
             from: self.shared.net_kernel_pid.clone(),
+            outbox: None,
         }
         .reply(caller, tag, reply);
     }
@@ -850,6 +858,65 @@ pub(crate) struct Replier {
     tx: mpsc::UnboundedSender<Outgoing>,
     flags: DistFlags,
     from: Pid,
+    /// Set for replies the writer waits for (see [`ReplyOutbox`]).
+    outbox: Option<Arc<ReplyOutbox>>,
+}
+
+/// Replies of local actors to the peer's calls, on their way to the writer.
+///
+/// The writer waits for these replies itself ([`crate::waiter`]), so a reply is usually
+/// produced while the writer is being polled. Sent on the writer's own channel, it would wake
+/// the writer from inside its poll, and tokio reschedules a task woken that way as a yield,
+/// which in the multi-thread scheduler wakes another worker thread: a futex and two context
+/// switches per call. The outbox takes the reply without waking the writer when the writer is
+/// the one polling, and wakes it otherwise.
+#[derive(Default)]
+pub(crate) struct ReplyOutbox {
+    items: std::sync::Mutex<Vec<Outgoing>>,
+    owner: crate::waiter::WakerCell,
+    polling: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for ReplyOutbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyOutbox").finish_non_exhaustive()
+    }
+}
+
+impl ReplyOutbox {
+    fn push(&self, item: Outgoing) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.items
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(item);
+        // The writer drains after its poll (`polling` false again), so an item pushed while
+        // it polls is seen without a wake-up.
+        if !self.polling.load(SeqCst) {
+            self.owner.wake();
+        }
+    }
+
+    /// Polls `waiter` on the writer's behalf; replies it completes land here unwoken.
+    fn poll_waits(&self, waiter: &ReplyWaiter, cx: &mut std::task::Context<'_>) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.owner.register(cx.waker());
+        self.polling.store(true, SeqCst);
+        waiter.poll(cx);
+        self.polling.store(false, SeqCst);
+    }
+
+    fn has_items(&self) -> bool {
+        !self
+            .items
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    fn take(&self) -> Vec<Outgoing> {
+        std::mem::take(&mut *self.items.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 impl Replier {
@@ -873,7 +940,13 @@ impl Replier {
             },
             _ => Control::Send { to: caller.clone() },
         };
-        let _ = self.tx.send(Outgoing::Message(control, Some(msg)));
+        let item = Outgoing::Message(control, Some(msg));
+        match &self.outbox {
+            Some(outbox) => outbox.push(item),
+            None => {
+                let _ = self.tx.send(item);
+            }
+        }
     }
 
     /// Sends a plain message to a pid.
@@ -914,7 +987,7 @@ impl Drop for CloseOnDrop {
 async fn writer_task(
     mut w: tokio::io::WriteHalf<BoxedTransport>,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
-    waiter: ReplyWaiter,
+    (waiter, outbox): (ReplyWaiter, Arc<ReplyOutbox>),
     deferred: Deferred,
     flags: DistFlags,
     tick_every: Duration,
@@ -958,13 +1031,18 @@ async fn writer_task(
         // Replies of local actors to the peer's calls wake this task directly (see
         // `crate::waiter`); running their waits queues the replies on `rx`.
         let next = std::future::poll_fn(|cx| {
-            waiter.poll(cx);
-            rx.poll_recv(cx)
+            outbox.poll_waits(&waiter, cx);
+            match rx.poll_recv(cx) {
+                std::task::Poll::Pending if outbox.has_items() => {
+                    std::task::Poll::Ready(Some(None))
+                }
+                other => other.map(|m| m.map(Some)),
+            }
         });
         let first = tokio::select! {
             biased;
             m = next => match m {
-                Some(m) => Some(m),
+                Some(m) => m,
                 None => return,
             },
             () = &mut flush, if flush_armed => {
@@ -985,7 +1063,8 @@ async fn writer_task(
                 None
             }
         };
-        if let Some(msg) = first {
+        let replies = outbox.take();
+        if first.is_some() || !replies.is_empty() {
             let mut take = |buf: &mut BytesMut, msg: Outgoing| match msg {
                 Outgoing::Flush(ack) => flushed.push(ack),
                 msg => {
@@ -993,7 +1072,12 @@ async fn writer_task(
                     encode_outgoing(buf, &mut form, flags, msg);
                 }
             };
-            take(&mut buf, msg);
+            for reply in replies {
+                take(&mut buf, reply);
+            }
+            if let Some(msg) = first {
+                take(&mut buf, msg);
+            }
             // Batch whatever else is queued into the same write.
             while buf.len() < BATCH {
                 match rx.try_recv() {
@@ -1092,4 +1176,79 @@ async fn reader_task(
     };
     crate::ops::Counters::add(&counters.messages_in, received);
     let _ = session.cast(SessionMsg::Closed(reason));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Wake, Waker};
+
+    struct CountingWaker(AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn tick() -> Outgoing {
+        Outgoing::Prepared(Bytes::new(), Bytes::new())
+    }
+
+    /// A reply produced while the writer polls its waits is queued without waking the writer
+    /// (tokio would reschedule it as a yield and wake another worker); one produced elsewhere
+    /// wakes it.
+    #[test]
+    fn the_outbox_wakes_its_writer_only_from_outside_its_poll() {
+        let outbox = Arc::new(ReplyOutbox::default());
+        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let waiter = ReplyWaiter::default();
+
+        // A wait that pushes a reply when its port is answered; the sender answers it.
+        let wait_for_reply = || {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let pushing = outbox.clone();
+            let wait: crate::waiter::Wait = Box::pin(async move {
+                let _ = rx.await;
+                pushing.push(tick());
+            });
+            (tx, wait)
+        };
+
+        // The writer polls once; then a wait whose reply is already there is added.
+        outbox.poll_waits(&waiter, &mut cx);
+        let (tx, wait) = wait_for_reply();
+        tx.send(()).unwrap();
+        assert!(waiter.add(wait).is_ok());
+        // `add` ran the wait on this thread, outside the writer's poll: that wakes it.
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        assert_eq!(outbox.take().len(), 1);
+
+        // A wait completed by the writer's own poll: queued, no wake-up.
+        let (tx, wait) = wait_for_reply();
+        assert!(waiter.add(wait).is_ok());
+        assert_eq!(
+            counter.0.load(Ordering::SeqCst),
+            1,
+            "adding a pending wait wakes nobody"
+        );
+        tx.send(()).unwrap();
+        assert_eq!(
+            counter.0.load(Ordering::SeqCst),
+            2,
+            "the reply wakes the writer"
+        );
+        outbox.poll_waits(&waiter, &mut cx);
+        assert_eq!(
+            counter.0.load(Ordering::SeqCst),
+            2,
+            "no wake from inside the poll"
+        );
+        assert!(outbox.has_items());
+        assert_eq!(outbox.take().len(), 1);
+        assert!(!outbox.has_items());
+    }
 }

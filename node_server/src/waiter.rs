@@ -7,26 +7,83 @@
 //! it once with the owner's waker, so the actor's reply wakes the owner directly and nobody is
 //! woken when the wait is added.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
-
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Wake, Waker};
 
 /// A wait for one reply; it does its own work (sending the reply on) when it completes.
 pub(crate) type Wait = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A task's waker, registered and woken from other threads.
+#[derive(Default)]
+pub(crate) struct WakerCell(Mutex<Option<Waker>>);
+
+impl WakerCell {
+    /// Makes [`WakerCell::wake`] wake `waker`'s task.
+    pub fn register(&self, waker: &Waker) {
+        let mut slot = lock(&self.0);
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+
+    /// Wakes the registered task (until it registers again).
+    pub fn wake(&self) {
+        if let Some(waker) = lock(&self.0).take() {
+            waker.wake();
+        }
+    }
+}
+
 /// A set of waits polled by one owner task. Cheap to clone.
+///
+/// Each wait has a waker of its own that notes it as ready and wakes the owner, so the owner
+/// polls only the waits whose replies came. (`futures`' `FuturesUnordered` would do the same
+/// but wakes its owner itself after polling every member once, as a fairness yield; here that
+/// would be a spurious wake-up of the writer on every call.)
 #[derive(Clone, Default)]
-pub(crate) struct ReplyWaiter(Arc<Mutex<State>>);
+pub(crate) struct ReplyWaiter(Arc<Shared>);
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    /// Ids of waits whose waker fired since the owner last polled.
+    ready: Mutex<Vec<u64>>,
+    owner: WakerCell,
+}
 
 #[derive(Default)]
 struct State {
-    /// The owner's waker, once it has polled; `None` also after [`ReplyWaiter::close`].
-    waker: Option<Waker>,
-    waits: FuturesUnordered<Wait>,
+    waits: HashMap<u64, (Wait, Waker)>,
+    next: u64,
+    /// Whether the owner has polled (so it will poll again when woken).
+    owned: bool,
     closed: bool,
+}
+
+/// The waker of one wait.
+struct Slot {
+    id: u64,
+    shared: std::sync::Weak<Shared>,
+}
+
+impl Wake for Slot {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(shared) = self.shared.upgrade() {
+            lock(&shared.ready).push(self.id);
+            shared.owner.wake();
+        }
+    }
 }
 
 impl std::fmt::Debug for ReplyWaiter {
@@ -35,24 +92,27 @@ impl std::fmt::Debug for ReplyWaiter {
     }
 }
 
-impl State {
-    /// Runs every wait that can make progress, registering `waker` for the rest.
-    fn drive(&mut self, waker: &Waker) {
-        let mut cx = Context::from_waker(waker);
-        while let Poll::Ready(Some(())) = self.waits.poll_next_unpin(&mut cx) {}
-    }
-}
-
 impl ReplyWaiter {
-    /// Adds a wait, or gives it back when no owner polls the set (not yet started, or gone):
-    /// the caller then runs it elsewhere.
-    pub fn add(&self, wait: Wait) -> Result<(), Wait> {
-        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(waker) = state.waker.clone().filter(|_| !state.closed) else {
+    /// Adds a wait, polling it once here, or gives it back when no owner polls the set (not
+    /// yet started, or gone): the caller then runs it elsewhere.
+    pub fn add(&self, mut wait: Wait) -> Result<(), Wait> {
+        let mut state = lock(&self.0.state);
+        if state.closed || !state.owned {
             return Err(wait);
-        };
-        state.waits.push(wait);
-        state.drive(&waker);
+        }
+        let id = state.next;
+        state.next += 1;
+        let waker = Waker::from(Arc::new(Slot {
+            id,
+            shared: Arc::downgrade(&self.0),
+        }));
+        if wait
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending()
+        {
+            state.waits.insert(id, (wait, waker));
+        }
         Ok(())
     }
 
@@ -76,26 +136,41 @@ impl ReplyWaiter {
     /// Called by the owner whenever it is polled: runs the waits whose replies came and
     /// makes the next reply wake `cx`'s task.
     pub fn poll(&self, cx: &mut Context<'_>) {
-        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        self.0.owner.register(cx.waker());
+        let mut state = lock(&self.0.state);
         if state.closed {
             return;
         }
-        if !state
-            .waker
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            state.waker = Some(cx.waker().clone());
+        state.owned = true;
+        // One pass over what was ready when the poll began: a wait that becomes ready again
+        // meanwhile (another reply, or tokio's budget making it yield) has woken this task,
+        // which comes back for it.
+        let ready = std::mem::take(&mut *lock(&self.0.ready));
+        for id in ready {
+            let Some((wait, waker)) = state.waits.get_mut(&id) else {
+                continue;
+            };
+            if wait
+                .as_mut()
+                .poll(&mut Context::from_waker(waker))
+                .is_ready()
+            {
+                state.waits.remove(&id);
+            }
         }
-        state.drive(cx.waker());
+    }
+
+    /// How many waits are pending.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        lock(&self.0.state).waits.len()
     }
 
     /// The owner is ending: drops every wait (their reply ports close) and refuses new ones.
     pub fn close(&self) {
         let waits = {
-            let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            let mut state = lock(&self.0.state);
             state.closed = true;
-            state.waker = None;
             std::mem::take(&mut state.waits)
         };
         drop(waits);
@@ -133,7 +208,7 @@ mod tests {
         };
         // Give the owner a chance to poll once (an event we can observe: its waker is set).
         tokio::time::timeout(std::time::Duration::from_secs(5), async {
-            while waiter.0.lock().unwrap().waker.is_none() {
+            while !lock(&waiter.0.state).owned {
                 tokio::task::yield_now().await;
             }
         })
@@ -161,6 +236,7 @@ mod tests {
             .unwrap();
         assert_eq!(got, 3);
         assert_eq!(done.load(Ordering::SeqCst), 3);
+        assert_eq!(waiter.len(), 0, "completed waits are dropped");
         // Closed: new waits come back to the caller.
         let wait: Wait = Box::pin(async {});
         assert!(waiter.add(wait).is_err());
