@@ -1,10 +1,12 @@
 //! One connection to another node: the handshake drivers, and the [`NodeSession`] actor that
 //! runs the distribution protocol once the handshake is done.
 //!
-//! Each session has a reader task (frames in, ticks noticed, packets decoded and cast to the
-//! session actor) and a writer task (drains the send queue into one buffer and writes it with
-//! one syscall, and ticks when idle). The session actor handles control messages: today the
-//! node's built-in `net_kernel` and `noproc` answers for processes that do not exist.
+//! Each session has a reader task (frames in, ticks noticed, packets decoded and dispatched
+//! in place: a message reaches its actor without another hop) and a writer task (drains the
+//! send queue and the replies of local actors to the peer's calls into one buffer, writes it
+//! with one syscall, and ticks when idle). A call from the peer to a typed actor costs no task
+//! of its own: the writer waits for the actor's reply. The session actor owns the two tasks
+//! and stops when the connection ends.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -1029,7 +1031,7 @@ async fn writer_task(
             flush_armed = true;
         }
         // Replies of local actors to the peer's calls wake this task directly (see
-        // `crate::waiter`); running their waits queues the replies on `rx`.
+        // `crate::waiter`); running their waits puts the replies in the outbox.
         let next = std::future::poll_fn(|cx| {
             outbox.poll_waits(&waiter, cx);
             match rx.poll_recv(cx) {
