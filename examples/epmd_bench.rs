@@ -7,7 +7,7 @@
 //!   --warmup S          unmeasured seconds per daemon before the first slice (1)
 //!   --concurrency N     concurrent lookup loops (64)
 //!   --client-threads N  load-generator threads, each a current_thread runtime (2)
-//!   --server-threads N  worker threads of our in-process server's runtime (2)
+//!   --server-threads N  worker threads of our in-process server's runtime (1, as the daemon)
 //!   --only ours|real    measure one daemon only
 //! ```
 //!
@@ -61,7 +61,7 @@ fn parse_options() -> Result<Options, String> {
         warmup: 1.0,
         concurrency: 64,
         client_threads: 2,
-        server_threads: 2,
+        server_threads: 1,
         only: None,
     };
     let mut args = std::env::args().skip(1);

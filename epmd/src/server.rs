@@ -382,16 +382,23 @@ async fn serve_connection(
     conn: u64,
     mut closed: oneshot::Receiver<()>,
 ) {
-    let mut shutdown = state.shutdown.subscribe();
     let mut buf = BytesMut::with_capacity(64);
-    let request = tokio::select! {
-        _ = shutdown.wait_for(|s| *s) => None,
-        _ = &mut closed => None,
-        _ = tokio::time::sleep(state.packet_timeout) => {
-            tracing::debug!(%peer, "closing connection: no complete request within the packet timeout");
-            None
+    // A client sends its request as soon as it is connected, so it has usually arrived by
+    // now: read it without arming the packet timer or subscribing to shutdown.
+    let request = match try_read_request(&stream, &mut buf) {
+        Some(r) => Some(r),
+        None => {
+            let mut shutdown = state.shutdown.subscribe();
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => None,
+                _ = &mut closed => None,
+                _ = tokio::time::sleep(state.packet_timeout) => {
+                    tracing::debug!(%peer, "closing connection: no complete request within the packet timeout");
+                    None
+                }
+                r = read_request(&mut stream, &mut buf) => Some(r),
+            }
         }
-        r = read_request(&mut stream, &mut buf) => Some(r),
     };
     // Whatever happened, this connection no longer waits for its request: stop counting it
     // before answering, so that a client that gets its answer and connects again at once never
@@ -497,7 +504,30 @@ async fn serve_connection(
         }
     }
     let _ = stream.write_all(&out).await;
-    let _ = stream.shutdown().await;
+    // Dropping the stream closes it (as OTP's epmd does: no separate shutdown call); the
+    // request was read whole, so the close is a FIN after the reply.
+}
+
+/// What [`read_request`] gives, from the bytes already received, without waiting: `None`
+/// when the request is not complete yet (what arrived stays in `buf`).
+fn try_read_request(
+    stream: &TcpStream,
+    buf: &mut BytesMut,
+) -> Option<Result<Option<Request>, Box<dyn std::error::Error + Send + Sync>>> {
+    loop {
+        match Request::decode(buf) {
+            Ok(Some(request)) if buf.is_empty() => return Some(Ok(Some(request))),
+            Ok(Some(_)) => return Some(Err("bytes after the request".into())),
+            Err(e) => return Some(Err(e.into())),
+            Ok(None) => {}
+        }
+        match stream.try_read_buf(buf) {
+            Ok(0) => return Some(Ok(None)),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+            Err(e) => return Some(Err(e.into())),
+        }
+    }
 }
 
 /// Reads until one request is complete; `Ok(None)` when the peer closes first.

@@ -82,7 +82,10 @@ fn main() -> ExitCode {
         return detach();
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread, as OTP's epmd: a request is a few microseconds of work, and on a small
+    // machine handing connections between worker threads costs more CPU than it saves
+    // (`epmd_bench`: 1.15-1.21x OTP's CPU per lookup on two worker threads, 1.01-1.03x on one).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
