@@ -25,8 +25,15 @@
 //!
 //! A message's path out: `ActorRef<M>::cast` on a proxy, ractor serializes it with
 //! [`ErlangMessage`] (the term's ETF bytes), the proxy queues `SEND` + bytes on its session,
-//! the writer frames it. In: the reader decodes control and payload, the session resolves the
-//! pid or registered name and hands the bytes to the actor, whose type decodes them.
+//! the writer frames it. In: the reader decodes control and payload, resolves the pid or
+//! registered name and hands the term to the actor, whose type converts it.
+//!
+//! A call's path: the caller's typed reply port is parked when ractor serializes the call
+//! ([`message`]), the proxy sends `MONITOR_P` and `{'$gen_call', {From, [alias|Ref]}, Request}`,
+//! and the reader on the way back converts the reply term and completes the parked port, which
+//! wakes the caller. On the other node, the reader gives the request to the typed actor with a
+//! reply port that the session writer waits on, so the actor's reply wakes the writer. No task
+//! is spawned per call on either side.
 //!
 //! ## Example
 //! ```
