@@ -369,7 +369,7 @@ impl NodeShared {
     pub fn watch(
         &self,
         actor: &crate::registry::LocalActor,
-        add: impl FnOnce(&mut crate::signals::Watched),
+        add: impl FnOnce(&mut crate::signals::Signals, ActorId),
     ) -> bool {
         let id = actor.cell.get_id();
         let first = {
@@ -377,7 +377,7 @@ impl NodeShared {
             let w = signals.watched.entry(id).or_default();
             let first = w.pid.is_none();
             w.pid = Some(actor.pid.clone());
-            add(w);
+            add(&mut signals, id);
             first
         };
         if first {
@@ -387,7 +387,8 @@ impl NodeShared {
         }
         if actor.cell.get_status() >= ractor::ActorStatus::Stopping {
             // It stopped before the watch took: no event will come.
-            if let Some(w) = lock(&self.signals).watched.remove(&id) {
+            let gone = lock(&self.signals).forget_watched(&id);
+            if let Some(w) = gone {
                 self.send_signals(w, &Term::atom("noproc"));
             }
             return false;
@@ -777,7 +778,7 @@ impl Actor for NodeServer {
                 let mut signals = state.shared.signals();
                 signals.trapping.remove(&id);
                 (
-                    signals.watched.remove(&id),
+                    signals.forget_watched(&id),
                     signals.exit_reasons.remove(&id),
                 )
             };
@@ -1358,7 +1359,9 @@ impl Node {
             M::accepts_call,
         );
         let linked = remote.clone();
-        self.shared.watch(&local, move |w| w.links.push(linked));
+        self.shared.watch(&local, move |s, id| {
+            s.watched.entry(id).or_default().links.push(linked)
+        });
         session.send(
             Control::Link {
                 from: local.pid.clone(),

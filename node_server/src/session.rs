@@ -415,7 +415,7 @@ impl Dispatcher {
                 Some(LocalProcess::Actor(actor)) => {
                     // When the actor is already gone, watch() answers noproc itself.
                     self.shared
-                        .watch(&actor, |w| w.monitors.push((reference, from, to)));
+                        .watch(&actor, |s, id| s.add_monitor(id, reference, from, to));
                 }
                 Some(_) => {
                     self.monitors.insert(reference, (from, to));
@@ -432,14 +432,14 @@ impl Dispatcher {
             },
             Control::DemonitorP { reference, .. } => {
                 if self.monitors.remove(&reference).is_none() {
-                    for w in self.shared.signals().watched.values_mut() {
-                        w.monitors.retain(|(r, _, _)| *r != reference);
-                    }
+                    self.shared.signals().remove_monitor(&reference);
                 }
             }
             Control::Link { from, to } => match self.shared.resolve(&ProcessRef::Pid(to.clone())) {
                 Some(LocalProcess::Actor(actor)) => {
-                    self.shared.watch(&actor, |w| w.links.push(from));
+                    self.shared.watch(&actor, |s, id| {
+                        s.watched.entry(id).or_default().links.push(from)
+                    });
                 }
                 Some(_) => {}
                 None => self.send(

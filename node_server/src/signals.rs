@@ -40,14 +40,58 @@ pub(crate) struct Signals {
     pub exit_reasons: HashMap<ActorId, Term>,
     /// Monitors Rust code holds on remote processes: reference -> (node, waiter).
     pub outgoing: HashMap<Reference, (Atom, oneshot::Sender<Term>)>,
+    /// Which actor each remote monitor in `watched` is on, so that a `DEMONITOR_P` (one per
+    /// `gen_server:call` from Erlang) finds it without looking through every watched actor.
+    monitor_owner: HashMap<Reference, ActorId>,
 }
 
 impl Signals {
+    /// Records a remote monitor on actor `id`.
+    pub fn add_monitor(&mut self, id: ActorId, reference: Reference, from: Pid, to: ProcessRef) {
+        self.monitor_owner.insert(reference.clone(), id);
+        self.watched
+            .entry(id)
+            .or_default()
+            .monitors
+            .push((reference, from, to));
+    }
+
+    /// Removes the remote monitor `reference`; false when no actor has it.
+    pub fn remove_monitor(&mut self, reference: &Reference) -> bool {
+        let Some(id) = self.monitor_owner.remove(reference) else {
+            return false;
+        };
+        if let Some(w) = self.watched.get_mut(&id) {
+            w.monitors.retain(|(r, _, _)| r != reference);
+        }
+        true
+    }
+
+    /// Takes what watches actor `id` (it stopped).
+    pub fn forget_watched(&mut self, id: &ActorId) -> Option<Watched> {
+        let w = self.watched.remove(id)?;
+        for (reference, _, _) in &w.monitors {
+            self.monitor_owner.remove(reference);
+        }
+        Some(w)
+    }
+
     /// Drops everything that involves processes of `node` (its connection went down), and
     /// answers Rust monitors of its processes with `noconnection`.
     pub fn node_down(&mut self, node: &Atom) {
-        for w in self.watched.values_mut() {
-            w.monitors.retain(|(_, p, _)| p.node != *node);
+        let Signals {
+            watched,
+            monitor_owner,
+            ..
+        } = self;
+        for w in watched.values_mut() {
+            w.monitors.retain(|(reference, p, _)| {
+                let keep = p.node != *node;
+                if !keep {
+                    monitor_owner.remove(reference);
+                }
+                keep
+            });
             w.links.retain(|p| p.node != *node);
         }
         let gone: Vec<Reference> = self
@@ -125,5 +169,50 @@ impl RemoteMonitor {
     /// `noconnection` when its node went down).
     pub async fn down(self) -> Term {
         self.rx.await.unwrap_or_else(|_| Term::atom("noconnection"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pid(node: &str, id: u32) -> Pid {
+        Pid {
+            node: Atom::new(node),
+            id,
+            serial: 0,
+            creation: 1,
+        }
+    }
+
+    fn reference(node: &str, n: u32) -> Reference {
+        Reference::new(Atom::new(node), 1, &[n, 0, 0]).unwrap()
+    }
+
+    /// Demonitoring finds the monitor's actor by its reference, and the index follows the
+    /// monitors when an actor stops or a node goes.
+    #[test]
+    fn monitors_are_indexed_by_reference() {
+        let mut s = Signals::default();
+        let (a, b) = (ActorId::Local(1), ActorId::Local(2));
+        let target = ProcessRef::Pid(pid("rust@h", 1));
+        s.add_monitor(a, reference("erl@h", 1), pid("erl@h", 10), target.clone());
+        s.add_monitor(a, reference("erl@h", 2), pid("erl@h", 11), target.clone());
+        s.add_monitor(b, reference("other@h", 3), pid("other@h", 12), target.clone());
+
+        assert!(s.remove_monitor(&reference("erl@h", 1)));
+        assert!(!s.remove_monitor(&reference("erl@h", 1)), "removed once");
+        assert_eq!(s.watched[&a].monitors.len(), 1);
+
+        // Node `other` goes: its monitor and its index entry go with it.
+        s.node_down(&Atom::new("other"));
+        s.node_down(&Atom::new("other@h"));
+        assert!(s.watched[&b].monitors.is_empty());
+        assert!(!s.remove_monitor(&reference("other@h", 3)));
+
+        // Actor `a` stops: what watched it is handed over, and nothing is left indexed.
+        let w = s.forget_watched(&a).expect("watched");
+        assert_eq!(w.monitors.len(), 1);
+        assert!(s.monitor_owner.is_empty());
     }
 }
