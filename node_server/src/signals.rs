@@ -198,7 +198,12 @@ mod tests {
         let target = ProcessRef::Pid(pid("rust@h", 1));
         s.add_monitor(a, reference("erl@h", 1), pid("erl@h", 10), target.clone());
         s.add_monitor(a, reference("erl@h", 2), pid("erl@h", 11), target.clone());
-        s.add_monitor(b, reference("other@h", 3), pid("other@h", 12), target.clone());
+        s.add_monitor(
+            b,
+            reference("other@h", 3),
+            pid("other@h", 12),
+            target.clone(),
+        );
 
         assert!(s.remove_monitor(&reference("erl@h", 1)));
         assert!(!s.remove_monitor(&reference("erl@h", 1)), "removed once");
