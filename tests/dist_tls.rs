@@ -2,7 +2,6 @@
 //! listener, we connect to Erlang's, and a plain TCP Erlang node is refused by our listener.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use node_server::{client_connect_enc, NodeConfig, TlsConfig};
@@ -18,18 +17,7 @@ impl Certs {
         let dir = testkit::unique_temp_dir("tls");
         let host = node_server::config::hostname();
         let short = host.split('.').next().unwrap_or("localhost").to_owned();
-        let run = |args: &[&str]| {
-            let out = testkit::output_within(
-                Command::new("openssl").args(args).current_dir(&dir),
-                Duration::from_secs(60),
-            )
-            .expect("openssl runs (CI installs it)");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
+        let run = |args: &[&str]| testkit::openssl(&dir, args);
         run(&[
             "req",
             "-x509",

@@ -22,7 +22,6 @@
 //! logs.
 
 use std::future::Future;
-use std::marker::PhantomData;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -55,41 +54,7 @@ const BIG: usize = 10 << 20;
 mod services;
 use services::{Echo, Kv};
 
-/// Hands every message it gets to a channel the test reads.
-struct Forward<M>(PhantomData<fn() -> M>);
-
-impl<M: ractor::Message> Actor for Forward<M> {
-    type Msg = M;
-    type State = mpsc::UnboundedSender<M>;
-    type Arguments = mpsc::UnboundedSender<M>;
-
-    async fn pre_start(
-        &self,
-        _me: ActorRef<M>,
-        tx: Self::Arguments,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(tx)
-    }
-
-    async fn handle(
-        &self,
-        _me: ActorRef<M>,
-        msg: M,
-        tx: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let _ = tx.send(msg);
-        Ok(())
-    }
-}
-
-/// A [`Forward`] actor and the channel it fills.
-async fn forwarder<M: ractor::Message>() -> (ActorRef<M>, mpsc::UnboundedReceiver<M>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (actor, _) = Actor::spawn(None, Forward(PhantomData), tx)
-        .await
-        .expect("forwarder starts");
-    (actor, rx)
-}
+use testkit::forwarder;
 
 /// `{seq, I}`.
 #[derive(Debug, PartialEq, ErlangMessage)]

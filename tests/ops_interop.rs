@@ -22,7 +22,7 @@ use std::time::Duration;
 use node_server::etf::Term;
 use node_server::remote::{Raw, RemoteTarget};
 use node_server::{Node, NodeConfig};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::ActorRef;
 use testkit::{free_port, ChildGuard, EvalPeer};
 use tokio::sync::mpsc;
 
@@ -94,11 +94,7 @@ impl World {
 
     /// A collector actor registered as `name` on `node`, trapping exits.
     fn inbox(&self, node: &Node, name: &str) -> Inbox {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (actor, _) = self
-            .rt
-            .block_on(Actor::spawn(None, Collector, tx))
-            .expect("collector starts");
+        let (actor, rx) = self.rt.block_on(testkit::forwarder());
         node.register(name, &actor).expect("name is free");
         node.trap_exits(&actor, true);
         Inbox { actor, rx }
@@ -172,35 +168,9 @@ fn require_erl_call() -> Option<PathBuf> {
     found
 }
 
-struct Collector;
-
-impl Actor for Collector {
-    type Msg = Raw;
-    type State = mpsc::UnboundedSender<Term>;
-    type Arguments = mpsc::UnboundedSender<Term>;
-
-    async fn pre_start(
-        &self,
-        _me: ActorRef<Raw>,
-        tx: Self::Arguments,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(tx)
-    }
-
-    async fn handle(
-        &self,
-        _me: ActorRef<Raw>,
-        msg: Raw,
-        tx: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let _ = tx.send(msg.0);
-        Ok(())
-    }
-}
-
 struct Inbox {
     actor: ActorRef<Raw>,
-    rx: mpsc::UnboundedReceiver<Term>,
+    rx: mpsc::UnboundedReceiver<Raw>,
 }
 
 impl Inbox {
@@ -208,6 +178,7 @@ impl Inbox {
         rt.block_on(async { tokio::time::timeout(DEADLINE, self.rx.recv()).await })
             .expect("a message in time")
             .expect("the collector runs")
+            .0
     }
 }
 

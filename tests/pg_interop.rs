@@ -23,7 +23,7 @@ use node_server::etf::Term;
 use node_server::groups::Pick;
 use node_server::remote::Raw;
 use node_server::{client_connect, Node, NodeConfig};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::ActorRef;
 use testkit::{free_port, ChildGuard, EvalPeer};
 use tokio::sync::mpsc;
 
@@ -34,37 +34,9 @@ const DEADLINE: Duration = Duration::from_secs(10);
 const PROPAGATION: Duration = Duration::from_secs(1);
 const ERL_REPLY: Duration = Duration::from_secs(20);
 
-/// Hands every term it receives to a channel.
-struct Probe;
-
-impl Actor for Probe {
-    type Msg = Raw;
-    type State = mpsc::UnboundedSender<Term>;
-    type Arguments = mpsc::UnboundedSender<Term>;
-
-    async fn pre_start(
-        &self,
-        _me: ActorRef<Raw>,
-        tx: Self::Arguments,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(tx)
-    }
-
-    async fn handle(
-        &self,
-        _me: ActorRef<Raw>,
-        Raw(msg): Raw,
-        tx: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let _ = tx.send(msg);
-        Ok(())
-    }
-}
-
-async fn probe() -> (ActorRef<Raw>, mpsc::UnboundedReceiver<Term>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (actor, _) = Actor::spawn(None, Probe, tx).await.expect("probe starts");
-    (actor, rx)
+/// An actor that hands every term it receives to the test.
+async fn probe() -> (ActorRef<Raw>, mpsc::UnboundedReceiver<Raw>) {
+    testkit::forwarder().await
 }
 
 fn unique(tag: &str) -> String {
@@ -215,7 +187,7 @@ async fn pg_membership_over_hidden_connections() {
     // Send to the whole group: the Rust actor and both Erlang members get it.
     assert_eq!(groups.send("echo", &Term::atom("hello")).await, 3);
     let got = testkit::within("the Rust member receives", DEADLINE, x_rx.recv()).await;
-    assert_eq!(got, Some(Term::atom("hello")));
+    assert_eq!(got.map(|Raw(t)| t), Some(Term::atom("hello")));
     for e in [&mut a, &mut b] {
         let got = e.ok("pg_peer:next(5000)").await;
         assert!(

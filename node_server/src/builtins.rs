@@ -342,7 +342,7 @@ fn memory(_shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
 
 /// `{Total, SinceLast}`, updating the last value.
 fn since_last(last: &std::sync::Mutex<u64>, now: u64) -> Term {
-    let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+    let mut last = crate::lock(last);
     let delta = now.saturating_sub(*last);
     *last = now;
     Term::tuple(vec![int(now), int(delta)])

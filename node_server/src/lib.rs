@@ -81,6 +81,12 @@ pub mod signals;
 pub mod tls;
 mod waiter;
 
+/// Locks `m`, also after a panic in another holder: every critical section in this crate
+/// leaves its data consistent, and a panic elsewhere must not wedge the node.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub use config::NodeConfig;
 pub use error::{ConnectError, NodeError};
 pub use server::{

@@ -424,7 +424,7 @@ pub(crate) mod typed_calls {
     const MARKER: &[u8; 12] = b"node_server:";
 
     fn parked() -> std::sync::MutexGuard<'static, HashMap<u64, Parked>> {
-        PARKED.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&PARKED)
     }
 
     /// Parks `port`; returns the bytes port for the message and its `metadata`.

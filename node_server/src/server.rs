@@ -21,6 +21,7 @@ use crate::dist::handshake::{Established, HandshakeConfig, HandshakeError, Statu
 use crate::dist::DistFlags;
 use crate::error::{ConnectError, NodeError};
 use crate::etf::{Atom, Pid, Reference, Term};
+use crate::lock;
 use crate::message::ErlangMessage;
 use crate::registry::{LocalProcess, Registry, NET_KERNEL_ID, ROUTER_ID};
 use crate::remote::{ProxyArgs, Raw, RemoteActor, RemoteTarget};
@@ -138,12 +139,6 @@ impl std::fmt::Debug for NodeShared {
             .field("name", &self.name)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every critical section leaves the maps consistent; a panic elsewhere must not wedge
-    // the node.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl NodeShared {

@@ -86,10 +86,7 @@ impl SessionHandle {
     /// not matter (a finished call's `DEMONITOR_P`: until it arrives, a stale monitor's DOWN is
     /// ignored), so a call costs one write, not two.
     pub fn send_deferred(&self, control: Control) {
-        self.deferred
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(control);
+        crate::lock(&self.deferred).push(control);
     }
 }
 
@@ -888,10 +885,7 @@ impl std::fmt::Debug for ReplyOutbox {
 impl ReplyOutbox {
     fn push(&self, item: Outgoing) {
         use std::sync::atomic::Ordering::SeqCst;
-        self.items
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(item);
+        crate::lock(&self.items).push(item);
         // The writer drains after its poll (`polling` false again), so an item pushed while
         // it polls is seen without a wake-up.
         if !self.polling.load(SeqCst) {
@@ -909,15 +903,11 @@ impl ReplyOutbox {
     }
 
     fn has_items(&self) -> bool {
-        !self
-            .items
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
+        !crate::lock(&self.items).is_empty()
     }
 
     fn take(&self) -> Vec<Outgoing> {
-        std::mem::take(&mut *self.items.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *crate::lock(&self.items))
     }
 }
 
@@ -1002,7 +992,7 @@ async fn writer_task(
     let mut messages = 0u64;
     let _close = CloseOnDrop(waiter.clone());
     let take_deferred = |buf: &mut BytesMut, form: &mut SendForm, messages: &mut u64| {
-        let controls = std::mem::take(&mut *deferred.lock().unwrap_or_else(|e| e.into_inner()));
+        let controls = std::mem::take(&mut *crate::lock(&deferred));
         for control in controls {
             *messages += 1;
             packet::encode_message_as(buf, form, &control, None);
@@ -1019,12 +1009,7 @@ async fn writer_task(
     tokio::pin!(flush);
     let mut flush_armed = false;
     loop {
-        if !flush_armed
-            && !deferred
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_empty()
-        {
+        if !flush_armed && !crate::lock(&deferred).is_empty() {
             flush
                 .as_mut()
                 .reset(tokio::time::Instant::now() + DEFERRED_FLUSH);

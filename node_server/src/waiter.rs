@@ -10,15 +10,13 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+use crate::lock;
 use std::task::{Context, Wake, Waker};
 
 /// A wait for one reply; it does its own work (sending the reply on) when it completes.
 pub(crate) type Wait = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A task's waker, registered and woken from other threads.
 #[derive(Default)]

@@ -19,10 +19,9 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use node_server::etf::Term;
 use node_server::remote::Raw;
 use node_server::{Node, NodeConfig, TlsConfig};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::ActorRef;
 use testkit::{free_port, EvalPeer};
 use tokio::sync::mpsc;
 
@@ -160,11 +159,7 @@ impl Cluster {
 
     /// Spawns a collector actor registered as `name` on `node`.
     fn inbox(&self, node: &Node, name: &str) -> Inbox {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (actor, _) = self
-            .rt
-            .block_on(Actor::spawn(None, Collector, tx))
-            .expect("collector starts");
+        let (actor, rx) = self.rt.block_on(testkit::forwarder());
         node.register(name, &actor).expect("name is free");
         Inbox { actor, _rx: rx }
     }
@@ -246,37 +241,10 @@ fn beam_dir() -> PathBuf {
     .clone()
 }
 
-/// An actor that hands every message it gets to the test.
-struct Collector;
-
-impl Actor for Collector {
-    type Msg = Raw;
-    type State = mpsc::UnboundedSender<Term>;
-    type Arguments = mpsc::UnboundedSender<Term>;
-
-    async fn pre_start(
-        &self,
-        _me: ActorRef<Raw>,
-        tx: Self::Arguments,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(tx)
-    }
-
-    async fn handle(
-        &self,
-        _me: ActorRef<Raw>,
-        msg: Raw,
-        tx: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let _ = tx.send(msg.0);
-        Ok(())
-    }
-}
-
 /// A collector and what it received.
 struct Inbox {
     actor: ActorRef<Raw>,
-    _rx: mpsc::UnboundedReceiver<Term>,
+    _rx: mpsc::UnboundedReceiver<Raw>,
 }
 
 impl Inbox {
@@ -885,18 +853,7 @@ impl Certs {
         let dir = testkit::unique_temp_dir("nodectl_tls");
         let host = node_server::config::hostname();
         let short = short_host();
-        let run = |args: &[&str]| {
-            let out = testkit::output_within(
-                Command::new("openssl").args(args).current_dir(&dir),
-                Duration::from_secs(60),
-            )
-            .expect("openssl runs");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
+        let run = |args: &[&str]| testkit::openssl(&dir, args);
         run(&[
             "req",
             "-x509",

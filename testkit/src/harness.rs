@@ -47,3 +47,60 @@ pub fn compile_erlang_once(dir: &Path, names: &[&str]) -> Vec<PathBuf> {
         })
         .collect()
 }
+
+/// An actor that hands every message it gets to a channel the test reads (see [`forwarder`]).
+pub struct Forward<M>(std::marker::PhantomData<fn() -> M>);
+
+impl<M: ractor::Message> ractor::Actor for Forward<M> {
+    type Msg = M;
+    type State = tokio::sync::mpsc::UnboundedSender<M>;
+    type Arguments = tokio::sync::mpsc::UnboundedSender<M>;
+
+    async fn pre_start(
+        &self,
+        _me: ractor::ActorRef<M>,
+        tx: Self::Arguments,
+    ) -> Result<Self::State, ractor::ActorProcessingErr> {
+        Ok(tx)
+    }
+
+    async fn handle(
+        &self,
+        _me: ractor::ActorRef<M>,
+        msg: M,
+        tx: &mut Self::State,
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        let _ = tx.send(msg);
+        Ok(())
+    }
+}
+
+/// Spawns a [`Forward`] actor; returns it and the channel it fills.
+///
+/// # Panics
+/// When the actor does not start.
+pub async fn forwarder<M: ractor::Message>(
+) -> (ractor::ActorRef<M>, tokio::sync::mpsc::UnboundedReceiver<M>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (actor, _) = ractor::Actor::spawn(None, Forward(std::marker::PhantomData), tx)
+        .await
+        .expect("testkit: forwarder starts");
+    (actor, rx)
+}
+
+/// Runs `openssl ARGS` in `dir` (60 s at most) and panics with its stderr unless it
+/// succeeds: for tests that make their own certificates.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = crate::output_within(
+        std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir),
+        Duration::from_secs(60),
+    )
+    .expect("openssl runs (CI installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

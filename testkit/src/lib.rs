@@ -1,7 +1,7 @@
 //! Helpers for the workspace's cross-process interop tests.
 //!
 //! Interop tests run real Erlang/OTP nodes next to ours. This crate holds what every such test
-//! needs (with `std`, plus `tokio` and `tracing-subscriber` for the async helpers):
+//! needs (with `std`, plus `tokio`, `ractor` and `tracing-subscriber` for the async helpers):
 //!
 //! - [`free_port`] picks a TCP port nobody listens on;
 //! - [`ChildGuard`] kills and reaps a child process when dropped, so no `erl` outlives a test,
@@ -14,7 +14,8 @@
 //! - [`to_hex`] and [`from_hex`] keep binary data line-safe;
 //! - [`init_logging`] routes the node's logs to the test output when `RUST_LOG` is set,
 //!   [`within`] bounds an awaited step, [`compile_erlang_once`] compiles a test's Erlang
-//!   helpers once per test process.
+//!   helpers once per test process, [`forwarder`] spawns an actor that hands what it gets to
+//!   the test, [`openssl`] runs `openssl` for tests that make certificates.
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -41,7 +42,7 @@ use std::net::{Ipv4Addr, TcpListener};
 pub use child::{output_within, ChildGuard};
 pub use erl::{compile_erlang, find_erlc, find_executable, require_erl, unique_temp_dir};
 pub use eval::EvalPeer;
-pub use harness::{compile_erlang_once, init_logging, within};
+pub use harness::{compile_erlang_once, forwarder, init_logging, openssl, within, Forward};
 pub use peer::{ErlPeer, ErlPeerBuilder, PeerError};
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.

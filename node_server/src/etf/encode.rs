@@ -621,14 +621,19 @@ mod tests {
         roundtrip(Term::list(vec![Term::Int(1), Term::Int(256)]));
     }
 
-    #[test]
-    fn closures_roundtrip_with_their_size() {
-        let pid = Pid {
+    /// The creator pid of the closures below.
+    fn closure_pid() -> Pid {
+        Pid {
             node: Atom::new("a@b"),
             id: 1,
             serial: 2,
             creation: 3,
-        };
+        }
+    }
+
+    #[test]
+    fn closures_roundtrip_with_their_size() {
+        let pid = closure_pid();
         let f = Term::from(Fun::Closure {
             arity: 1,
             uniq: [9; 16],
@@ -738,12 +743,7 @@ mod tests {
 
     #[test]
     fn closures_with_big_free_variables_in_segments() {
-        let pid = Pid {
-            node: Atom::new("a@b"),
-            id: 1,
-            serial: 2,
-            creation: 3,
-        };
+        let pid = closure_pid();
         let f = Term::from(Fun::Closure {
             arity: 0,
             uniq: [1; 16],
