@@ -37,7 +37,7 @@ impl AtomWriter for InlineAtoms {
 
 /// The first window of zeroed bytes the encoder writes into, and the most it grows at a time
 /// (it grows by what was written so far, between the two).
-const MIN_WINDOW: usize = 128;
+const MIN_WINDOW: usize = 64;
 const MAX_WINDOW: usize = 16 << 10;
 
 /// Binaries and byte slices up to this length are copied into the window; longer ones are
@@ -67,7 +67,7 @@ impl Term {
     /// for the next term saves allocating and growing a buffer each time.
     pub fn encode_into(&self, out: &mut BytesMut) {
         let mut atoms = InlineAtoms;
-        Writer::new(&mut atoms, None).write(out, [tag::VERSION], self);
+        Writer::new(&mut atoms, None).write(out, true, self);
     }
 
     /// Appends the term without the version byte to `out`.
@@ -101,7 +101,7 @@ impl Term {
         scratch.clear();
         let mut atoms = InlineAtoms;
         let mut w = Writer::new(&mut atoms, Some(segments));
-        w.write(scratch, [tag::VERSION], self);
+        w.write(scratch, true, self);
         w.end_segment(scratch);
     }
 
@@ -119,7 +119,7 @@ impl Term {
 
 /// Appends `term` (no version byte) to `out`, writing atoms with `atoms`.
 pub(crate) fn encode_term<A: AtomWriter>(term: &Term, out: &mut BytesMut, atoms: &mut A) {
-    Writer::new(atoms, None).write(out, [], term);
+    Writer::new(atoms, None).write(out, false, term);
 }
 
 /// The encoder. Its methods take the output and the position in it to write at, and return
@@ -140,25 +140,35 @@ impl<'a, A: AtomWriter> Writer<'a, A> {
         Writer { atoms, segments }
     }
 
-    /// Writes `term` at the end of `out`, after `head`.
+    /// Writes `term` at the end of `out`, after the version byte when `version`.
     #[inline(always)]
-    fn write<const N: usize>(&mut self, out: &mut BytesMut, head: [u8; N], term: &Term) {
+    fn write(&mut self, out: &mut BytesMut, version: bool, term: &Term) {
         let p = out.len();
         // The first window: a copy of a constant block, which compiles to a few moves where
         // `resize` calls `memset`.
         out.extend_from_slice(&[0; MIN_WINDOW]);
-        let p = self.put(out, p, head);
         let p = match term {
             // A tuple at the top, as messages are, is written here: its elements then go
-            // into the window without a call to `term` and one to `elements` first.
+            // into the window without a call to `term` and one to `elements` first, and its
+            // header with `head`.
             Term::Tuple(t) if t.len() <= usize::from(u8::MAX) => {
-                let mut p = self.put(out, p, [tag::SMALL_TUPLE, t.len() as u8]);
+                let n = t.len() as u8;
+                let mut p = match version {
+                    true => self.put(out, p, [tag::VERSION, tag::SMALL_TUPLE, n]),
+                    false => self.put(out, p, [tag::SMALL_TUPLE, n]),
+                };
                 for e in t {
                     p = self.element(out, e, p);
                 }
                 p
             }
-            _ => self.term(out, term, p),
+            _ => {
+                let p = match version {
+                    true => self.put(out, p, [tag::VERSION]),
+                    false => p,
+                };
+                self.term(out, term, p)
+            }
         };
         out.truncate(p);
     }
