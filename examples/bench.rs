@@ -16,7 +16,9 @@
 //! crosses threads. Beside it, the same run measures the floor: a 40-byte frame echoed over loopback TCP between the same two processes, once with
 //! tokio on both ends (`raw_tcp_40_byte_ping_pong: tokio_rtt_us`) and once with blocking
 //! sockets (`blocking_rtt_us`). `TOKIO_WORKER_THREADS=1` runs both Rust nodes on one worker
-//! thread each.
+//! thread each. `BENCH_PHASES=1` also prints (on stderr) how long the flood loop itself took
+//! and when the receiver had counted everything: from a task, the proxy the loop casts to
+//! waits in tokio's LIFO slot until the loop yields, so the two phases run one after the other.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -111,6 +113,9 @@ async fn measure(node: &Node, peer: &str, n: u64, m: u32) -> (f64, f64) {
             .cast(CounterMsg::Hello(42, payload.clone()))
             .expect("cast");
     }
+    if std::env::var_os("BENCH_PHASES").is_some() {
+        eprintln!("flood loop: {:?} at {:?}", start.elapsed(), Instant::now());
+    }
     loop {
         let counted = counter
             .call(CounterMsg::Count, timeout)
@@ -122,6 +127,13 @@ async fn measure(node: &Node, peer: &str, n: u64, m: u32) -> (f64, f64) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
+    if std::env::var_os("BENCH_PHASES").is_some() {
+        eprintln!(
+            "flood counted: {:?} at {:?}",
+            start.elapsed(),
+            Instant::now()
+        );
+    }
     let start = Instant::now();
     for _ in 0..m {
         ractor::call_t!(counter, CounterMsg::Ping, 10_000).expect("ping");

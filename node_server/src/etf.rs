@@ -33,6 +33,7 @@ mod text;
 
 pub use convert::{ConversionError, FromTerm, ToTerm};
 // The derive macros of the same names (macro namespace), so `#[derive(etf::ToTerm)]` works.
+pub(crate) use decode::Fields;
 pub use decode::{DecodeError, DecodeOptions};
 pub(crate) use encode::{encode_term, AtomWriter};
 pub use node_server_derive::{FromTerm, ToTerm};

@@ -157,47 +157,54 @@ impl Actor for RemoteActor {
         Ok(())
     }
 
-    async fn handle_serialized(
+    // Not an `async fn`: the work is synchronous, and a ready future keeps the state ractor
+    // moves around for every message small (an `async fn`'s future holds its arguments).
+    fn handle_serialized(
         &self,
         _myself: ActorRef<ProxyMsg>,
         message: SerializedMessage,
         state: &mut ProxyState,
-    ) -> Result<(), ActorProcessingErr> {
-        match message {
-            SerializedMessage::Cast { args, .. } => match &state.session {
-                Some(session) => {
-                    session.send_prepared(state.control.clone(), Bytes::from(args));
+    ) -> impl std::future::Future<Output = Result<(), ActorProcessingErr>> + Send {
+        forward(message, state);
+        std::future::ready(Ok(()))
+    }
+}
+
+/// Sends what was cast or called on a proxy.
+fn forward(message: SerializedMessage, state: &mut ProxyState) {
+    match message {
+        SerializedMessage::Cast { args, .. } => match &state.session {
+            Some(session) => {
+                session.send_prepared(state.control.clone(), args);
+            }
+            None => state.shared.send_raw(&state.target, Bytes::from(args)),
+        },
+        SerializedMessage::Call {
+            args,
+            reply,
+            metadata,
+            ..
+        } => match Term::decode_slice(&args) {
+            Ok(request) => {
+                // A call of a derived message type: its typed port, parked at
+                // serialization, gets the reply term directly.
+                let typed = metadata
+                    .as_deref()
+                    .and_then(crate::message::typed_calls::take);
+                match typed {
+                    Some(port) => state.shared.call(
+                        &state.target,
+                        request,
+                        crate::server::CallReply::Typed(port),
+                    ),
+                    None => state.shared.call(&state.target, request, reply),
                 }
-                None => state.shared.send_raw(&state.target, Bytes::from(args)),
-            },
-            SerializedMessage::Call {
-                args,
-                reply,
-                metadata,
-                ..
-            } => match Term::decode_slice(&args) {
-                Ok(request) => {
-                    // A call of a derived message type: its typed port, parked at
-                    // serialization, gets the reply term directly.
-                    let typed = metadata
-                        .as_deref()
-                        .and_then(crate::message::typed_calls::take);
-                    match typed {
-                        Some(port) => state.shared.call(
-                            &state.target,
-                            request,
-                            crate::server::CallReply::Typed(port),
-                        ),
-                        None => state.shared.call(&state.target, request, reply),
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(target = ?state.target, error = %e, "call request did not decode; dropped")
-                }
-            },
-            SerializedMessage::CallReply(..) => {}
-        }
-        Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(target = ?state.target, error = %e, "call request did not decode; dropped")
+            }
+        },
+        SerializedMessage::CallReply(..) => {}
     }
 }
 

@@ -41,8 +41,9 @@ pub(crate) enum Outgoing {
     /// A control message and a payload already encoded (with its 131).
     Raw(Control, Bytes),
     /// A control message already encoded (its body, without 131) and a payload already
-    /// encoded (with its 131): what a proxy sends, encoding its control once.
-    Prepared(Bytes, Bytes),
+    /// encoded (with its 131): what a proxy sends, encoding its control once. The payload is
+    /// the serialized message's own buffer, copied into the write buffer and freed.
+    Prepared(Bytes, Vec<u8>),
     /// Answered once everything queued before it is written (a graceful stop).
     Flush(tokio::sync::oneshot::Sender<()>),
 }
@@ -77,7 +78,7 @@ impl SessionHandle {
     }
 
     /// Queues a message whose control body (without 131) and payload (with 131) are encoded.
-    pub fn send_prepared(&self, control: Bytes, payload: Bytes) -> bool {
+    pub fn send_prepared(&self, control: Bytes, payload: Vec<u8>) -> bool {
         self.tx.send(Outgoing::Prepared(control, payload)).is_ok()
     }
 
@@ -1180,7 +1181,7 @@ mod tests {
     }
 
     fn tick() -> Outgoing {
-        Outgoing::Prepared(Bytes::new(), Bytes::new())
+        Outgoing::Prepared(Bytes::new(), Vec::new())
     }
 
     /// A reply produced while the writer polls its waits is queued without waking the writer

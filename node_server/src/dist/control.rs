@@ -248,6 +248,33 @@ impl Control {
         )
     }
 
+    /// Reads the control messages of ordinary sends (`SEND`, `REG_SEND`, `SEND_SENDER`)
+    /// straight from their bytes, without building a term first; `None` for any other
+    /// message or a surprise in the bytes, which [`Control::from_term`] then handles.
+    pub(crate) fn read_send(f: &mut crate::etf::Fields<'_>) -> Option<Control> {
+        let arity = f.small_tuple()?;
+        match (f.small_int()?, arity) {
+            (2, 3) => {
+                // The unused field is '' (or, from old nodes, a pid).
+                f.atom()?;
+                Some(Control::Send { to: f.pid()? })
+            }
+            (6, 4) => {
+                let from = f.pid()?;
+                f.atom()?;
+                Some(Control::RegSend {
+                    from,
+                    to_name: f.atom()?,
+                })
+            }
+            (22, 3) => Some(Control::SendSender {
+                from: f.pid()?,
+                to: f.pid()?,
+            }),
+            _ => None,
+        }
+    }
+
     /// Reads a control tuple.
     pub fn from_term(term: &Term) -> Result<Control, ControlError> {
         let bad = || ControlError(term.to_string());

@@ -17,7 +17,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use super::atom_cache::AtomCache;
 use super::control::{Control, ControlError};
 use super::flags::DistFlags;
-use crate::etf::{encode_term, tag, Atom, DecodeError, DecodeOptions, Term};
+use crate::etf::{encode_term, tag, Atom, DecodeError, DecodeOptions, Fields, Term};
 
 const PASS_THROUGH: u8 = 112;
 const ATOM_CACHE_SIZE: usize = 8 * 256;
@@ -97,6 +97,8 @@ struct Partial {
 /// Decodes packets of one connection, keeping its atom cache and unfinished fragments.
 pub struct PacketDecoder {
     cache: Vec<Option<Atom>>,
+    /// The current message's atom references, kept to reuse its memory.
+    refs: Vec<Atom>,
     partial: HashMap<u64, Partial>,
     options: DecodeOptions,
     max_message: usize,
@@ -115,6 +117,7 @@ impl PacketDecoder {
     pub fn new(options: DecodeOptions, max_message: usize) -> Self {
         PacketDecoder {
             cache: vec![None; ATOM_CACHE_SIZE],
+            refs: Vec::new(),
             partial: HashMap::new(),
             options,
             max_message,
@@ -124,21 +127,37 @@ impl PacketDecoder {
     /// Decodes one packet; `Ok(None)` when it is a fragment of an unfinished message.
     pub fn decode(&mut self, packet: Bytes) -> Result<Option<DistMessage>, PacketError> {
         match (packet.first(), packet.get(1)) {
+            (Some(&PASS_THROUGH), Some(&tag::VERSION))
+                if packet.get(2) != Some(&tag::COMPRESSED) =>
+            {
+                let (control, end) = self.control_at(&packet, 2, &[])?;
+                self.finish(&packet, control, end, &[], true).map(Some)
+            }
             (Some(&PASS_THROUGH), _) => {
                 let (control, end) = self.options.decode_versioned_at(&packet, 1, &[])?;
+                let control = Control::from_term(&control)?;
                 self.finish(&packet, control, end, &[], true).map(Some)
             }
             (Some(&tag::VERSION), Some(&tag::DIST_HEADER)) => {
                 let mut pos = 2;
-                let atoms = self.read_header(&packet, &mut pos)?;
-                let (control, end) = self.options.decode_body_at(&packet, pos, &atoms)?;
-                self.finish(&packet, control, end, &atoms, false).map(Some)
+                // The atom references go in a buffer kept from one message to the next.
+                let mut atoms = std::mem::take(&mut self.refs);
+                let result = self
+                    .read_header(&packet, &mut pos, &mut atoms)
+                    .and_then(|()| {
+                        let (control, end) = self.control_at(&packet, pos, &atoms)?;
+                        self.finish(&packet, control, end, &atoms, false)
+                    });
+                atoms.clear();
+                self.refs = atoms;
+                result.map(Some)
             }
             (Some(&tag::VERSION), Some(&tag::DIST_FRAG_HEADER)) => {
                 let mut pos = 2;
                 let seq = read_u64(&packet, &mut pos)?;
                 let frag = read_u64(&packet, &mut pos)?;
-                let atoms = self.read_header(&packet, &mut pos)?;
+                let mut atoms = Vec::new();
+                self.read_header(&packet, &mut pos, &mut atoms)?;
                 let data = &packet[pos..];
                 if frag <= 1 {
                     return self
@@ -204,19 +223,34 @@ impl PacketDecoder {
     }
 
     fn decode_body(&self, body: Bytes, atoms: &[Atom]) -> Result<DistMessage, PacketError> {
-        let (control, end) = self.options.decode_body_at(&body, 0, atoms)?;
+        let (control, end) = self.control_at(&body, 0, atoms)?;
         self.finish(&body, control, end, atoms, false)
+    }
+
+    /// Decodes the control message (no version byte) at `pos`: an ordinary send's straight
+    /// from the bytes, any other as a term first.
+    fn control_at(
+        &self,
+        buf: &Bytes,
+        pos: usize,
+        atoms: &[Atom],
+    ) -> Result<(Control, usize), PacketError> {
+        let mut fields = Fields::new(&self.options, buf, pos, atoms);
+        if let Some(control) = Control::read_send(&mut fields) {
+            return Ok((control, fields.pos()));
+        }
+        let (control, end) = self.options.decode_body_at(buf, pos, atoms)?;
+        Ok((Control::from_term(&control)?, end))
     }
 
     fn finish(
         &self,
         buf: &Bytes,
-        control: Term,
+        control: Control,
         end: usize,
         atoms: &[Atom],
         versioned: bool,
     ) -> Result<DistMessage, PacketError> {
-        let control = Control::from_term(&control)?;
         let payload = if control.has_payload() {
             let (term, pend) = if versioned {
                 self.options.decode_versioned_at(buf, end, atoms)?
@@ -238,22 +272,24 @@ impl PacketDecoder {
 
     /// Reads `NumberOfAtomCacheRefs, Flags, AtomCacheRefs` at `pos`, updating the cache, and
     /// returns this message's atom references in order.
-    fn read_header(&mut self, buf: &[u8], pos: &mut usize) -> Result<Vec<Atom>, PacketError> {
+    fn read_header(
+        &mut self,
+        buf: &[u8],
+        pos: &mut usize,
+        atoms: &mut Vec<Atom>,
+    ) -> Result<(), PacketError> {
         let short = PacketError::Malformed("truncated distribution header");
         let n = usize::from(*buf.get(*pos).ok_or(short.clone())?);
         *pos += 1;
         if n == 0 {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let flag_bytes = n / 2 + 1;
-        let flags = buf
-            .get(*pos..*pos + flag_bytes)
-            .ok_or(short.clone())?
-            .to_vec();
+        let flags = buf.get(*pos..*pos + flag_bytes).ok_or(short.clone())?;
         *pos += flag_bytes;
         let nibble = |i: usize| (flags[i / 2] >> ((i % 2) * 4)) & 0x0f;
         let long_atoms = nibble(n) & 0x01 != 0;
-        let mut atoms = Vec::with_capacity(n);
+        atoms.reserve(n);
         for i in 0..n {
             let f = nibble(i);
             let segment = usize::from(f & 0x07);
@@ -281,7 +317,7 @@ impl PacketDecoder {
             ))?;
             atoms.push(atom);
         }
-        Ok(atoms)
+        Ok(())
     }
 }
 
@@ -690,6 +726,46 @@ mod tests {
             packets[3].len(),
             plain.len()
         );
+    }
+
+    /// Ordinary sends are read without building a term; they decode the same in every form,
+    /// and a send in a shape the direct reader does not take still decodes.
+    #[test]
+    fn sends_decode_directly_in_every_form() {
+        let hello = Some(Term::tuple(vec![Term::atom("hello"), Term::Int(42)]));
+        let sends = [
+            Control::Send { to: pid() },
+            Control::RegSend {
+                from: pid(),
+                to_name: Atom::new("counter"),
+            },
+            Control::SendSender {
+                from: pid(),
+                to: pid(),
+            },
+        ];
+        // Twice, so that the second round uses cache references.
+        let msgs: Vec<_> = sends
+            .iter()
+            .chain(&sends)
+            .map(|c| (c.clone(), hello.clone()))
+            .collect();
+        for flags in [DistFlags(0), DistFlags::DIST_HDR_ATOM_CACHE] {
+            through_cache(&mut SendForm::with_atom_cache(flags), &msgs);
+        }
+        // {2, Pid, To}: the unused field as a pid (old nodes), read by the general path.
+        let control = Term::tuple(vec![Term::Int(2), Term::Pid(pid()), Term::Pid(pid())]);
+        let mut body = BytesMut::from(&[PASS_THROUGH][..]);
+        body.extend_from_slice(&control.encode());
+        body.extend_from_slice(&hello.clone().unwrap().encode());
+        let mut dec = PacketDecoder::new(DecodeOptions::new(), 1 << 20);
+        let m = dec.decode(body.freeze()).unwrap().unwrap();
+        assert_eq!(m.control, Control::Send { to: pid() });
+        assert_eq!(m.payload, hello);
+        // A truncated pid in a direct read is an error, not a panic.
+        let mut short = BytesMut::from(&[PASS_THROUGH][..]);
+        short.extend_from_slice(&control.encode()[..12]);
+        assert!(dec.decode(short.freeze()).is_err());
     }
 
     /// Atoms that hash to the same slot: within one message the second is written inline;

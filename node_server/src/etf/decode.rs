@@ -268,6 +268,64 @@ impl Term {
     }
 }
 
+/// A cursor for decoders of fixed shapes (the common control messages) that read the fields
+/// they expect straight from ETF bytes, without building terms. Each read returns `None` when
+/// the bytes hold something else or end; the caller then decodes a term as usual, which
+/// reports the error if there is one.
+pub(crate) struct Fields<'a>(Reader<'a>);
+
+impl<'a> Fields<'a> {
+    /// A cursor at `pos` in `input`; `atom_refs` resolves `ATOM_CACHE_REF`s.
+    pub(crate) fn new(
+        options: &DecodeOptions,
+        input: &'a Bytes,
+        pos: usize,
+        atom_refs: &'a [Atom],
+    ) -> Self {
+        Fields(Reader::new(options, input, pos, atom_refs))
+    }
+
+    /// Where the next field starts.
+    pub(crate) fn pos(&self) -> usize {
+        self.0.pos
+    }
+
+    /// The arity of a `SMALL_TUPLE_EXT`.
+    pub(crate) fn small_tuple(&mut self) -> Option<u8> {
+        self.tagged_byte(tag::SMALL_TUPLE)
+    }
+
+    /// A `SMALL_INTEGER_EXT`.
+    pub(crate) fn small_int(&mut self) -> Option<u8> {
+        self.tagged_byte(tag::SMALL_INTEGER)
+    }
+
+    /// The byte after `tag`, when the next field starts with it.
+    fn tagged_byte(&mut self, tag: u8) -> Option<u8> {
+        match self.0.rest() {
+            [t, b, ..] if *t == tag => {
+                let b = *b;
+                self.0.pos += 2;
+                Some(b)
+            }
+            _ => None,
+        }
+    }
+
+    /// A pid.
+    pub(crate) fn pid(&mut self) -> Option<Pid> {
+        match self.0.rest().first() {
+            Some(&(tag::NEW_PID | tag::PID)) => self.0.pid().ok(),
+            _ => None,
+        }
+    }
+
+    /// An atom, in any of its forms.
+    pub(crate) fn atom(&mut self) -> Option<Atom> {
+        self.0.atom().ok()
+    }
+}
+
 struct Reader<'a> {
     /// The input, for slicing binaries out of it without copying.
     input: &'a Bytes,
