@@ -48,6 +48,21 @@ fn map_term(fields: &[Field], value: impl Fn(&Field) -> TokenStream) -> TokenStr
     quote!(#private::map_term([#(#entries),*]))
 }
 
+/// The atom term `text`: made at compile time when short enough to be stored inline (most
+/// tags), so that building a message does not measure and copy its tag's text each time.
+fn atom_term(text: &str) -> TokenStream {
+    let root = root();
+    if text.len() <= 23 {
+        quote!({
+            const TAG: #root::etf::Atom = #root::etf::Atom::from_static(#text);
+            #root::etf::Term::Atom(TAG)
+        })
+    } else {
+        let private = private();
+        quote!(#private::atom(#text))
+    }
+}
+
 /// `{tag, V1, ...}` (or `{V1, ...}` without a tag).
 fn tuple_term(
     tag: Option<&str>,
@@ -55,8 +70,10 @@ fn tuple_term(
     value: impl Fn(&Field) -> TokenStream,
 ) -> TokenStream {
     let root = root();
-    let private = private();
-    let tag = tag.map(|t| quote!(#private::atom(#t),));
+    let tag = tag.map(|t| {
+        let t = atom_term(t);
+        quote!(#t,)
+    });
     let elems = fields.iter().map(|f| to_term(f, value(f)));
     quote!(#root::etf::Term::Tuple(::std::vec![#tag #(#elems),*]))
 }
@@ -64,7 +81,6 @@ fn tuple_term(
 /// The term of a variant whose fields are bound to their `binding`s (as `&T` when `by_ref`,
 /// as `T` otherwise).
 pub(crate) fn variant_term(variant: &Variant, by_ref: bool) -> TokenStream {
-    let private = private();
     let value = |f: &Field| {
         let b = &f.binding;
         if by_ref {
@@ -75,12 +91,13 @@ pub(crate) fn variant_term(variant: &Variant, by_ref: bool) -> TokenStream {
     };
     let atom = &variant.atom;
     match variant.shape {
-        VariantShape::Atom => quote!(#private::atom(#atom)),
+        VariantShape::Atom => atom_term(atom),
         VariantShape::Tuple => tuple_term(Some(atom), &variant.fields, value),
         VariantShape::Map => {
             let root = root();
             let map = map_term(&variant.fields, value);
-            quote!(#root::etf::Term::Tuple(::std::vec![#private::atom(#atom), #map]))
+            let tag = atom_term(atom);
+            quote!(#root::etf::Term::Tuple(::std::vec![#tag, #map]))
         }
         VariantShape::Other => {
             let root = root();
@@ -102,7 +119,6 @@ pub(crate) fn variant_pattern(variant: &Variant) -> TokenStream {
 
 pub(crate) fn to_term_impl(input: &Input) -> TokenStream {
     let root = root();
-    let private = private();
     let ident = input.ident;
     let generics = bounded(input.generics, quote!(#root::etf::ToTerm));
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
@@ -117,7 +133,7 @@ pub(crate) fn to_term_impl(input: &Input) -> TokenStream {
                 StructRepr::Record { tag, fields } => tuple_term(Some(tag), fields, value),
                 StructRepr::Transparent(field) => to_term(field, value(field)),
                 StructRepr::Tuple(fields) => tuple_term(None, fields, value),
-                StructRepr::Atom(atom) => quote!(#private::atom(#atom)),
+                StructRepr::Atom(atom) => atom_term(atom),
             }
         }
         Body::Enum(variants) if variants.is_empty() => quote!(match *self {}),
