@@ -10,15 +10,20 @@
 //! Rust to Rust runs the receiving node in a second process. `examples/bench_peer.erl` is the
 //! Erlang side, with the same shapes.
 //!
-//! The Rust side measures from a spawned task, where an actor would run, and for Rust to Rust
-//! also from `main`'s future (`from_main`), which tokio polls on the main thread, outside the
-//! worker threads: a flood from there gets a third thread, and every wake-up of a call
-//! crosses threads. Beside it, the same run measures the floor: a 40-byte frame echoed over loopback TCP between the same two processes, once with
-//! tokio on both ends (`raw_tcp_40_byte_ping_pong: tokio_rtt_us`) and once with blocking
-//! sockets (`blocking_rtt_us`). `TOKIO_WORKER_THREADS=1` runs both Rust nodes on one worker
-//! thread each. `BENCH_PHASES=1` also prints (on stderr) how long the flood loop itself took
-//! and when the receiver had counted everything: from a task, the proxy the loop casts to
-//! waits in tokio's LIFO slot until the loop yields, so the two phases run one after the other.
+//! The Rust side measures from a spawned task, where an actor would run. Its flood loop spends
+//! tokio's cooperative budget per cast (`tokio::task::coop::consume_budget`), so it yields
+//! every 128 casts as async code doing I/O would: ractor's `cast` is synchronous and spends
+//! none, and a loop that never yields keeps the proxy it wakes in tokio's LIFO slot, which
+//! other workers cannot steal from, until the loop ends; then the flood and its sending run
+//! one after the other (`without_yielding`, same run). For Rust to Rust it also measures from
+//! `main`'s future (`from_main`), which tokio polls on the main thread, outside the worker
+//! threads: a flood from there gets a third thread, and every wake-up of a call crosses
+//! threads. Beside it, the same run measures the floor: a 40-byte frame echoed over loopback
+//! TCP between the same two processes, once with tokio on both ends
+//! (`raw_tcp_40_byte_ping_pong: tokio_rtt_us`) and once with blocking sockets
+//! (`blocking_rtt_us`). `TOKIO_WORKER_THREADS=1` runs both Rust nodes on one worker thread
+//! each. `BENCH_PHASES=1` also prints (on stderr) how long each flood loop itself took and when
+//! the receiver had counted everything.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -98,8 +103,19 @@ async fn start_node(name: &str, epmd_port: u16) -> Node {
         .unwrap_or_else(|e| panic!("node {name}: {e}"))
 }
 
+/// How the flood loop treats tokio's scheduler.
+#[derive(Clone, Copy)]
+enum Flood {
+    /// Spends a unit of tokio's cooperative budget per cast (`consume_budget`), so that the
+    /// loop yields when the budget runs out (every 128 casts), as async code that does I/O
+    /// would. ractor's `cast` is synchronous and spends none.
+    Cooperative,
+    /// Never yields until the last cast.
+    NoYield,
+}
+
 /// Floods `n` hellos, waits until the receiver counted them, then times `m` pings.
-async fn measure(node: &Node, peer: &str, n: u64, m: u32) -> (f64, f64) {
+async fn measure(node: &Node, peer: &str, n: u64, m: u32, flood: Flood) -> (f64, f64) {
     let counter = node
         .remote_name::<CounterMsg>("counter", peer)
         .await
@@ -112,6 +128,9 @@ async fn measure(node: &Node, peer: &str, n: u64, m: u32) -> (f64, f64) {
         counter
             .cast(CounterMsg::Hello(42, payload.clone()))
             .expect("cast");
+        if let Flood::Cooperative = flood {
+            tokio::task::coop::consume_budget().await;
+        }
     }
     if std::env::var_os("BENCH_PHASES").is_some() {
         eprintln!("flood loop: {:?} at {:?}", start.elapsed(), Instant::now());
@@ -162,9 +181,9 @@ async fn measure(node: &Node, peer: &str, n: u64, m: u32) -> (f64, f64) {
 }
 
 /// [`measure`] from a spawned task, where an actor runs.
-async fn measure_in_task(node: &Node, peer: &str, n: u64, m: u32) -> (f64, f64) {
+async fn measure_in_task(node: &Node, peer: &str, n: u64, m: u32, flood: Flood) -> (f64, f64) {
     let (node, peer) = (node.clone(), peer.to_owned());
-    tokio::spawn(async move { measure(&node, &peer, n, m).await })
+    tokio::spawn(async move { measure(&node, &peer, n, m, flood).await })
         .await
         .expect("measuring task")
 }
@@ -309,7 +328,7 @@ async fn main() {
 
     let node = start_node(&format!("bench_tx{}", std::process::id()), epmd_port).await;
     if let Some(peer) = arg("--peer") {
-        let (rate, rtt) = measure_in_task(&node, &peer, n, m).await;
+        let (rate, rtt) = measure_in_task(&node, &peer, n, m, Flood::Cooperative).await;
         println!("peer: {peer}\noneway_msgs_per_s: {rate:.0}\nrtt_us: {rtt:.1}");
         return;
     }
@@ -320,9 +339,11 @@ async fn main() {
             .args(["--serve", "--epmd-port", &epmd_port.to_string()])
             .stdin(Stdio::piped()),
     );
-    let (rate, rtt) = measure_in_task(&node, &rx_name, n, m).await;
+    let (rate, rtt) = measure_in_task(&node, &rx_name, n, m, Flood::Cooperative).await;
     println!("rust_to_rust:\n  oneway_msgs_per_s: {rate:.0}\n  rtt_us: {rtt:.1}");
-    let (rate, rtt) = measure(&node, &rx_name, n, m).await;
+    let (rate, _) = measure_in_task(&node, &rx_name, n, 1, Flood::NoYield).await;
+    println!("  without_yielding:\n    oneway_msgs_per_s: {rate:.0}");
+    let (rate, rtt) = measure(&node, &rx_name, n, m, Flood::NoYield).await;
     println!("  from_main:\n    oneway_msgs_per_s: {rate:.0}\n    rtt_us: {rtt:.1}");
     if let [tokio_port, std_port] = raw_ports[..] {
         let raw_tokio = tokio::spawn(raw_rtt_tokio(tokio_port, m))
@@ -368,6 +389,6 @@ async fn main() {
     for line in text.lines() {
         println!("  {line}");
     }
-    let (rate_re, rtt_re) = measure_in_task(&node, &erx_name, n, m).await;
+    let (rate_re, rtt_re) = measure_in_task(&node, &erx_name, n, m, Flood::Cooperative).await;
     println!("rust_to_erlang:\n  oneway_msgs_per_s: {rate_re:.0}\n  rtt_us: {rtt_re:.1}");
 }

@@ -8,6 +8,23 @@
 //! call into a `gen_server:call` (`{'$gen_call', {From, [alias|Ref]}, Request}`), the reply
 //! coming back through the alias. Proxies are cached per target, supervised by their node's
 //! session, and stop with it.
+//!
+//! Sending many casts from one task: a cast only queues the message for the proxy and wakes
+//! it, and tokio runs a task woken from a worker in that worker's LIFO slot, which other
+//! workers cannot steal from, once the current task yields. A loop of casts that never
+//! awaits anything therefore buffers the whole flood before the proxy sends any of it. Spend
+//! tokio's cooperative budget in such a loop and the proxy sends while it runs:
+//!
+//! ```no_run
+//! # async fn flood(peer: ractor::ActorRef<node_server::remote::Raw>) {
+//! use node_server::etf::Term;
+//! for i in 0..1_000_000 {
+//!     let _ = peer.cast(node_server::remote::Raw(Term::Int(i)));
+//!     // Yields once every 128 calls (tokio's budget); free otherwise.
+//!     tokio::task::coop::consume_budget().await;
+//! }
+//! # }
+//! ```
 
 use std::sync::Arc;
 
