@@ -69,6 +69,7 @@ pub mod error;
 pub mod etf;
 pub mod global;
 pub mod groups;
+mod hash;
 pub mod message;
 pub mod ops;
 pub mod pg;

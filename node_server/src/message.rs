@@ -369,7 +369,6 @@ async fn receive<T>(
 /// housekeeping), and a message dropped unsent closes it, which drops the typed port too, so
 /// the caller sees the call fail.
 pub(crate) mod typed_calls {
-    use std::collections::HashMap;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{LazyLock, Mutex};
     use std::time::Duration;
@@ -419,11 +418,12 @@ pub(crate) mod typed_calls {
         bytes: ractor::concurrency::OneshotReceiver<Vec<u8>>,
     }
 
-    static PARKED: LazyLock<Mutex<HashMap<u64, Parked>>> = LazyLock::new(Default::default);
+    static PARKED: LazyLock<Mutex<crate::hash::FastMap<u64, Parked>>> =
+        LazyLock::new(Default::default);
     static NEXT: AtomicU64 = AtomicU64::new(1);
     const MARKER: &[u8; 12] = b"node_server:";
 
-    fn parked() -> std::sync::MutexGuard<'static, HashMap<u64, Parked>> {
+    fn parked() -> std::sync::MutexGuard<'static, crate::hash::FastMap<u64, Parked>> {
         crate::lock(&PARKED)
     }
 

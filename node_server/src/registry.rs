@@ -7,7 +7,7 @@
 //! would decode into the actor's message type (so a mismatch is caught, logged and sent to
 //! the fallback before it could be dropped).
 
-use std::collections::HashMap;
+use crate::hash::FastMap;
 use std::sync::Arc;
 
 use ractor::{ActorCell, ActorId, ActorStatus};
@@ -85,9 +85,9 @@ impl LocalActor {
 pub(crate) struct Registry {
     node: Atom,
     creation: u32,
-    names: HashMap<Atom, LocalProcess>,
-    by_pid: HashMap<u32, LocalProcess>,
-    by_actor: HashMap<ActorId, Arc<LocalActor>>,
+    names: FastMap<Atom, LocalProcess>,
+    by_pid: FastMap<u32, LocalProcess>,
+    by_actor: FastMap<ActorId, Arc<LocalActor>>,
     next_id: u32,
 }
 
@@ -101,9 +101,9 @@ impl Registry {
         let mut r = Registry {
             node,
             creation,
-            names: HashMap::new(),
-            by_pid: HashMap::new(),
-            by_actor: HashMap::new(),
+            names: FastMap::default(),
+            by_pid: FastMap::default(),
+            by_actor: FastMap::default(),
             next_id: 100,
         };
         r.names

@@ -8,7 +8,6 @@
 //! of its own: the writer waits for the actor's reply. The session actor owns the two tasks
 //! and stops when the connection ends.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -270,7 +269,7 @@ struct Dispatcher {
     flags: DistFlags,
     tx: mpsc::UnboundedSender<Outgoing>,
     /// Monitors the peer holds on our processes: reference -> (monitoring pid, target).
-    monitors: HashMap<Reference, (Pid, ProcessRef)>,
+    monitors: crate::hash::FastMap<Reference, (Pid, ProcessRef)>,
     /// Whether the peer passes the admin guard ([`crate::admin`]).
     admin: bool,
     /// Waits for local actors' replies to the peer's calls, in the writer task.
@@ -353,7 +352,7 @@ impl Actor for NodeSession {
             peer: peer.clone(),
             flags,
             tx,
-            monitors: HashMap::new(),
+            monitors: Default::default(),
             admin,
             waiter,
             outbox,

@@ -12,7 +12,7 @@
 //! `"shutdown"` and `"killed"` map to those atoms; any other stop reason to
 //! `{shutdown, <<Reason>>}`; a panic or handler error to `{panic, <<Text>>}`.
 
-use std::collections::HashMap;
+use crate::hash::FastMap;
 
 use ractor::ActorId;
 use tokio::sync::oneshot;
@@ -34,15 +34,15 @@ pub(crate) struct Watched {
 /// Watches of local actors, and monitors this node holds on remote processes.
 #[derive(Debug, Default)]
 pub(crate) struct Signals {
-    pub watched: HashMap<ActorId, Watched>,
+    pub watched: FastMap<ActorId, Watched>,
     pub trapping: std::collections::HashSet<ActorId>,
     /// Actors stopped by an exit signal, with the Erlang reason they exit with.
-    pub exit_reasons: HashMap<ActorId, Term>,
+    pub exit_reasons: FastMap<ActorId, Term>,
     /// Monitors Rust code holds on remote processes: reference -> (node, waiter).
-    pub outgoing: HashMap<Reference, (Atom, oneshot::Sender<Term>)>,
+    pub outgoing: FastMap<Reference, (Atom, oneshot::Sender<Term>)>,
     /// Which actor each remote monitor in `watched` is on, so that a `DEMONITOR_P` (one per
     /// `gen_server:call` from Erlang) finds it without looking through every watched actor.
-    monitor_owner: HashMap<Reference, ActorId>,
+    monitor_owner: FastMap<Reference, ActorId>,
 }
 
 impl Signals {

@@ -7,7 +7,6 @@
 //! it once with the owner's waker, so the actor's reply wakes the owner directly and nobody is
 //! woken when the wait is added.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -58,7 +57,7 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    waits: HashMap<u64, (Wait, Waker)>,
+    waits: crate::hash::FastMap<u64, (Wait, Waker)>,
     next: u64,
     /// Whether the owner has polled (so it will poll again when woken).
     owned: bool,

@@ -248,10 +248,18 @@ impl Control {
         )
     }
 
-    /// Reads the control messages of ordinary sends (`SEND`, `REG_SEND`, `SEND_SENDER`)
-    /// straight from their bytes, without building a term first; `None` for any other
-    /// message or a surprise in the bytes, which [`Control::from_term`] then handles.
-    pub(crate) fn read_send(f: &mut crate::etf::Fields<'_>) -> Option<Control> {
+    /// Reads the control messages of ordinary sends (`SEND`, `REG_SEND`, `SEND_SENDER`,
+    /// `ALIAS_SEND`) and of the monitors a call sets up (`MONITOR_P`, `DEMONITOR_P`) straight
+    /// from their bytes, without building a term first; `None` for any other message or a
+    /// surprise in the bytes, which [`Control::from_term`] then handles.
+    pub(crate) fn read_common(f: &mut crate::etf::Fields<'_>) -> Option<Control> {
+        let process = |f: &mut crate::etf::Fields<'_>| {
+            if f.at_pid() {
+                f.pid().map(ProcessRef::Pid)
+            } else {
+                f.atom().map(ProcessRef::Name)
+            }
+        };
         let arity = f.small_tuple()?;
         match (f.small_int()?, arity) {
             (2, 3) => {
@@ -270,6 +278,20 @@ impl Control {
             (22, 3) => Some(Control::SendSender {
                 from: f.pid()?,
                 to: f.pid()?,
+            }),
+            (33, 3) => Some(Control::AliasSend {
+                from: f.pid()?,
+                alias: f.reference()?,
+            }),
+            (19, 4) => Some(Control::MonitorP {
+                from: f.pid()?,
+                to: process(f)?,
+                reference: f.reference()?,
+            }),
+            (20, 4) => Some(Control::DemonitorP {
+                from: f.pid()?,
+                to: process(f)?,
+                reference: f.reference()?,
             }),
             _ => None,
         }

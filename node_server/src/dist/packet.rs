@@ -227,8 +227,8 @@ impl PacketDecoder {
         self.finish(&body, control, end, atoms, false)
     }
 
-    /// Decodes the control message (no version byte) at `pos`: an ordinary send's straight
-    /// from the bytes, any other as a term first.
+    /// Decodes the control message (no version byte) at `pos`: the common ones straight from
+    /// the bytes, any other as a term first.
     fn control_at(
         &self,
         buf: &Bytes,
@@ -236,7 +236,7 @@ impl PacketDecoder {
         atoms: &[Atom],
     ) -> Result<(Control, usize), PacketError> {
         let mut fields = Fields::new(&self.options, buf, pos, atoms);
-        if let Some(control) = Control::read_send(&mut fields) {
+        if let Some(control) = Control::read_common(&mut fields) {
             return Ok((control, fields.pos()));
         }
         let (control, end) = self.options.decode_body_at(buf, pos, atoms)?;
@@ -499,6 +499,7 @@ pub fn encode_tick(out: &mut BytesMut) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dist::control::ProcessRef;
     use crate::etf::Pid;
 
     fn pid() -> Pid {
@@ -728,12 +729,34 @@ mod tests {
         );
     }
 
-    /// Ordinary sends are read without building a term; they decode the same in every form,
-    /// and a send in a shape the direct reader does not take still decodes.
+    /// Sends and monitors are read without building a term; they decode the same in every
+    /// form, and a send in a shape the direct reader does not take still decodes.
     #[test]
-    fn sends_decode_directly_in_every_form() {
+    fn common_controls_decode_directly_in_every_form() {
         let hello = Some(Term::tuple(vec![Term::atom("hello"), Term::Int(42)]));
+        let reference = crate::etf::Reference::new(Atom::new("a@h"), 3, &[1, 2, 3]).unwrap();
+        let monitors = [
+            Control::MonitorP {
+                from: pid(),
+                to: ProcessRef::Pid(pid()),
+                reference: reference.clone(),
+            },
+            Control::MonitorP {
+                from: pid(),
+                to: ProcessRef::Name(Atom::new("kv")),
+                reference: reference.clone(),
+            },
+            Control::DemonitorP {
+                from: pid(),
+                to: ProcessRef::Name(Atom::new("kv")),
+                reference: reference.clone(),
+            },
+        ];
         let sends = [
+            Control::AliasSend {
+                from: pid(),
+                alias: reference.clone(),
+            },
             Control::Send { to: pid() },
             Control::RegSend {
                 from: pid(),
@@ -745,11 +768,11 @@ mod tests {
             },
         ];
         // Twice, so that the second round uses cache references.
-        let msgs: Vec<_> = sends
+        let round = sends
             .iter()
-            .chain(&sends)
             .map(|c| (c.clone(), hello.clone()))
-            .collect();
+            .chain(monitors.iter().map(|c| (c.clone(), None)));
+        let msgs: Vec<_> = round.clone().chain(round).collect();
         for flags in [DistFlags(0), DistFlags::DIST_HDR_ATOM_CACHE] {
             through_cache(&mut SendForm::with_atom_cache(flags), &msgs);
         }

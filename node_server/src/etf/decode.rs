@@ -324,6 +324,23 @@ impl<'a> Fields<'a> {
     pub(crate) fn atom(&mut self) -> Option<Atom> {
         self.0.atom().ok()
     }
+
+    /// A reference.
+    pub(crate) fn reference(&mut self) -> Option<Reference> {
+        let start = self.0.pos;
+        match self.0.rest().first() {
+            Some(&(t @ tag::NEWER_REFERENCE | t @ tag::NEW_REFERENCE | t @ tag::REFERENCE)) => {
+                self.0.pos += 1;
+                self.0.reference(t, start).ok()
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the next field is a pid (else, in the fields this reads, an atom).
+    pub(crate) fn at_pid(&self) -> bool {
+        matches!(self.0.rest().first(), Some(&(tag::NEW_PID | tag::PID)))
+    }
 }
 
 struct Reader<'a> {
@@ -711,34 +728,8 @@ impl<'a> Reader<'a> {
                 let creation = u32::from(self.u8()?);
                 Term::Port(Port { node, id, creation })
             }
-            tag::NEWER_REFERENCE | tag::NEW_REFERENCE => {
-                let n = usize::from(self.u16()?);
-                let node = self.atom()?;
-                let creation = if tag == tag::NEWER_REFERENCE {
-                    self.u32()?
-                } else {
-                    u32::from(self.u8()?)
-                };
-                if n == 0 || n > Reference::MAX_WORDS {
-                    return Err(self.invalid("reference length", start));
-                }
-                let mut words = [0u32; Reference::MAX_WORDS];
-                for w in words.iter_mut().take(n) {
-                    *w = self.u32()?;
-                }
-                Term::from(
-                    Reference::new(node, creation, &words[..n])
-                        .ok_or_else(|| self.invalid("reference", start))?,
-                )
-            }
-            tag::REFERENCE => {
-                let node = self.atom()?;
-                let id = self.u32()?;
-                let creation = u32::from(self.u8()?);
-                Term::from(
-                    Reference::new(node, creation, &[id])
-                        .ok_or_else(|| self.invalid("reference", start))?,
-                )
+            tag::NEWER_REFERENCE | tag::NEW_REFERENCE | tag::REFERENCE => {
+                Term::from(self.reference(tag, start)?)
             }
             _ => return Err(DecodeError::UnknownTag { tag, offset: start }),
         })
@@ -831,6 +822,32 @@ impl<'a> Reader<'a> {
             }
             _ => Err(self.invalid("atom (another term found)", start)),
         }
+    }
+
+    /// The rest of a reference whose `tag` (at `start`) was read.
+    fn reference(&mut self, tag: u8, start: usize) -> Result<Reference, DecodeError> {
+        if tag == tag::REFERENCE {
+            let node = self.atom()?;
+            let id = self.u32()?;
+            let creation = u32::from(self.u8()?);
+            return Reference::new(node, creation, &[id])
+                .ok_or_else(|| self.invalid("reference", start));
+        }
+        let n = usize::from(self.u16()?);
+        let node = self.atom()?;
+        let creation = if tag == tag::NEWER_REFERENCE {
+            self.u32()?
+        } else {
+            u32::from(self.u8()?)
+        };
+        if n == 0 || n > Reference::MAX_WORDS {
+            return Err(self.invalid("reference length", start));
+        }
+        let mut words = [0u32; Reference::MAX_WORDS];
+        for w in words.iter_mut().take(n) {
+            *w = self.u32()?;
+        }
+        Reference::new(node, creation, &words[..n]).ok_or_else(|| self.invalid("reference", start))
     }
 
     fn pid(&mut self) -> Result<Pid, DecodeError> {
