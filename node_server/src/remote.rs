@@ -99,7 +99,7 @@ impl ractor::Message for Raw {
 
     fn deserialize(msg: SerializedMessage) -> Result<Self, BoxedDowncastErr> {
         match msg {
-            SerializedMessage::Cast { args, .. } => Term::decode_slice(&args)
+            SerializedMessage::Cast { args, .. } => Term::decode(&Bytes::from(args))
                 .map(Raw)
                 .map_err(|_| BoxedDowncastErr),
             _ => Err(BoxedDowncastErr),
@@ -201,7 +201,7 @@ fn forward(message: SerializedMessage, state: &mut ProxyState) {
             reply,
             metadata,
             ..
-        } => match Term::decode_slice(&args) {
+        } => match Term::decode(&Bytes::from(args)) {
             Ok(request) => {
                 // A call of a derived message type: its typed port, parked at
                 // serialization, gets the reply term directly.

@@ -260,9 +260,11 @@ impl NodeShared {
             },
             None,
         );
-        let tag = Term::improper_list(vec![Term::atom("alias")], Term::from(mref.clone()));
+        const ALIAS: Atom = Atom::from_static("alias");
+        const GEN_CALL: Atom = Atom::from_static("$gen_call");
+        let tag = Term::improper_list(vec![Term::Atom(ALIAS)], Term::from(mref.clone()));
         let msg = Term::tuple(vec![
-            Term::atom("$gen_call"),
+            Term::Atom(GEN_CALL),
             Term::tuple(vec![Term::Pid(self.router_pid.clone()), tag]),
             request,
         ]);
