@@ -21,7 +21,10 @@
 //! threads. Beside it, the same run measures the floor: a 40-byte frame echoed over loopback
 //! TCP between the same two processes, once with tokio on both ends
 //! (`raw_tcp_40_byte_ping_pong: tokio_rtt_us`) and once with blocking sockets
-//! (`blocking_rtt_us`). `TOKIO_WORKER_THREADS=1` runs both Rust nodes on one worker thread
+//! (`blocking_rtt_us`); then typed calls and raw tokio ping-pongs in alternating rounds of a
+//! tenth of the calls each (`rtt_interleaved`: medians of the rounds and of their ratios), as
+//! this VM's wake-up cost moves between runs more than either figure does.
+//! `TOKIO_WORKER_THREADS=1` runs both Rust nodes on one worker thread
 //! each. `BENCH_PHASES=1` also prints (on stderr) how long each flood loop itself took and when
 //! the receiver had counted everything.
 
@@ -290,6 +293,50 @@ async fn raw_rtt_tokio(port: u16, m: u32) -> f64 {
     start.elapsed().as_secs_f64() * 1e6 / f64::from(m)
 }
 
+/// Typed calls and raw tokio ping-pongs in alternating rounds from one spawned task, so that
+/// both see the same state of the machine. Returns the medians of the typed rounds, of the
+/// raw rounds and of each round's ratio.
+async fn interleaved_rtt(node: &Node, peer: &str, port: u16, rounds: u32, m: u32) -> [f64; 3] {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (node, peer) = (node.clone(), peer.to_owned());
+    tokio::spawn(async move {
+        let counter = node
+            .remote_name::<CounterMsg>("counter", &peer)
+            .await
+            .expect("proxy to the counter");
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        let mut buf = [7u8; FRAME];
+        let (mut typed, mut raw, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let start = Instant::now();
+            for _ in 0..m {
+                ractor::call_t!(counter, CounterMsg::Ping, 10_000).expect("ping");
+            }
+            let t = start.elapsed().as_secs_f64() * 1e6 / f64::from(m);
+            let start = Instant::now();
+            for _ in 0..m {
+                s.write_all(&buf).await.expect("write");
+                s.read_exact(&mut buf).await.expect("read");
+            }
+            let r = start.elapsed().as_secs_f64() * 1e6 / f64::from(m);
+            typed.push(t);
+            raw.push(r);
+            ratio.push(t / r);
+        }
+        [median(typed), median(raw), median(ratio)]
+    })
+    .await
+    .expect("interleaved rounds")
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// The same with blocking sockets on both ends.
 fn raw_rtt_blocking(port: u16, m: u32) -> f64 {
     use std::io::{Read, Write};
@@ -353,6 +400,10 @@ async fn main() {
             .await
             .expect("raw");
         println!("raw_tcp_40_byte_ping_pong:\n  tokio_rtt_us: {raw_tokio:.1}\n  blocking_rtt_us: {raw_std:.1}");
+        let [typed, raw, ratio] = interleaved_rtt(&node, &rx_name, tokio_port, 10, m / 10).await;
+        println!(
+            "rtt_interleaved:\n  typed_rtt_us: {typed:.1}\n  raw_tokio_rtt_us: {raw:.1}\n  typed_over_raw: {ratio:.2}"
+        );
     }
 
     let Some(dir) = erlang_dir() else {
