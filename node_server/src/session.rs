@@ -906,8 +906,9 @@ impl ReplyOutbox {
         !crate::lock(&self.items).is_empty()
     }
 
-    fn take(&self) -> Vec<Outgoing> {
-        std::mem::take(&mut *crate::lock(&self.items))
+    /// Moves the queued replies into `into` (empty), which lends its buffer to the queue.
+    fn take_into(&self, into: &mut Vec<Outgoing>) {
+        std::mem::swap(&mut *crate::lock(&self.items), into);
     }
 }
 
@@ -991,9 +992,14 @@ async fn writer_task(
     let mut flushed = Vec::new();
     let mut messages = 0u64;
     let _close = CloseOnDrop(waiter.clone());
-    let take_deferred = |buf: &mut BytesMut, form: &mut SendForm, messages: &mut u64| {
-        let controls = std::mem::take(&mut *crate::lock(&deferred));
-        for control in controls {
+    // The buffers the deferred controls and the replies are swapped into, kept across writes.
+    let (mut controls, mut replies) = (Vec::new(), Vec::new());
+    let take_deferred = |buf: &mut BytesMut,
+                         form: &mut SendForm,
+                         messages: &mut u64,
+                         controls: &mut Vec<Control>| {
+        std::mem::swap(&mut *crate::lock(&deferred), controls);
+        for control in controls.drain(..) {
             *messages += 1;
             packet::encode_message_as(buf, form, &control, None);
         }
@@ -1034,7 +1040,7 @@ async fn writer_task(
             },
             () = &mut flush, if flush_armed => {
                 flush_armed = false;
-                take_deferred(&mut buf, &mut form, &mut messages);
+                take_deferred(&mut buf, &mut form, &mut messages, &mut controls);
                 None
             }
             () = &mut tick => {
@@ -1043,14 +1049,14 @@ async fn writer_task(
                     continue;
                 }
                 // Idle for a tick interval: keep the peer's view of us alive.
-                take_deferred(&mut buf, &mut form, &mut messages);
+                take_deferred(&mut buf, &mut form, &mut messages, &mut controls);
                 if buf.is_empty() {
                     packet::encode_tick(&mut buf);
                 }
                 None
             }
         };
-        let replies = outbox.take();
+        outbox.take_into(&mut replies);
         if first.is_some() || !replies.is_empty() {
             let mut take = |buf: &mut BytesMut, msg: Outgoing| match msg {
                 Outgoing::Flush(ack) => flushed.push(ack),
@@ -1059,7 +1065,7 @@ async fn writer_task(
                     encode_outgoing(buf, &mut form, flags, msg);
                 }
             };
-            for reply in replies {
+            for reply in replies.drain(..) {
                 take(&mut buf, reply);
             }
             if let Some(msg) = first {
@@ -1072,7 +1078,7 @@ async fn writer_task(
                     Err(_) => break,
                 }
             }
-            take_deferred(&mut buf, &mut form, &mut messages);
+            take_deferred(&mut buf, &mut form, &mut messages, &mut controls);
         }
         if buf.is_empty() && flushed.is_empty() {
             continue;
@@ -1212,7 +1218,14 @@ mod tests {
         assert!(waiter.add(wait).is_ok());
         // `add` ran the wait on this thread, outside the writer's poll: that wakes it.
         assert_eq!(counter.0.load(Ordering::SeqCst), 1);
-        assert_eq!(outbox.take().len(), 1);
+        assert_eq!(
+            {
+                let mut v = Vec::new();
+                outbox.take_into(&mut v);
+                v.len()
+            },
+            1
+        );
 
         // A wait completed by the writer's own poll: queued, no wake-up.
         let (tx, wait) = wait_for_reply();
@@ -1235,7 +1248,14 @@ mod tests {
             "no wake from inside the poll"
         );
         assert!(outbox.has_items());
-        assert_eq!(outbox.take().len(), 1);
+        assert_eq!(
+            {
+                let mut v = Vec::new();
+                outbox.take_into(&mut v);
+                v.len()
+            },
+            1
+        );
         assert!(!outbox.has_items());
     }
 }

@@ -59,6 +59,8 @@ struct Shared {
 struct State {
     waits: crate::hash::FastMap<u64, (Wait, Waker)>,
     next: u64,
+    /// The ready list's other buffer: swapped with it on each poll, so neither reallocates.
+    spare: Vec<u64>,
     /// Whether the owner has polled (so it will poll again when woken).
     owned: bool,
     closed: bool,
@@ -142,8 +144,9 @@ impl ReplyWaiter {
         // One pass over what was ready when the poll began: a wait that becomes ready again
         // meanwhile (another reply, or tokio's budget making it yield) has woken this task,
         // which comes back for it.
-        let ready = std::mem::take(&mut *lock(&self.0.ready));
-        for id in ready {
+        let mut ready = std::mem::take(&mut state.spare);
+        std::mem::swap(&mut *lock(&self.0.ready), &mut ready);
+        for id in ready.drain(..) {
             let Some((wait, waker)) = state.waits.get_mut(&id) else {
                 continue;
             };
@@ -155,6 +158,7 @@ impl ReplyWaiter {
                 state.waits.remove(&id);
             }
         }
+        state.spare = ready;
     }
 
     /// How many waits are pending.
