@@ -297,6 +297,73 @@ impl Control {
         }
     }
 
+    /// Writes the control messages [`Control::read_common`] reads (no version byte) without
+    /// building their term, atoms through `atoms`; the same bytes as encoding
+    /// [`Control::to_term`]. `false` (nothing written) for the others.
+    pub(crate) fn write_common<A: crate::etf::AtomWriter>(
+        &self,
+        out: &mut bytes::BytesMut,
+        atoms: &mut A,
+    ) -> bool {
+        use crate::etf::encode_pieces;
+        let process = |w: &mut crate::etf::Pieces<'_, '_, A>, p: &ProcessRef| match p {
+            ProcessRef::Pid(pid) => w.pid(pid),
+            ProcessRef::Name(name) => w.atom(name),
+        };
+        match self {
+            Control::Send { to } => encode_pieces(out, atoms, |w| {
+                w.tuple(3);
+                w.small_int(2);
+                w.atom(&Atom::EMPTY);
+                w.pid(to);
+            }),
+            Control::RegSend { from, to_name } => encode_pieces(out, atoms, |w| {
+                w.tuple(4);
+                w.small_int(6);
+                w.pid(from);
+                w.atom(&Atom::EMPTY);
+                w.atom(to_name);
+            }),
+            Control::SendSender { from, to } => encode_pieces(out, atoms, |w| {
+                w.tuple(3);
+                w.small_int(22);
+                w.pid(from);
+                w.pid(to);
+            }),
+            Control::AliasSend { from, alias } => encode_pieces(out, atoms, |w| {
+                w.tuple(3);
+                w.small_int(33);
+                w.pid(from);
+                w.reference(alias);
+            }),
+            Control::MonitorP {
+                from,
+                to,
+                reference,
+            }
+            | Control::DemonitorP {
+                from,
+                to,
+                reference,
+            } => {
+                let op = if matches!(self, Control::MonitorP { .. }) {
+                    19
+                } else {
+                    20
+                };
+                encode_pieces(out, atoms, |w| {
+                    w.tuple(4);
+                    w.small_int(op);
+                    w.pid(from);
+                    process(w, to);
+                    w.reference(reference);
+                })
+            }
+            _ => return false,
+        }
+        true
+    }
+
     /// Reads a control tuple.
     pub fn from_term(term: &Term) -> Result<Control, ControlError> {
         let bad = || ControlError(term.to_string());

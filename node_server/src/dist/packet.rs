@@ -17,7 +17,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use super::atom_cache::AtomCache;
 use super::control::{Control, ControlError};
 use super::flags::DistFlags;
-use crate::etf::{encode_term, tag, Atom, DecodeError, DecodeOptions, Fields, Term};
+use crate::etf::{
+    encode_term, tag, Atom, AtomWriter, DecodeError, DecodeOptions, Fields, InlineAtoms, Term,
+};
 
 const PASS_THROUGH: u8 = 112;
 const ATOM_CACHE_SIZE: usize = 8 * 256;
@@ -344,13 +346,14 @@ pub fn encode_message(
     out.put_u32(0);
     if flags.contains(DistFlags::DIST_HDR_ATOM_CACHE) {
         out.put_slice(&[tag::VERSION, tag::DIST_HEADER, 0]);
-        control.to_term().encode_body_into(out);
+        write_control(control, out, &mut InlineAtoms);
         if let Some(p) = payload {
             p.encode_body_into(out);
         }
     } else {
         out.put_u8(PASS_THROUGH);
-        control.to_term().encode_into(out);
+        out.put_u8(tag::VERSION);
+        write_control(control, out, &mut InlineAtoms);
         if let Some(p) = payload {
             p.encode_into(out);
         }
@@ -416,7 +419,7 @@ pub fn encode_message_as(
     let mut body = std::mem::take(&mut cache.body);
     body.clear();
     cache.begin_message();
-    encode_term(&control.to_term(), &mut body, &mut **cache);
+    write_control(control, &mut body, &mut **cache);
     if let Some(p) = payload {
         encode_term(p, &mut body, &mut **cache);
     }
@@ -429,6 +432,14 @@ pub fn encode_message_as(
     }
     let len = (out.len() - start - 4) as u32;
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Appends `control` (no version byte), atoms through `atoms`: the common ones without
+/// building their term.
+fn write_control<A: AtomWriter>(control: &Control, out: &mut BytesMut, atoms: &mut A) {
+    if !control.write_common(out, atoms) {
+        encode_term(&control.to_term(), out, atoms);
+    }
 }
 
 /// Like [`encode_message_as`], with the payload already encoded: ETF with its version byte
@@ -447,20 +458,20 @@ pub fn encode_message_as_raw(
     out.put_u32(0);
     match form {
         SendForm::PassThrough => {
-            out.put_u8(PASS_THROUGH);
-            control.to_term().encode_into(out);
+            out.put_slice(&[PASS_THROUGH, tag::VERSION]);
+            write_control(control, out, &mut InlineAtoms);
             out.put_slice(payload.unwrap_or_default());
         }
         SendForm::Header => {
             out.put_slice(&[tag::VERSION, tag::DIST_HEADER, 0]);
-            control.to_term().encode_body_into(out);
+            write_control(control, out, &mut InlineAtoms);
             out.put_slice(body.unwrap_or_default());
         }
         SendForm::AtomCache(cache) => {
             let mut scratch = std::mem::take(&mut cache.body);
             scratch.clear();
             cache.begin_message();
-            encode_term(&control.to_term(), &mut scratch, &mut **cache);
+            write_control(control, &mut scratch, &mut **cache);
             out.put_slice(&[tag::VERSION, tag::DIST_HEADER]);
             cache.write_header(out);
             out.extend_from_slice(&scratch);
@@ -729,13 +740,23 @@ mod tests {
         );
     }
 
-    /// Sends and monitors are read without building a term; they decode the same in every
-    /// form, and a send in a shape the direct reader does not take still decodes.
-    #[test]
-    fn common_controls_decode_directly_in_every_form() {
-        let hello = Some(Term::tuple(vec![Term::atom("hello"), Term::Int(42)]));
+    /// One of each control message read and written without a term, monitors by pid and by name.
+    fn common_controls() -> Vec<Control> {
         let reference = crate::etf::Reference::new(Atom::new("a@h"), 3, &[1, 2, 3]).unwrap();
-        let monitors = [
+        vec![
+            Control::Send { to: pid() },
+            Control::RegSend {
+                from: pid(),
+                to_name: Atom::new("counter"),
+            },
+            Control::SendSender {
+                from: pid(),
+                to: pid(),
+            },
+            Control::AliasSend {
+                from: pid(),
+                alias: reference.clone(),
+            },
             Control::MonitorP {
                 from: pid(),
                 to: ProcessRef::Pid(pid()),
@@ -749,29 +770,57 @@ mod tests {
             Control::DemonitorP {
                 from: pid(),
                 to: ProcessRef::Name(Atom::new("kv")),
-                reference: reference.clone(),
+                reference,
             },
-        ];
-        let sends = [
-            Control::AliasSend {
-                from: pid(),
-                alias: reference.clone(),
-            },
-            Control::Send { to: pid() },
-            Control::RegSend {
-                from: pid(),
-                to_name: Atom::new("counter"),
-            },
-            Control::SendSender {
-                from: pid(),
-                to: pid(),
-            },
-        ];
+        ]
+    }
+
+    /// The common controls are written without building their term: the same bytes, and the
+    /// same atom cache entries, as encoding the term.
+    #[test]
+    fn common_controls_encode_as_their_terms() {
+        let controls = common_controls();
+        let cache = || match SendForm::with_atom_cache(DistFlags::DIST_HDR_ATOM_CACHE) {
+            SendForm::AtomCache(cache) => cache,
+            _ => panic!("no atom cache"),
+        };
+        let (mut direct_cache, mut term_cache) = (cache(), cache());
+        for control in &controls {
+            let (mut direct, mut via_term) = (BytesMut::new(), BytesMut::new());
+            assert!(control.write_common(&mut direct, &mut InlineAtoms));
+            encode_term(&control.to_term(), &mut via_term, &mut InlineAtoms);
+            assert_eq!(direct, via_term, "{control:?}");
+            direct_cache.begin_message();
+            term_cache.begin_message();
+            let (mut direct, mut via_term) = (BytesMut::new(), BytesMut::new());
+            assert!(control.write_common(&mut direct, &mut *direct_cache));
+            encode_term(&control.to_term(), &mut via_term, &mut *term_cache);
+            assert_eq!(direct, via_term, "{control:?} through the cache");
+            let (mut direct_header, mut term_header) = (BytesMut::new(), BytesMut::new());
+            direct_cache.write_header(&mut direct_header);
+            term_cache.write_header(&mut term_header);
+            assert_eq!(direct_header, term_header, "{control:?} header");
+        }
+        // The others are left to their term.
+        let link = Control::Link {
+            from: pid(),
+            to: pid(),
+        };
+        let mut out = BytesMut::new();
+        assert!(!link.write_common(&mut out, &mut InlineAtoms));
+        assert!(out.is_empty());
+    }
+
+    /// Sends and monitors are read without building a term; they decode the same in every
+    /// form, and a send in a shape the direct reader does not take still decodes.
+    #[test]
+    fn common_controls_decode_directly_in_every_form() {
+        let hello = Some(Term::tuple(vec![Term::atom("hello"), Term::Int(42)]));
         // Twice, so that the second round uses cache references.
-        let round = sends
-            .iter()
-            .map(|c| (c.clone(), hello.clone()))
-            .chain(monitors.iter().map(|c| (c.clone(), None)));
+        let round = common_controls().into_iter().map(|c| {
+            let payload = c.has_payload().then(|| hello.clone()).flatten();
+            (c, payload)
+        });
         let msgs: Vec<_> = round.clone().chain(round).collect();
         for flags in [DistFlags(0), DistFlags::DIST_HDR_ATOM_CACHE] {
             through_cache(&mut SendForm::with_atom_cache(flags), &msgs);

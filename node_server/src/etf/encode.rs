@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use num_bigint::Sign;
 
 use super::tag;
-use super::term::{Atom, Fun, Pid, Term};
+use super::term::{Atom, Fun, Pid, Reference, Term};
 
 /// How atoms are written. The plain form writes them inline; a distribution connection's atom
 /// cache writes `ATOM_CACHE_REF`s instead.
@@ -120,6 +120,57 @@ impl Term {
 /// Appends `term` (no version byte) to `out`, writing atoms with `atoms`.
 pub(crate) fn encode_term<A: AtomWriter>(term: &Term, out: &mut BytesMut, atoms: &mut A) {
     Writer::new(atoms, None).write(out, false, term);
+}
+
+/// Appends a term given piece by piece by `f` (no version byte), writing atoms with `atoms`:
+/// for fixed shapes such as control messages, which then need not be built as a [`Term`].
+/// The pieces must make one whole term; nothing checks that they do.
+pub(crate) fn encode_pieces<A: AtomWriter>(
+    out: &mut BytesMut,
+    atoms: &mut A,
+    f: impl FnOnce(&mut Pieces<'_, '_, A>),
+) {
+    let p = out.len();
+    out.extend_from_slice(&[0; MIN_WINDOW]);
+    let mut pieces = Pieces {
+        w: Writer::new(atoms, None),
+        out,
+        p,
+    };
+    f(&mut pieces);
+    let p = pieces.p;
+    pieces.out.truncate(p);
+}
+
+/// The writer [`encode_pieces`] hands out.
+pub(crate) struct Pieces<'o, 'a, A> {
+    w: Writer<'a, A>,
+    out: &'o mut BytesMut,
+    p: usize,
+}
+
+impl<A: AtomWriter> Pieces<'_, '_, A> {
+    /// A tuple header; its `n` elements follow.
+    pub(crate) fn tuple(&mut self, n: u8) {
+        self.p = self.w.put(self.out, self.p, [tag::SMALL_TUPLE, n]);
+    }
+
+    /// An integer in `0..=255`.
+    pub(crate) fn small_int(&mut self, i: u8) {
+        self.p = self.w.put(self.out, self.p, [tag::SMALL_INTEGER, i]);
+    }
+
+    pub(crate) fn atom(&mut self, atom: &Atom) {
+        self.p = self.w.atom(self.out, atom, self.p);
+    }
+
+    pub(crate) fn pid(&mut self, pid: &Pid) {
+        self.p = self.w.pid(self.out, pid, self.p);
+    }
+
+    pub(crate) fn reference(&mut self, r: &Reference) {
+        self.p = self.w.reference(self.out, r, self.p);
+    }
 }
 
 /// The encoder. Its methods take the output and the position in it to write at, and return
@@ -428,18 +479,20 @@ impl<'a, A: AtomWriter> Writer<'a, A> {
                 };
                 self.put(out, p, port.creation.to_be_bytes())
             }
-            Term::Reference(r) => {
-                let [a, b] = (r.words().len() as u16).to_be_bytes();
-                let p = self.put(out, p, [tag::NEWER_REFERENCE, a, b]);
-                let mut p = self.atom(out, &r.node, p);
-                p = self.put(out, p, r.creation.to_be_bytes());
-                for w in r.words() {
-                    p = self.put(out, p, w.to_be_bytes());
-                }
-                p
-            }
+            Term::Reference(r) => self.reference(out, r, p),
             Term::Fun(f) => self.fun(out, f, p),
         }
+    }
+
+    fn reference(&mut self, out: &mut BytesMut, r: &Reference, p: usize) -> usize {
+        let [a, b] = (r.words().len() as u16).to_be_bytes();
+        let p = self.put(out, p, [tag::NEWER_REFERENCE, a, b]);
+        let mut p = self.atom(out, &r.node, p);
+        p = self.put(out, p, r.creation.to_be_bytes());
+        for w in r.words() {
+            p = self.put(out, p, w.to_be_bytes());
+        }
+        p
     }
 
     fn pid(&mut self, out: &mut BytesMut, pid: &Pid, p: usize) -> usize {
