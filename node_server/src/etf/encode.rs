@@ -160,14 +160,17 @@ impl<A: AtomWriter> Pieces<'_, '_, A> {
         self.p = self.w.put(self.out, self.p, [tag::SMALL_INTEGER, i]);
     }
 
+    /// An atom, through the atom writer.
     pub(crate) fn atom(&mut self, atom: &Atom) {
         self.p = self.w.atom(self.out, atom, self.p);
     }
 
+    /// A pid, as `NEW_PID_EXT`.
     pub(crate) fn pid(&mut self, pid: &Pid) {
         self.p = self.w.pid(self.out, pid, self.p);
     }
 
+    /// A reference, as `NEWER_REFERENCE_EXT`.
     pub(crate) fn reference(&mut self, r: &Reference) {
         self.p = self.w.reference(self.out, r, self.p);
     }
