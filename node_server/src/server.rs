@@ -260,17 +260,13 @@ impl NodeShared {
             },
             None,
         );
-        const ALIAS: Atom = Atom::from_static("alias");
-        const GEN_CALL: Atom = Atom::from_static("$gen_call");
-        let tag = Term::improper_list(vec![Term::Atom(ALIAS)], Term::from(mref.clone()));
-        let msg = Term::tuple(vec![
-            Term::Atom(GEN_CALL),
-            Term::tuple(vec![Term::Pid(self.router_pid.clone()), tag]),
-            request,
-        ]);
-        session.send(
+        session.send_call(
             crate::remote::send_control(target, &self.router_pid),
-            Some(msg),
+            crate::session::GenCall {
+                from: self.router_pid.clone(),
+                mref,
+                request,
+            },
         );
     }
 

@@ -43,8 +43,53 @@ pub(crate) enum Outgoing {
     /// encoded (with its 131): what a proxy sends, encoding its control once. The payload is
     /// the serialized message's own buffer, copied into the write buffer and freed.
     Prepared(Bytes, Vec<u8>),
+    /// A `gen_server` call's request, written from its parts.
+    Call(Control, GenCall),
     /// Answered once everything queued before it is written (a graceful stop).
     Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// The message of a `gen_server` call, `{'$gen_call', {From, [alias | Ref]}, Request}`,
+/// written from its parts rather than built as a term first.
+#[derive(Debug)]
+pub(crate) struct GenCall {
+    /// The calling process.
+    pub from: Pid,
+    /// The call's monitor reference, also its reply alias.
+    pub mref: Reference,
+    /// The request.
+    pub request: Term,
+}
+
+impl GenCall {
+    /// The same message as a term.
+    #[cfg(test)]
+    fn to_term(&self) -> Term {
+        let tag = Term::improper_list(vec![Term::atom("alias")], Term::from(self.mref.clone()));
+        Term::tuple(vec![
+            Term::atom("$gen_call"),
+            Term::tuple(vec![Term::Pid(self.from.clone()), tag]),
+            self.request.clone(),
+        ])
+    }
+}
+
+impl packet::Payload for GenCall {
+    fn write_body<A: crate::etf::AtomWriter>(&self, out: &mut BytesMut, atoms: &mut A) {
+        const GEN_CALL: Atom = Atom::from_static("$gen_call");
+        const ALIAS: Atom = Atom::from_static("alias");
+        crate::etf::encode_pieces(out, atoms, |w| {
+            w.tuple(3);
+            w.atom(&GEN_CALL);
+            w.tuple(2);
+            w.pid(&self.from);
+            // [alias | Ref]
+            w.list(1);
+            w.atom(&ALIAS);
+            w.reference(&self.mref);
+            w.term(&self.request);
+        });
+    }
 }
 
 /// The way to reach a live session.
@@ -69,6 +114,11 @@ impl SessionHandle {
     /// Queues a message; false when the session is gone.
     pub fn send(&self, control: Control, payload: Option<Term>) -> bool {
         self.tx.send(Outgoing::Message(control, payload)).is_ok()
+    }
+
+    /// Queues a `gen_server` call's request.
+    pub(crate) fn send_call(&self, control: Control, call: GenCall) -> bool {
+        self.tx.send(Outgoing::Call(control, call)).is_ok()
     }
 
     /// Queues a message whose payload is ETF bytes with the leading 131.
@@ -960,6 +1010,7 @@ fn encode_outgoing(out: &mut BytesMut, form: &mut SendForm, flags: DistFlags, ms
         Outgoing::Message(control, payload) => {
             packet::encode_message_as(out, form, &control, payload.as_ref())
         }
+        Outgoing::Call(control, call) => packet::encode_frame_as(out, form, &control, Some(&call)),
         Outgoing::Raw(control, payload) => {
             packet::encode_message_as_raw(out, form, &control, Some(&payload))
         }
@@ -1187,6 +1238,44 @@ mod tests {
 
     fn tick() -> Outgoing {
         Outgoing::Prepared(Bytes::new(), Vec::new())
+    }
+
+    /// A call's request written from its parts is the same frame as its term, in every form
+    /// (the atom cache's included, message after message).
+    #[test]
+    fn a_gen_call_is_written_as_its_term() {
+        let pid = |id| Pid {
+            node: Atom::new("caller@host"),
+            id,
+            serial: 0,
+            creation: 7,
+        };
+        let calls: Vec<GenCall> = (0..3)
+            .map(|i| GenCall {
+                from: pid(i),
+                mref: Reference::new(Atom::new("caller@host"), 7, &[i, 2, 3]).unwrap(),
+                request: Term::tuple(vec![Term::atom("get"), Term::Int(i64::from(i))]),
+            })
+            .collect();
+        let control = Control::RegSend {
+            from: pid(0),
+            to_name: Atom::new("kv"),
+        };
+        let form = |i| match i {
+            0 => SendForm::PassThrough,
+            1 => SendForm::Header,
+            _ => SendForm::with_atom_cache(DistFlags::DIST_HDR_ATOM_CACHE),
+        };
+        for i in 0..3 {
+            let (mut parts_form, mut term_form) = (form(i), form(i));
+            for call in &calls {
+                let (mut parts, mut term) = (BytesMut::new(), BytesMut::new());
+                packet::encode_frame_as(&mut parts, &mut parts_form, &control, Some(call));
+                let t = call.to_term();
+                packet::encode_message_as(&mut term, &mut term_form, &control, Some(&t));
+                assert_eq!(parts, term, "form {i}");
+            }
+        }
     }
 
     /// A reply produced while the writer polls its waits is queued without waking the writer

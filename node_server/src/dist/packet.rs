@@ -342,20 +342,43 @@ pub fn encode_message(
     control: &Control,
     payload: Option<&Term>,
 ) {
+    encode_plain(out, flags, control, payload);
+}
+
+/// What follows a control message: something that writes itself as one term.
+pub(crate) trait Payload {
+    /// Appends the term without the version byte, atoms through `atoms`.
+    fn write_body<A: AtomWriter>(&self, out: &mut BytesMut, atoms: &mut A);
+}
+
+impl Payload for Term {
+    fn write_body<A: AtomWriter>(&self, out: &mut BytesMut, atoms: &mut A) {
+        encode_term(self, out, atoms);
+    }
+}
+
+/// [`encode_message`] for any payload.
+fn encode_plain<P: Payload>(
+    out: &mut BytesMut,
+    flags: DistFlags,
+    control: &Control,
+    payload: Option<&P>,
+) {
     let start = out.len();
     out.put_u32(0);
     if flags.contains(DistFlags::DIST_HDR_ATOM_CACHE) {
         out.put_slice(&[tag::VERSION, tag::DIST_HEADER, 0]);
         write_control(control, out, &mut InlineAtoms);
         if let Some(p) = payload {
-            p.encode_body_into(out);
+            p.write_body(out, &mut InlineAtoms);
         }
     } else {
         out.put_u8(PASS_THROUGH);
         out.put_u8(tag::VERSION);
         write_control(control, out, &mut InlineAtoms);
         if let Some(p) = payload {
-            p.encode_into(out);
+            out.put_u8(tag::VERSION);
+            p.write_body(out, &mut InlineAtoms);
         }
     }
     let len = (out.len() - start - 4) as u32;
@@ -406,10 +429,20 @@ pub fn encode_message_as(
     control: &Control,
     payload: Option<&Term>,
 ) {
+    encode_frame_as(out, form, control, payload);
+}
+
+/// [`encode_message_as`] for any payload.
+pub(crate) fn encode_frame_as<P: Payload>(
+    out: &mut BytesMut,
+    form: &mut SendForm,
+    control: &Control,
+    payload: Option<&P>,
+) {
     let cache = match form {
-        SendForm::PassThrough => return encode_message(out, DistFlags(0), control, payload),
+        SendForm::PassThrough => return encode_plain(out, DistFlags(0), control, payload),
         SendForm::Header => {
-            return encode_message(out, DistFlags::DIST_HDR_ATOM_CACHE, control, payload)
+            return encode_plain(out, DistFlags::DIST_HDR_ATOM_CACHE, control, payload)
         }
         SendForm::AtomCache(cache) => cache,
     };
@@ -421,7 +454,7 @@ pub fn encode_message_as(
     cache.begin_message();
     write_control(control, &mut body, &mut **cache);
     if let Some(p) = payload {
-        encode_term(p, &mut body, &mut **cache);
+        p.write_body(&mut body, &mut **cache);
     }
     out.put_slice(&[tag::VERSION, tag::DIST_HEADER]);
     cache.write_header(out);

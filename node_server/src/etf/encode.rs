@@ -160,6 +160,17 @@ impl<A: AtomWriter> Pieces<'_, '_, A> {
         self.p = self.w.put(self.out, self.p, [tag::SMALL_INTEGER, i]);
     }
 
+    /// A list header (`LIST_EXT`) of `n` elements; the elements and the tail follow.
+    pub(crate) fn list(&mut self, n: u32) {
+        let [a, b, c, d] = n.to_be_bytes();
+        self.p = self.w.put(self.out, self.p, [tag::LIST, a, b, c, d]);
+    }
+
+    /// A whole term.
+    pub(crate) fn term(&mut self, term: &Term) {
+        self.p = self.w.term(self.out, term, self.p);
+    }
+
     /// An atom, through the atom writer.
     pub(crate) fn atom(&mut self, atom: &Atom) {
         self.p = self.w.atom(self.out, atom, self.p);
