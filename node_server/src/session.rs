@@ -45,6 +45,8 @@ pub(crate) enum Outgoing {
     Prepared(Bytes, Vec<u8>),
     /// A `gen_server` call's request, written from its parts.
     Call(Control, GenCall),
+    /// A `gen_server` reply `{Tag, Reply}`, written from its parts.
+    Reply(Control, GenReply),
     /// Answered once everything queued before it is written (a graceful stop).
     Flush(tokio::sync::oneshot::Sender<()>),
 }
@@ -88,6 +90,54 @@ impl packet::Payload for GenCall {
             w.atom(&ALIAS);
             w.reference(&self.mref);
             w.term(&self.request);
+        });
+    }
+}
+
+/// The tag of a `gen_server` call, read once when the call arrives.
+#[derive(Debug, Clone)]
+pub(crate) enum ReplyTag {
+    /// `[alias | Ref]` (OTP 24 and later): the reply goes to the alias.
+    Alias(Reference),
+    /// Any other tag (a plain reference from older callers), answered to the caller's pid.
+    Other(Term),
+}
+
+impl ReplyTag {
+    fn new(tag: &Term) -> ReplyTag {
+        match tag {
+            Term::ImproperList(head, tail) if head.len() == 1 && head[0].is_atom("alias") => {
+                match &**tail {
+                    Term::Reference(r) => ReplyTag::Alias((**r).clone()),
+                    _ => ReplyTag::Other(tag.clone()),
+                }
+            }
+            _ => ReplyTag::Other(tag.clone()),
+        }
+    }
+}
+
+/// A `gen_server` reply, `{Tag, Reply}`, written from its parts.
+#[derive(Debug)]
+pub(crate) struct GenReply {
+    tag: ReplyTag,
+    reply: Term,
+}
+
+impl packet::Payload for GenReply {
+    fn write_body<A: crate::etf::AtomWriter>(&self, out: &mut BytesMut, atoms: &mut A) {
+        const ALIAS: Atom = Atom::from_static("alias");
+        crate::etf::encode_pieces(out, atoms, |w| {
+            w.tuple(2);
+            match &self.tag {
+                ReplyTag::Alias(r) => {
+                    w.list(1);
+                    w.atom(&ALIAS);
+                    w.reference(r);
+                }
+                ReplyTag::Other(tag) => w.term(tag),
+            }
+            w.term(&self.reply);
         });
     }
 }
@@ -606,7 +656,7 @@ impl Dispatcher {
                 from: actor.pid.clone(),
                 outbox: Some(self.outbox.clone()),
             };
-            let (reply_to, reply_tag) = (caller.clone(), tag.clone());
+            let (reply_to, reply_tag) = (caller.clone(), ReplyTag::new(tag));
             let on_reply = crate::message::ReplyTo::new(move |reply| {
                 replier.reply(&reply_to, &reply_tag, reply)
             })
@@ -629,7 +679,7 @@ impl Dispatcher {
                         from: actor.pid.clone(),
                         outbox: Some(self.outbox.clone()),
                     };
-                    let (caller, tag) = (caller.clone(), tag.clone());
+                    let (caller, tag) = (caller.clone(), ReplyTag::new(tag));
                     let wait: crate::waiter::Wait = Box::pin(async move {
                         if let Ok(bytes) = rx.await {
                             match Term::decode_slice(&bytes) {
@@ -832,7 +882,7 @@ impl Dispatcher {
                 from: self.shared.rex_pid.clone(),
                 outbox: None,
             };
-            let (caller, tag) = (caller.clone(), tag.cloned());
+            let (caller, tag) = (caller.clone(), tag.map(ReplyTag::new));
             let in_flight = self.shared.ops.rpc_started();
             let refused = (!self.admin).then(|| self.refuse_rpc(&m, &f));
             tokio::spawn(async move {
@@ -883,7 +933,7 @@ impl Dispatcher {
             from: self.shared.net_kernel_pid.clone(),
             outbox: None,
         }
-        .reply(caller, tag, reply);
+        .reply(caller, &ReplyTag::new(tag), reply);
     }
 }
 
@@ -965,25 +1015,21 @@ impl ReplyOutbox {
 impl Replier {
     /// Sends `{Tag, Reply}` to a caller: to its alias when the tag is `[alias | Ref]` and the
     /// peer takes aliases, else to its pid.
-    pub fn reply(&self, caller: &Pid, tag: &Term, reply: Term) {
-        let msg = Term::tuple(vec![tag.clone(), reply]);
-        let alias = match tag {
-            Term::ImproperList(head, tail) if head.len() == 1 && head[0].is_atom("alias") => {
-                match &**tail {
-                    Term::Reference(r) => Some((**r).clone()),
-                    _ => None,
-                }
-            }
-            _ => None,
-        };
-        let control = match alias {
-            Some(alias) if self.flags.contains(DistFlags::ALIAS) => Control::AliasSend {
+    pub fn reply(&self, caller: &Pid, tag: &ReplyTag, reply: Term) {
+        let control = match tag {
+            ReplyTag::Alias(alias) if self.flags.contains(DistFlags::ALIAS) => Control::AliasSend {
                 from: self.from.clone(),
-                alias,
+                alias: alias.clone(),
             },
             _ => Control::Send { to: caller.clone() },
         };
-        let item = Outgoing::Message(control, Some(msg));
+        let item = Outgoing::Reply(
+            control,
+            GenReply {
+                tag: tag.clone(),
+                reply,
+            },
+        );
         match &self.outbox {
             Some(outbox) => outbox.push(item),
             None => {
@@ -1011,6 +1057,9 @@ fn encode_outgoing(out: &mut BytesMut, form: &mut SendForm, flags: DistFlags, ms
             packet::encode_message_as(out, form, &control, payload.as_ref())
         }
         Outgoing::Call(control, call) => packet::encode_frame_as(out, form, &control, Some(&call)),
+        Outgoing::Reply(control, reply) => {
+            packet::encode_frame_as(out, form, &control, Some(&reply))
+        }
         Outgoing::Raw(control, payload) => {
             packet::encode_message_as_raw(out, form, &control, Some(&payload))
         }
@@ -1238,6 +1287,46 @@ mod tests {
 
     fn tick() -> Outgoing {
         Outgoing::Prepared(Bytes::new(), Vec::new())
+    }
+
+    /// A reply written from its parts is the same frame as `{Tag, Reply}`, for an alias tag
+    /// and another, in every form.
+    #[test]
+    fn a_gen_reply_is_written_as_its_term() {
+        let reference = Reference::new(Atom::new("caller@host"), 7, &[1, 2, 3]).unwrap();
+        let tags = [
+            Term::improper_list(vec![Term::atom("alias")], Term::from(reference.clone())),
+            Term::from(reference),
+        ];
+        let control = Control::Send {
+            to: Pid {
+                node: Atom::new("caller@host"),
+                id: 1,
+                serial: 0,
+                creation: 7,
+            },
+        };
+        let reply = Term::tuple(vec![Term::atom("ok"), Term::binary(&b"value"[..])]);
+        let forms = || {
+            [
+                SendForm::PassThrough,
+                SendForm::Header,
+                SendForm::with_atom_cache(DistFlags::DIST_HDR_ATOM_CACHE),
+            ]
+        };
+        for (mut parts_form, mut term_form) in forms().into_iter().zip(forms()) {
+            for tag in &tags {
+                let gen_reply = GenReply {
+                    tag: ReplyTag::new(tag),
+                    reply: reply.clone(),
+                };
+                let t = Term::tuple(vec![tag.clone(), reply.clone()]);
+                let (mut parts, mut term) = (BytesMut::new(), BytesMut::new());
+                packet::encode_frame_as(&mut parts, &mut parts_form, &control, Some(&gen_reply));
+                packet::encode_message_as(&mut term, &mut term_form, &control, Some(&t));
+                assert_eq!(parts, term, "{tag}");
+            }
+        }
     }
 
     /// A call's request written from its parts is the same frame as its term, in every form
