@@ -79,19 +79,23 @@ impl GenCall {
 impl packet::Payload for GenCall {
     fn write_body<A: crate::etf::AtomWriter>(&self, out: &mut BytesMut, atoms: &mut A) {
         const GEN_CALL: Atom = Atom::from_static("$gen_call");
-        const ALIAS: Atom = Atom::from_static("alias");
         crate::etf::encode_pieces(out, atoms, |w| {
             w.tuple(3);
             w.atom(&GEN_CALL);
             w.tuple(2);
             w.pid(&self.from);
-            // [alias | Ref]
-            w.list(1);
-            w.atom(&ALIAS);
-            w.reference(&self.mref);
+            alias_tag(w, &self.mref);
             w.term(&self.request);
         });
     }
+}
+
+/// Writes the call tag `[alias | Ref]`.
+fn alias_tag<A: crate::etf::AtomWriter>(w: &mut crate::etf::Pieces<'_, '_, A>, r: &Reference) {
+    const ALIAS: Atom = Atom::from_static("alias");
+    w.list(1);
+    w.atom(&ALIAS);
+    w.reference(r);
 }
 
 /// The tag of a `gen_server` call, read once when the call arrives.
@@ -126,15 +130,10 @@ pub(crate) struct GenReply {
 
 impl packet::Payload for GenReply {
     fn write_body<A: crate::etf::AtomWriter>(&self, out: &mut BytesMut, atoms: &mut A) {
-        const ALIAS: Atom = Atom::from_static("alias");
         crate::etf::encode_pieces(out, atoms, |w| {
             w.tuple(2);
             match &self.tag {
-                ReplyTag::Alias(r) => {
-                    w.list(1);
-                    w.atom(&ALIAS);
-                    w.reference(r);
-                }
+                ReplyTag::Alias(r) => alias_tag(w, r),
                 ReplyTag::Other(tag) => w.term(tag),
             }
             w.term(&self.reply);
