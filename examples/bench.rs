@@ -156,11 +156,7 @@ async fn measure(node: &Node, peer: &str, n: u64, m: u32, flood: Flood) -> (f64,
             Instant::now()
         );
     }
-    let start = Instant::now();
-    for _ in 0..m {
-        ractor::call_t!(counter, CounterMsg::Ping, 10_000).expect("ping");
-    }
-    let rtt = start.elapsed().as_secs_f64() * 1e6 / f64::from(m);
+    let rtt = typed_pings(&counter, m).await;
     if std::env::args().any(|a| a == "--raw-calls") {
         // The same call without the typed proxy: Node::call with a term.
         let target = node_server::remote::RemoteTarget::Name {
@@ -279,11 +275,21 @@ fn raw_echo_blocking() -> u16 {
 
 /// Mean round trip in microseconds of `m` 40-byte ping-pongs with the tokio echo server.
 async fn raw_rtt_tokio(port: u16, m: u32) -> f64 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    raw_pings(&mut raw_connect(port).await, m).await
+}
+
+/// A connection to the tokio echo server.
+async fn raw_connect(port: u16) -> tokio::net::TcpStream {
+    let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
     s.set_nodelay(true).expect("nodelay");
+    s
+}
+
+/// Mean round trip in microseconds of `m` 40-byte ping-pongs on `s`.
+async fn raw_pings(s: &mut tokio::net::TcpStream, m: u32) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = [7u8; FRAME];
     let start = Instant::now();
     for _ in 0..m {
@@ -293,35 +299,30 @@ async fn raw_rtt_tokio(port: u16, m: u32) -> f64 {
     start.elapsed().as_secs_f64() * 1e6 / f64::from(m)
 }
 
+/// Mean round trip in microseconds of `m` sequential `ping` calls.
+async fn typed_pings(counter: &ActorRef<CounterMsg>, m: u32) -> f64 {
+    let start = Instant::now();
+    for _ in 0..m {
+        ractor::call_t!(counter, CounterMsg::Ping, 10_000).expect("ping");
+    }
+    start.elapsed().as_secs_f64() * 1e6 / f64::from(m)
+}
+
 /// Typed calls and raw tokio ping-pongs in alternating rounds from one spawned task, so that
 /// both see the same state of the machine. Returns the medians of the typed rounds, of the
 /// raw rounds and of each round's ratio.
 async fn interleaved_rtt(node: &Node, peer: &str, port: u16, rounds: u32, m: u32) -> [f64; 3] {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (node, peer) = (node.clone(), peer.to_owned());
     tokio::spawn(async move {
         let counter = node
             .remote_name::<CounterMsg>("counter", &peer)
             .await
             .expect("proxy to the counter");
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("connect");
-        s.set_nodelay(true).expect("nodelay");
-        let mut buf = [7u8; FRAME];
+        let mut s = raw_connect(port).await;
         let (mut typed, mut raw, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
-            let start = Instant::now();
-            for _ in 0..m {
-                ractor::call_t!(counter, CounterMsg::Ping, 10_000).expect("ping");
-            }
-            let t = start.elapsed().as_secs_f64() * 1e6 / f64::from(m);
-            let start = Instant::now();
-            for _ in 0..m {
-                s.write_all(&buf).await.expect("write");
-                s.read_exact(&mut buf).await.expect("read");
-            }
-            let r = start.elapsed().as_secs_f64() * 1e6 / f64::from(m);
+            let t = typed_pings(&counter, m).await;
+            let r = raw_pings(&mut s, m).await;
             typed.push(t);
             raw.push(r);
             ratio.push(t / r);

@@ -431,12 +431,8 @@ pub(crate) mod typed_calls {
     pub(crate) fn register<T: FromTerm + Send + 'static>(
         port: RpcReplyPort<T>,
     ) -> (RpcReplyPort<Vec<u8>>, Vec<u8>) {
-        let timeout = port.get_timeout();
         let (tx, rx) = ractor::concurrency::oneshot::<Vec<u8>>();
-        let bytes = match timeout {
-            Some(t) => RpcReplyPort::from((tx, t)),
-            None => RpcReplyPort::from(tx),
-        };
+        let bytes = super::port_with_timeout(tx, port.get_timeout());
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
         parked().insert(
             id,

@@ -1352,9 +1352,8 @@ impl Node {
             M::accepts_call,
         );
         let linked = remote.clone();
-        self.shared.watch(&local, move |s, id| {
-            s.watched.entry(id).or_default().links.push(linked)
-        });
+        self.shared
+            .watch(&local, move |s, id| s.add_link(id, linked));
         session.send(
             Control::Link {
                 from: local.pid.clone(),

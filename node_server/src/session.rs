@@ -533,9 +533,7 @@ impl Dispatcher {
             }
             Control::Link { from, to } => match self.shared.resolve(&ProcessRef::Pid(to.clone())) {
                 Some(LocalProcess::Actor(actor)) => {
-                    self.shared.watch(&actor, |s, id| {
-                        s.watched.entry(id).or_default().links.push(from)
-                    });
+                    self.shared.watch(&actor, |s, id| s.add_link(id, from));
                 }
                 Some(_) => {}
                 None => self.send(

@@ -56,6 +56,11 @@ impl Signals {
             .push((reference, from, to));
     }
 
+    /// Records a link from remote process `from` to actor `id`.
+    pub fn add_link(&mut self, id: ActorId, from: Pid) {
+        self.watched.entry(id).or_default().links.push(from);
+    }
+
     /// Removes the remote monitor `reference`; false when no actor has it.
     pub fn remove_monitor(&mut self, reference: &Reference) -> bool {
         let Some(id) = self.monitor_owner.remove(reference) else {

@@ -10,9 +10,9 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Wake, Waker};
 
 use crate::lock;
-use std::task::{Context, Wake, Waker};
 
 /// A wait for one reply; it does its own work (sending the reply on) when it completes.
 pub(crate) type Wait = Pin<Box<dyn Future<Output = ()> + Send>>;

@@ -305,62 +305,57 @@ impl Control {
         out: &mut bytes::BytesMut,
         atoms: &mut A,
     ) -> bool {
-        use crate::etf::encode_pieces;
-        let process = |w: &mut crate::etf::Pieces<'_, '_, A>, p: &ProcessRef| match p {
-            ProcessRef::Pid(pid) => w.pid(pid),
-            ProcessRef::Name(name) => w.atom(name),
-        };
-        match self {
-            Control::Send { to } => encode_pieces(out, atoms, |w| {
-                w.tuple(3);
-                w.small_int(2);
-                w.atom(&Atom::EMPTY);
-                w.pid(to);
-            }),
-            Control::RegSend { from, to_name } => encode_pieces(out, atoms, |w| {
-                w.tuple(4);
-                w.small_int(6);
-                w.pid(from);
-                w.atom(&Atom::EMPTY);
-                w.atom(to_name);
-            }),
-            Control::SendSender { from, to } => encode_pieces(out, atoms, |w| {
-                w.tuple(3);
-                w.small_int(22);
-                w.pid(from);
-                w.pid(to);
-            }),
-            Control::AliasSend { from, alias } => encode_pieces(out, atoms, |w| {
-                w.tuple(3);
-                w.small_int(33);
-                w.pid(from);
-                w.reference(alias);
-            }),
-            Control::MonitorP {
-                from,
-                to,
-                reference,
-            }
-            | Control::DemonitorP {
-                from,
-                to,
-                reference,
-            } => {
-                let op = if matches!(self, Control::MonitorP { .. }) {
-                    19
-                } else {
-                    20
-                };
-                encode_pieces(out, atoms, |w| {
-                    w.tuple(4);
-                    w.small_int(op);
-                    w.pid(from);
-                    process(w, to);
-                    w.reference(reference);
-                })
-            }
+        let (arity, op) = match self {
+            Control::Send { .. } => (3, 2),
+            Control::RegSend { .. } => (4, 6),
+            Control::SendSender { .. } => (3, 22),
+            Control::AliasSend { .. } => (3, 33),
+            Control::MonitorP { .. } => (4, 19),
+            Control::DemonitorP { .. } => (4, 20),
             _ => return false,
-        }
+        };
+        crate::etf::encode_pieces(out, atoms, |w| {
+            w.tuple(arity);
+            w.small_int(op);
+            match self {
+                Control::Send { to } => {
+                    w.atom(&Atom::EMPTY);
+                    w.pid(to);
+                }
+                Control::RegSend { from, to_name } => {
+                    w.pid(from);
+                    w.atom(&Atom::EMPTY);
+                    w.atom(to_name);
+                }
+                Control::SendSender { from, to } => {
+                    w.pid(from);
+                    w.pid(to);
+                }
+                Control::AliasSend { from, alias } => {
+                    w.pid(from);
+                    w.reference(alias);
+                }
+                Control::MonitorP {
+                    from,
+                    to,
+                    reference,
+                }
+                | Control::DemonitorP {
+                    from,
+                    to,
+                    reference,
+                } => {
+                    w.pid(from);
+                    match to {
+                        ProcessRef::Pid(pid) => w.pid(pid),
+                        ProcessRef::Name(name) => w.atom(name),
+                    }
+                    w.reference(reference);
+                }
+                // Not among the shapes matched above.
+                _ => {}
+            }
+        });
         true
     }
 

@@ -590,7 +590,7 @@ impl<'a> Reader<'a> {
                 })
                 .is_none()
                 {
-                    let Some(atom) = utf8_atom(raw) else {
+                    let Some(atom) = new_atom(raw) else {
                         return Err(self.invalid("UTF-8 in atom", self.pos));
                     };
                     out.push(Term::Atom(atom));
@@ -922,6 +922,11 @@ fn utf8_atom(raw: &[u8]) -> Option<Atom> {
             return Some(atom);
         }
     }
+    new_atom(raw)
+}
+
+/// [`utf8_atom`] for text the cache did not have: makes the atom and caches it when short.
+fn new_atom(raw: &[u8]) -> Option<Atom> {
     let atom = Atom::new_short(std::str::from_utf8(raw).ok()?);
     if raw.len() <= atom_cache::LONGEST {
         atom_cache::put(&atom);

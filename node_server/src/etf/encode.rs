@@ -130,6 +130,8 @@ pub(crate) fn encode_pieces<A: AtomWriter>(
     atoms: &mut A,
     f: impl FnOnce(&mut Pieces<'_, '_, A>),
 ) {
+    // The same first window as `Writer::write` (which sets it up itself: taking a closure
+    // there cost the small-tuple encode 25%).
     let p = out.len();
     out.extend_from_slice(&[0; MIN_WINDOW]);
     let mut pieces = Pieces {
@@ -215,7 +217,7 @@ impl<'a, A: AtomWriter> Writer<'a, A> {
         let p = match term {
             // A tuple at the top, as messages are, is written here: its elements then go
             // into the window without a call to `term` and one to `elements` first, and its
-            // header with `head`.
+            // header together with the version byte.
             Term::Tuple(t) if t.len() <= usize::from(u8::MAX) => {
                 let n = t.len() as u8;
                 let mut p = match version {
