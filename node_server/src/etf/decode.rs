@@ -132,6 +132,7 @@ impl DecodeOptions {
     }
 
     /// Decodes one whole term that starts with the version byte 131 and fills `input`.
+    #[inline]
     pub fn decode(&self, input: &Bytes) -> Result<Term, DecodeError> {
         if input.first() == Some(&tag::VERSION) && input.get(1) != Some(&tag::COMPRESSED) {
             // The common case, without the detour through `decode_versioned_at`'s tuple.
@@ -258,6 +259,7 @@ impl Term {
     /// let term = Term::decode(&Bytes::from_static(&[131, 100, 0, 2, b'o', b'k'])).unwrap();
     /// assert_eq!(term, Term::atom("ok"));
     /// ```
+    #[inline]
     pub fn decode(input: &Bytes) -> Result<Term, DecodeError> {
         DecodeOptions::default().decode(input)
     }

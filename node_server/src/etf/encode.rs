@@ -65,6 +65,7 @@ impl Term {
 
     /// Appends the term with the leading version byte 131 to `out`. Reusing `out` (cleared)
     /// for the next term saves allocating and growing a buffer each time.
+    #[inline]
     pub fn encode_into(&self, out: &mut BytesMut) {
         let mut atoms = InlineAtoms;
         Writer::new(&mut atoms, None).write(out, true, self);
