@@ -24,7 +24,9 @@
 //! (`blocking_rtt_us`); then typed calls and raw tokio ping-pongs in alternating rounds of a
 //! tenth of the calls each (`rtt_interleaved`: medians of the rounds and of their ratios), as
 //! this VM's wake-up cost moves between runs more than either figure does.
-//! `TOKIO_WORKER_THREADS=1` runs both Rust nodes on one worker thread
+//! The Rust nodes busy-poll for 50 µs after each write (`NodeConfig::busy_wait`, the
+//! default; see `node_server::busy`); `--busy-wait-us 0` turns that off in both processes
+//! (any other value sets it). `TOKIO_WORKER_THREADS=1` runs both Rust nodes on one worker thread
 //! each. `BENCH_PHASES=1` also prints (on stderr) how long each flood loop itself took and when
 //! the receiver had counted everything.
 
@@ -97,13 +99,24 @@ fn arg(name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
+/// `--busy-wait-us N`: the nodes' [`NodeConfig::busy_wait`] (default: the node's default).
+fn busy_wait() -> Option<Duration> {
+    arg("--busy-wait-us")
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_micros)
+}
+
 async fn start_node(name: &str, epmd_port: u16) -> Node {
-    NodeConfig::new(name)
+    let config = NodeConfig::new(name)
         .cookie(COOKIE)
-        .epmd("localhost", epmd_port)
-        .start()
-        .await
-        .unwrap_or_else(|e| panic!("node {name}: {e}"))
+        .epmd("localhost", epmd_port);
+    match busy_wait() {
+        Some(window) => config.busy_wait(window),
+        None => config,
+    }
+    .start()
+    .await
+    .unwrap_or_else(|e| panic!("node {name}: {e}"))
 }
 
 /// How the flood loop treats tokio's scheduler.
@@ -385,6 +398,11 @@ async fn main() {
     let (_rx, rx_name, raw_ports) = spawn_ready_ports(
         Command::new(exe)
             .args(["--serve", "--epmd-port", &epmd_port.to_string()])
+            .args(
+                busy_wait()
+                    .map(|w| vec!["--busy-wait-us".to_owned(), w.as_micros().to_string()])
+                    .unwrap_or_default(),
+            )
             .stdin(Stdio::piped()),
     );
     let (rate, rtt) = measure_in_task(&node, &rx_name, n, m, Flood::Cooperative).await;

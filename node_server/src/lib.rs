@@ -63,6 +63,7 @@ extern crate self as node_server;
 
 pub mod admin;
 pub mod builtins;
+pub mod busy;
 pub mod config;
 pub mod dist;
 pub mod error;

@@ -129,6 +129,8 @@ pub(crate) struct NodeShared {
     pub events: broadcast::Sender<NodeEvent>,
     /// Counters, uptime and graceful stop ([`crate::ops`]).
     pub ops: crate::ops::Ops,
+    /// Busy polling after writes ([`crate::busy`]).
+    pub busy: Arc<crate::busy::BusyPoll>,
     next_ref: AtomicU64,
     next_proxy: AtomicU64,
 }
@@ -1041,6 +1043,7 @@ impl NodeConfig {
         let name = Atom::new(&full);
         let registry = Registry::new(name.clone(), creation);
         let (events, _) = broadcast::channel(256);
+        let busy_wait = self.busy_wait;
         let shared = Arc::new(NodeShared {
             net_kernel_pid: registry.pid(NET_KERNEL_ID),
             router_pid: registry.pid(ROUTER_ID),
@@ -1062,6 +1065,7 @@ impl NodeConfig {
             global: std::sync::OnceLock::new(),
             events,
             ops: crate::ops::Ops::default(),
+            busy: Arc::new(crate::busy::BusyPoll::new(busy_wait)),
             next_ref: AtomicU64::new(1),
             next_proxy: AtomicU64::new(1),
         });

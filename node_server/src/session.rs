@@ -426,7 +426,7 @@ impl Actor for NodeSession {
             deferred.clone(),
             flags,
             tick / 4,
-            shared.ops.counters.clone(),
+            (shared.ops.counters.clone(), shared.busy.clone()),
         ));
         let decoder = PacketDecoder::new(DecodeOptions::new(), shared.config.max_frame);
         let max_frame = shared.config.max_frame;
@@ -1081,7 +1081,8 @@ async fn writer_task(
     deferred: Deferred,
     flags: DistFlags,
     tick_every: Duration,
-    counters: Arc<crate::ops::Counters>,
+    // The node's counters and busy poller.
+    (counters, busy): (Arc<crate::ops::Counters>, Arc<crate::busy::BusyPoll>),
 ) {
     const BATCH: usize = 256 << 10;
     let mut buf = BytesMut::with_capacity(64 << 10);
@@ -1183,6 +1184,7 @@ async fn writer_task(
         if w.write_all(&buf).await.is_err() {
             return;
         }
+        busy.kick();
         // A tick written does not count: the next interval needs its own.
         wrote = messages > 0;
         crate::ops::Counters::add(&counters.bytes_out, buf.len() as u64);
