@@ -10,7 +10,9 @@
 //!    fragments).
 //! 2. **Protocol state machines**, pure: the handshake ([`dist::handshake`]) for both roles.
 //! 3. **Thin tokio drivers**: the listener, and per connection a reader task (frames, ticks,
-//!    decoding) and a writer task (drains the send queue into one write, ticks when idle).
+//!    decoding) and a writer task (drains the send queue into one write, ticks when idle);
+//!    after writes the node busy-polls briefly so answers are read without waking a sleeping
+//!    CPU ([`busy`], [`NodeConfig::busy_wait`]).
 //! 4. **Actors**: [`NodeServer`] (listener, EPMD registration, sessions by node, connection
 //!    setup with simultaneous-connect resolution), one [`session::NodeSession`] per peer
 //!    (control messages, `net_kernel`, routing to local actors), and
