@@ -6,7 +6,9 @@
 //! ```
 //!
 //! Prints `oneway_msgs_per_s: N` (a one-way flood of `{hello, 42, <<"payload-0123456789">>}`
-//! to a counting actor, counted at the receiver) and `rtt_us: X` (sequential `ping` calls).
+//! to a counting actor, counted at the receiver), `rtt_us: X` (sequential `ping` calls) and
+//! `oneway_1mib_mib_per_s: Y` (a flood of `--big K`, default 200, hellos whose binary is
+//! 1 MiB, counted at the receiver).
 //! Rust to Rust runs the receiving node in a second process. `examples/bench_peer.erl` is the
 //! Erlang side, with the same shapes.
 //!
@@ -130,15 +132,33 @@ enum Flood {
     NoYield,
 }
 
-/// Floods `n` hellos, waits until the receiver counted them, then times `m` pings.
+/// The hellos' payload, `<<"payload-0123456789">>`.
+const PAYLOAD: &[u8] = b"payload-0123456789";
+
+/// The payload of the big messages: 1 MiB.
+const BIG: usize = 1 << 20;
+
+/// Floods `n` hellos with the small payload, waits until the receiver counted them, then
+/// times `m` pings.
 async fn measure(node: &Node, peer: &str, n: u64, m: u32, flood: Flood) -> (f64, f64) {
+    measure_with(node, peer, n, m, flood, Bytes::from_static(PAYLOAD)).await
+}
+
+/// [`measure`] with any payload.
+async fn measure_with(
+    node: &Node,
+    peer: &str,
+    n: u64,
+    m: u32,
+    flood: Flood,
+    payload: Bytes,
+) -> (f64, f64) {
     let counter = node
         .remote_name::<CounterMsg>("counter", peer)
         .await
         .expect("proxy to the counter");
     let timeout = Some(Duration::from_secs(60));
     ractor::call_t!(counter, CounterMsg::Reset, 60_000).expect("reset");
-    let payload = Bytes::from_static(b"payload-0123456789");
     let start = Instant::now();
     for _ in 0..n {
         counter
@@ -198,6 +218,20 @@ async fn measure_in_task(node: &Node, peer: &str, n: u64, m: u32, flood: Flood) 
     tokio::spawn(async move { measure(&node, &peer, n, m, flood).await })
         .await
         .expect("measuring task")
+}
+
+/// MiB/s of a flood of `k` hellos with a 1 MiB payload from a spawned task, counted at the
+/// receiver.
+async fn big_flood(node: &Node, peer: &str, k: u64) -> f64 {
+    let (node, peer) = (node.clone(), peer.to_owned());
+    let payload = Bytes::from(vec![7u8; BIG]);
+    let (rate, _) =
+        tokio::spawn(
+            async move { measure_with(&node, &peer, k, 1, Flood::Cooperative, payload).await },
+        )
+        .await
+        .expect("measuring task");
+    rate * BIG as f64 / f64::from(1 << 20)
 }
 
 fn erlang_dir() -> Option<PathBuf> {
@@ -371,6 +405,7 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let m: u32 = arg("--calls").and_then(|s| s.parse().ok()).unwrap_or(5_000);
+    let k: u64 = arg("--big").and_then(|s| s.parse().ok()).unwrap_or(200);
     let epmd_port: u16 = arg("--epmd-port")
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(testkit::free_port);
@@ -391,6 +426,8 @@ async fn main() {
     if let Some(peer) = arg("--peer") {
         let (rate, rtt) = measure_in_task(&node, &peer, n, m, Flood::Cooperative).await;
         println!("peer: {peer}\noneway_msgs_per_s: {rate:.0}\nrtt_us: {rtt:.1}");
+        let big = big_flood(&node, &peer, k).await;
+        println!("oneway_1mib_mib_per_s: {big:.0}");
         return;
     }
 
@@ -407,6 +444,8 @@ async fn main() {
     );
     let (rate, rtt) = measure_in_task(&node, &rx_name, n, m, Flood::Cooperative).await;
     println!("rust_to_rust:\n  oneway_msgs_per_s: {rate:.0}\n  rtt_us: {rtt:.1}");
+    let big = big_flood(&node, &rx_name, k).await;
+    println!("  oneway_1mib_mib_per_s: {big:.0}");
     let (rate, _) = measure_in_task(&node, &rx_name, n, 1, Flood::NoYield).await;
     println!("  without_yielding:\n    oneway_msgs_per_s: {rate:.0}");
     let (rate, rtt) = measure(&node, &rx_name, n, m, Flood::NoYield).await;
@@ -451,6 +490,7 @@ async fn main() {
             &erx_name,
             &n.to_string(),
             &m.to_string(),
+            &k.to_string(),
         ])
         .output()
         .expect("erl runs");
@@ -461,4 +501,6 @@ async fn main() {
     }
     let (rate_re, rtt_re) = measure_in_task(&node, &erx_name, n, m, Flood::Cooperative).await;
     println!("rust_to_erlang:\n  oneway_msgs_per_s: {rate_re:.0}\n  rtt_us: {rtt_re:.1}");
+    let big = big_flood(&node, &erx_name, k).await;
+    println!("  oneway_1mib_mib_per_s: {big:.0}");
 }

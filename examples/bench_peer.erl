@@ -6,8 +6,10 @@
 %% run(Node, N, M): floods N `{hello, 42, <<"payload-0123456789">>}` to {counter, Node},
 %%   waits until it has counted them, then makes M sequential `ping` calls; prints
 %%   `oneway_msgs_per_s: X` and `rtt_us: Y`.
+%% big(Node, K): floods K `{hello, 42, Bin}` with a 1 MiB binary and waits until they are
+%%   counted; prints `oneway_1mib_mib_per_s: X`.
 -module(bench_peer).
--export([serve/0, run/3, main/1]).
+-export([serve/0, run/3, big/2, main/1]).
 
 serve() ->
     Pid = spawn(fun() -> loop(0) end),
@@ -36,6 +38,16 @@ run(Node, N, M) ->
     R1 = erlang:monotonic_time(microsecond),
     io:format("oneway_msgs_per_s: ~b~nrtt_us: ~.1f~n", [N * 1000000 div max(1, T1 - T0), (R1 - R0) / M]).
 
+big(Node, K) ->
+    Target = {counter, Node},
+    ok = gen_server:call(Target, reset),
+    Msg = {hello, 42, binary:copy(<<7>>, 1 bsl 20)},
+    T0 = erlang:monotonic_time(microsecond),
+    flood(Target, Msg, K),
+    wait_count(Target, K),
+    T1 = erlang:monotonic_time(microsecond),
+    io:format("oneway_1mib_mib_per_s: ~b~n", [K * 1000000 div max(1, T1 - T0)]).
+
 flood(_, _, 0) -> ok;
 flood(T, Msg, K) -> T ! Msg, flood(T, Msg, K - 1).
 
@@ -48,8 +60,13 @@ wait_count(T, N) ->
 pings(_, 0) -> ok;
 pings(T, K) -> pong = gen_server:call(T, ping), pings(T, K - 1).
 
-%% erl -run bench_peer main serve | run NODE N M
+%% erl -run bench_peer main serve | run NODE N M [K]
 main(["serve"]) -> serve(), io:format("ready ~s~n", [node()]);
-main(["run", Node, N, M]) ->
+main(["run", Node, N, M]) -> main(["run", Node, N, M, "0"]);
+main(["run", Node, N, M, K]) ->
     run(list_to_atom(Node), list_to_integer(N), list_to_integer(M)),
+    case list_to_integer(K) of
+        0 -> ok;
+        Big -> big(list_to_atom(Node), Big)
+    end,
     halt().

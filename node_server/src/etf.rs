@@ -35,7 +35,7 @@ pub use convert::{ConversionError, FromTerm, ToTerm};
 // The derive macros of the same names (macro namespace), so `#[derive(etf::ToTerm)]` works.
 pub(crate) use decode::Fields;
 pub use decode::{DecodeError, DecodeOptions};
-pub(crate) use encode::{encode_pieces, encode_term, AtomWriter, InlineAtoms, Pieces};
+pub(crate) use encode::{encode_pieces, encode_term, AtomWriter, InlineAtoms, Pieces, Share};
 pub use node_server_derive::{FromTerm, ToTerm};
 pub use term::{Atom, BitBinary, Fun, Map, Pid, Port, Reference, Term};
 pub use text::ParseError;

@@ -259,8 +259,8 @@ mod tests {
         let ok = Atom::new("ok");
         let mut body = BytesMut::new();
         cache.begin_message();
-        encode_term(&Term::Atom(ok.clone()), &mut body, &mut cache);
-        encode_term(&Term::Atom(ok.clone()), &mut body, &mut cache);
+        encode_term(&Term::Atom(ok.clone()), &mut body, &mut cache, None);
+        encode_term(&Term::Atom(ok.clone()), &mut body, &mut cache, None);
         assert_eq!(&body[..], &[82, 0, 82, 0]);
         let slot = slot_of(b"ok");
         let mut header = BytesMut::new();
@@ -272,7 +272,7 @@ mod tests {
         );
         cache.begin_message();
         let mut body = BytesMut::new();
-        encode_term(&Term::Atom(ok.clone()), &mut body, &mut cache);
+        encode_term(&Term::Atom(ok.clone()), &mut body, &mut cache, None);
         let mut header = BytesMut::new();
         cache.write_header(&mut header);
         assert_eq!(&header[..], &[1, seg, (slot & 0xff) as u8]);

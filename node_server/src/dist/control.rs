@@ -314,7 +314,7 @@ impl Control {
             Control::DemonitorP { .. } => (4, 20),
             _ => return false,
         };
-        crate::etf::encode_pieces(out, atoms, |w| {
+        crate::etf::encode_pieces(out, atoms, None, |w| {
             w.tuple(arity);
             w.small_int(op);
             match self {

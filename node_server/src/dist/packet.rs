@@ -18,7 +18,8 @@ use super::atom_cache::AtomCache;
 use super::control::{Control, ControlError};
 use super::flags::DistFlags;
 use crate::etf::{
-    encode_term, tag, Atom, AtomWriter, DecodeError, DecodeOptions, Fields, InlineAtoms, Term,
+    encode_term, tag, Atom, AtomWriter, DecodeError, DecodeOptions, Fields, InlineAtoms, Share,
+    Term,
 };
 
 const PASS_THROUGH: u8 = 112;
@@ -347,13 +348,24 @@ pub fn encode_message(
 
 /// What follows a control message: something that writes itself as one term.
 pub(crate) trait Payload {
-    /// Appends the term without the version byte, atoms through `atoms`.
-    fn write_body<A: AtomWriter>(&self, out: &mut BytesMut, atoms: &mut A);
+    /// Appends the term without the version byte, atoms through `atoms`, big binaries by
+    /// reference when `share` says where.
+    fn write_body<A: AtomWriter>(
+        &self,
+        out: &mut BytesMut,
+        atoms: &mut A,
+        share: Option<Share<'_>>,
+    );
 }
 
 impl Payload for Term {
-    fn write_body<A: AtomWriter>(&self, out: &mut BytesMut, atoms: &mut A) {
-        encode_term(self, out, atoms);
+    fn write_body<A: AtomWriter>(
+        &self,
+        out: &mut BytesMut,
+        atoms: &mut A,
+        share: Option<Share<'_>>,
+    ) {
+        encode_term(self, out, atoms, share);
     }
 }
 
@@ -370,7 +382,7 @@ fn encode_plain<P: Payload>(
         out.put_slice(&[tag::VERSION, tag::DIST_HEADER, 0]);
         write_control(control, out, &mut InlineAtoms);
         if let Some(p) = payload {
-            p.write_body(out, &mut InlineAtoms);
+            p.write_body(out, &mut InlineAtoms, None);
         }
     } else {
         out.put_u8(PASS_THROUGH);
@@ -378,7 +390,7 @@ fn encode_plain<P: Payload>(
         write_control(control, out, &mut InlineAtoms);
         if let Some(p) = payload {
             out.put_u8(tag::VERSION);
-            p.write_body(out, &mut InlineAtoms);
+            p.write_body(out, &mut InlineAtoms, None);
         }
     }
     let len = (out.len() - start - 4) as u32;
@@ -439,6 +451,56 @@ pub(crate) fn encode_frame_as<P: Payload>(
     control: &Control,
     payload: Option<&P>,
 ) {
+    encode_frame_shared(out, form, control, payload, None);
+}
+
+/// Big binaries a frame encoder left out of its output, to be written from where they are
+/// (see [`encode_frame_shared`]): a writer writes the output up to each one's position, then
+/// the binary, and so on. Only binaries of at least [`Shares::FROM`] bytes go this way.
+#[derive(Debug, Default)]
+pub(crate) struct Shares {
+    /// Each binary with the position in the output it goes before, in order.
+    pub(crate) at: Vec<(usize, Bytes)>,
+    /// How many bytes `at` holds.
+    pub(crate) bytes: usize,
+    /// The encoder's segments, kept for the next frame.
+    segments: Vec<Bytes>,
+}
+
+impl Shares {
+    /// Binaries of at least this many bytes are shared, not copied: an extra write costs
+    /// less than copying that much, and smaller ones batch better.
+    pub(crate) const FROM: usize = 64 << 10;
+
+    /// Shares `bytes` at the end of `out` when big enough, else copies it there; returns how
+    /// many bytes it shared.
+    fn put(&mut self, out: &mut BytesMut, bytes: Bytes) -> usize {
+        if bytes.len() < Self::FROM {
+            out.extend_from_slice(&bytes);
+            return 0;
+        }
+        let n = bytes.len();
+        self.at.push((out.len(), bytes));
+        self.bytes += n;
+        n
+    }
+
+    /// Forgets what was shared (once it is written).
+    pub(crate) fn clear(&mut self) {
+        self.at.clear();
+        self.bytes = 0;
+    }
+}
+
+/// [`encode_frame_as`], with binaries of at least [`Shares::FROM`] bytes left in place and
+/// noted in `shares` rather than copied into `out`, in the atom cache form (the others copy).
+pub(crate) fn encode_frame_shared<P: Payload>(
+    out: &mut BytesMut,
+    form: &mut SendForm,
+    control: &Control,
+    payload: Option<&P>,
+    mut shares: Option<&mut Shares>,
+) {
     let cache = match form {
         SendForm::PassThrough => return encode_plain(out, DistFlags(0), control, payload),
         SendForm::Header => {
@@ -449,21 +511,38 @@ pub(crate) fn encode_frame_as<P: Payload>(
     let start = out.len();
     out.put_u32(0);
     // The terms come after the header, but decide what goes into it: write them aside first.
+    // With shares, the encoder splits what it wrote before each big binary off `body` into
+    // `segments`, followed by the binary.
     let mut body = std::mem::take(&mut cache.body);
     body.clear();
     cache.begin_message();
     write_control(control, &mut body, &mut **cache);
+    let mut segments = shares
+        .as_deref_mut()
+        .map(|s| std::mem::take(&mut s.segments))
+        .unwrap_or_default();
     if let Some(p) = payload {
-        p.write_body(&mut body, &mut **cache);
+        let share = shares.is_some().then_some(Share {
+            segments: &mut segments,
+            from: Shares::FROM,
+        });
+        p.write_body(&mut body, &mut **cache, share);
     }
     out.put_slice(&[tag::VERSION, tag::DIST_HEADER]);
     cache.write_header(out);
+    let mut shared = 0;
+    if let Some(shares) = shares {
+        for segment in segments.drain(..) {
+            shared += shares.put(out, segment);
+        }
+        shares.segments = segments;
+    }
     out.extend_from_slice(&body);
     // Keep the scratch buffer for the next message, unless one big message grew it.
     if body.capacity() <= SCRATCH_KEEP {
         cache.body = body;
     }
-    let len = (out.len() - start - 4) as u32;
+    let len = (out.len() - start - 4 + shared) as u32;
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
@@ -471,7 +550,7 @@ pub(crate) fn encode_frame_as<P: Payload>(
 /// building their term.
 fn write_control<A: AtomWriter>(control: &Control, out: &mut BytesMut, atoms: &mut A) {
     if !control.write_common(out, atoms) {
-        encode_term(&control.to_term(), out, atoms);
+        encode_term(&control.to_term(), out, atoms, None);
     }
 }
 
@@ -485,20 +564,49 @@ pub fn encode_message_as_raw(
     control: &Control,
     payload: Option<&[u8]>,
 ) {
+    raw_frame(out, form, control, payload, |out, tail| {
+        out.put_slice(tail);
+        0
+    });
+}
+
+/// [`encode_message_as_raw`] with the payload left in place and noted in `shares` when it is
+/// big enough (see [`Shares`]).
+pub(crate) fn encode_raw_shared(
+    out: &mut BytesMut,
+    form: &mut SendForm,
+    control: &Control,
+    payload: &Bytes,
+    shares: &mut Shares,
+) {
+    raw_frame(out, form, control, Some(payload), |out, tail| {
+        shares.put(out, payload.slice_ref(tail))
+    });
+}
+
+/// Frames `control` and an encoded `payload`; `tail` appends the payload's part that goes
+/// out (with or without its 131) and returns how many bytes of it it left out of `out`.
+fn raw_frame(
+    out: &mut BytesMut,
+    form: &mut SendForm,
+    control: &Control,
+    payload: Option<&[u8]>,
+    mut tail: impl FnMut(&mut BytesMut, &[u8]) -> usize,
+) {
     // Callers pass `Term::encode` output; tolerate a missing 131 rather than fail the writer.
     let body = payload.map(|p| p.strip_prefix(&[tag::VERSION]).unwrap_or(p));
     let start = out.len();
     out.put_u32(0);
-    match form {
+    let shared = match form {
         SendForm::PassThrough => {
             out.put_slice(&[PASS_THROUGH, tag::VERSION]);
             write_control(control, out, &mut InlineAtoms);
-            out.put_slice(payload.unwrap_or_default());
+            tail(out, payload.unwrap_or_default())
         }
         SendForm::Header => {
             out.put_slice(&[tag::VERSION, tag::DIST_HEADER, 0]);
             write_control(control, out, &mut InlineAtoms);
-            out.put_slice(body.unwrap_or_default());
+            tail(out, body.unwrap_or_default())
         }
         SendForm::AtomCache(cache) => {
             let mut scratch = std::mem::take(&mut cache.body);
@@ -509,16 +617,49 @@ pub fn encode_message_as_raw(
             cache.write_header(out);
             out.extend_from_slice(&scratch);
             cache.body = scratch;
-            out.put_slice(body.unwrap_or_default());
+            tail(out, body.unwrap_or_default())
         }
-    }
-    let len = (out.len() - start - 4) as u32;
+    };
+    let len = (out.len() - start - 4 + shared) as u32;
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
 /// Appends a framed message whose control body (without 131) and payload (with 131) are
 /// already encoded: what a proxy sends, its control encoded once.
 pub fn encode_prepared(out: &mut BytesMut, flags: DistFlags, control: &[u8], payload: &[u8]) {
+    prepared_frame(out, flags, control, payload, |out, tail| {
+        out.put_slice(tail);
+        0
+    });
+}
+
+/// [`encode_prepared`] taking the payload's buffer, which is left in place and noted in
+/// `shares` when it is big enough (see [`Shares`]).
+pub(crate) fn encode_prepared_shared(
+    out: &mut BytesMut,
+    flags: DistFlags,
+    control: &[u8],
+    payload: Vec<u8>,
+    shares: &mut Shares,
+) {
+    if payload.len() < Shares::FROM {
+        return encode_prepared(out, flags, control, &payload);
+    }
+    let payload = Bytes::from(payload);
+    prepared_frame(out, flags, control, &payload, |out, tail| {
+        shares.put(out, payload.slice_ref(tail))
+    });
+}
+
+/// Frames an encoded control and payload; `tail` appends the payload's part that goes out
+/// and returns how many bytes of it it left out of `out`.
+fn prepared_frame(
+    out: &mut BytesMut,
+    flags: DistFlags,
+    control: &[u8],
+    payload: &[u8],
+    tail: impl FnOnce(&mut BytesMut, &[u8]) -> usize,
+) {
     let (head, payload): (&[u8], &[u8]) = if flags.contains(DistFlags::DIST_HDR_ATOM_CACHE) {
         (
             &[tag::VERSION, tag::DIST_HEADER, 0],
@@ -528,11 +669,11 @@ pub fn encode_prepared(out: &mut BytesMut, flags: DistFlags, control: &[u8], pay
         (&[PASS_THROUGH, tag::VERSION], payload)
     };
     let len = head.len() + control.len() + payload.len();
-    out.reserve(4 + len);
+    out.reserve(4 + len - payload.len());
     out.put_u32(len as u32);
     out.put_slice(head);
     out.put_slice(control);
-    out.put_slice(payload);
+    tail(out, payload);
 }
 
 /// Appends a tick (an empty frame) to `out`.
@@ -821,13 +962,13 @@ mod tests {
         for control in &controls {
             let (mut direct, mut via_term) = (BytesMut::new(), BytesMut::new());
             assert!(control.write_common(&mut direct, &mut InlineAtoms));
-            encode_term(&control.to_term(), &mut via_term, &mut InlineAtoms);
+            encode_term(&control.to_term(), &mut via_term, &mut InlineAtoms, None);
             assert_eq!(direct, via_term, "{control:?}");
             direct_cache.begin_message();
             term_cache.begin_message();
             let (mut direct, mut via_term) = (BytesMut::new(), BytesMut::new());
             assert!(control.write_common(&mut direct, &mut *direct_cache));
-            encode_term(&control.to_term(), &mut via_term, &mut *term_cache);
+            encode_term(&control.to_term(), &mut via_term, &mut *term_cache, None);
             assert_eq!(direct, via_term, "{control:?} through the cache");
             let (mut direct_header, mut term_header) = (BytesMut::new(), BytesMut::new());
             direct_cache.write_header(&mut direct_header);
@@ -988,6 +1129,96 @@ mod tests {
                 encode_message_as(&mut b, &mut form, &control, Some(&payload));
                 assert_eq!(a, b);
             }
+        }
+    }
+
+    /// `out` with the binaries `shares` left out of it spliced back in.
+    fn spliced(out: &[u8], shares: &Shares) -> Vec<u8> {
+        let (mut v, mut from) = (Vec::new(), 0);
+        for (at, bytes) in &shares.at {
+            v.extend_from_slice(&out[from..*at]);
+            v.extend_from_slice(bytes);
+            from = *at;
+        }
+        v.extend_from_slice(&out[from..]);
+        v
+    }
+
+    #[test]
+    fn shared_frames_are_the_copied_ones_without_copying_big_binaries() {
+        let big = Bytes::from(vec![7u8; Shares::FROM]);
+        let bigger = Bytes::from((0..3 * Shares::FROM).map(|i| i as u8).collect::<Vec<_>>());
+        let small = Term::binary(vec![1u8; Shares::FROM - 1]);
+        let msg = Term::tuple(vec![
+            Term::atom("data"),
+            Term::Binary(big.clone()),
+            small,
+            Term::list(vec![Term::Binary(bigger.clone()), Term::Int(1)]),
+        ]);
+        let control = Control::Send { to: pid() };
+        let mut copied = (
+            BytesMut::new(),
+            SendForm::with_atom_cache(DistFlags::DIST_HDR_ATOM_CACHE),
+        );
+        let mut shared = (
+            BytesMut::new(),
+            SendForm::with_atom_cache(DistFlags::DIST_HDR_ATOM_CACHE),
+        );
+        let mut shares = Shares::default();
+        // Twice, so that the second frame goes through the warm atom cache; then a frame
+        // without big binaries after them.
+        let small_msg = Term::tuple(vec![Term::atom("data"), Term::Int(2)]);
+        for m in [&msg, &msg, &small_msg] {
+            encode_frame_as(&mut copied.0, &mut copied.1, &control, Some(m));
+            encode_frame_shared(
+                &mut shared.0,
+                &mut shared.1,
+                &control,
+                Some(m),
+                Some(&mut shares),
+            );
+        }
+        // Each big binary of both frames, in place (and the encoder's own pieces when they
+        // are as big, as the one holding the smaller binary).
+        let ptrs: Vec<_> = shares.at.iter().map(|(_, b)| b.as_ptr()).collect();
+        for b in [&big, &bigger] {
+            assert_eq!(ptrs.iter().filter(|p| **p == b.as_ptr()).count(), 2);
+        }
+        assert_eq!(
+            shares.bytes,
+            shares.at.iter().map(|(_, b)| b.len()).sum::<usize>()
+        );
+        assert!(shared.0.len() < Shares::FROM, "no big binary in the buffer");
+        assert_eq!(spliced(&shared.0, &shares), &copied.0[..]);
+        let mut whole = BytesMut::from(&spliced(&shared.0, &shares)[..]);
+        let mut dec = PacketDecoder::new(DecodeOptions::new(), 1 << 24);
+        for m in [&msg, &msg, &small_msg] {
+            let got = dec.decode(frame_body(&mut whole)).unwrap().unwrap();
+            assert_eq!(got.payload.as_ref(), Some(m));
+        }
+
+        // Encoded payloads: raw (`Bytes`) and prepared (a proxy's `Vec`), big and small.
+        let encoded = msg.encode();
+        let small_encoded = small_msg.encode();
+        let mut control_body = BytesMut::new();
+        control.to_term().encode_body_into(&mut control_body);
+        for flags in [DistFlags(0), DistFlags::DIST_HDR_ATOM_CACHE] {
+            let (mut copied, mut shared, mut shares) =
+                (BytesMut::new(), BytesMut::new(), Shares::default());
+            let mut form_a = SendForm::with_atom_cache(flags);
+            let mut form_b = SendForm::with_atom_cache(flags);
+            for p in [&encoded, &small_encoded] {
+                encode_message_as_raw(&mut copied, &mut form_a, &control, Some(p));
+                encode_raw_shared(&mut shared, &mut form_b, &control, p, &mut shares);
+                encode_prepared(&mut copied, flags, &control_body, p);
+                encode_prepared_shared(&mut shared, flags, &control_body, p.to_vec(), &mut shares);
+            }
+            assert_eq!(shares.at.len(), 2, "the big payload, raw and prepared");
+            assert_eq!(
+                shares.at[0].1.as_ptr(),
+                encoded[encoded.len() - shares.at[0].1.len()..].as_ptr()
+            );
+            assert_eq!(spliced(&shared, &shares), &copied[..]);
         }
     }
 

@@ -73,7 +73,7 @@ impl Term {
 
     /// Appends the term without the version byte to `out`.
     pub fn encode_body_into(&self, out: &mut BytesMut) {
-        encode_term(self, out, &mut InlineAtoms);
+        encode_term(self, out, &mut InlineAtoms, None);
     }
 
     /// Encodes the term with the leading version byte 131 as segments to write one after the
@@ -101,7 +101,13 @@ impl Term {
     pub fn encode_segments_into(&self, scratch: &mut BytesMut, segments: &mut Vec<Bytes>) {
         scratch.clear();
         let mut atoms = InlineAtoms;
-        let mut w = Writer::new(&mut atoms, Some(segments));
+        let mut w = Writer::new(
+            &mut atoms,
+            Some(Share {
+                segments,
+                from: Term::SHARE_BINARIES_FROM,
+            }),
+        );
         w.write(scratch, true, self);
         w.end_segment(scratch);
     }
@@ -118,9 +124,15 @@ impl Term {
     }
 }
 
-/// Appends `term` (no version byte) to `out`, writing atoms with `atoms`.
-pub(crate) fn encode_term<A: AtomWriter>(term: &Term, out: &mut BytesMut, atoms: &mut A) {
-    Writer::new(atoms, None).write(out, false, term);
+/// Appends `term` (no version byte) to `out`, writing atoms with `atoms`, and big binaries
+/// by reference when `share` says where.
+pub(crate) fn encode_term<A: AtomWriter>(
+    term: &Term,
+    out: &mut BytesMut,
+    atoms: &mut A,
+    share: Option<Share<'_>>,
+) {
+    Writer::new(atoms, share).write(out, false, term);
 }
 
 /// Appends a term given piece by piece by `f` (no version byte), writing atoms with `atoms`:
@@ -129,6 +141,7 @@ pub(crate) fn encode_term<A: AtomWriter>(term: &Term, out: &mut BytesMut, atoms:
 pub(crate) fn encode_pieces<A: AtomWriter>(
     out: &mut BytesMut,
     atoms: &mut A,
+    share: Option<Share<'_>>,
     f: impl FnOnce(&mut Pieces<'_, '_, A>),
 ) {
     // The same first window as `Writer::write` (which sets it up itself: taking a closure
@@ -136,7 +149,7 @@ pub(crate) fn encode_pieces<A: AtomWriter>(
     let p = out.len();
     out.extend_from_slice(&[0; MIN_WINDOW]);
     let mut pieces = Pieces {
-        w: Writer::new(atoms, None),
+        w: Writer::new(atoms, share),
         out,
         p,
     };
@@ -198,13 +211,22 @@ impl<A: AtomWriter> Pieces<'_, '_, A> {
 /// cannot change its length and pointer, and keeps those in registers too.
 struct Writer<'a, A> {
     atoms: &'a mut A,
-    /// Where large binaries go by reference, for [`Term::encode_segments_into`].
-    segments: Option<&'a mut Vec<Bytes>>,
+    /// Where large binaries go by reference, for [`Term::encode_segments_into`] and the
+    /// session writer.
+    segments: Option<Share<'a>>,
+}
+
+/// Where an encoder puts binaries of at least `from` bytes by reference instead of copying
+/// them: `segments` gets what was written before each such binary (split off the output),
+/// then the binary itself. What is written after the last one stays in the output.
+pub(crate) struct Share<'a> {
+    pub(crate) segments: &'a mut Vec<Bytes>,
+    pub(crate) from: usize,
 }
 
 impl<'a, A: AtomWriter> Writer<'a, A> {
     #[inline(always)]
-    fn new(atoms: &'a mut A, segments: Option<&'a mut Vec<Bytes>>) -> Self {
+    fn new(atoms: &'a mut A, segments: Option<Share<'a>>) -> Self {
         Writer { atoms, segments }
     }
 
@@ -409,22 +431,22 @@ impl<'a, A: AtomWriter> Writer<'a, A> {
     /// The bytes of a binary longer than `SHORT`: appended to the output, or for segments
     /// shared when at least [`Term::SHARE_BINARIES_FROM`] long.
     fn long_binary(&mut self, out: &mut BytesMut, b: &Bytes, p: usize) -> usize {
-        if self.segments.is_none() || b.len() < Term::SHARE_BINARIES_FROM {
+        if self.segments.as_ref().is_none_or(|s| b.len() < s.from) {
             return self.append(out, p, b);
         }
         out.truncate(p);
         self.end_segment(out);
-        if let Some(segments) = self.segments.as_deref_mut() {
-            segments.push(b.clone());
+        if let Some(share) = self.segments.as_mut() {
+            share.segments.push(b.clone());
         }
         0
     }
 
     /// For segments: hands out what the output holds (all written) as the next segment.
     fn end_segment(&mut self, out: &mut BytesMut) {
-        if let Some(segments) = self.segments.as_deref_mut() {
+        if let Some(share) = self.segments.as_mut() {
             if !out.is_empty() {
-                segments.push(out.split().freeze());
+                share.segments.push(out.split().freeze());
             }
         }
     }
