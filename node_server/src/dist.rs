@@ -6,6 +6,7 @@
 pub mod atom_cache;
 pub mod control;
 pub mod flags;
+pub(crate) mod frame_pool;
 pub mod handshake;
 pub mod packet;
 

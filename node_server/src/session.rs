@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::dist::control::{Control, ProcessRef};
+use crate::dist::frame_pool::FramePool;
 use crate::dist::handshake::{Established, Handshake, HandshakeError, Status, Step};
 use crate::dist::packet::{self, DistMessage, Frame, PacketDecoder, SendForm, Shares};
 use crate::dist::DistFlags;
@@ -1250,6 +1251,10 @@ async fn reader_task(
     crate::ops::Counters::add(&counters.bytes_in, input.len() as u64);
     // Counted locally and added once per read, so sessions do not contend on the counter.
     let mut received = 0u64;
+    // Big frames are read into buffers of their own, reused once released (see
+    // `FramePool`): `big` is the one being read and the frame's length.
+    let mut pool = FramePool::default();
+    let mut big: Option<(BytesMut, usize)> = None;
     // As net_kernel: every quarter tick time, note whether anything arrived; four quiet
     // quarters in a row (`net_ticktime` without a byte, ticks included) end the connection.
     // One timer re-armed four times per tick time, not one per read.
@@ -1257,35 +1262,53 @@ async fn reader_task(
     tokio::pin!(check);
     let (mut heard, mut idle_checks) = (false, 0u32);
     let reason = loop {
-        match packet::next_frame(&mut input, max_frame) {
-            Err(e) => break format!("bad frame: {e}"),
-            Ok(Some(Frame::Tick)) => continue,
-            Ok(Some(Frame::Data(data))) => {
-                match decoder.decode(data) {
-                    Ok(Some(msg)) => {
-                        received += 1;
-                        dispatcher.dispatch(msg)
+        if big.is_none() {
+            if let Some(len) = packet::incomplete_frame_len(&input, max_frame)
+                .filter(|&len| len >= FramePool::FROM)
+            {
+                // The rest of a big frame goes straight into a buffer of its own.
+                let mut buf = pool.take(len);
+                buf.extend_from_slice(&input[4..]);
+                input.clear();
+                big = Some((buf, len));
+            } else {
+                match packet::next_frame(&mut input, max_frame) {
+                    Err(e) => break format!("bad frame: {e}"),
+                    Ok(Some(Frame::Tick)) => continue,
+                    Ok(Some(Frame::Data(data))) => {
+                        match take_frame(&mut decoder, &mut dispatcher, data) {
+                            Ok(n) => received += n,
+                            Err(e) => break e,
+                        }
+                        continue;
                     }
                     Ok(None) => {}
-                    Err(e) => break format!("bad packet: {e}"),
                 }
-                continue;
+                if input.capacity() - input.len() < 8192 {
+                    input.reserve(64 << 10);
+                }
             }
-            Ok(None) => {}
-        }
-        if input.capacity() - input.len() < 8192 {
-            input.reserve(64 << 10);
         }
         crate::ops::Counters::add(&counters.messages_in, std::mem::take(&mut received));
         let read = tokio::select! {
             biased;
-            read = r.read_buf(&mut input) => read,
+            read = async {
+                match &mut big {
+                    Some((buf, len)) => {
+                        let rest = *len - buf.len();
+                        r.read_buf(&mut bytes::BufMut::limit(buf, rest)).await
+                    }
+                    None => r.read_buf(&mut input).await,
+                }
+            } => read,
             () = &mut check => {
                 // From now, not from the last deadline: a busy loop may poll this late.
                 check.as_mut().reset(tokio::time::Instant::now() + ticktime / 4);
                 if std::mem::take(&mut heard) {
                     idle_checks = 0;
                 } else {
+                    // Quiet: no big buffers kept for a connection that is not using them.
+                    pool.release();
                     idle_checks += 1;
                     if idle_checks >= 4 {
                         break "net_tick_timeout".to_owned();
@@ -1306,9 +1329,34 @@ async fn reader_task(
             }
             Err(e) => break format!("read error: {e}"),
         }
+        if big.as_ref().is_some_and(|(buf, len)| buf.len() == *len) {
+            let frame = big.take().map(|(buf, _)| buf.freeze()).unwrap_or_default();
+            pool.keep(&frame);
+            match take_frame(&mut decoder, &mut dispatcher, frame) {
+                Ok(n) => received += n,
+                Err(e) => break e,
+            }
+        }
     };
     crate::ops::Counters::add(&counters.messages_in, received);
     let _ = session.cast(SessionMsg::Closed(reason));
+}
+
+/// Decodes one data frame and dispatches the message in it; how many messages that was (a
+/// fragment of one is none yet), or why the connection ends.
+fn take_frame(
+    decoder: &mut PacketDecoder,
+    dispatcher: &mut Dispatcher,
+    data: Bytes,
+) -> Result<u64, String> {
+    match decoder.decode(data) {
+        Ok(Some(msg)) => {
+            dispatcher.dispatch(msg);
+            Ok(1)
+        }
+        Ok(None) => Ok(0),
+        Err(e) => Err(format!("bad packet: {e}")),
+    }
 }
 
 #[cfg(test)]

@@ -82,6 +82,13 @@ pub fn next_frame(input: &mut BytesMut, max_len: usize) -> Result<Option<Frame>,
     Ok(Some(Frame::Data(input.split_to(len).freeze())))
 }
 
+/// The length of the frame at the front of `input` when its header is there but not all of
+/// its bytes (and it is no longer than `max_len`): a frame still being read.
+pub(crate) fn incomplete_frame_len(input: &[u8], max_len: usize) -> Option<usize> {
+    let len = u32::from_be_bytes(input.get(..4)?.try_into().ok()?) as usize;
+    (len <= max_len && input.len() < 4 + len).then_some(len)
+}
+
 /// A decoded distribution message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DistMessage {
@@ -746,7 +753,12 @@ mod tests {
             Err(PacketError::TooLarge { .. })
         ));
         let mut partial = BytesMut::from(&[0u8, 0, 0, 5, 1][..]);
+        assert_eq!(incomplete_frame_len(&partial, 100), Some(5));
+        assert_eq!(incomplete_frame_len(&partial, 4), None);
+        assert_eq!(incomplete_frame_len(&partial[..3], 100), None);
         assert_eq!(next_frame(&mut partial, 100).unwrap(), None);
+        partial.extend_from_slice(&[2, 3, 4, 5]);
+        assert_eq!(incomplete_frame_len(&partial, 100), None);
     }
 
     /// A header with one new cache entry, then a message that refers to it twice.
