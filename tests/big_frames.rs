@@ -35,16 +35,10 @@ const SIZES: [usize; 11] = [
 
 /// Deterministic bytes for message `i`.
 fn payload(i: usize, n: usize) -> Vec<u8> {
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ (i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d);
-    let mut out = Vec::with_capacity(n + 8);
-    while out.len() < n {
-        seed ^= seed >> 12;
-        seed ^= seed << 25;
-        seed ^= seed >> 27;
-        out.extend_from_slice(&seed.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(n);
-    out
+    testkit::pseudo_random(
+        n,
+        0x9e37_79b9_7f4a_7c15 ^ (i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d),
+    )
 }
 
 async fn start(name: &str, epmd_port: u16) -> Node {

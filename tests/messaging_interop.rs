@@ -302,19 +302,6 @@ fn md5(data: &[u8]) -> [u8; 16] {
     md5::Md5::digest(data).into()
 }
 
-/// `n` pseudo-random bytes (xorshift64*), the same every run.
-fn pseudo_random(n: usize, mut seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(n + 8);
-    while out.len() < n {
-        seed ^= seed >> 12;
-        seed ^= seed << 25;
-        seed ^= seed >> 27;
-        out.extend_from_slice(&seed.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(n);
-    out
-}
-
 // ---------------------------------------------------------------------------------------------
 // 1. Erlang -> Rust echo of a corpus
 // ---------------------------------------------------------------------------------------------
@@ -584,7 +571,7 @@ async fn ten_mib_messages_cross_both_ways() {
     assert_eq!(erl.ok("msg_peer:start_md5(md5er)").await, "ok");
     let (inbox, mut answers) = forwarder::<Raw>().await;
     let me = node.pid_of(&inbox);
-    let data = pseudo_random(BIG, 0x0123_4567_89ab_cdef);
+    let data = testkit::pseudo_random(BIG, 0x0123_4567_89ab_cdef);
     let expected = md5(&data);
     let started = Instant::now();
     node.send(

@@ -62,6 +62,25 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `n` pseudo-random bytes from `seed` (xorshift64*): test data that is the same in every
+/// run and unlikely to hide an off-by-one.
+///
+/// ```
+/// assert_eq!(testkit::pseudo_random(5, 1), testkit::pseudo_random(5, 1));
+/// assert_ne!(testkit::pseudo_random(64, 1), testkit::pseudo_random(64, 2));
+/// ```
+pub fn pseudo_random(n: usize, mut seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        seed ^= seed >> 12;
+        seed ^= seed << 25;
+        seed ^= seed >> 27;
+        out.extend_from_slice(&seed.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
 /// Lower-case hex of `bytes`, two digits a byte.
 ///
 /// ```
