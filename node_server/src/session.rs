@@ -7,6 +7,11 @@
 //! with one syscall, and ticks when idle). A call from the peer to a typed actor costs no task
 //! of its own: the writer waits for the actor's reply. The session actor owns the two tasks
 //! and stops when the connection ends.
+//!
+//! Big messages are not copied more than they must be: the writer writes binaries of 64 KiB
+//! and more from where they are, around its buffer, and the reader reads a frame of 64 KiB or
+//! more into a buffer of its own, reused once the binaries decoded from it are dropped
+//! (`dist::frame_pool`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +47,8 @@ pub(crate) enum Outgoing {
     Raw(Control, Bytes),
     /// A control message already encoded (its body, without 131) and a payload already
     /// encoded (with its 131): what a proxy sends, encoding its control once. The payload is
-    /// the serialized message's own buffer, copied into the write buffer and freed.
+    /// the serialized message's own buffer, copied into the write buffer (shared when 64 KiB
+    /// or more, see `packet::Shares`) and freed.
     Prepared(Bytes, Vec<u8>),
     /// A `gen_server` call's request, written from its parts.
     Call(Control, GenCall),
