@@ -1097,13 +1097,25 @@ async fn write_shared<W: AsyncWrite + Unpin>(
     buf: &[u8],
     shares: &Shares,
 ) -> std::io::Result<()> {
+    use std::io::IoSlice;
+    let mut slices = Vec::with_capacity(2 * shares.at.len() + 1);
     let mut from = 0;
     for (at, bytes) in &shares.at {
-        w.write_all(&buf[from..*at]).await?;
-        w.write_all(bytes).await?;
+        slices.push(IoSlice::new(&buf[from..*at]));
+        slices.push(IoSlice::new(bytes));
         from = *at;
     }
-    w.write_all(&buf[from..]).await
+    slices.push(IoSlice::new(&buf[from..]));
+    slices.retain(|s| !s.is_empty());
+    let mut slices = &mut slices[..];
+    // One vectored write for all of it when the transport takes it, else as many as needed.
+    while !slices.is_empty() {
+        match w.write_vectored(slices).await? {
+            0 => return Err(std::io::ErrorKind::WriteZero.into()),
+            n => IoSlice::advance_slices(&mut slices, n),
+        }
+    }
+    Ok(())
 }
 
 /// Ends the reply waits when the writer ends (returns, or is aborted with its session).
@@ -1126,6 +1138,9 @@ async fn writer_task(
     (counters, busy): (Arc<crate::ops::Counters>, Arc<crate::busy::BusyPoll>),
 ) {
     const BATCH: usize = 256 << 10;
+    // The most bytes one frame can take, its 4-byte length included.
+    const FRAME_MAX: usize = 4 + u32::MAX as usize;
+    let mut oversized = false;
     let mut buf = BytesMut::with_capacity(64 << 10);
     // Big binaries of this batch, written from where they are rather than copied into `buf`.
     let mut shares = Shares::default();
@@ -1203,7 +1218,11 @@ async fn writer_task(
                 Outgoing::Flush(ack) => flushed.push(ack),
                 msg => {
                     messages += 1;
+                    let before = buf.len() + shares.bytes;
                     encode_outgoing(buf, &mut form, flags, msg, shares);
+                    // A frame's length is 32 bits; this node does not fragment what it
+                    // sends, so a message of 4 GiB or more cannot go.
+                    oversized |= buf.len() + shares.bytes - before > FRAME_MAX;
                 }
             };
             for reply in replies.drain(..) {
@@ -1223,6 +1242,16 @@ async fn writer_task(
         }
         if buf.is_empty() && flushed.is_empty() {
             continue;
+        }
+        if oversized {
+            // Its length would wrap and the peer would read garbage; the atom cache already
+            // counts it as sent, so the connection cannot go on without it either.
+            tracing::error!(
+                "a message of 4 GiB or more does not fit in one distribution frame; \
+                 closing the connection"
+            );
+            let _ = w.shutdown().await;
+            return;
         }
         let written = match shares.at.is_empty() {
             true => w.write_all(&buf).await,
@@ -1310,11 +1339,11 @@ async fn reader_task(
             () = &mut check => {
                 // From now, not from the last deadline: a busy loop may poll this late.
                 check.as_mut().reset(tokio::time::Instant::now() + ticktime / 4);
+                // No big buffers kept by a connection that no longer reads big frames.
+                pool.idle_check();
                 if std::mem::take(&mut heard) {
                     idle_checks = 0;
                 } else {
-                    // Quiet: no big buffers kept for a connection that is not using them.
-                    pool.release();
                     idle_checks += 1;
                     if idle_checks >= 4 {
                         break "net_tick_timeout".to_owned();
@@ -1336,8 +1365,10 @@ async fn reader_task(
             Err(e) => break format!("read error: {e}"),
         }
         if big.as_ref().is_some_and(|(buf, len)| buf.len() == *len) {
-            let frame = big.take().map(|(buf, _)| buf.freeze()).unwrap_or_default();
-            pool.keep(&frame);
+            let frame = big
+                .take()
+                .map(|(buf, _)| pool.freeze(buf))
+                .unwrap_or_default();
             match take_frame(&mut decoder, &mut dispatcher, frame) {
                 Ok(n) => received += n,
                 Err(e) => break e,
@@ -1370,6 +1401,52 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::{Context, Wake, Waker};
+
+    /// A writer that takes at most 7 bytes a call and has no vectored writes.
+    struct Trickle(Vec<u8>);
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let n = buf.len().min(7);
+            self.0.extend_from_slice(&buf[..n]);
+            std::task::Poll::Ready(Ok(n))
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn shared_binaries_are_written_in_their_places() {
+        let buf = b"0123456789abcdef";
+        let mut shares = Shares::default();
+        // Two at one place, one at the very start, one at the end.
+        for (at, bytes) in [(0, "<a>"), (5, "<b>"), (5, "<c>"), (16, "<d>")] {
+            shares.at.push((at, Bytes::from_static(bytes.as_bytes())));
+        }
+        let expected = b"<a>01234<b><c>56789abcdef<d>";
+        let mut vectored = Vec::new();
+        write_shared(&mut vectored, buf, &shares).await.unwrap();
+        assert_eq!(&vectored[..], expected);
+        let mut trickle = Trickle(Vec::new());
+        write_shared(&mut trickle, buf, &shares).await.unwrap();
+        assert_eq!(&trickle.0[..], expected);
+    }
 
     struct CountingWaker(AtomicUsize);
 

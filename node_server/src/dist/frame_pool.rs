@@ -7,13 +7,20 @@
 //! A session's reader therefore reads each frame of at least [`FramePool::FROM`] bytes into a
 //! buffer of its own and keeps a handle to it; when the handle is the last one (the actor has
 //! dropped the message), the buffer is filled again with a later frame.
+//!
+//! Bounds: at most 4 buffers and 32 MiB per connection are kept (bigger frames always get
+//! fresh memory), a frame only goes into a released buffer at most twice its size, and a
+//! connection that reads no big frame for a quarter of the tick time keeps none.
 
 use bytes::{Bytes, BytesMut};
 
 /// Recently read big frames, whose buffers are reused for later frames once released.
 #[derive(Debug, Default)]
 pub(crate) struct FramePool {
-    kept: Vec<Bytes>,
+    /// Handles to the buffers of recent frames with their capacities, oldest first.
+    kept: Vec<(Bytes, usize)>,
+    /// Whether a buffer was taken since the last [`idle_check`](Self::idle_check).
+    used: bool,
 }
 
 impl FramePool {
@@ -24,39 +31,65 @@ impl FramePool {
     /// and one to spare.
     const KEEP: usize = 4;
 
-    /// An empty buffer with room for `len` bytes: a released one when there is one big
-    /// enough, else a new one.
+    /// How many bytes the kept buffers may hold in all: bigger frames are read into fresh
+    /// memory each time.
+    const KEEP_BYTES: usize = 32 << 20;
+
+    /// An empty buffer with room for `len` bytes: the smallest released one that fits and is
+    /// at most twice that (a small frame must not pin a much bigger buffer: the binaries
+    /// decoded from it keep all of it alive), else a new one. Released buffers too small
+    /// for it are let go.
     pub(crate) fn take(&mut self, len: usize) -> BytesMut {
+        self.used = true;
+        let mut best: Option<usize> = None;
         let mut i = 0;
         while i < self.kept.len() {
-            if !self.kept[i].is_unique() {
+            let (frame, capacity) = &self.kept[i];
+            if !frame.is_unique() {
                 i += 1;
-                continue;
-            }
-            // Released: reuse it when big enough, else let it go.
-            if let Ok(mut buf) = self.kept.swap_remove(i).try_into_mut() {
-                if buf.capacity() >= len {
-                    buf.clear();
-                    return buf;
+            } else if *capacity < len {
+                self.kept.remove(i);
+            } else {
+                if *capacity <= len.saturating_mul(2)
+                    && best.is_none_or(|b| *capacity < self.kept[b].1)
+                {
+                    best = Some(i);
                 }
+                i += 1;
+            }
+        }
+        if let Some(i) = best {
+            if let Ok(mut buf) = self.kept.remove(i).0.try_into_mut() {
+                buf.clear();
+                return buf;
             }
         }
         BytesMut::with_capacity(len)
     }
 
-    /// Keeps a handle to a frame read into a buffer from [`take`](Self::take), to reuse the
-    /// buffer once the frame is released. The oldest handle goes when too many are kept.
-    pub(crate) fn keep(&mut self, frame: &Bytes) {
-        if self.kept.len() == Self::KEEP {
-            self.kept.remove(0);
+    /// Freezes a buffer from [`take`](Self::take), filled with a frame, and keeps a handle to
+    /// it to reuse it once the frame is released. The oldest handles go when too many are
+    /// kept.
+    pub(crate) fn freeze(&mut self, buf: BytesMut) -> Bytes {
+        let capacity = buf.capacity();
+        let frame = buf.freeze();
+        if capacity <= Self::KEEP_BYTES {
+            while self.kept.len() >= Self::KEEP
+                || self.kept.iter().map(|(_, c)| c).sum::<usize>() + capacity > Self::KEEP_BYTES
+            {
+                self.kept.remove(0);
+            }
+            self.kept.push((frame.clone(), capacity));
         }
-        self.kept.push(frame.clone());
+        frame
     }
 
-    /// Lets go of every kept buffer (on a quiet connection), so idle sessions hold no big
-    /// buffers.
-    pub(crate) fn release(&mut self) {
-        self.kept.clear();
+    /// Called every quarter tick time: lets go of every kept buffer when none was taken
+    /// since the last call, so a connection that stopped sending big frames holds none.
+    pub(crate) fn idle_check(&mut self) {
+        if !std::mem::take(&mut self.used) {
+            self.kept.clear();
+        }
     }
 }
 
@@ -67,9 +100,7 @@ mod tests {
     fn frame(pool: &mut FramePool, len: usize) -> Bytes {
         let mut buf = pool.take(len);
         buf.resize(len, 7);
-        let frame = buf.freeze();
-        pool.keep(&frame);
-        frame
+        pool.freeze(buf)
     }
 
     #[test]
@@ -91,6 +122,20 @@ mod tests {
     }
 
     #[test]
+    fn the_smallest_fit_is_taken_and_a_much_bigger_one_is_not() {
+        let mut pool = FramePool::default();
+        let (big, mid) = (frame(&mut pool, 1 << 20), frame(&mut pool, 200_000));
+        let (big_at, mid_at) = (big.as_ptr(), mid.as_ptr());
+        drop((big, mid));
+        // 150 KB fits both; the smaller one is taken.
+        assert_eq!(pool.take(150_000).as_ptr(), mid_at);
+        // 100 KB would fit the 1 MiB buffer, but it is more than twice as big: fresh memory,
+        // and the big buffer stays for a frame of its size.
+        assert_ne!(pool.take(100_000).as_ptr(), big_at);
+        assert_eq!(pool.take(900_000).as_ptr(), big_at);
+    }
+
+    #[test]
     fn a_released_buffer_too_small_is_let_go() {
         let mut pool = FramePool::default();
         drop(frame(&mut pool, 70_000));
@@ -100,15 +145,31 @@ mod tests {
     }
 
     #[test]
-    fn at_most_keep_buffers_are_kept_and_release_lets_all_go() {
+    fn at_most_keep_buffers_and_keep_bytes_are_kept() {
         let mut pool = FramePool::default();
         let held: Vec<Bytes> = (0..10).map(|_| frame(&mut pool, 1000)).collect();
         assert_eq!(pool.kept.len(), FramePool::KEEP);
         // The newest are the ones kept.
-        assert_eq!(pool.kept[FramePool::KEEP - 1].as_ptr(), held[9].as_ptr());
-        pool.release();
-        assert!(pool.kept.is_empty());
+        assert_eq!(pool.kept[FramePool::KEEP - 1].0.as_ptr(), held[9].as_ptr());
+        // Too big to keep at all, and big ones evict the oldest to stay under the limit.
+        let huge = frame(&mut pool, FramePool::KEEP_BYTES + 1);
+        assert!(pool.kept.iter().all(|(f, _)| f.as_ptr() != huge.as_ptr()));
+        let _a = frame(&mut pool, 20 << 20);
+        let _b = frame(&mut pool, 20 << 20);
+        assert_eq!(pool.kept.len(), 1);
         // The frames themselves are untouched.
         assert!(held.iter().all(|f| f.iter().all(|&b| b == 7)));
+    }
+
+    #[test]
+    fn an_idle_quarter_lets_all_buffers_go() {
+        let mut pool = FramePool::default();
+        let _held = frame(&mut pool, 100_000);
+        // A quarter in which a frame was read keeps them.
+        pool.idle_check();
+        assert_eq!(pool.kept.len(), 1);
+        // The next one, without a big frame, does not.
+        pool.idle_check();
+        assert!(pool.kept.is_empty());
     }
 }

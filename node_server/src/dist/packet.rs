@@ -538,6 +538,9 @@ pub(crate) fn encode_frame_shared<P: Payload>(
     out.put_slice(&[tag::VERSION, tag::DIST_HEADER]);
     cache.write_header(out);
     let mut shared = 0;
+    // Pieces split off `body` still hold its allocation, of which `body` then reports only
+    // the tail as its capacity: such a buffer is not kept.
+    let split = !segments.is_empty();
     if let Some(shares) = shares {
         for segment in segments.drain(..) {
             shared += shares.put(out, segment);
@@ -546,7 +549,7 @@ pub(crate) fn encode_frame_shared<P: Payload>(
     }
     out.extend_from_slice(&body);
     // Keep the scratch buffer for the next message, unless one big message grew it.
-    if body.capacity() <= SCRATCH_KEEP {
+    if !split && body.capacity() <= SCRATCH_KEEP {
         cache.body = body;
     }
     let len = (out.len() - start - 4 + shared) as u32;
