@@ -1,7 +1,7 @@
 //! Messaging throughput and call latency between nodes, beside Erlang in the same run.
 //!
 //! ```text
-//! cargo run --release --example bench                 # Rust to Rust, and Erlang to Erlang if erl exists
+//! cargo run --release --example bench                 # Rust to Rust; with erl also Erlang to Erlang, Erlang to Rust, Rust to Erlang
 //! cargo run --release --example bench -- --peer NODE  # Rust to another node running bench_peer:serve()
 //! ```
 //!
@@ -10,7 +10,8 @@
 //! `oneway_1mib_mib_per_s: Y` (a flood of `--big K`, default 200, hellos whose binary is
 //! 1 MiB, counted at the receiver).
 //! Rust to Rust runs the receiving node in a second process. `examples/bench_peer.erl` is the
-//! Erlang side, with the same shapes.
+//! Erlang side, with the same shapes: an Erlang flooder measures Erlang to Erlang and then
+//! Erlang to Rust (against the same receiving node of ours) in the same run.
 //!
 //! The Rust side measures from a spawned task, where an actor would run. Its flood loop spends
 //! tokio's cooperative budget per cast (`tokio::task::coop::consume_budget`), so it yields
@@ -481,23 +482,28 @@ async fn main() {
             .args(["-run", "bench_peer", "main", "serve"])
             .stdin(Stdio::piped()),
     );
-    let out = erl(&format!("bench_etx{pid}"))
-        .args([
-            "-run",
-            "bench_peer",
-            "main",
-            "run",
-            &erx_name,
-            &n.to_string(),
-            &m.to_string(),
-            &k.to_string(),
-        ])
-        .output()
-        .expect("erl runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    println!("erlang_to_erlang:");
-    for line in text.lines() {
-        println!("  {line}");
+    // The Erlang flooder, against the Erlang counter and then against ours.
+    for (label, target) in [
+        ("erlang_to_erlang", &erx_name),
+        ("erlang_to_rust", &rx_name),
+    ] {
+        let out = erl(&format!("bench_etx{pid}"))
+            .args([
+                "-run",
+                "bench_peer",
+                "main",
+                "run",
+                target,
+                &n.to_string(),
+                &m.to_string(),
+                &k.to_string(),
+            ])
+            .output()
+            .expect("erl runs");
+        println!("{label}:");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            println!("  {line}");
+        }
     }
     let (rate_re, rtt_re) = measure_in_task(&node, &erx_name, n, m, Flood::Cooperative).await;
     println!("rust_to_erlang:\n  oneway_msgs_per_s: {rate_re:.0}\n  rtt_us: {rtt_re:.1}");
