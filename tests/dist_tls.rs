@@ -4,6 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bytes::Bytes;
+use node_server::etf::{Atom, Term};
+use node_server::remote::{Raw, RemoteTarget};
 use node_server::{client_connect_enc, NodeConfig, TlsConfig};
 use testkit::ErlPeer;
 
@@ -146,6 +149,48 @@ async fn tls_both_directions_and_plain_refused() {
         .expect("up event")
         .unwrap();
     assert!(matches!(ev, node_server::NodeEvent::Up { .. }), "{ev:?}");
+
+    // Big messages both ways over TLS: frames far beyond a TLS record, read into their own
+    // buffers on our side and written around the shared binary.
+    let etls_name = eval(&mut etls, "node()")
+        .trim_start_matches("ok ")
+        .to_owned();
+    let big = Bytes::from([1u8, 2, 3, 4, 5, 6, 7].repeat(600_000));
+    let (inbox, mut inbox_rx) = testkit::forwarder::<Raw>().await;
+    ours.register("tlsbox", &inbox).expect("registers");
+    let reply = eval(
+        &mut etls,
+        &format!(
+            "begin {{tlsbox, '{}'}} ! {{big, binary:copy(<<1,2,3,4,5,6,7>>, 600000)}}, sent end",
+            ours.name()
+        ),
+    );
+    assert_eq!(reply, "ok sent");
+    let Raw(got) = tokio::time::timeout(Duration::from_secs(20), inbox_rx.recv())
+        .await
+        .expect("the big message arrives in time")
+        .expect("inbox alive");
+    assert!(
+        got == Term::tuple(vec![Term::atom("big"), Term::Binary(big.clone())]),
+        "the 4.2 MB message from Erlang arrives whole"
+    );
+    assert_eq!(eval(&mut etls, "register(tlsrx, self())"), "ok true");
+    ours.send(
+        &RemoteTarget::Name {
+            name: Atom::new("tlsrx"),
+            node: Atom::new(&etls_name),
+        },
+        Term::tuple(vec![Term::atom("big"), Term::Binary(big)]),
+    );
+    let reply = eval(
+        &mut etls,
+        "receive {big, B} -> B =:= binary:copy(<<1,2,3,4,5,6,7>>, 600000) \
+         after 20000 -> timeout end",
+    );
+    assert_eq!(
+        reply, "ok true",
+        "the 4.2 MB message from Rust arrives whole"
+    );
 
     // We connect to another TLS Erlang node over TLS.
     let mut etls2 = erl_peer(
