@@ -98,6 +98,9 @@ pub struct DistMessage {
     pub payload: Option<Term>,
 }
 
+/// The most room reserved for a fragmented message before its fragments arrive.
+const PREALLOCATE_FRAGMENTS: usize = 4 << 20;
+
 struct Partial {
     atoms: Vec<Atom>,
     data: BytesMut,
@@ -170,9 +173,7 @@ impl PacketDecoder {
                 self.read_header(&packet, &mut pos, &mut atoms)?;
                 let data = &packet[pos..];
                 if frag <= 1 {
-                    return self
-                        .decode_body(Bytes::copy_from_slice(data), &atoms)
-                        .map(Some);
+                    return self.decode_body(packet.slice(pos..), &atoms).map(Some);
                 }
                 if self.partial.len() >= 64 {
                     return Err(PacketError::Malformed(
@@ -180,11 +181,21 @@ impl PacketDecoder {
                     ));
                 }
                 self.check_size(data.len())?;
+                // Room for all the fragments if they are as long as the first (OTP cuts
+                // them to one size), so that reassembly copies each once; but no more than
+                // 4 MiB before they arrive (the count comes from the peer).
+                let expected = usize::try_from(frag)
+                    .unwrap_or(usize::MAX)
+                    .saturating_mul(data.len())
+                    .min(self.max_message)
+                    .min(PREALLOCATE_FRAGMENTS);
+                let mut whole = BytesMut::with_capacity(expected);
+                whole.extend_from_slice(data);
                 self.partial.insert(
                     seq,
                     Partial {
                         atoms,
-                        data: BytesMut::from(data),
+                        data: whole,
                         next_frag: frag - 1,
                     },
                 );
@@ -821,7 +832,31 @@ mod tests {
         p2.extend(1u64.to_be_bytes());
         p2.extend_from_slice(rest);
         let m = dec.decode(Bytes::from(p2)).unwrap().unwrap();
-        assert_eq!(m.payload, Some(msg));
+        assert_eq!(m.payload, Some(msg.clone()));
+
+        // A message in one fragment: its binary is read in place from the packet.
+        let mut p = vec![131, 69];
+        p.extend(8u64.to_be_bytes());
+        p.extend(1u64.to_be_bytes());
+        p.push(0);
+        p.extend_from_slice(&body);
+        let packet = Bytes::from(p);
+        let m = dec.decode(packet.clone()).unwrap().unwrap();
+        let Some(Term::Binary(b)) = &m.payload else {
+            panic!("{m:?}")
+        };
+        assert_eq!(b[..], [9u8; 1000][..]);
+        assert!(packet.as_ptr_range().contains(&b.as_ptr()));
+
+        // A huge fragment count reserves at most PREALLOCATE_FRAGMENTS up front.
+        let mut p = vec![131, 69];
+        p.extend(9u64.to_be_bytes());
+        p.extend(u64::MAX.to_be_bytes());
+        p.push(0);
+        p.extend_from_slice(first);
+        let mut dec = PacketDecoder::new(DecodeOptions::new(), 1 << 30);
+        assert_eq!(dec.decode(Bytes::from(p)).unwrap(), None);
+        assert!(dec.partial[&9].data.capacity() <= PREALLOCATE_FRAGMENTS);
     }
 
     fn ref_to(node: &str) -> crate::etf::Reference {
