@@ -215,8 +215,20 @@ async fn measure_with(
 
 /// [`measure`] from a spawned task, where an actor runs.
 async fn measure_in_task(node: &Node, peer: &str, n: u64, m: u32, flood: Flood) -> (f64, f64) {
+    measure_in_task_with(node, peer, n, m, flood, Bytes::from_static(PAYLOAD)).await
+}
+
+/// [`measure_with`] from a spawned task.
+async fn measure_in_task_with(
+    node: &Node,
+    peer: &str,
+    n: u64,
+    m: u32,
+    flood: Flood,
+    payload: Bytes,
+) -> (f64, f64) {
     let (node, peer) = (node.clone(), peer.to_owned());
-    tokio::spawn(async move { measure(&node, &peer, n, m, flood).await })
+    tokio::spawn(async move { measure_with(&node, &peer, n, m, flood, payload).await })
         .await
         .expect("measuring task")
 }
@@ -224,14 +236,8 @@ async fn measure_in_task(node: &Node, peer: &str, n: u64, m: u32, flood: Flood) 
 /// MiB/s of a flood of `k` hellos with a 1 MiB payload from a spawned task, counted at the
 /// receiver.
 async fn big_flood(node: &Node, peer: &str, k: u64) -> f64 {
-    let (node, peer) = (node.clone(), peer.to_owned());
     let payload = Bytes::from(vec![7u8; BIG]);
-    let (rate, _) =
-        tokio::spawn(
-            async move { measure_with(&node, &peer, k, 1, Flood::Cooperative, payload).await },
-        )
-        .await
-        .expect("measuring task");
+    let (rate, _) = measure_in_task_with(node, peer, k, 1, Flood::Cooperative, payload).await;
     rate * BIG as f64 / f64::from(1 << 20)
 }
 

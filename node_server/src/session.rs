@@ -1253,9 +1253,10 @@ async fn writer_task(
             let _ = w.shutdown().await;
             return;
         }
-        let written = match shares.at.is_empty() {
-            true => w.write_all(&buf).await,
-            false => write_shared(&mut w, &buf, &shares).await,
+        let written = if shares.at.is_empty() {
+            w.write_all(&buf).await
+        } else {
+            write_shared(&mut w, &buf, &shares).await
         };
         if written.is_err() {
             return;
@@ -1364,12 +1365,8 @@ async fn reader_task(
             }
             Err(e) => break format!("read error: {e}"),
         }
-        if big.as_ref().is_some_and(|(buf, len)| buf.len() == *len) {
-            let frame = big
-                .take()
-                .map(|(buf, _)| pool.freeze(buf))
-                .unwrap_or_default();
-            match take_frame(&mut decoder, &mut dispatcher, frame) {
+        if let Some((buf, _)) = big.take_if(|(buf, len)| buf.len() == *len) {
+            match take_frame(&mut decoder, &mut dispatcher, pool.freeze(buf)) {
                 Ok(n) => received += n,
                 Err(e) => break e,
             }

@@ -411,8 +411,7 @@ fn encode_plain<P: Payload>(
             p.write_body(out, &mut InlineAtoms, None);
         }
     }
-    let len = (out.len() - start - 4) as u32;
-    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    end_frame(out, start, 0);
 }
 
 /// How a connection writes its messages; see [`encode_message_as`].
@@ -563,6 +562,12 @@ pub(crate) fn encode_frame_shared<P: Payload>(
     if !split && body.capacity() <= SCRATCH_KEEP {
         cache.body = body;
     }
+    end_frame(out, start, shared);
+}
+
+/// Fills in the length of the frame begun at `start` (where 4 bytes were reserved for it):
+/// what `out` holds after them, plus `shared` bytes written from elsewhere.
+fn end_frame(out: &mut BytesMut, start: usize, shared: usize) {
     let len = (out.len() - start - 4 + shared) as u32;
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
@@ -641,8 +646,7 @@ fn raw_frame(
             tail(out, body.unwrap_or_default())
         }
     };
-    let len = (out.len() - start - 4 + shared) as u32;
-    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    end_frame(out, start, shared);
 }
 
 /// Appends a framed message whose control body (without 131) and payload (with 131) are

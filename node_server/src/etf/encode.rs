@@ -213,7 +213,7 @@ struct Writer<'a, A> {
     atoms: &'a mut A,
     /// Where large binaries go by reference, for [`Term::encode_segments_into`] and the
     /// session writer.
-    segments: Option<Share<'a>>,
+    share: Option<Share<'a>>,
 }
 
 /// Where an encoder puts binaries of at least `from` bytes by reference instead of copying
@@ -226,8 +226,8 @@ pub(crate) struct Share<'a> {
 
 impl<'a, A: AtomWriter> Writer<'a, A> {
     #[inline(always)]
-    fn new(atoms: &'a mut A, segments: Option<Share<'a>>) -> Self {
-        Writer { atoms, segments }
+    fn new(atoms: &'a mut A, share: Option<Share<'a>>) -> Self {
+        Writer { atoms, share }
     }
 
     /// Writes `term` at the end of `out`, after the version byte when `version`.
@@ -431,12 +431,12 @@ impl<'a, A: AtomWriter> Writer<'a, A> {
     /// The bytes of a binary longer than `SHORT`: appended to the output, or for segments
     /// shared when at least [`Term::SHARE_BINARIES_FROM`] long.
     fn long_binary(&mut self, out: &mut BytesMut, b: &Bytes, p: usize) -> usize {
-        if self.segments.as_ref().is_none_or(|s| b.len() < s.from) {
+        if self.share.as_ref().is_none_or(|s| b.len() < s.from) {
             return self.append(out, p, b);
         }
         out.truncate(p);
         self.end_segment(out);
-        if let Some(share) = self.segments.as_mut() {
+        if let Some(share) = self.share.as_mut() {
             share.segments.push(b.clone());
         }
         0
@@ -444,7 +444,7 @@ impl<'a, A: AtomWriter> Writer<'a, A> {
 
     /// For segments: hands out what the output holds (all written) as the next segment.
     fn end_segment(&mut self, out: &mut BytesMut) {
-        if let Some(share) = self.segments.as_mut() {
+        if let Some(share) = self.share.as_mut() {
             if !out.is_empty() {
                 share.segments.push(out.split().freeze());
             }
@@ -577,11 +577,11 @@ impl<'a, A: AtomWriter> Writer<'a, A> {
                 let mut p = self.pid(out, pid, p);
                 // No binary goes by reference in here, so that everything since `size_at` is
                 // still in the output at the end.
-                let segments = self.segments.take();
+                let share = self.share.take();
                 for v in free_vars {
                     p = self.term(out, v, p);
                 }
-                self.segments = segments;
+                self.share = share;
                 let size = (p - size_at) as u32;
                 out[size_at..size_at + 4].copy_from_slice(&size.to_be_bytes());
                 p
