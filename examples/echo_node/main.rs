@@ -1,14 +1,14 @@
 //! A node that Erlang nodes can connect to, ping, send to (`echo`), call (`kv`) and rpc
 //! (`echo_node:add/2`, `echo_node:call_back/4`); the services are in `services.rs`.
-//!
-//! ```text
-//! cargo run --release --example echo_node -- --name NAME --cookie COOKIE [--hidden|--visible]
-//!     [--tls-cert F --tls-key F [--tls-ca F]] [--connect NODE]... [--global NAME] [--roles A,B]
-//! ```
+//! `cargo run --release --example echo_node -- --help` lists the options (see [`USAGE`]).
 //!
 //! The node is visible unless `--hidden`. Its `echo` actor is in group `echo` of `pg` scope
-//! `pg`; `--connect` connects to other nodes once the node runs, and `--global NAME` then
-//! registers `echo` under the `global` name `NAME`. `--roles` announces roles in EPMD.
+//! `pg`; `--connect` connects to other nodes once the node runs (a bare name gets this host's
+//! short name; a node that cannot be reached is reported and the node runs on), and
+//! `--global NAME` then registers `echo` under the `global` name `NAME`. `--roles` announces
+//! roles in EPMD. `--phoenix-pubsub NAME` joins the Elixir app's Phoenix.PubSub `NAME`,
+//! subscribes to topic `"echo"` and, for each message `M` published there, broadcasts
+//! `{echoed, M}` on topic `"echo:reply"`.
 //!
 //! Prints `ready NAME@HOST` once it accepts connections, then `up NODE` / `down NODE REASON`
 //! lines as nodes come and go. `init:stop()` from another node (`rpc:call`, `erl_call`,
@@ -23,7 +23,7 @@ use node_server::{NodeConfig, NodeEvent, TlsConfig};
 use ractor::Actor;
 
 mod services;
-use services::{register_functions, Echo, Kv};
+use services::{register_functions, Echo, Kv, PubSubEcho};
 
 /// Prints a status line; a closed stdout (nobody listening any more) is not an error.
 fn say(line: std::fmt::Arguments<'_>) {
@@ -31,6 +31,34 @@ fn say(line: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
+
+/// What `--help` prints.
+const USAGE: &str = "\
+usage: echo_node [OPTIONS]
+
+A node of ours that Erlang and Elixir nodes can talk to: `echo` ({From, Msg} -> From ! Msg),
+`kv` (gen_server: {put,K,V} | {get,K} | {delete,K}), rpc echo_node:add/2 and friends.
+
+options (defaults in brackets):
+  --name NAME            node name, bare (this host's short name is added) or NAME@HOST [echo]
+  --cookie COOKIE        the cookie [ERLANG_COOKIE, else ~/.erlang.cookie, created if missing]
+  --hidden | --visible   a hidden node, or a visible one as `erl -sname` starts [--visible]
+  --connect NODE         connect to NODE once running; repeatable; a bare name gets this
+                         host's short name; a failure is printed and the node runs on [none]
+  --global NAME          register `echo` as the global name NAME after connecting [none]
+  --roles A,B            roles announced in EPMD's extra field [none]
+  --phoenix-pubsub NAME  join the Elixir PubSub NAME (e.g. MyApp.PubSub): subscribe to topic
+                         \"echo\" and broadcast {echoed, M} on \"echo:reply\" for each M [off]
+  --tls-cert F --tls-key F [--tls-ca F]
+                         distribution over TLS with this certificate and key (PEM); with
+                         --tls-ca, peers must present a certificate signed by it [plain TCP]
+  -h, --help             this text
+
+environment: ERL_EPMD_PORT (EPMD's port) [4369]; RUST_LOG (log filter) [warn]
+
+prints `ready NODE` once it accepts connections, then `up NODE` / `down NODE REASON`;
+stops on Ctrl-C or init:stop() from another node (prints `stopped STATUS`).
+";
 
 struct Args {
     name: String,
@@ -42,9 +70,16 @@ struct Args {
     tls_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
     connect: Vec<String>,
+    phoenix_pubsub: Option<String>,
 }
 
-fn parse_args() -> Result<Args, String> {
+/// What the command line asks for: a node to run, or the help text.
+enum Command {
+    Run(Args),
+    Help,
+}
+
+fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Command, String> {
     let mut args = Args {
         name: "echo".into(),
         cookie: None,
@@ -55,11 +90,13 @@ fn parse_args() -> Result<Args, String> {
         tls_key: None,
         tls_ca: None,
         connect: Vec::new(),
+        phoenix_pubsub: None,
     };
-    let mut it = std::env::args().skip(1);
+    let mut it = argv.into_iter();
     while let Some(arg) = it.next() {
         let mut value = || it.next().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
             "--name" => args.name = value()?,
             "--cookie" => args.cookie = Some(value()?),
             "--hidden" => args.hidden = true,
@@ -70,10 +107,14 @@ fn parse_args() -> Result<Args, String> {
             "--connect" => args.connect.push(value()?),
             "--global" => args.global = Some(value()?),
             "--roles" => args.roles = value()?.split(',').map(str::to_owned).collect(),
+            "--phoenix-pubsub" => args.phoenix_pubsub = Some(value()?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    Ok(args)
+    if args.tls_cert.is_some() != args.tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together".into());
+    }
+    Ok(Command::Run(args))
 }
 
 #[tokio::main]
@@ -85,16 +126,23 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = match parse_args() {
-        Ok(a) => a,
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(Command::Run(a)) => a,
+        Ok(Command::Help) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
-            eprintln!("echo_node: {e}\nusage: echo_node --name NAME --cookie COOKIE [--hidden|--visible] [--tls-cert F --tls-key F [--tls-ca F]] [--connect NODE]... [--global NAME] [--roles A,B]");
+            eprintln!("echo_node: {e}\n(echo_node --help lists the options)");
             return ExitCode::from(2);
         }
     };
     let mut config = NodeConfig::new(&args.name)
         .hidden(args.hidden)
         .roles(args.roles.clone());
+    if args.phoenix_pubsub.is_some() {
+        config = config.phoenix_pubsub();
+    }
     if let Some(cookie) = &args.cookie {
         config = config.cookie(cookie);
     }
@@ -141,8 +189,21 @@ async fn main() -> ExitCode {
     // `echo` is in group `echo` of scope `pg` on every node it is connected to.
     node.groups().join("echo", &echo);
     for peer in &args.connect {
-        if let Err(e) = node_server::client_connect(&node, peer).await {
+        let peer = node_server::config::full_node_name(peer);
+        if let Err(e) = node_server::client_connect(&node, &peer).await {
+            // The node runs on: the peer may come later and connect to us.
             eprintln!("echo_node: cannot connect to {peer}: {e}");
+        }
+    }
+    if let Some(name) = &args.phoenix_pubsub {
+        let started = match node.phoenix_pubsub(name).await {
+            Ok(pubsub) => Actor::spawn(None, PubSubEcho, pubsub)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = started {
+            eprintln!("echo_node: cannot join Phoenix.PubSub {name}: {e}");
             return ExitCode::FAILURE;
         }
     }

@@ -179,3 +179,33 @@ pub fn register_functions(node: &Node) {
         }
     });
 }
+
+/// With `--phoenix-pubsub NAME`: subscribed to topic `"echo"` of the Elixir PubSub `NAME`;
+/// for each message `M` published there, broadcasts `{echoed, M}` on topic `"echo:reply"`.
+pub struct PubSubEcho;
+
+impl Actor for PubSubEcho {
+    type Msg = Raw;
+    type State = node_server::phoenix::PubSub;
+    type Arguments = node_server::phoenix::PubSub;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Raw>,
+        pubsub: node_server::phoenix::PubSub,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        pubsub.subscribe("echo", &myself);
+        Ok(pubsub)
+    }
+
+    async fn handle(
+        &self,
+        _me: ActorRef<Raw>,
+        Raw(msg): Raw,
+        pubsub: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let reply = Term::tuple(vec![Term::atom("echoed"), msg]);
+        pubsub.broadcast("echo:reply", &reply).await;
+        Ok(())
+    }
+}

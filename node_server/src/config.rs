@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::NodeError;
+use crate::error::{NameProblem, NodeError};
 use crate::tls::TlsConfig;
 
 /// How a node runs. Defaults follow `erl`: a short name on this host, the cookie from
@@ -89,6 +89,16 @@ impl NodeConfig {
     /// process runs several nodes, give all but one of them an empty list.
     pub fn pg_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
         self.pg_scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Adds the `pg` scope of Phoenix.PubSub's PG2 adapter ([`crate::phoenix::SCOPE`]) to
+    /// [`NodeConfig::pg_scopes`], so that [`crate::Node::phoenix_pubsub`] can join an Elixir
+    /// app's PubSub.
+    pub fn phoenix_pubsub(mut self) -> Self {
+        if !self.pg_scopes.iter().any(|s| s == crate::phoenix::SCOPE) {
+            self.pg_scopes.push(crate::phoenix::SCOPE.to_owned());
+        }
         self
     }
 
@@ -192,14 +202,18 @@ impl NodeConfig {
 
     /// The full node name this configuration gives.
     pub fn full_name(&self) -> Result<String, NodeError> {
-        if let Some((name, host)) = self.name.split_once('@') {
-            if name.is_empty() || host.is_empty() || host.contains('@') {
-                return Err(NodeError::BadName(self.name.clone()));
-            }
-            return Ok(self.name.clone());
+        let bad = |problem| NodeError::BadName {
+            name: self.name.clone(),
+            problem,
+        };
+        if self.name.contains('@') {
+            return match NameProblem::of_full_name(&self.name) {
+                Some(problem) => Err(bad(problem)),
+                None => Ok(self.name.clone()),
+            };
         }
         if self.name.is_empty() {
-            return Err(NodeError::BadName(self.name.clone()));
+            return Err(bad(NameProblem::EmptyName));
         }
         let host = hostname();
         let host = if self.long_names {
@@ -226,6 +240,17 @@ pub fn hostname() -> String {
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".into())
+}
+
+/// A full node name: `name@host` as given, or a bare `name` completed with this host's short
+/// name, as `erl -sname name` names itself (what `nodectl` and `echo_node --connect` accept).
+pub fn full_node_name(node: &str) -> String {
+    if node.contains('@') {
+        node.to_owned()
+    } else {
+        let host = hostname();
+        format!("{node}@{}", host.split('.').next().unwrap_or("localhost"))
+    }
 }
 
 /// `~/.erlang.cookie`.

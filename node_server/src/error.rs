@@ -3,13 +3,57 @@
 use crate::dist::handshake::HandshakeError;
 use crate::dist::DistFlags;
 
+/// What is wrong with a node name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameProblem {
+    /// No `@host` part where a full name is needed.
+    #[error("a node name is name@host (no @host given)")]
+    NoHost,
+    /// Nothing before the `@`.
+    #[error("the part before @ is empty")]
+    EmptyName,
+    /// Nothing after the `@`.
+    #[error("the host after @ is empty")]
+    EmptyHost,
+    /// More than one `@`.
+    #[error("it has more than one @")]
+    TwoAts,
+    /// The name is this node's own.
+    #[error("it is this node")]
+    ThisNode,
+}
+
+impl NameProblem {
+    /// What is wrong with `name` as a full node name `name@host`, if anything.
+    pub fn of_full_name(name: &str) -> Option<NameProblem> {
+        let Some((alive, host)) = name.split_once('@') else {
+            return Some(NameProblem::NoHost);
+        };
+        if alive.is_empty() {
+            Some(NameProblem::EmptyName)
+        } else if host.is_empty() {
+            Some(NameProblem::EmptyHost)
+        } else if host.contains('@') {
+            Some(NameProblem::TwoAts)
+        } else {
+            None
+        }
+    }
+}
+
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NodeError {
     /// The node name is not `name` or `name@host`.
-    #[error("invalid node name {0:?}")]
-    BadName(String),
+    #[error("invalid node name {name:?}: {problem}")]
+    BadName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        problem: NameProblem,
+    },
     /// The cookie could not be read or created.
     #[error("cookie: {0}")]
     Cookie(String),
@@ -34,9 +78,14 @@ pub enum NodeError {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
-    /// The node name is not `name@host`.
-    #[error("invalid node name {0:?}")]
-    BadName(String),
+    /// The node name is not `name@host`, or names this node.
+    #[error("invalid node name {name:?}: {problem}")]
+    BadName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        problem: NameProblem,
+    },
     /// The host or its EPMD could not be reached, or the node's port refused the connection.
     #[error("cannot reach {node}: {reason}")]
     Unreachable {

@@ -94,6 +94,11 @@ impl Groups {
         self
     }
 
+    /// Whether this node runs the scope.
+    pub fn is_running(&self) -> bool {
+        self.scope_actor().is_some()
+    }
+
     fn scope_actor(&self) -> Option<ActorRef<ScopeMsg>> {
         self.node.shared().pg.read().ok()?.get(&self.scope).cloned()
     }

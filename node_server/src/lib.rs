@@ -76,6 +76,7 @@ mod hash;
 pub mod message;
 pub mod ops;
 pub mod pg;
+pub mod phoenix;
 mod registry;
 pub mod remote;
 pub mod rpc;
@@ -92,7 +93,7 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 pub use config::NodeConfig;
-pub use error::{ConnectError, NodeError};
+pub use error::{ConnectError, NameProblem, NodeError};
 pub use server::{
     client_connect, client_connect_addr, client_connect_enc, CallError, Node, NodeEvent,
     NodeServer, RegisterError,

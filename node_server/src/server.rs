@@ -19,7 +19,7 @@ use crate::dist::control::Control;
 use crate::dist::control::ProcessRef;
 use crate::dist::handshake::{Established, HandshakeConfig, HandshakeError, Status};
 use crate::dist::DistFlags;
-use crate::error::{ConnectError, NodeError};
+use crate::error::{ConnectError, NameProblem, NodeError};
 use crate::etf::{Atom, Pid, Reference, Term};
 use crate::lock;
 use crate::message::ErlangMessage;
@@ -923,8 +923,11 @@ async fn connect(
 > {
     let (name, host) = node
         .split_once('@')
-        .filter(|(n, h)| !n.is_empty() && !h.is_empty())
-        .ok_or_else(|| ConnectError::BadName(node.to_owned()))?;
+        .filter(|_| NameProblem::of_full_name(node).is_none())
+        .ok_or_else(|| ConnectError::BadName {
+            name: node.to_owned(),
+            problem: NameProblem::of_full_name(node).unwrap_or(NameProblem::NoHost),
+        })?;
     let unreachable = |reason: String| ConnectError::Unreachable {
         node: node.to_owned(),
         reason,
@@ -1523,10 +1526,10 @@ impl Node {
     ) -> Result<ActorRef<M>, ConnectError> {
         let node = target.node().clone();
         if node == self.shared.name {
-            return Err(ConnectError::BadName(format!(
-                "{} is this node",
-                node.as_str()
-            )));
+            return Err(ConnectError::BadName {
+                name: node.as_str().to_owned(),
+                problem: NameProblem::ThisNode,
+            });
         }
         if let Some(cell) = self.shared.cached_proxy(&target) {
             return Ok(cell.into());

@@ -154,11 +154,7 @@ pub fn short_hostname() -> String {
 /// A full node name: `name@host` as given, or a bare `name` completed with this host's
 /// short name, as `erl -sname name` names itself.
 pub fn full_node_name(node: &str) -> String {
-    if node.contains('@') {
-        node.to_owned()
-    } else {
-        format!("{node}@{}", short_hostname())
-    }
+    node_server::config::full_node_name(node)
 }
 
 /// The host part of a node name.

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
 use std::time::Duration;
 
 use crate::child::output_within;
@@ -32,12 +32,42 @@ fn is_executable(path: &Path) -> bool {
     path.is_file()
 }
 
+/// The environment variable that picks the Erlang/OTP release the interop tests run against:
+/// a directory holding that release's `erl`, `erlc`, `epmd`, `erl_call` and, where present,
+/// `elixir` (for example `/opt/otp-29/bin`, as `.ci/install-otp 29` makes it). Unset, the
+/// tools come from `PATH`.
+pub const OTP_ENV: &str = "TESTKIT_OTP";
+
+/// An Erlang/OTP or Elixir tool (`erl`, `erlc`, `epmd`, `erl_call`, `elixir`, ...) of the
+/// release the tests run against: from the directory in [`OTP_ENV`] when it is set, else the
+/// first on `PATH`.
+///
+/// # Panics
+/// When [`OTP_ENV`] is set but names no directory with an `erl` in it: a misspelt release
+/// must not quietly test another one.
+pub fn find_otp_tool(name: &str) -> Option<PathBuf> {
+    match env::var_os(OTP_ENV).filter(|dir| !dir.is_empty()) {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            assert!(
+                is_executable(&dir.join("erl")),
+                "testkit: {OTP_ENV}={} has no executable `erl`; point it at an Erlang/OTP \
+                 release's bin directory (for example /opt/otp-29/bin, see .ci/install-otp)",
+                dir.display()
+            );
+            Some(dir.join(name)).filter(|tool| is_executable(tool))
+        }
+        None => find_executable(name),
+    }
+}
+
 /// Whether the tests run in CI, where a missing tool is a failure rather than a skip.
-fn in_ci() -> bool {
+pub fn in_ci() -> bool {
     env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
 }
 
-/// Finds `erl` on `PATH` for a test that needs a real Erlang node.
+/// Finds `erl` of the release under test (see [`find_otp_tool`]) for a test that needs a real
+/// Erlang node.
 ///
 /// Without `erl`, a test on a developer machine is skipped: this prints a notice to stderr and
 /// returns `None`, and the test should return early. In CI (`CI=true`) interop tests must fail
@@ -46,15 +76,37 @@ fn in_ci() -> bool {
 /// # Panics
 /// When `erl` is missing and `CI` is `true`.
 pub fn require_erl() -> Option<PathBuf> {
-    match find_executable("erl") {
-        Some(erl) => Some(erl),
+    require_otp_tool(
+        "erl",
+        "Erlang/OTP",
+        "apt-get install erlang-base erlang-ssl",
+    )
+}
+
+/// Finds `elixir` of the release under test (see [`find_otp_tool`]), deciding as
+/// [`require_erl`] does what a test does without it.
+///
+/// # Panics
+/// When `elixir` is missing and `CI` is `true`.
+pub fn require_elixir() -> Option<PathBuf> {
+    require_erl()?;
+    require_otp_tool("elixir", "Elixir", "apt-get install elixir")
+}
+
+fn require_otp_tool(name: &str, what: &str, install: &str) -> Option<PathBuf> {
+    let place = match env::var_os(OTP_ENV) {
+        Some(dir) if !dir.is_empty() => format!("in {OTP_ENV}={}", dir.to_string_lossy()),
+        _ => "on PATH".to_owned(),
+    };
+    match find_otp_tool(name) {
+        Some(tool) => Some(tool),
         None if in_ci() => panic!(
-            "testkit: `erl` (Erlang/OTP) is not on PATH, and CI=true: interop tests must not be \
-             skipped in CI. Install Erlang/OTP (e.g. `apt-get install erlang-nox`) in the CI setup."
+            "testkit: `{name}` ({what}) is not {place}, and CI=true: interop tests must not be \
+             skipped in CI. Install it (`{install}`, or .ci/install-otp) in the CI setup."
         ),
         None => {
             eprintln!(
-                "testkit: SKIPPED: `erl` (Erlang/OTP) is not on PATH; install it to run the \
+                "testkit: SKIPPED: `{name}` ({what}) is not {place}; install it to run the \
                  interop tests (in CI, with CI=true, this is a failure)"
             );
             None
@@ -62,13 +114,41 @@ pub fn require_erl() -> Option<PathBuf> {
     }
 }
 
-/// Finds `erlc`: next to the `erl` found on `PATH` (the two come together), else on `PATH`.
+/// The release (`"25"`, `"29"`, ...) of the `erl` the tests run against, asked of `erl` itself
+/// once per test process; `None` without `erl`.
+///
+/// # Panics
+/// When `erl` is there but does not answer within two minutes.
+pub fn otp_release() -> Option<u32> {
+    static RELEASE: OnceLock<Option<u32>> = OnceLock::new();
+    *RELEASE.get_or_init(|| {
+        let erl = find_otp_tool("erl")?;
+        let output = output_within(
+            Command::new(&erl).args([
+                "-noshell",
+                "-eval",
+                "io:put_chars(erlang:system_info(otp_release)), halt().",
+            ]),
+            COMPILE_TIMEOUT,
+        )
+        .unwrap_or_else(|e| panic!("testkit: cannot run {}: {e}", erl.display()));
+        let text = String::from_utf8_lossy(&output.stdout);
+        Some(
+            text.trim().parse().unwrap_or_else(|_| {
+                panic!("testkit: {} printed no release: {text:?}", erl.display())
+            }),
+        )
+    })
+}
+
+/// Finds `erlc`: next to the `erl` under test (the two come together), else as
+/// [`find_otp_tool`] finds it.
 pub fn find_erlc() -> Option<PathBuf> {
-    let beside_erl = find_executable("erl")
+    let beside_erl = find_otp_tool("erl")
         .and_then(|erl| fs::canonicalize(erl).ok())
         .and_then(|erl| erl.parent().map(|dir| dir.join("erlc")))
         .filter(|erlc| is_executable(erlc));
-    beside_erl.or_else(|| find_executable("erlc"))
+    beside_erl.or_else(|| find_otp_tool("erlc"))
 }
 
 /// A new, empty directory under the system's temp dir, unique to this process and call.

@@ -9,13 +9,24 @@ use num_bigint::BigUint;
 
 use crate::etf::term::{Fun, Term};
 
-/// Erlang's reserved words, which `~w` always quotes when they are atoms (OTP 25, with no
-/// features enabled: `maybe` and `else` are plain atoms).
+/// Erlang's reserved words in every release from OTP 25 on: `erl_parse` rejects them as bare
+/// atoms, so the printer quotes them and the parser asks for quotes.
 pub(super) const RESERVED_WORDS: [&str; 27] = [
     "after", "and", "andalso", "band", "begin", "bnot", "bor", "bsl", "bsr", "bxor", "case",
     "catch", "cond", "div", "end", "fun", "if", "let", "not", "of", "or", "orelse", "receive",
     "rem", "try", "when", "xor",
 ];
+
+/// Words reserved since OTP 27 made the `maybe_expr` feature the default (OTP 25 and 26 reserve
+/// them only with `-feature(maybe_expr, enable)`). The printer quotes them, since text we write
+/// may be read by any release (`'maybe'` is the same atom everywhere); the parser still takes
+/// them bare, as OTP 25 and 26 do.
+pub(super) const RESERVED_SINCE_OTP_27: [&str; 2] = ["else", "maybe"];
+
+/// Whether `~w` of the newest release quotes the atom `name` because it is a reserved word.
+fn is_reserved(name: &str) -> bool {
+    RESERVED_WORDS.contains(&name) || RESERVED_SINCE_OTP_27.contains(&name)
+}
 
 /// Whether `c` is a lowercase letter that may start a bare atom: `a`-`z`, or `ß`-`ÿ` but `÷`.
 pub(super) fn is_atom_start(c: char) -> bool {
@@ -58,7 +69,7 @@ fn needs_quotes(name: &str, style: AtomStyle) -> bool {
         return true;
     }
     match style {
-        AtomStyle::Io => !chars.all(is_atom_char) || RESERVED_WORDS.contains(&name),
+        AtomStyle::Io => !chars.all(is_atom_char) || is_reserved(name),
         AtomStyle::Runtime => !chars.all(|c| is_latin1_alnum(c) || c == '_'),
     }
 }
@@ -527,9 +538,15 @@ mod tests {
 
     #[test]
     fn reserved_words_are_quoted() {
-        for w in super::RESERVED_WORDS {
+        for w in super::RESERVED_WORDS
+            .into_iter()
+            .chain(super::RESERVED_SINCE_OTP_27)
+        {
             assert_eq!(atom(w), format!("'{w}'"));
         }
+        // Words that only look reserved stay bare.
+        assert_eq!(atom("maybe_not"), "maybe_not");
+        assert_eq!(atom("elsewhere"), "elsewhere");
     }
 
     #[test]
