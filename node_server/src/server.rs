@@ -674,6 +674,7 @@ impl Actor for NodeServer {
                 let handle = SessionHandle {
                     peer: peer.clone(),
                     hidden,
+                    flags,
                     tx,
                     actor: actor.clone(),
                     deferred,
@@ -1543,6 +1544,42 @@ impl Node {
     /// Sends a term to a remote process or name (no connection: dropped, as in Erlang).
     pub fn send(&self, target: &RemoteTarget, msg: Term) {
         self.shared.send_term(target, msg);
+    }
+
+    /// Sends `msg` to a process alias of another node (`Alias ! Msg`), from the node's router
+    /// pid. With `priority`, as `erlang:send(Alias, Msg, [priority])` (EEP 76, OTP 28+): a
+    /// process that made the alias with `alias([priority])` gets it ahead of its ordinary
+    /// messages. The peer must have agreed `DFLAG_ALTACT_SIG` for that (OTP 28 and later);
+    /// to an older peer it goes as an ordinary `ALIAS_SEND`, as OTP does. False when the
+    /// alias's node is not connected (nothing is sent) or takes no aliases.
+    pub fn send_to_alias(&self, alias: &crate::etf::Reference, msg: Term, priority: bool) -> bool {
+        use crate::dist::control::{AltAct, AltActTarget};
+        let Some(session) = self.shared.session(&alias.node) else {
+            tracing::debug!(?alias, "no connection to the alias's node; message dropped");
+            return false;
+        };
+        let from = self.shared.router_pid.clone();
+        let control = if session.flags.contains(DistFlags::ALTACT_SIG) {
+            let flags = if priority {
+                AltAct::ALIAS | AltAct::PRIORITY
+            } else {
+                AltAct::ALIAS
+            };
+            Control::AltAct {
+                flags,
+                from,
+                to: AltActTarget::Alias(alias.clone()),
+                token: None,
+            }
+        } else if session.flags.contains(DistFlags::ALIAS) {
+            Control::AliasSend {
+                from,
+                alias: alias.clone(),
+            }
+        } else {
+            return false;
+        };
+        session.send(control, Some(msg))
     }
 
     /// Calls a remote `gen_server` with a term and waits up to `timeout` for the reply term.

@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::dist::control::{Control, ProcessRef};
+use crate::dist::control::{AltAct, AltActTarget, Control, ProcessRef};
 use crate::dist::frame_pool::FramePool;
 use crate::dist::handshake::{Established, Handshake, HandshakeError, Status, Step};
 use crate::dist::packet::{self, DistMessage, Frame, PacketDecoder, SendForm, Shares};
@@ -163,6 +163,8 @@ impl packet::Payload for GenReply {
 pub(crate) struct SessionHandle {
     pub peer: Atom,
     pub hidden: bool,
+    /// The distribution flags both nodes agreed on.
+    pub flags: DistFlags,
     pub tx: mpsc::UnboundedSender<Outgoing>,
     pub actor: ActorRef<SessionMsg>,
     /// Control messages that need not go at once (see [`SessionHandle::send_deferred`]).
@@ -456,6 +458,7 @@ impl Actor for NodeSession {
                 SessionHandle {
                     peer: peer.clone(),
                     hidden: !flags.contains(DistFlags::PUBLISHED),
+                    flags,
                     tx: tx.clone(),
                     actor: myself.clone(),
                     deferred,
@@ -519,6 +522,15 @@ impl Dispatcher {
 
     fn dispatch(&mut self, msg: DistMessage) {
         let DistMessage { control, payload } = msg;
+        let control = match control {
+            Control::AltAct {
+                flags, from, to, ..
+            } => match self.classic_signal(flags, from, to) {
+                Some(classic) => classic,
+                None => return,
+            },
+            other => other,
+        };
         match control {
             Control::MonitorP {
                 from,
@@ -621,6 +633,41 @@ impl Dispatcher {
             } => self.spawn_request(req_id, from, (module, function, arity), &opts, payload),
             other => {
                 tracing::debug!(peer = %self.peer, control = ?other, "ignored control message");
+            }
+        }
+    }
+
+    /// The classic control message an `ALTACT_SIG_SEND` stands for (its payload is the
+    /// message or the exit reason either way); `None` for a signal that goes nowhere here.
+    ///
+    /// A priority flag is honoured as OTP honours it for a receiver that did not enable
+    /// priority messages on the alias: the signal is an ordinary one. Aliases of this node are
+    /// the tags of its calls, so an exit signal to one has no process to stop.
+    fn classic_signal(&self, flags: AltAct, from: Pid, to: AltActTarget) -> Option<Control> {
+        if !flags.contains(AltAct::EXIT) {
+            return Some(match to {
+                AltActTarget::Pid(to) => Control::SendSender { from, to },
+                AltActTarget::Name(to_name) => Control::RegSend { from, to_name },
+                AltActTarget::Alias(alias) => Control::AliasSend { from, alias },
+            });
+        }
+        match to {
+            AltActTarget::Pid(to) => Some(Control::PayloadExit2 { from, to }),
+            AltActTarget::Name(name) => {
+                match self.shared.resolve(&ProcessRef::Name(name.clone())) {
+                    Some(LocalProcess::Actor(actor)) => Some(Control::PayloadExit2 {
+                        from,
+                        to: actor.pid.clone(),
+                    }),
+                    _ => {
+                        tracing::debug!(peer = %self.peer, %name, "exit signal to a name with no actor dropped");
+                        None
+                    }
+                }
+            }
+            AltActTarget::Alias(alias) => {
+                tracing::debug!(peer = %self.peer, ?alias, "exit signal to an alias of this node dropped");
+                None
             }
         }
     }

@@ -199,6 +199,62 @@ pub enum Control {
         /// The alias.
         alias: Reference,
     },
+    /// `{37, Flags, From, To}` (`{37, Flags, From, To, Token}` with [`AltAct::TOKEN`]) +
+    /// message or exit reason: OTP 28's alternative activation signal
+    /// (`ALTACT_SIG_SEND`, with `DFLAG_ALTACT_SIG`), a message or exit signal to a pid, a
+    /// registered name or an alias, possibly a priority one (EEP 76). Once the flag is
+    /// agreed, OTP sends every message to an alias this way.
+    AltAct {
+        /// What kind of signal, to what kind of target.
+        flags: AltAct,
+        /// The sender.
+        from: Pid,
+        /// The receiver: a pid, a name ([`AltAct::NAME`]) or an alias ([`AltAct::ALIAS`]).
+        to: AltActTarget,
+        /// The sequential trace token, with [`AltAct::TOKEN`].
+        token: Option<Term>,
+    },
+}
+
+/// The flags of an `ALTACT_SIG_SEND` (the low byte of its `Flags`; OTP ignores the rest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AltAct(pub u8);
+
+impl AltAct {
+    /// A priority signal (EEP 76): ahead of ordinary messages for a receiver that enabled
+    /// priority messages on the alias it was sent to, ordinary otherwise.
+    pub const PRIORITY: AltAct = AltAct(1);
+    /// A trace token follows `To` in the control tuple.
+    pub const TOKEN: AltAct = AltAct(2);
+    /// `To` is an alias.
+    pub const ALIAS: AltAct = AltAct(4);
+    /// `To` is a registered name.
+    pub const NAME: AltAct = AltAct(8);
+    /// An exit signal whose reason is the payload, not a message.
+    pub const EXIT: AltAct = AltAct(16);
+
+    /// Whether every flag of `other` is set.
+    pub fn contains(self, other: AltAct) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl std::ops::BitOr for AltAct {
+    type Output = AltAct;
+    fn bitor(self, rhs: AltAct) -> AltAct {
+        AltAct(self.0 | rhs.0)
+    }
+}
+
+/// Where an `ALTACT_SIG_SEND` goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AltActTarget {
+    /// A process by pid.
+    Pid(Pid),
+    /// A registered name on the receiving node.
+    Name(Atom),
+    /// A process alias.
+    Alias(Reference),
 }
 
 /// A control message that could not be understood.
@@ -245,6 +301,7 @@ impl Control {
                 | Control::PayloadMonitorPExit { .. }
                 | Control::SpawnRequest { .. }
                 | Control::AliasSend { .. }
+                | Control::AltAct { .. }
         )
     }
 
@@ -283,6 +340,26 @@ impl Control {
                 from: f.pid()?,
                 alias: f.reference()?,
             }),
+            // ALTACT_SIG_SEND without a token: how OTP 28+ sends every reply to an alias.
+            (37, 4) => {
+                let flags = AltAct(u8::try_from(f.small_int()?).ok()?);
+                if flags.contains(AltAct::TOKEN) {
+                    return None;
+                }
+                let from = f.pid()?;
+                let to = match (flags.contains(AltAct::ALIAS), flags.contains(AltAct::NAME)) {
+                    (true, false) => AltActTarget::Alias(f.reference()?),
+                    (false, true) => AltActTarget::Name(f.atom()?),
+                    (false, false) => AltActTarget::Pid(f.pid()?),
+                    (true, true) => return None,
+                };
+                Some(Control::AltAct {
+                    flags,
+                    from,
+                    to,
+                    token: None,
+                })
+            }
             (19, 4) => Some(Control::MonitorP {
                 from: f.pid()?,
                 to: process(f)?,
@@ -463,6 +540,36 @@ impl Control {
                 from: p(1)?,
                 alias: r(2)?,
             },
+            37 => {
+                // At least {37, Flags, From, To}; OTP allows more elements for later use.
+                let flags = get(1)
+                    .ok()
+                    .and_then(|f| match f {
+                        Term::Int(i) => Some(*i as u8),
+                        Term::BigInt(b) => Some(b.to_bytes_le().1.first().copied().unwrap_or(0)),
+                        _ => None,
+                    })
+                    .map(AltAct)
+                    .ok_or_else(bad)?;
+                let to = get(3)?;
+                let to = match (flags.contains(AltAct::ALIAS), flags.contains(AltAct::NAME)) {
+                    (true, true) => return Err(bad()),
+                    (true, false) => AltActTarget::Alias(reference(to).ok_or_else(bad)?),
+                    (false, true) => AltActTarget::Name(atom(to).ok_or_else(bad)?),
+                    (false, false) => AltActTarget::Pid(pid(to).ok_or_else(bad)?),
+                };
+                let token = if flags.contains(AltAct::TOKEN) {
+                    Some(get(4)?.clone())
+                } else {
+                    None
+                };
+                Control::AltAct {
+                    flags,
+                    from: p(2)?,
+                    to,
+                    token,
+                }
+            }
             35 => Control::UnlinkId {
                 id: get(1).ok().and_then(uint).ok_or_else(bad)?,
                 from: p(2)?,
@@ -568,6 +675,21 @@ impl Control {
                 pid(to),
             ],
             Control::AliasSend { from, alias } => vec![int(33), pid(from), rf(alias)],
+            Control::AltAct {
+                flags,
+                from,
+                to,
+                token,
+            } => {
+                let to = match to {
+                    AltActTarget::Pid(p) => pid(p),
+                    AltActTarget::Name(n) => Term::Atom(n.clone()),
+                    AltActTarget::Alias(r) => rf(r),
+                };
+                let mut t = vec![int(37), int(i64::from(flags.0)), pid(from), to];
+                t.extend(token.clone());
+                t
+            }
         })
     }
 }
@@ -625,12 +747,53 @@ mod tests {
             },
             Control::AliasSend {
                 from: p(1),
-                alias: r,
+                alias: r.clone(),
+            },
+            Control::AltAct {
+                flags: AltAct::PRIORITY | AltAct::ALIAS,
+                from: p(1),
+                to: AltActTarget::Alias(r.clone()),
+                token: None,
+            },
+            Control::AltAct {
+                flags: AltAct::NAME | AltAct::EXIT | AltAct::TOKEN,
+                from: p(1),
+                to: AltActTarget::Name(Atom::new("x")),
+                token: Some(Term::atom("tok")),
+            },
+            Control::AltAct {
+                flags: AltAct(0),
+                from: p(1),
+                to: AltActTarget::Pid(p(2)),
+                token: None,
             },
         ];
         for c in all {
             assert_eq!(Control::from_term(&c.to_term()).unwrap(), c);
         }
+        // ALTACT_SIG_SEND: alias and name at once, or a target of the wrong type, is an error;
+        // unknown high flag bits and extra elements are not.
+        let alt = |flags: i64, to: Term| {
+            Control::from_term(&Term::tuple(vec![
+                Term::Int(37),
+                Term::Int(flags),
+                Term::Pid(p(1)),
+                to,
+                Term::atom("future"),
+            ]))
+        };
+        assert!(alt(12, Term::atom("x")).is_err());
+        assert!(alt(4, Term::atom("x")).is_err());
+        assert!(alt(8, Term::Pid(p(2))).is_err());
+        assert_eq!(
+            alt(0x108, Term::atom("x")).unwrap(),
+            Control::AltAct {
+                flags: AltAct::NAME,
+                from: p(1),
+                to: AltActTarget::Name(Atom::new("x")),
+                token: None,
+            }
+        );
         assert!(Control::from_term(&Term::tuple(vec![Term::Int(99)])).is_err());
         assert!(Control::from_term(&Term::atom("x")).is_err());
         assert!(Control::from_term(&Term::tuple(vec![Term::Int(2)])).is_err());

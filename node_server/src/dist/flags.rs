@@ -72,8 +72,15 @@ flags! {
     NAME_ME = 1 << 33;
     /// `NEW_PID_EXT` / `V4_PORT_EXT` (64-bit port IDs).
     V4_NC = 1 << 34;
+    /// OTP 25's mandatory flags in one bit (`DFLAG_MANDATORY_25_DIGEST`, bit 26 in OTP's
+    /// `dist.hrl`; the protocol document's `1 bsl 36` is another, internal flag): a peer that
+    /// sets it has all of [`DistFlags::MANDATORY_25`] (see [`DistFlags::expand_digest`]).
+    MANDATORY_25_DIGEST = 0x4000000;
     /// Process aliases (`ALIAS_SEND`).
     ALIAS = 1 << 35;
+    /// OTP 28's alternative activation signals (`ALTACT_SIG_SEND`: priority messages of EEP
+    /// 76, and every send to an alias).
+    ALTACT_SIG = 1 << 37;
 }
 
 impl DistFlags {
@@ -109,8 +116,20 @@ impl DistFlags {
             | Self::SEND_SENDER.0
             | Self::BIG_SEQTRACE_LABELS.0
             | Self::SPAWN.0
-            | Self::ALIAS.0,
+            | Self::ALIAS.0
+            | Self::MANDATORY_25_DIGEST.0
+            | Self::ALTACT_SIG.0,
     );
+
+    /// The flags a peer has, with [`DistFlags::MANDATORY_25_DIGEST`] read as the flags it
+    /// stands for (as OTP's `dist_util` reads it).
+    pub fn expand_digest(self) -> DistFlags {
+        if self.contains(Self::MANDATORY_25_DIGEST) {
+            DistFlags(self.0 | Self::MANDATORY_25.0)
+        } else {
+            self
+        }
+    }
 
     /// Whether every flag of `other` is set here.
     pub fn contains(self, other: DistFlags) -> bool {
@@ -178,6 +197,13 @@ mod tests {
     fn mandatory_matches_otp() {
         assert_eq!(DistFlags::MANDATORY_25.0, 0x1070F94);
         assert!(DistFlags::OFFERED.contains(DistFlags::REQUIRED));
+        assert_eq!(DistFlags::MANDATORY_25_DIGEST.0, 0x0400_0000);
+        assert_eq!(DistFlags::ALTACT_SIG.0, 0x20_0000_0000);
+        assert_eq!(
+            DistFlags::MANDATORY_25_DIGEST.expand_digest(),
+            DistFlags::MANDATORY_25_DIGEST | DistFlags::MANDATORY_25
+        );
+        assert_eq!(DistFlags::V4_NC.expand_digest(), DistFlags::V4_NC);
         assert_eq!(
             format!("{:?}", DistFlags::PUBLISHED | DistFlags(1 << 50)),
             "DistFlags(0x4000000000001: PUBLISHED|0x4000000000000)"

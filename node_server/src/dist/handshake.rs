@@ -433,7 +433,7 @@ impl Handshake {
                     if frame.len() < 14 {
                         return Err(HandshakeError::Malformed("send_name too short"));
                     }
-                    let flags = DistFlags(frame.get_u64());
+                    let flags = DistFlags(frame.get_u64()).expand_digest();
                     let creation = frame.get_u32();
                     let nlen = usize::from(frame.get_u16());
                     if frame.len() != nlen {
@@ -455,7 +455,7 @@ impl Handshake {
                         return Err(HandshakeError::Malformed("old send_name too short"));
                     }
                     let _version = frame.get_u16();
-                    let flags = DistFlags(u64::from(frame.get_u32()));
+                    let flags = DistFlags(u64::from(frame.get_u32())).expand_digest();
                     let name = self.peer_name(&frame)?;
                     self.old_style_peer = true;
                     return self.named(
@@ -527,7 +527,7 @@ impl Handshake {
                     if frame.len() < 18 {
                         return Err(HandshakeError::Malformed("challenge too short"));
                     }
-                    let flags = DistFlags(frame.get_u64());
+                    let flags = DistFlags(frame.get_u64()).expand_digest();
                     let challenge = frame.get_u32();
                     let creation = frame.get_u32();
                     let nlen = usize::from(frame.get_u16());
@@ -736,6 +736,34 @@ mod tests {
             a.advance(&mut b_out, &mut a_out),
             Err(HandshakeError::Refused("not_allowed".into()))
         );
+    }
+
+    /// A peer may send `DFLAG_MANDATORY_25_DIGEST` instead of OTP 25's mandatory flags.
+    #[test]
+    fn the_mandatory_25_digest_stands_for_otp_25s_flags() {
+        let mut terse = config("a@h", "c");
+        terse.flags = DistFlags(
+            DistFlags::MANDATORY_25_DIGEST.0 | DistFlags::V4_NC.0 | DistFlags::UNLINK_ID.0,
+        );
+        let mut a = Handshake::initiator(terse, None, 1);
+        let mut b = Handshake::acceptor(config("b@h", "c"), 2);
+        let (mut a_out, mut b_out) = (BytesMut::new(), BytesMut::new());
+        a.start(&mut a_out).unwrap();
+        assert!(matches!(
+            b.advance(&mut a_out, &mut b_out),
+            Ok(Step::PeerNamed(_))
+        ));
+        // Without the digest the same peer lacks OTP 25's flags.
+        let mut bare = config("a@h", "c");
+        bare.flags = DistFlags(DistFlags::V4_NC.0 | DistFlags::UNLINK_ID.0);
+        let mut a = Handshake::initiator(bare, None, 1);
+        let mut b = Handshake::acceptor(config("b@h", "c"), 2);
+        let (mut a_out, mut b_out) = (BytesMut::new(), BytesMut::new());
+        a.start(&mut a_out).unwrap();
+        assert!(matches!(
+            b.advance(&mut a_out, &mut b_out),
+            Err(HandshakeError::MissingFlags { .. })
+        ));
     }
 
     #[test]
