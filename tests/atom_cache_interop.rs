@@ -95,7 +95,7 @@ async fn erlang_accepts_atom_cache_encoding() {
         "/tests/erlang/eval_peer.erl"
     )));
     let epmd = epmd::ServerConfig::new()
-        .port(testkit::free_port())
+        .port(0)
         .start()
         .await
         .expect("epmd starts");

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use node_server::etf::Term;
 use node_server::remote::{Raw, RemoteTarget};
 use node_server::{client_connect, Node, NodeConfig};
-use testkit::{forwarder, free_port};
+use testkit::{forwarder, Epmd};
 
 /// How long any awaited event may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -58,8 +58,9 @@ async fn start(name: &str, epmd_port: u16) -> Node {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_and_small_messages_arrive_whole_in_order_and_held_ones_keep_their_bytes() {
     testkit::init_logging();
-    let epmd_port = free_port();
-    // The first node runs the EPMD the second one then uses.
+    // Both nodes register with this EPMD.
+    let epmd = Epmd::start();
+    let epmd_port = epmd.port();
     let a = start("big_a", epmd_port).await;
     let b = start("big_b", epmd_port).await;
     tokio::time::timeout(DEADLINE, client_connect(&a, b.name()))

@@ -1,12 +1,11 @@
 //! Distribution interop: our node against real Erlang/OTP nodes (and hand-made raw peers) on
 //! loopback.
 //!
-//! Every test has an EPMD port of its own ([`free_port`]) and node names of its own (the test's
-//! tag and this process's id), so the tests run in parallel next to whatever EPMD the machine
-//! runs. Our node is always started first: finding no EPMD on the test's port, it runs an
-//! embedded one, with which the `erl` nodes then register (`erl` runs with `-start_epmd false`,
-//! so it can never leave a real EPMD daemon behind). Every `erl` is an [`ErlPeer`], killed when
-//! dropped.
+//! Every test has an EPMD of its own ([`Epmd`]: this workspace's daemon, in this process, on a
+//! port the system picked) and node names of its own (the test's tag and this process's id),
+//! so the tests run in parallel next to whatever EPMD the machine runs. Our nodes and the `erl`
+//! nodes register with the test's EPMD (`erl` runs with `-start_epmd false`, so it can never
+//! leave a real EPMD daemon behind). Every `erl` is an [`ErlPeer`], killed when dropped.
 //!
 //! The Erlang side is `tests/erlang/dist_peer.erl`, driven over a line protocol on stdin and
 //! stdout (see that file). Waiting is on events ([`Node::subscribe`]) or polling with a
@@ -28,7 +27,7 @@ use bytes::{BufMut, BytesMut};
 use node_server::dist::handshake::{Established, Handshake, HandshakeConfig, Status, Step};
 use node_server::dist::DistFlags;
 use node_server::{client_connect, client_connect_addr, ConnectError, Node, NodeConfig, NodeEvent};
-use testkit::{free_port, require_erl, ErlPeer};
+use testkit::{require_erl, Epmd, ErlPeer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
@@ -340,12 +339,13 @@ fn frame16(body: &[u8]) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 
 /// `net_adm:ping` from a real node gets `pong`; our node reports the peer up; the Erlang node
-/// lists ours as a hidden node (these tests run ours hidden), not a visible one. The Erlang node
-/// registers with the EPMD embedded in our node.
+/// lists ours as a hidden node (these tests run ours hidden), not a visible one. Both nodes
+/// register with the test's EPMD.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erlang_pings_our_node() {
     let Some(erl) = require_erl() else { return };
-    let epmd_port = free_port();
+    let epmd = Epmd::start();
+    let epmd_port = epmd.port();
     let cookie = "dist_t1_cookie";
     let node = start(config(&unique("t1_rust"), cookie, epmd_port)).await;
     let mut events = node.subscribe();
@@ -387,7 +387,8 @@ async fn erlang_pings_our_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_node_connects_to_erlang_hidden_and_visible() {
     let Some(erl) = require_erl() else { return };
-    let epmd_port = free_port();
+    let epmd = Epmd::start();
+    let epmd_port = epmd.port();
     let cookie = "dist_t2_cookie";
     let hidden_node = start(config(&unique("t2_hidden"), cookie, epmd_port)).await;
     let visible_node = start(config(&unique("t2_visible"), cookie, epmd_port).hidden(false)).await;
@@ -454,7 +455,8 @@ async fn our_node_connects_to_erlang_hidden_and_visible() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_cookie_in_each_direction() {
     let Some(erl) = require_erl() else { return };
-    let epmd_port = free_port();
+    let epmd = Epmd::start();
+    let epmd_port = epmd.port();
     let ours = "dist_t3_ours";
     let theirs = "dist_t3_theirs";
     let node =
@@ -618,7 +620,8 @@ async fn simultaneous_round(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simultaneous_connect_gives_one_session() {
     let Some(erl) = require_erl() else { return };
-    let epmd_port = free_port();
+    let epmd = Epmd::start();
+    let epmd_port = epmd.port();
     let cookie = "dist_t4_cookie";
     let low = start(config(&unique("a_t4_low"), cookie, epmd_port)).await;
     let high = start(config(&unique("z_t4_high"), cookie, epmd_port)).await;
@@ -649,7 +652,8 @@ async fn simultaneous_connect_gives_one_session() {
 async fn idle_connection_stays_up_and_killed_node_goes_down() {
     let Some(erl) = require_erl() else { return };
     let tick = Duration::from_secs(2);
-    let epmd_port = free_port();
+    let epmd = Epmd::start();
+    let epmd_port = epmd.port();
     let cookie = "dist_t5_cookie";
     let node = start(config(&unique("t5_rust"), cookie, epmd_port).net_ticktime(tick)).await;
     let mut events = node.subscribe();
@@ -727,7 +731,8 @@ async fn idle_connection_stays_up_and_killed_node_goes_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_names_get_noproc_at_once() {
     let Some(erl) = require_erl() else { return };
-    let epmd_port = free_port();
+    let epmd = Epmd::start();
+    let epmd_port = epmd.port();
     let cookie = "dist_t6_cookie";
     let node = start(config(&unique("t6_rust"), cookie, epmd_port)).await;
     let mut peer = Erl::start(&erl, &unique("t6_erl"), cookie, epmd_port, &[]).await;
@@ -794,7 +799,8 @@ async fn missing_names_get_noproc_at_once() {
 async fn hostile_peers_are_dropped_and_the_node_keeps_serving() {
     let setup = Duration::from_secs(1);
     let close_limit = Duration::from_secs(3);
-    let epmd_port = free_port();
+    let epmd = Epmd::start();
+    let epmd_port = epmd.port();
     let cookie = "dist_t7_cookie";
     let node = start(
         config(&unique("t7_rust"), cookie, epmd_port)
@@ -930,7 +936,8 @@ async fn hostile_peers_are_dropped_and_the_node_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_node_ticks_and_drops_a_silent_peer() {
     let tick = Duration::from_millis(1200);
-    let epmd_port = free_port();
+    let epmd = Epmd::start();
+    let epmd_port = epmd.port();
     let cookie = "dist_t8_cookie";
     let node = start(config(&unique("t8_rust"), cookie, epmd_port).net_ticktime(tick)).await;
     let host = node.name().split_once('@').expect("full name").1.to_owned();
@@ -1024,7 +1031,8 @@ async fn fake_accept_until_named(sock: &mut TcpStream, hs: &mut Handshake, input
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_race_does_not_fail_a_later_connect() {
     let setup = Duration::from_secs(3);
-    let epmd_port = free_port();
+    let epmd = Epmd::start();
+    let epmd_port = epmd.port();
     let cookie = "dist_t9_cookie";
     let node = start(config(&unique("b_t9_rust"), cookie, epmd_port).setup_time(setup)).await;
     let host = node.name().split_once('@').expect("full name").1.to_owned();

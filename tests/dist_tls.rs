@@ -127,10 +127,11 @@ async fn tls_both_directions_and_plain_refused() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/erlang/eval_peer.erl"
     )));
-    let epmd_port = testkit::free_port();
+    let epmd = testkit::Epmd::start();
+    let epmd_port = epmd.port();
     let pid = std::process::id();
 
-    // Our TLS node first: it starts an embedded epmd that the Erlang nodes then use.
+    // Our TLS node registers with this test's EPMD, as the Erlang nodes then do.
     let ours = NodeConfig::new(format!("rtls{pid}"))
         .cookie("tlscookie")
         .epmd("localhost", epmd_port)

@@ -117,17 +117,20 @@ async fn wait_unregistered(client: &Client, name: &str) {
 }
 
 /// Waits until a freshly started daemon process answers NAMES, or returns `false` when it
-/// exits first (its port was taken between `free_port` and its bind).
+/// exits first (its port was taken between [`free_port`] and its bind: a daemon program takes
+/// a port number, not a bound socket, so this race stays and [`Daemon::start`] retries).
 async fn daemon_came_up(guard: &mut ChildGuard, port: u16) -> bool {
     let client = Client::new("127.0.0.1", port).timeout(Duration::from_secs(2));
     let deadline = Instant::now() + DEADLINE;
     loop {
-        if client.names().await.is_ok() {
-            return true;
-        }
+        let answered = client.names().await.is_ok();
+        // An answer from a port whose daemon has exited came from whoever took the port.
         if let Some(status) = guard.try_wait().expect("try_wait") {
             eprintln!("{} exited before answering ({status})", guard.label());
             return false;
+        }
+        if answered {
+            return true;
         }
         if Instant::now() >= deadline {
             panic!(
@@ -165,7 +168,8 @@ impl Daemon {
     }
 
     /// Runs the daemon in the foreground on a free port (`epmd -port P [ARGS]`), guarded,
-    /// and waits until it answers.
+    /// and waits until it answers; with a new port when another process took the port first
+    /// (at most 5 tries).
     async fn start(self, args: &[&str]) -> (ChildGuard, u16) {
         for _attempt in 0..5 {
             let port = free_port();

@@ -4,8 +4,8 @@
 //! partitions meet resolves as OTP resolves it (the process on the node with the smaller name
 //! survives, the other is killed), whichever side decides.
 //!
-//! Each test has its own EPMD port (an embedded EPMD in our node) and node names; Erlang-side
-//! waits on names poll `global:whereis_name` every 10 ms up to a deadline
+//! Each test has its own EPMD ([`Epmd`], in this process, on a port of its own) and node
+//! names; Erlang-side waits on names poll `global:whereis_name` every 10 ms up to a deadline
 //! (`tests/erlang/global_peer.erl`; `global` has no event to wait on), Rust-side ones likewise.
 //!
 //! Needs Erlang/OTP (`erl`, `erlc`): skipped on a developer machine without it, fails in CI
@@ -18,7 +18,7 @@ use node_server::etf::{Pid, Term};
 use node_server::remote::RemoteTarget;
 use node_server::{Node, NodeConfig};
 use ractor::{Actor, ActorStatus};
-use testkit::{free_port, EvalPeer};
+use testkit::{Epmd, EvalPeer};
 
 #[path = "../examples/echo_node/services.rs"]
 mod services;
@@ -115,7 +115,8 @@ async fn global_sync_and_names_both_ways() {
     let Some(erl) = testkit::require_erl() else {
         return;
     };
-    let epmd_port = free_port();
+    let epmd = Epmd::start();
+    let epmd_port = epmd.port();
     let node = start_node(&format!("glr_{}", std::process::id()), epmd_port).await;
     let mut a = Erl::start(&erl, &format!("gla_{}", std::process::id()), epmd_port).await;
     let mut b = Erl::start(&erl, &format!("glb_{}", std::process::id()), epmd_port).await;
@@ -244,7 +245,8 @@ async fn global_sync_and_names_both_ways() {
 async fn clash(ours: &str, theirs: &str) -> bool {
     testkit::init_logging();
     let erl = testkit::require_erl().expect("checked by the caller");
-    let epmd_port = free_port();
+    let epmd = Epmd::start();
+    let epmd_port = epmd.port();
     let node = start_node(ours, epmd_port).await;
     let mut e = Erl::start(&erl, theirs, epmd_port).await;
     let rust = node.name().to_owned();

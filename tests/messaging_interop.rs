@@ -1,13 +1,14 @@
 //! Messaging interop: typed Rust actors and real Erlang/OTP 25 processes sending, calling and
 //! echoing to each other across a distribution connection.
 //!
-//! Each test starts its own node in this process (an embedded EPMD on a port of its own, see
-//! [`free_port`]) and then one `erl -sname` node against that EPMD, with `-start_epmd false`
-//! so no EPMD daemon is left behind. The `erl` node runs `tests/erlang/eval_peer.erl` (one
-//! Erlang expression per stdin line, `ok ~0p` back) with `tests/erlang/msg_peer.erl` (the
-//! Erlang-side helpers: the echo loop over the corpus, the `counter` gen_server, collectors,
-//! an MD5 responder, an inbox) and `tests/erlang/etf_peer.erl` (for its term corpus) on the
-//! code path. Every `erl` is an [`EvalPeer`], killed when dropped, panics included.
+//! Each test starts its own EPMD (this workspace's, in this process, on a port of its own, see
+//! [`Epmd`]), its own node and then one `erl -sname` node against that EPMD, with
+//! `-start_epmd false` so no EPMD daemon is left behind. The `erl` node runs
+//! `tests/erlang/eval_peer.erl` (one Erlang expression per stdin line, `ok ~0p` back) with
+//! `tests/erlang/msg_peer.erl` (the Erlang-side helpers: the echo loop over the corpus, the
+//! `counter` gen_server, collectors, an MD5 responder, an inbox) and `tests/erlang/etf_peer.erl`
+//! (for its term corpus) on the code path. Every `erl` is an [`EvalPeer`], killed when dropped,
+//! panics included.
 //!
 //! The Rust actors (`echo`, `kv`, ...) are defined here, with the shapes of
 //! `examples/echo_node.rs`. Every wait is bounded: Erlang-side waits return what they saw
@@ -31,7 +32,7 @@ use node_server::etf::{Atom, Pid, Term};
 use node_server::remote::{Raw, RemoteTarget};
 use node_server::{client_connect, CallError, ErlangMessage, Node, NodeConfig, NodeEvent};
 use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort};
-use testkit::{free_port, EvalPeer};
+use testkit::{Epmd, EvalPeer};
 use tokio::sync::mpsc;
 
 /// The cookie every node of these tests shares.
@@ -226,13 +227,13 @@ fn t(text: &str) -> Term {
     Term::parse(text).unwrap_or_else(|e| panic!("bad test term {text}: {e}"))
 }
 
-/// Our node and one `erl` node, both fresh for the test `tag`; `None` when `erl` is missing
-/// (outside CI).
-async fn setup(tag: &str) -> Option<(Node, Erl)> {
+/// Our node and one `erl` node, both fresh for the test `tag`, and the EPMD both use (keep it
+/// alive as long as they run); `None` when `erl` is missing (outside CI).
+async fn setup(tag: &str) -> Option<(Node, Erl, Epmd)> {
     testkit::init_logging();
     let erl = testkit::require_erl()?;
-    let epmd_port = free_port();
-    // Our node first: finding no EPMD on the port, it runs one that `erl` then uses.
+    let epmd = Epmd::start();
+    let epmd_port = epmd.port();
     let node = within(
         "our node starts",
         NodeConfig::new(unique(&format!("rs_{tag}")))
@@ -249,7 +250,7 @@ async fn setup(tag: &str) -> Option<(Node, Erl)> {
     within("connecting to erl", client_connect(&node, &erl.name))
         .await
         .unwrap_or_else(|e| panic!("connecting to {}: {e}", erl.name));
-    Some((node, erl))
+    Some((node, erl, epmd))
 }
 
 /// Starts an inbox process on the Erlang node (registered there as `inbox`) and returns its
@@ -311,7 +312,7 @@ fn md5(data: &[u8]) -> [u8; 16] {
 /// pseudo-random nested terms) goes `{echo, RustNode} ! {self(), T}` and comes back exactly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn erlang_echo_of_a_varied_corpus_comes_back_exactly() {
-    let Some((node, mut erl)) = setup("echo").await else {
+    let Some((node, mut erl, _epmd)) = setup("echo").await else {
         return;
     };
     let _echo = spawn_echo(&node).await;
@@ -342,7 +343,7 @@ async fn erlang_echo_of_a_varied_corpus_comes_back_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn erlang_gen_server_calls_reach_the_typed_kv() {
-    let Some((node, mut erl)) = setup("kv").await else {
+    let Some((node, mut erl, _epmd)) = setup("kv").await else {
         return;
     };
     let (kv, _) = Actor::spawn(None, Kv, ()).await.expect("kv starts");
@@ -394,7 +395,7 @@ async fn erlang_gen_server_calls_reach_the_typed_kv() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rust_calls_an_erlang_gen_server_and_sends_to_its_name() {
-    let Some((node, mut erl)) = setup("call").await else {
+    let Some((node, mut erl, _epmd)) = setup("call").await else {
         return;
     };
     assert_eq!(erl.ok("msg_peer:start_counter()").await, "ok");
@@ -477,7 +478,7 @@ async fn rust_calls_an_erlang_gen_server_and_sends_to_its_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bursts_of_20000_messages_keep_their_order_both_ways() {
-    let Some((node, mut erl)) = setup("burst").await else {
+    let Some((node, mut erl, _epmd)) = setup("burst").await else {
         return;
     };
     let erl_node = Atom::new(&erl.name);
@@ -550,7 +551,7 @@ async fn bursts_of_20000_messages_keep_their_order_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_mib_messages_cross_both_ways() {
-    let Some((node, mut erl)) = setup("big").await else {
+    let Some((node, mut erl, _epmd)) = setup("big").await else {
         return;
     };
     let _echo = spawn_echo(&node).await;
@@ -600,7 +601,7 @@ async fn ten_mib_messages_cross_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_message_of_the_wrong_shape_reaches_the_fallback() {
-    let Some((node, mut erl)) = setup("fallback").await else {
+    let Some((node, mut erl, _epmd)) = setup("fallback").await else {
         return;
     };
     let (strict, mut typed) = forwarder::<StrictMsg>().await;
@@ -673,7 +674,7 @@ async fn a_message_of_the_wrong_shape_reaches_the_fallback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pid_proxies_deliver_are_shared_and_stop_with_their_node() {
-    let Some((node, mut erl)) = setup("proxy").await else {
+    let Some((node, mut erl, _epmd)) = setup("proxy").await else {
         return;
     };
     let pid = erlang_inbox(&node, &mut erl).await;
@@ -746,7 +747,7 @@ const REPROXY_ROUNDS: u32 = 200;
 /// on that connection, must arrive. Each round drops the connection first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_first_message_on_a_connection_erlang_opens_is_answered() {
-    let Some((node, mut erl)) = setup("first").await else {
+    let Some((node, mut erl, _epmd)) = setup("first").await else {
         return;
     };
     let _echo = spawn_echo(&node).await;
@@ -768,7 +769,7 @@ async fn the_first_message_on_a_connection_erlang_opens_is_answered() {
 /// the same pid must reconnect and give one that delivers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_proxy_asked_for_right_after_a_disconnect_reconnects() {
-    let Some((node, mut erl)) = setup("reproxy").await else {
+    let Some((node, mut erl, _epmd)) = setup("reproxy").await else {
         return;
     };
     let pid = erlang_inbox(&node, &mut erl).await;

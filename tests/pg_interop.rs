@@ -4,7 +4,7 @@
 //! `ractor::pg` is one registry per OS process, so each test that runs a pg-synced node in this
 //! process uses a scope of its own (`pg` over hidden connections, `pg_vis` over visible ones),
 //! and the cluster of three nodes of ours runs each node in its own `echo_node` process.
-//! Every test has its own EPMD port (an embedded EPMD in the first node started) and node
+//! Every test has its own EPMD ([`Epmd`], in this process, on a port of its own) and node
 //! names. Erlang-side waits are driven by `pg:monitor` events (`tests/erlang/pg_peer.erl`);
 //! Rust-side waits poll the group every 10 ms up to a deadline.
 //!
@@ -24,7 +24,7 @@ use node_server::groups::Pick;
 use node_server::remote::Raw;
 use node_server::{client_connect, Node, NodeConfig};
 use ractor::ActorRef;
-use testkit::{free_port, ChildGuard, EvalPeer};
+use testkit::{ChildGuard, Epmd, EvalPeer};
 use tokio::sync::mpsc;
 
 const COOKIE: &str = "pg_interop_cookie";
@@ -140,7 +140,8 @@ async fn pg_membership_over_hidden_connections() {
     let Some(erl) = testkit::require_erl() else {
         return;
     };
-    let epmd_port = free_port();
+    let epmd = Epmd::start();
+    let epmd_port = epmd.port();
     let node = start_node(&unique("pgr"), epmd_port, true, &["pg"]).await;
     let mut a = Erl::start(&erl, &unique("pga"), epmd_port).await;
     let mut b = Erl::start(&erl, &unique("pgb"), epmd_port).await;
@@ -325,7 +326,8 @@ async fn pg_membership_over_visible_connections_in_another_scope() {
     let Some(erl) = testkit::require_erl() else {
         return;
     };
-    let epmd_port = free_port();
+    let epmd = Epmd::start();
+    let epmd_port = epmd.port();
     let node = start_node(&unique("pgvr"), epmd_port, false, &["pg_vis"]).await;
     let mut a = Erl::start(&erl, &unique("pgva"), epmd_port).await;
     a.ok("pg:start(pg_vis)").await;
@@ -434,7 +436,8 @@ fn start_echo_node(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_between_three_nodes_of_ours() {
     testkit::init_logging();
-    let epmd_port = free_port();
+    let epmd = Epmd::start();
+    let epmd_port = epmd.port();
     // The observer: no pg scope of its own, so this process's ractor::pg is left alone.
     let observer = start_node(&unique("pgobs"), epmd_port, true, &[]).await;
     let (_n1, n1) = tokio::task::block_in_place(|| {

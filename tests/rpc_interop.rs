@@ -3,8 +3,8 @@
 //!
 //! One node of ours and one `erl -sname` node serve every test of this file: they live in a
 //! fixture made on first use, with a tokio runtime of its own that each test enters with
-//! `block_on`. Our node runs an embedded EPMD on a free port; `erl` uses it (`ERL_EPMD_PORT`,
-//! `-start_epmd false`). The `erl` node runs `tests/erlang/eval_peer.erl` (one Erlang
+//! `block_on`. The fixture runs an EPMD on a port of its own ([`Epmd`]); both nodes use it
+//! (`erl` with `ERL_EPMD_PORT`, `-start_epmd false`). The `erl` node runs `tests/erlang/eval_peer.erl` (one Erlang
 //! expression per stdin line, `ok ~0p` back) with `tests/erlang/rpc_cmp.erl` on the code path:
 //! `rpc_cmp` defines in Erlang the functions our node registers under the same names
 //! (`rpc_cmp:add/2`, `exit_with/1`, `throw_it/1`, `slow/0,1`), so a test makes the same call
@@ -37,7 +37,7 @@ use node_server::etf::Term;
 use node_server::rpc::{RpcError, RpcFailure, RpcResult};
 use node_server::{client_connect, CallError, FromTerm, Node, NodeConfig, ToTerm};
 use num_bigint::BigInt;
-use testkit::{free_port, EvalPeer};
+use testkit::{Epmd, EvalPeer};
 use tokio::sync::{watch, Mutex};
 
 // `register_functions`: `echo_node:add/2` and `echo_node:call_back/4`, as the example
@@ -133,9 +133,12 @@ impl Erl {
     }
 }
 
-/// What every test shares: the runtime our node runs on, our node, and the `erl` node.
+/// What every test shares: the runtime our node runs on, our node, the `erl` node, and the EPMD
+/// both use.
 struct Fixture {
     rt: tokio::runtime::Runtime,
+    /// Kept for the nodes (never dropped: the fixture lives as long as the test process).
+    _epmd: Epmd,
     node: Node,
     /// Our node's name as an Erlang atom literal.
     rust: String,
@@ -190,9 +193,9 @@ fn make_fixture() -> Option<Fixture> {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let epmd_port = free_port();
+    let epmd = Epmd::start();
+    let epmd_port = epmd.port();
     let tag = std::process::id();
-    // Our node first: finding no EPMD on the port, it runs one that `erl` then uses.
     let node = rt
         .block_on(async {
             within(
@@ -234,6 +237,7 @@ fn make_fixture() -> Option<Fixture> {
         erl: Mutex::new(erl),
         slow_done,
         rt,
+        _epmd: epmd,
     })
 }
 

@@ -2,11 +2,11 @@
 //! Erlang/OTP 25 processes (see `node_server::signals` for how Erlang's semantics map onto
 //! ractor).
 //!
-//! Each test starts its own node in this process (an embedded EPMD on a port of its own, see
-//! [`free_port`]) and one `erl -sname` node against that EPMD, with `-start_epmd false`. The
-//! `erl` node runs `tests/erlang/eval_peer.erl` (one Erlang expression per stdin line, all
-//! evaluated by one process, "the tester") with `tests/erlang/sig_peer.erl` (monitors kept by
-//! key, DOWN and EXIT waits, victim and linker processes) on the code path.
+//! Each test starts its own EPMD (this workspace's, in this process, on a port of its own, see
+//! [`Epmd`]), its own node and one `erl -sname` node against that EPMD, with
+//! `-start_epmd false`. The `erl` node runs `tests/erlang/eval_peer.erl` (one Erlang expression
+//! per stdin line, all evaluated by one process, "the tester") with `tests/erlang/sig_peer.erl`
+//! (monitors kept by key, DOWN and EXIT waits, victim and linker processes) on the code path.
 //!
 //! The Rust side uses [`Probe`] actors: they take any term ([`Raw`]) and hand it to a channel
 //! the test reads; `panic` makes one panic and `fail` makes its handler return an error. Every
@@ -30,7 +30,7 @@ use node_server::etf::{Atom, Pid, Term};
 use node_server::remote::{Raw, RemoteTarget};
 use node_server::{client_connect, Node, NodeConfig};
 use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus};
-use testkit::{free_port, EvalPeer};
+use testkit::{Epmd, EvalPeer};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -263,12 +263,13 @@ fn panic_reason(text: &str) -> Term {
 }
 
 /// Our node and one `erl` node (with `sig_peer` started), both fresh for the test `tag` and
-/// connected; `None` when `erl` is missing (outside CI).
-async fn setup(tag: &str) -> Option<(Node, Erl)> {
+/// connected, and the EPMD both use (keep it alive as long as they run); `None` when `erl` is
+/// missing (outside CI).
+async fn setup(tag: &str) -> Option<(Node, Erl, Epmd)> {
     testkit::init_logging();
     let erl = testkit::require_erl()?;
-    let epmd_port = free_port();
-    // Our node first: finding no EPMD on the port, it runs one that `erl` then uses.
+    let epmd = Epmd::start();
+    let epmd_port = epmd.port();
     let node = within(
         "our node starts",
         NodeConfig::new(unique(&format!("rs_sig_{tag}")))
@@ -283,7 +284,7 @@ async fn setup(tag: &str) -> Option<(Node, Erl)> {
     within("connecting to erl", client_connect(&node, &erl.name))
         .await
         .unwrap_or_else(|e| panic!("connecting to {}: {e}", erl.name));
-    Some((node, erl))
+    Some((node, erl, epmd))
 }
 
 /// A probe registered as `name`, whose pid the tester keeps as `key`.
@@ -320,7 +321,7 @@ enum Ending {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn erlang_monitors_get_down_with_the_actors_reason() {
-    let Some((node, mut erl)) = setup("down").await else {
+    let Some((node, mut erl, _epmd)) = setup("down").await else {
         return;
     };
     let me = node.name().to_owned();
@@ -381,7 +382,7 @@ async fn erlang_monitors_get_down_with_the_actors_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn erlang_monitors_of_missing_processes_and_demonitor() {
-    let Some((node, mut erl)) = setup("noproc").await else {
+    let Some((node, mut erl, _epmd)) = setup("noproc").await else {
         return;
     };
     let me = node.name().to_owned();
@@ -478,7 +479,7 @@ async fn reason_of(monitor: node_server::signals::RemoteMonitor, what: &str) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rust_monitors_erlang_processes() {
-    let Some((node, mut erl)) = setup("rsmon").await else {
+    let Some((node, mut erl, _epmd)) = setup("rsmon").await else {
         return;
     };
     let me = node.name().to_owned();
@@ -634,7 +635,7 @@ async fn linked(p: &mut Probed, key: &str) -> Pid {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn links_carry_exit_signals_both_ways() {
-    let Some((node, mut erl)) = setup("link").await else {
+    let Some((node, mut erl, _epmd)) = setup("link").await else {
         return;
     };
 
@@ -818,7 +819,7 @@ async fn links_carry_exit_signals_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exit2_from_erlang() {
-    let Some((node, mut erl)) = setup("exit2").await else {
+    let Some((node, mut erl, _epmd)) = setup("exit2").await else {
         return;
     };
 
@@ -939,7 +940,7 @@ async fn expect_noconnection(erl: &mut Erl, me: &str, after: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn erlang_monitors_get_noconnection_when_we_disconnect() {
-    let Some((node, mut erl)) = setup("noconn").await else {
+    let Some((node, mut erl, _epmd)) = setup("noconn").await else {
         return;
     };
     let me = node.name().to_owned();
@@ -972,7 +973,7 @@ async fn erlang_monitors_get_noconnection_when_we_disconnect() {
 /// `Node::shutdown` must close the connections: Erlang's monitors get `noconnection`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn erlang_monitors_get_noconnection_when_our_node_shuts_down() {
-    let Some((node, mut erl)) = setup("shutdown").await else {
+    let Some((node, mut erl, _epmd)) = setup("shutdown").await else {
         return;
     };
     let me = node.name().to_owned();
@@ -991,7 +992,7 @@ async fn erlang_monitors_get_noconnection_when_our_node_shuts_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rust_actors_link_to_erlang_processes() {
-    let Some((node, mut erl)) = setup("rslink").await else {
+    let Some((node, mut erl, _epmd)) = setup("rslink").await else {
         return;
     };
     let q = quoted(node.name());
@@ -1071,7 +1072,8 @@ async fn erlang_monitors_get_noconnection_when_the_rust_process_is_killed() {
         return;
     };
     testkit::init_logging();
-    let epmd_port = free_port();
+    let epmd = Epmd::start();
+    let epmd_port = epmd.port();
     let mut exe = std::env::current_exe().expect("test executable path");
     exe.pop();
     if exe.ends_with("deps") {
@@ -1132,7 +1134,7 @@ async fn erlang_monitors_get_noconnection_when_the_rust_process_is_killed() {
 /// `Node::monitor_for` delivers the DOWN into the monitoring actor's mailbox.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rust_actor_receives_down_in_its_mailbox() {
-    let Some((node, mut erl)) = setup("rsdown").await else {
+    let Some((node, mut erl, _epmd)) = setup("rsdown").await else {
         return;
     };
     let q = quoted(node.name());

@@ -1,17 +1,16 @@
 //! The dashboard's HTTP side and its view of nodes of ours, with no browser and no Erlang:
 //! `/events` read as a plain server-sent event stream, `/state.json`, `/`, and errors.
 //!
-//! Two nodes of ours join the dashboard's EPMD (embedded in the dashboard's node, on a port
-//! of this test's own); one runs scope `pg` with a Rust actor in group `workers`. The stream
-//! must show both as `node_server` nodes with the group, and a node that shuts down as gone
-//! within [`LIVE`].
+//! The dashboard's node and two nodes of ours use the test's EPMD ([`testkit::Epmd`], on a
+//! port the system picked); one of the two runs scope `pg` with a Rust actor in group
+//! `workers`. The stream must show both as `node_server` nodes with the group, and a node that
+//! shuts down as gone within [`LIVE`].
 
 use std::time::{Duration, Instant};
 
 use node_server::{Node, NodeConfig};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::Value;
-use testkit::free_port;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -142,7 +141,8 @@ async fn start_node(name: String, epmd_port: u16, scopes: &[&str], hidden: bool)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_stream_follows_nodes_of_ours() {
     let tag = std::process::id();
-    let epmd_port = free_port();
+    let epmd = testkit::Epmd::start();
+    let epmd_port = epmd.port();
     let dashboard = node_dashboard::serve(
         node_dashboard::DashboardConfig::new()
             .listen("127.0.0.1:0".parse().unwrap())

@@ -1,7 +1,7 @@
 //! `nodectl` end to end: the built binary against nodes of ours and real Erlang/OTP nodes.
 //!
-//! Each test runs its own EPMD (this workspace's, in-process, on a free port), nodes of ours
-//! in-process (on the test's tokio runtime), `erl -sname` nodes running
+//! Each test runs its own EPMD (this workspace's, in-process, on a port the system picked),
+//! nodes of ours in-process (on the test's tokio runtime), `erl -sname` nodes running
 //! `tests/erlang/eval_peer.erl` (one Erlang expression per stdin line), and the `nodectl`
 //! binary as a child process with `ERL_EPMD_PORT` and a private `HOME`, so no test touches
 //! the user's `~/.erlang.cookie` or the machine's EPMD. Node names carry the test's pid and
@@ -22,7 +22,7 @@ use std::time::Duration;
 use node_server::remote::Raw;
 use node_server::{Node, NodeConfig, TlsConfig};
 use ractor::ActorRef;
-use testkit::{free_port, EvalPeer};
+use testkit::EvalPeer;
 use tokio::sync::mpsc;
 
 /// The cookie of every test cluster.
@@ -118,19 +118,20 @@ impl Cluster {
             .enable_all()
             .build()
             .expect("a tokio runtime");
-        let epmd_port = free_port();
+        // Port 0: the daemon keeps the listener the system gave it, so no other test can
+        // take its port.
         let epmd = rt
             .block_on(
                 epmd::ServerConfig::new()
-                    .port(epmd_port)
+                    .port(0)
                     .addresses(vec![Ipv4Addr::LOCALHOST.into()])
                     .start(),
             )
             .expect("epmd starts");
         Cluster {
             rt,
+            epmd_port: epmd.port(),
             epmd: Some(epmd),
-            epmd_port,
             home: testkit::unique_temp_dir("nodectl_home"),
         }
     }
@@ -391,9 +392,10 @@ fn list_servers_and_lookup_show_ports_types_and_roles() {
     cluster
         .nodectl(&["lookup", "--role", "nosuch_role"])
         .fails(1, "not found");
-    // No EPMD at all.
+    // No EPMD at all: a port held bound without listening, so connecting is refused.
+    let closed = testkit::closed_port();
     cluster
-        .nodectl(&["--epmd-port", &free_port().to_string(), "list-servers"])
+        .nodectl(&["--epmd-port", &closed.port().to_string(), "list-servers"])
         .fails(1, "epmd on localhost");
 }
 
@@ -534,7 +536,11 @@ fn ping_list_info_and_rpc_work_on_ours_and_erlang() {
         "{text}"
     );
     let text = cluster.ctl(&["info", &en]).ok();
-    assert!(text.contains("Erlang/OTP 25 (ERTS "), "{text}");
+    let release = info["otp_release"].as_str().unwrap().to_owned();
+    assert!(
+        text.contains(&format!("Erlang/OTP {release} (ERTS ")),
+        "{text}"
+    );
 
     // rpc: arguments and results in Erlang syntax, both ways.
     assert_eq!(cluster.ctl(&["rpc", &rs, "erlang", "node"]).ok(), rs);
@@ -941,10 +947,9 @@ fn dashboard_serves_the_cluster_until_terminated() {
     use std::io::{BufRead, Read, Write};
     let cluster = Cluster::new();
     let node = cluster.start(cluster.config(&unique("dash")));
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
+    // Port 0: the dashboard binds a port of its own and prints its real address.
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodectl"));
-    cmd.args(["--cookie", COOKIE, "dashboard", "--listen", &listen])
+    cmd.args(["--cookie", COOKIE, "dashboard", "--listen", "127.0.0.1:0"])
         .env("ERL_EPMD_PORT", cluster.epmd_port.to_string())
         .env("HOME", &cluster.home)
         .stdout(std::process::Stdio::piped())
@@ -961,10 +966,16 @@ fn dashboard_serves_the_cluster_until_terminated() {
         }
     });
     let first = rx.recv_timeout(DEADLINE).expect("a first line");
-    assert_eq!(
-        first,
-        format!("dashboard at http://{listen}/ (Ctrl-C stops it)")
-    );
+    let listen = first
+        .strip_prefix("dashboard at http://")
+        .and_then(|rest| rest.strip_suffix("/ (Ctrl-C stops it)"))
+        .unwrap_or_else(|| panic!("not the dashboard's first line: {first}"))
+        .to_owned();
+    let bound: SocketAddr = listen
+        .parse()
+        .unwrap_or_else(|e| panic!("{first}: not an address: {e}"));
+    assert_eq!(bound.ip(), Ipv4Addr::LOCALHOST, "{first}");
+    assert_ne!(bound.port(), 0, "the real port is printed: {first}");
     // The state names our node once a poll has seen it.
     let start = std::time::Instant::now();
     loop {

@@ -1,9 +1,14 @@
 //! Helpers for the workspace's cross-process interop tests.
 //!
 //! Interop tests run real Erlang/OTP nodes next to ours. This crate holds what every such test
-//! needs (with `std`, plus `tokio`, `ractor` and `tracing-subscriber` for the async helpers):
+//! needs (with `std`, plus `tokio`, `ractor` and `tracing-subscriber` for the async helpers,
+//! and this workspace's `epmd`):
 //!
-//! - [`free_port`] picks a TCP port nobody listens on;
+//! - [`Epmd`] runs this workspace's EPMD daemon on a port of its own (bound to port 0, the
+//!   listener kept, so no other test can take the port) until the guard is dropped;
+//!   [`closed_port`] reserves a port where connections are refused; [`free_port`] only names
+//!   a port that was free a moment ago, which races under parallel tests (kept for the
+//!   benchmarks);
 //! - [`ChildGuard`] kills and reaps a child process when dropped, so no `erl` outlives a test,
 //!   not even one that panics; [`output_within`] runs a command to its end with a time limit;
 //! - [`require_erl`] finds `erl`, and decides what a test does without it: skip on a developer
@@ -32,35 +37,23 @@
 #![forbid(unsafe_code)]
 
 mod child;
+mod epmd;
 mod erl;
 mod eval;
 mod harness;
 mod peer;
+mod ports;
 
-use std::net::{Ipv4Addr, TcpListener};
-
+pub use self::epmd::Epmd;
 pub use child::{output_within, ChildGuard};
-pub use erl::{compile_erlang, find_erlc, find_executable, require_erl, unique_temp_dir};
+pub use erl::{
+    compile_erlang, find_erlc, find_executable, find_otp_tool, in_ci, otp_release, require_elixir,
+    require_erl, unique_temp_dir, OTP_ENV,
+};
 pub use eval::EvalPeer;
 pub use harness::{compile_erlang_once, forwarder, init_logging, openssl, within, Forward};
 pub use peer::{ErlPeer, ErlPeerBuilder, PeerError};
-
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-///
-/// The port is found by binding port 0 and reading which port the system gave; the listener is
-/// closed again before this returns, so another process could take the port in between. That
-/// race is rare enough for tests.
-///
-/// # Panics
-/// When no port can be bound on the loopback interface.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap_or_else(|e| panic!("testkit: cannot bind a port on 127.0.0.1: {e}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("testkit: bound socket has no address: {e}"))
-        .port()
-}
+pub use ports::{closed_port, free_port, ClosedPort};
 
 /// `n` pseudo-random bytes from `seed` (xorshift64*): test data that is the same in every
 /// run and unlikely to hide an off-by-one.
@@ -149,13 +142,6 @@ mod tests {
         assert_eq!(from_hex(&to_hex(&all)), Some(all));
         assert_eq!(from_hex(""), Some(vec![]));
         assert_eq!(from_hex("0g"), None);
-    }
-
-    #[test]
-    fn free_port_is_bindable() {
-        let port = free_port();
-        assert_ne!(port, 0);
-        TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("port is free");
     }
 
     #[test]

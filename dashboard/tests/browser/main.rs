@@ -1,8 +1,9 @@
 //! The dashboard in headless Chromium, against real Erlang/OTP nodes.
 //!
-//! The dashboard starts first (its node runs an embedded EPMD on a port of this test's own),
-//! then two `erl` nodes that connect to each other, one with a process in `pg` group `echo`
-//! and a registered name, and an EPMD registration with roles whose node never answers.
+//! The test runs an EPMD of its own ([`testkit::Epmd`], on a port the system picked); the
+//! dashboard starts first, then two `erl` nodes that connect to each other, one with a process
+//! in `pg` group `echo` and a registered name, and an EPMD registration with roles whose node
+//! never answers.
 //! Chromium (through `chromedriver`, see [`webdriver`]) loads the page once; the test then
 //! reads the DOM, polling it every 25 ms up to a deadline, while the cluster changes:
 //! a third node starts and connects, a second member joins `echo`, the third node is killed.
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use node_dashboard::DashboardConfig;
 use serde::Deserialize;
-use testkit::{find_executable, free_port, EvalPeer};
+use testkit::{find_executable, Epmd, EvalPeer};
 
 use webdriver::{http, Browser};
 
@@ -178,10 +179,10 @@ async fn dashboard_shows_cluster_changes_live_in_chromium() {
         return;
     };
     let tag = std::process::id();
-    let epmd_port = free_port();
+    let epmd = Epmd::start();
+    let epmd_port = epmd.port();
     let beams = eval_peer_beams();
 
-    // The dashboard's node finds no EPMD on this port and runs one in-process.
     let dashboard = node_dashboard::serve(
         DashboardConfig::new()
             .listen("127.0.0.1:0".parse().unwrap())
@@ -205,9 +206,11 @@ async fn dashboard_shows_cluster_changes_live_in_chromium() {
         "begin P = spawn(fun() -> receive stop -> ok end end), ok = pg:join(echo, P), \
          true = register(dash_probe, P), P end",
     );
-    // A registration whose node never answers: shown with its roles, as unreachable.
+    // A registration whose node never answers (its port is held where nobody listens): shown
+    // with its roles, as unreachable.
     let ghost_short = format!("dbghost_{tag}");
-    let mut ghost_info = epmd::NodeInfo::new(ghost_short.clone(), free_port());
+    let ghost_port = testkit::closed_port();
+    let mut ghost_info = epmd::NodeInfo::new(ghost_short.clone(), ghost_port.port());
     ghost_info.extra = epmd::roles::encode_roles(&["cache", "httpd"]).unwrap();
     let _ghost = epmd::Client::new("localhost", epmd_port)
         .register(ghost_info)

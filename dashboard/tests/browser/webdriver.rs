@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use testkit::{free_port, ChildGuard};
+use testkit::ChildGuard;
 
 /// How long one WebDriver request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -136,6 +136,14 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// The port in chromedriver's `ChromeDriver was started successfully on port N.` line, unless
+/// it is 0 (a chromedriver that repeats `--port=0` instead of naming the port it got).
+fn listening_port(line: &str) -> Option<u16> {
+    let (_, rest) = line.split_once("on port ")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|&port| port != 0)
+}
+
 /// A Chromium session driven through `chromedriver`.
 pub struct Browser {
     port: u16,
@@ -145,20 +153,22 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// Starts `chromedriver` on a free port and a headless Chromium session with a new
+    /// Starts `chromedriver` on a port of its own and a headless Chromium session with a new
     /// profile directory.
     pub fn start(chromium: &Path, chromedriver: &Path) -> Result<Browser, String> {
-        let port = free_port();
+        // Port 0: chromedriver binds a port the system picks (so no other test can take it
+        // first) and names it in its "started successfully on port N." line.
         let mut driver = ChildGuard::spawn(
             Command::new(chromedriver)
-                .arg(format!("--port={port}"))
+                .arg("--port=0")
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null()),
             "chromedriver",
         )
         .map_err(|e| e.to_string())?;
-        // chromedriver says when it listens; read that, then keep draining its output.
+        // chromedriver says when it listens and on which port; read that, then keep draining
+        // its output.
         let stdout = driver
             .child_mut()
             .stdout
@@ -171,14 +181,17 @@ impl Browser {
                 let Ok(line) = line else { break };
                 if line.contains("started successfully") {
                     if let Some(tx) = ready_tx.take() {
-                        let _ = tx.send(());
+                        let _ = tx.send(line);
                     }
                 }
             }
         });
-        ready_rx
+        let ready = ready_rx
             .recv_timeout(DRIVER_START)
             .map_err(|_| format!("chromedriver did not start within {DRIVER_START:?}"))?;
+        let port = listening_port(&ready).ok_or_else(|| {
+            format!("chromedriver did not name the port it listens on (too old?): {ready:?}")
+        })?;
 
         let profile = testkit::unique_temp_dir("chromium-profile");
         let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|s| s.to_string()).collect();

@@ -342,7 +342,7 @@ impl Control {
             }),
             // ALTACT_SIG_SEND without a token: how OTP 28+ sends every reply to an alias.
             (37, 4) => {
-                let flags = AltAct(u8::try_from(f.small_int()?).ok()?);
+                let flags = AltAct(f.small_int()?);
                 if flags.contains(AltAct::TOKEN) {
                     return None;
                 }
