@@ -1,6 +1,6 @@
 //! The `etf` example as a user runs it: bytes in, Erlang text out, and back.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -67,4 +67,50 @@ fn errors_go_to_stderr_with_failure() {
 
     let (ok, _, _) = run("bogus", b"");
     assert!(!ok);
+}
+
+/// `--help` and a missing or wrong mode answer at once, without reading stdin: the child's
+/// stdin stays open (as a terminal would), so a read would hang past the time limit.
+#[test]
+fn help_and_usage_do_not_wait_for_stdin() {
+    for (args, code, stream_has_usage) in [
+        (&["--help"][..], 0, "stdout"),
+        (&[][..], 2, "stderr"),
+        (&["bogus"][..], 2, "stderr"),
+    ] {
+        let mut cmd = Command::new(etf_example());
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = testkit::ChildGuard::spawn(&mut cmd, "etf").expect("etf starts");
+        let stdin = child.child_mut().stdin.take();
+        let status = child
+            .wait_timeout(std::time::Duration::from_secs(30))
+            .expect("etf can be waited for")
+            .unwrap_or_else(|| panic!("etf {args:?} did not exit at once"));
+        drop(stdin);
+        assert_eq!(status.code(), Some(code), "etf {args:?}");
+        let mut text = String::new();
+        if stream_has_usage == "stdout" {
+            child
+                .child_mut()
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut text)
+        } else {
+            child
+                .child_mut()
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut text)
+        }
+        .expect("output reads");
+        assert!(
+            text.contains("usage: etf fmt|parse"),
+            "etf {args:?}: {text}"
+        );
+    }
 }

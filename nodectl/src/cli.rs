@@ -115,8 +115,9 @@ pub enum Command {
         module: String,
         /// The function.
         function: String,
-        /// The arguments, one Erlang term each (`42`, `'an atom'`, `"text"`, `[1,2]`).
-        #[arg(allow_hyphen_values = true)]
+        /// The arguments, one Erlang term each (`42`, `-3`, `'an atom'`, `"text"`, `[1,2]`);
+        /// options such as --cookie may follow them.
+        #[arg(allow_negative_numbers = true)]
         args: Vec<String>,
     },
     /// Stop a node (init:stop/0) or one of its registered actors (exit/2).
@@ -389,6 +390,17 @@ mod tests {
             parse_args(&["{unclosed".into()]),
             Err(CtlError::Usage(_))
         ));
+        // Options after the arguments are options, not terms.
+        let cli = Cli::try_parse_from([
+            "nodectl", "rpc", "probe", "lists", "seq", "1", "10", "--cookie", "abc", "--json",
+        ])
+        .unwrap();
+        let Command::Rpc { args, .. } = &cli.command else {
+            panic!("not rpc");
+        };
+        assert_eq!(args, &["1", "10"]);
+        assert_eq!(cli.cookie.as_deref(), Some("abc"));
+        assert!(cli.json);
     }
 
     #[test]
