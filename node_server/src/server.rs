@@ -870,6 +870,16 @@ async fn accept_loop(
                         peer_cert_names,
                     })));
                 }
+                // As Erlang's `dist_util`, a wrong cookie is an error report on the
+                // accepting node; other refusals (a name clash, a lost race) are routine.
+                Err(e @ HandshakeError::BadDigest) => tracing::error!(
+                    %peer_addr,
+                    error = %e,
+                    "connection attempt refused: the peer's cookie is not ours (invalid challenge reply)"
+                ),
+                Err(e @ HandshakeError::MissingFlags { .. }) => {
+                    tracing::warn!(%peer_addr, error = %e, "incoming connection refused")
+                }
                 Err(e) => tracing::info!(%peer_addr, error = %e, "incoming connection refused"),
             }
         });

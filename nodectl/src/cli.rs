@@ -340,7 +340,7 @@ async fn dashboard(
     }
     let handle = node_dashboard::serve(config)
         .await
-        .map_err(|e| CtlError::Usage(format!("dashboard: {e}")))?;
+        .map_err(|e| CtlError::Dashboard(e.to_string()))?;
     let url = handle.url();
     {
         use std::io::Write;

@@ -91,6 +91,9 @@ pub enum CtlError {
     /// Our own node could not start.
     #[error("cannot start nodectl's node: {0}")]
     Start(#[from] node_server::NodeError),
+    /// The dashboard could not serve (its address is taken, say).
+    #[error("dashboard: {0}")]
+    Dashboard(String),
     /// Some of several operations failed (`shutdown --all`).
     #[error("{failed} of {total} failed")]
     Partial {
@@ -119,6 +122,7 @@ impl CtlError {
             CtlError::Unexpected { .. } => "unexpected",
             CtlError::NoActor(_) => "no_actor",
             CtlError::Start(_) => "start",
+            CtlError::Dashboard(_) => "dashboard",
             CtlError::Partial { .. } => "partial",
         }
     }
