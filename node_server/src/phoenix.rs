@@ -560,7 +560,7 @@ mod tests {
         let t = forward_term("t", Term::Int(1), DEFAULT_DISPATCHER);
         assert_eq!(
             t.to_string(),
-            "{forward_to_local,<<\"t\">>,1,'Elixir.Phoenix.PubSub'}"
+            "{forward_to_local,<<116>>,1,'Elixir.Phoenix.PubSub'}"
         );
     }
 }

@@ -552,9 +552,13 @@ fn ping_list_info_and_rpc_work_on_ours_and_erlang() {
         cluster
             .ctl(&["rpc", &en, "erlang", "system_info", "otp_release"])
             .ok(),
+        peer.ok("erlang:system_info(otp_release)")
+    );
+    assert_eq!(
         cluster
             .ctl(&["rpc", &rs, "erlang", "system_info", "otp_release"])
-            .ok()
+            .ok(),
+        format!("\"{}\"", node_server::builtins::OTP_RELEASE)
     );
     assert_eq!(
         cluster

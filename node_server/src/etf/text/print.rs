@@ -490,9 +490,7 @@ mod tests {
 
     #[test]
     fn bare_atoms() {
-        for name in [
-            "a", "ok", "a@b", "a1_@Z", "maybe", "else", "true", "ßé", "ÿé", "aÀÞ",
-        ] {
+        for name in ["a", "ok", "a@b", "a1_@Z", "true", "ßé", "ÿé", "aÀÞ"] {
             assert_eq!(atom(name), name);
         }
     }
