@@ -75,7 +75,7 @@ struct Args {
 
 /// What the command line asks for: a node to run, or the help text.
 enum Command {
-    Run(Args),
+    Run(Box<Args>),
     Help,
 }
 
@@ -114,7 +114,7 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Command, String>
     if args.tls_cert.is_some() != args.tls_key.is_some() {
         return Err("--tls-cert and --tls-key go together".into());
     }
-    Ok(Command::Run(args))
+    Ok(Command::Run(Box::new(args)))
 }
 
 #[tokio::main]
