@@ -1013,3 +1013,17 @@ fn dashboard_serves_the_cluster_until_terminated() {
         format!("dashboard at http://{listen}/ stopped")
     );
 }
+
+/// A dashboard whose address is taken fails with one `dashboard:` line and exit status 1 (2
+/// is kept for a wrong command line).
+#[test]
+fn dashboard_on_a_taken_port_fails_with_status_1() {
+    let cluster = Cluster::new();
+    let taken = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a listener");
+    let listen = taken.local_addr().expect("its address").to_string();
+    let err = cluster
+        .ctl(&["dashboard", "--listen", &listen])
+        .fails(1, "dashboard: cannot listen on");
+    assert!(err.contains("in use"), "{err}");
+    drop(taken);
+}
