@@ -92,12 +92,12 @@ impl NodeConfig {
         self
     }
 
-    /// Adds the `pg` scope of Phoenix.PubSub's PG2 adapter ([`crate::phoenix::SCOPE`]) to
+    /// Adds the `pg` scope of Phoenix.PubSub's PG2 adapter ([`PHOENIX_PUBSUB_SCOPE`]) to
     /// [`NodeConfig::pg_scopes`], so that [`crate::Node::phoenix_pubsub`] can join an Elixir
     /// app's PubSub.
     pub fn phoenix_pubsub(mut self) -> Self {
-        if !self.pg_scopes.iter().any(|s| s == crate::phoenix::SCOPE) {
-            self.pg_scopes.push(crate::phoenix::SCOPE.to_owned());
+        if !self.pg_scopes.iter().any(|s| s == PHOENIX_PUBSUB_SCOPE) {
+            self.pg_scopes.push(PHOENIX_PUBSUB_SCOPE.to_owned());
         }
         self
     }
@@ -241,6 +241,10 @@ pub fn hostname() -> String {
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".into())
 }
+
+/// The `pg` scope of Phoenix.PubSub's PG2 adapter, as an Erlang atom's text (also
+/// `node_server::phoenix::SCOPE`).
+pub const PHOENIX_PUBSUB_SCOPE: &str = "Elixir.Phoenix.PubSub";
 
 /// A full node name: `name@host` as given, or a bare `name` completed with this host's short
 /// name, as `erl -sname name` names itself (what `nodectl` and `echo_node --connect` accept).

@@ -57,7 +57,7 @@ use crate::remote::{Raw, RemoteTarget};
 use crate::server::{Node, RegisterError};
 
 /// The `pg` scope of Phoenix.PubSub's PG2 adapter, as an Erlang atom's text.
-pub const SCOPE: &str = "Elixir.Phoenix.PubSub";
+pub const SCOPE: &str = crate::config::PHOENIX_PUBSUB_SCOPE;
 
 /// The default dispatcher, which Elixir passes unless a caller names another.
 const DEFAULT_DISPATCHER: &str = "Elixir.Phoenix.PubSub";
