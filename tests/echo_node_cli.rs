@@ -13,13 +13,7 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 /// The example binary, built by `cargo test` beside the test executables.
 fn echo_node_exe() -> PathBuf {
-    let mut dir = std::env::current_exe().expect("test executable path");
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    dir.join("examples")
-        .join(format!("echo_node{}", std::env::consts::EXE_SUFFIX))
+    testkit::example_exe("echo_node")
 }
 
 fn run_to_end(args: &[&str]) -> (Option<i32>, String, String) {

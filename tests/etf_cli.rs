@@ -6,13 +6,7 @@ use std::process::{Command, Stdio};
 
 /// The example binary, built by `cargo test` beside the test executables.
 fn etf_example() -> PathBuf {
-    let mut dir = std::env::current_exe().expect("test executable path");
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    dir.join("examples")
-        .join(format!("etf{}", std::env::consts::EXE_SUFFIX))
+    testkit::example_exe("etf")
 }
 
 fn run(mode: &str, input: &[u8]) -> (bool, Vec<u8>, String) {

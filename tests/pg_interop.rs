@@ -386,13 +386,7 @@ async fn pg_membership_over_visible_connections_in_another_scope() {
 
 /// The `echo_node` example binary, built by `cargo test` beside the test executables.
 fn echo_node_exe() -> PathBuf {
-    let mut dir = std::env::current_exe().expect("test executable path");
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    dir.join("examples")
-        .join(format!("echo_node{}", std::env::consts::EXE_SUFFIX))
+    testkit::example_exe("echo_node")
 }
 
 /// Starts `echo_node` and waits for its `ready NAME` line.

@@ -55,6 +55,21 @@ pub use harness::{compile_erlang_once, forwarder, init_logging, openssl, within,
 pub use peer::{ErlPeer, ErlPeerBuilder, PeerError};
 pub use ports::{closed_port, free_port, ClosedPort};
 
+/// The path of the example binary `name` of the package under test: `cargo test` builds the
+/// examples into `target/<profile>/examples/`, beside the test executables' `deps/`.
+///
+/// # Panics
+/// When the test executable's own path is unknown.
+pub fn example_exe(name: &str) -> std::path::PathBuf {
+    let mut dir = std::env::current_exe().expect("testkit: the test executable's path");
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
 /// `n` pseudo-random bytes from `seed` (xorshift64*): test data that is the same in every
 /// run and unlikely to hide an off-by-one.
 ///

@@ -738,30 +738,28 @@ mod tests {
         );
     }
 
+    /// What an acceptor makes of an initiator offering `flags`: its first step.
+    fn acceptor_meets(flags: DistFlags) -> Result<Step, HandshakeError> {
+        let mut offer = config("a@h", "c");
+        offer.flags = flags;
+        let mut a = Handshake::initiator(offer, None, 1);
+        let mut b = Handshake::acceptor(config("b@h", "c"), 2);
+        let (mut a_out, mut b_out) = (BytesMut::new(), BytesMut::new());
+        a.start(&mut a_out).unwrap();
+        b.advance(&mut a_out, &mut b_out)
+    }
+
     /// A peer may send `DFLAG_MANDATORY_25_DIGEST` instead of OTP 25's mandatory flags.
     #[test]
     fn the_mandatory_25_digest_stands_for_otp_25s_flags() {
-        let mut terse = config("a@h", "c");
-        terse.flags = DistFlags(
-            DistFlags::MANDATORY_25_DIGEST.0 | DistFlags::V4_NC.0 | DistFlags::UNLINK_ID.0,
-        );
-        let mut a = Handshake::initiator(terse, None, 1);
-        let mut b = Handshake::acceptor(config("b@h", "c"), 2);
-        let (mut a_out, mut b_out) = (BytesMut::new(), BytesMut::new());
-        a.start(&mut a_out).unwrap();
+        let otp_26 = DistFlags::V4_NC | DistFlags::UNLINK_ID;
         assert!(matches!(
-            b.advance(&mut a_out, &mut b_out),
+            acceptor_meets(DistFlags::MANDATORY_25_DIGEST | otp_26),
             Ok(Step::PeerNamed(_))
         ));
         // Without the digest the same peer lacks OTP 25's flags.
-        let mut bare = config("a@h", "c");
-        bare.flags = DistFlags(DistFlags::V4_NC.0 | DistFlags::UNLINK_ID.0);
-        let mut a = Handshake::initiator(bare, None, 1);
-        let mut b = Handshake::acceptor(config("b@h", "c"), 2);
-        let (mut a_out, mut b_out) = (BytesMut::new(), BytesMut::new());
-        a.start(&mut a_out).unwrap();
         assert!(matches!(
-            b.advance(&mut a_out, &mut b_out),
+            acceptor_meets(otp_26),
             Err(HandshakeError::MissingFlags { .. })
         ));
     }
