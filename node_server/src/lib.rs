@@ -19,7 +19,8 @@
 //!    [`remote::RemoteActor`] proxies that let local code hold an `ActorRef<M>` for an
 //!    Erlang process.
 //! 5. **Cluster services** as Erlang has them: [`pg`] scopes kept in sync with `ractor::pg`
-//!    (and [`groups`] to message a group), and the [`global`] name server.
+//!    (and [`groups`] to message a group), the [`global`] name server, and Elixir apps'
+//!    Phoenix.PubSub over `pg` ([`phoenix`]).
 //! 6. **Operations**: [`builtins`] (the rpc functions every node answers, so `erl_call`,
 //!    `rpc:call` from a shell and `nodectl` work on it), [`ops`] (traffic counters, graceful
 //!    stop on `init:stop`, [`Node::wait_stopped`]) and [`admin`] (the optional admin guard
