@@ -4,16 +4,22 @@
 //!   `alias([priority])` is received ahead of ordinary messages queued before it; priority
 //!   messages and exit signals from Erlang (`erlang:send/3`, `exit/3` with `[priority]`) to a
 //!   pid, a name, reach Rust actors; calls whose replies come back through aliases work;
-//! - on older releases the same Rust calls fall back to ordinary alias sends, as OTP does.
+//! - a Rust actor's `PriorityInbox` hands out a priority message sent to its alias ahead of
+//!   the ordinary messages queued before it;
+//! - on older releases the same Rust calls fall back to ordinary alias sends, as OTP does,
+//!   and the inbox's alias is one more ordinary address.
 //!
 //! Skipped without Erlang on a developer machine, a failure in CI (`CI=true`).
 
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use node_server::etf::Term;
+use node_server::priority::{PriorityInbox, Wake};
 use node_server::remote::{Raw, RemoteTarget};
 use node_server::{client_connect, NodeConfig};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use testkit::{within, Epmd, EvalPeer};
 
 const COOKIE: &str = "altact_interop_cookie";
@@ -126,5 +132,103 @@ async fn priority_messages_and_alternative_activation_signals() {
         );
         assert_eq!(rest, "100");
     }
+
+    // Erlang -> Rust: priority messages to a PriorityInbox's alias overtake queued ordinary
+    // messages (OTP 28+); without priority the alias is one more ordinary address.
+    let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel();
+    let (gate_tx, gate) = tokio::sync::oneshot::channel();
+    let slot = Arc::new(OnceLock::new());
+    let (gated, _) = Actor::spawn(None, Gated, (slot.clone(), Some(gate), done_tx))
+        .await
+        .expect("gated actor starts");
+    let inbox = node.priority_inbox::<Raw>(&gated);
+    slot.set(inbox.clone()).expect("set once");
+    inbox.register("prio_sink").expect("prio_sink registers");
+    erl.ok_in_place("register(tester, self())");
+    node.send(
+        &RemoteTarget::Name {
+            name: node_server::etf::Atom::new("tester"),
+            node: node_server::etf::Atom::new(erl.name()),
+        },
+        Term::tuple(vec![Term::atom("inbox"), Term::from(inbox.alias().clone())]),
+    );
+    erl.ok_in_place("receive {inbox, A} -> put(alias, A) after 5000 -> exit(no_alias) end");
+    let to_alias = if altact {
+        "erlang:send(get(alias), urgent, [priority])"
+    } else {
+        "get(alias) ! urgent"
+    };
+    erl.ok_in_place(&format!(
+        "[{{prio_sink, {rs}}} ! I || I <- lists:seq(1, 50)], {to_alias}, {{prio_sink, {rs}}} ! last"
+    ));
+    within("all 52 messages queued in the inbox", DEADLINE, async {
+        while inbox.len().0 + inbox.len().1 < 52 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(inbox.len(), if altact { (1, 51) } else { (0, 52) });
+    gate_tx.send(()).expect("the actor waits at the gate");
+    let mut order = Vec::new();
+    for _ in 0..52 {
+        order.push(
+            within("a handled message", DEADLINE, done.recv())
+                .await
+                .expect("gated runs")
+                .to_string(),
+        );
+    }
+    let ordinary: Vec<String> = (1..=50).map(|i| i.to_string()).collect();
+    let expected: Vec<String> = if altact {
+        std::iter::once("urgent".to_owned())
+            .chain(ordinary)
+            .chain(["last".to_owned()])
+            .collect()
+    } else {
+        ordinary
+            .into_iter()
+            .chain(["urgent".to_owned(), "last".to_owned()])
+            .collect()
+    };
+    assert_eq!(order, expected);
+    inbox.unalias();
     node.shutdown().await;
+}
+
+type Slot = Arc<OnceLock<PriorityInbox<Raw>>>;
+
+/// Waits at a gate before its first message, then reports each message it pops, in order.
+struct Gated;
+
+impl Actor for Gated {
+    type Msg = Wake;
+    type State = (
+        Slot,
+        Option<tokio::sync::oneshot::Receiver<()>>,
+        tokio::sync::mpsc::UnboundedSender<Term>,
+    );
+    type Arguments = Self::State;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<Wake>,
+        args: Self::State,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Wake>,
+        _: Wake,
+        (slot, gate, done): &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(gate) = gate.take() {
+            let _ = gate.await;
+        }
+        if let Some(Raw(term)) = slot.get().and_then(PriorityInbox::pop) {
+            let _ = done.send(term);
+        }
+        Ok(())
+    }
 }

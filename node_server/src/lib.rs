@@ -78,6 +78,7 @@ pub mod message;
 pub mod ops;
 pub mod pg;
 pub mod phoenix;
+pub mod priority;
 mod registry;
 pub mod remote;
 pub mod rpc;

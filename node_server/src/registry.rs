@@ -80,12 +80,31 @@ impl LocalActor {
     }
 }
 
+/// Hands a message sent to an alias to its process: the term and whether it came as a
+/// priority message.
+pub(crate) type AliasFn = Arc<dyn Fn(Term, bool) + Send + Sync>;
+
+/// An alias of a local actor (see [`crate::priority`]).
+pub(crate) struct AliasEntry {
+    pub cell: ActorCell,
+    pub deliver: AliasFn,
+}
+
+impl std::fmt::Debug for AliasEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AliasEntry")
+            .field("actor", &self.cell.get_id())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Pids and names of local processes.
 #[derive(Debug)]
 pub(crate) struct Registry {
     node: Atom,
     creation: u32,
     names: FastMap<Atom, LocalProcess>,
+    aliases: FastMap<crate::etf::Reference, AliasEntry>,
     by_pid: FastMap<u32, LocalProcess>,
     by_actor: FastMap<ActorId, Arc<LocalActor>>,
     next_id: u32,
@@ -102,6 +121,7 @@ impl Registry {
             node,
             creation,
             names: FastMap::default(),
+            aliases: FastMap::default(),
             by_pid: FastMap::default(),
             by_actor: FastMap::default(),
             next_id: 100,
@@ -179,6 +199,27 @@ impl Registry {
             .insert(self.next_id, LocalProcess::Actor(actor.clone()));
         self.by_actor.insert(cell.get_id(), actor.clone());
         actor
+    }
+
+    /// Makes `alias` an alias of the actor `cell`: messages to it go to `deliver` while the
+    /// actor lives.
+    pub fn add_alias(&mut self, alias: crate::etf::Reference, cell: ActorCell, deliver: AliasFn) {
+        self.aliases
+            .retain(|_, e| e.cell.get_status() < ActorStatus::Draining);
+        self.aliases.insert(alias, AliasEntry { cell, deliver });
+    }
+
+    /// Where messages to `alias` go, if it is an active alias of a live actor.
+    pub fn alias(&self, alias: &crate::etf::Reference) -> Option<AliasFn> {
+        self.aliases
+            .get(alias)
+            .filter(|e| e.cell.get_status() < ActorStatus::Draining)
+            .map(|e| e.deliver.clone())
+    }
+
+    /// Deactivates `alias`.
+    pub fn remove_alias(&mut self, alias: &crate::etf::Reference) {
+        self.aliases.remove(alias);
     }
 
     /// Registers `name`; false when a live process already has it.

@@ -524,6 +524,15 @@ impl Dispatcher {
         let DistMessage { control, payload } = msg;
         let control = match control {
             Control::AltAct {
+                flags,
+                to: AltActTarget::Alias(alias),
+                ..
+            } if !flags.contains(AltAct::EXIT) => {
+                let priority = flags.contains(AltAct::PRIORITY);
+                self.alias_message(&alias, payload.unwrap_or_default(), priority);
+                return;
+            }
+            Control::AltAct {
                 flags, from, to, ..
             } => match self.classic_signal(flags, from, to) {
                 Some(classic) => classic,
@@ -609,9 +618,7 @@ impl Dispatcher {
                 self.deliver(&ProcessRef::Pid(to), payload.unwrap_or_default());
             }
             Control::AliasSend { alias, .. } => {
-                // Aliases this node hands out are the references of its own calls.
-                self.call_reply(payload.unwrap_or_default());
-                let _ = alias;
+                self.alias_message(&alias, payload.unwrap_or_default(), false);
             }
             Control::MonitorPExit {
                 to,
@@ -640,9 +647,10 @@ impl Dispatcher {
     /// The classic control message an `ALTACT_SIG_SEND` stands for (its payload is the
     /// message or the exit reason either way); `None` for a signal that goes nowhere here.
     ///
-    /// A priority flag is honoured as OTP honours it for a receiver that did not enable
-    /// priority messages on the alias: the signal is an ordinary one. Aliases of this node are
-    /// the tags of its calls, so an exit signal to one has no process to stop.
+    /// A priority flag here is honoured as OTP honours it for a receiver that did not enable
+    /// priority messages on an alias: the signal is an ordinary one (messages to aliases, where
+    /// priority applies, are handled before this). Aliases of this node are the tags of its
+    /// calls and the aliases of priority inboxes, so an exit signal to one is dropped.
     fn classic_signal(&self, flags: AltAct, from: Pid, to: AltActTarget) -> Option<Control> {
         if !flags.contains(AltAct::EXIT) {
             return Some(match to {
@@ -688,6 +696,28 @@ impl Dispatcher {
 
     /// A reply `{Tag, Reply}` to a call this node made.
     fn call_reply(&mut self, msg: Term) {
+        if !self.finish_call(&msg) {
+            tracing::debug!(peer = %self.peer, %msg, "stray message to the router dropped");
+        }
+    }
+
+    /// A message to an alias of this node: the reply to one of its calls (the call's tag is
+    /// the alias), or a message for an actor's [`crate::priority::PriorityInbox`].
+    fn alias_message(&mut self, alias: &Reference, msg: Term, priority: bool) {
+        if self.finish_call(&msg) {
+            return;
+        }
+        let deliver = self.shared.registry().alias(alias);
+        match deliver {
+            Some(deliver) => deliver(msg, priority),
+            None => {
+                tracing::debug!(peer = %self.peer, ?alias, %msg, "message to an inactive alias dropped")
+            }
+        }
+    }
+
+    /// Completes the call whose reply `msg` is; false when it is none.
+    fn finish_call(&mut self, msg: &Term) -> bool {
         if let Some([tag, reply]) = msg.as_tuple() {
             let mref = match tag {
                 Term::ImproperList(head, tail) if head.len() == 1 => match &**tail {
@@ -698,12 +728,10 @@ impl Dispatcher {
                 _ => None,
             };
             if let Some(mref) = mref {
-                if self.shared.finish_call(mref, Some(reply)) {
-                    return;
-                }
+                return self.shared.finish_call(mref, Some(reply));
             }
         }
-        tracing::debug!(peer = %self.peer, %msg, "stray message to the router dropped");
+        false
     }
 
     /// A message for a Rust actor: a `gen_server` call when it has the `'$gen_call'` shape and
