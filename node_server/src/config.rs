@@ -215,11 +215,10 @@ impl NodeConfig {
         if self.name.is_empty() {
             return Err(bad(NameProblem::EmptyName));
         }
-        let host = hostname();
         let host = if self.long_names {
-            host
+            hostname()
         } else {
-            host.split('.').next().unwrap_or("localhost").to_owned()
+            short_hostname()
         };
         Ok(format!("{}@{}", self.name, host))
     }
@@ -252,9 +251,14 @@ pub fn full_node_name(node: &str) -> String {
     if node.contains('@') {
         node.to_owned()
     } else {
-        let host = hostname();
-        format!("{node}@{}", host.split('.').next().unwrap_or("localhost"))
+        format!("{node}@{}", short_hostname())
     }
+}
+
+/// This host's short name (up to the first `.`), as `erl -sname` uses it.
+pub fn short_hostname() -> String {
+    let host = hostname();
+    host.split('.').next().unwrap_or("localhost").to_owned()
 }
 
 /// `~/.erlang.cookie`.

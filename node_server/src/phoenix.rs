@@ -204,8 +204,8 @@ impl PubSub {
         self.inner.node.pid_of(&self.inner.worker)
     }
 
-    /// The pool groups this node's worker is in (`Elixir.MyApp.PubSub.Adapter`, and each
-    /// `..._N` a peer uses), sorted.
+    /// The adapter's pool groups in use in the cluster (`Elixir.MyApp.PubSub.Adapter`, and
+    /// each `..._N` some node has), sorted; this node's worker joins each as it sees it.
     pub async fn pool_groups(&self) -> Vec<String> {
         let mut groups = self
             .inner
@@ -286,10 +286,12 @@ impl PubSub {
             .scope(SCOPE)
             .members(inner.adapter.as_str())
             .await;
-        let forward = forward_term(topic, message.clone(), DEFAULT_DISPATCHER);
+        // Encoded once for every node it goes to.
+        let forward = forward_term(topic, message.clone(), DEFAULT_DISPATCHER).encode();
+        let shared = inner.node.shared();
         let mut sent = 0;
         for pid in members.into_iter().filter(|p| p.node.as_str() != me) {
-            inner.node.send(&RemoteTarget::Pid(pid), forward.clone());
+            shared.send_raw(&RemoteTarget::Pid(pid), forward.clone());
             sent += 1;
         }
         inner.topics.dispatch(topic, &message, except);

@@ -202,9 +202,3 @@ impl Node {
         }
     }
 }
-
-impl std::fmt::Display for Wake {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("wake")
-    }
-}

@@ -932,13 +932,15 @@ async fn connect(
     ),
     ConnectError,
 > {
-    let (name, host) = node
-        .split_once('@')
-        .filter(|_| NameProblem::of_full_name(node).is_none())
-        .ok_or_else(|| ConnectError::BadName {
-            name: node.to_owned(),
-            problem: NameProblem::of_full_name(node).unwrap_or(NameProblem::NoHost),
-        })?;
+    let (name, host) = match (NameProblem::of_full_name(node), node.split_once('@')) {
+        (None, Some(parts)) => parts,
+        (problem, _) => {
+            return Err(ConnectError::BadName {
+                name: node.to_owned(),
+                problem: problem.unwrap_or(NameProblem::NoHost),
+            })
+        }
+    };
     let unreachable = |reason: String| ConnectError::Unreachable {
         node: node.to_owned(),
         reason,

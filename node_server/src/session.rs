@@ -522,23 +522,14 @@ impl Dispatcher {
 
     fn dispatch(&mut self, msg: DistMessage) {
         let DistMessage { control, payload } = msg;
-        let control = match control {
-            Control::AltAct {
-                flags,
-                to: AltActTarget::Alias(alias),
-                ..
-            } if !flags.contains(AltAct::EXIT) => {
-                let priority = flags.contains(AltAct::PRIORITY);
-                self.alias_message(&alias, payload.unwrap_or_default(), priority);
-                return;
-            }
+        let (control, payload) = match control {
             Control::AltAct {
                 flags, from, to, ..
-            } => match self.classic_signal(flags, from, to) {
+            } => match self.alt_act(flags, from, to, payload) {
                 Some(classic) => classic,
                 None => return,
             },
-            other => other,
+            other => (other, payload),
         };
         match control {
             Control::MonitorP {
@@ -644,40 +635,49 @@ impl Dispatcher {
         }
     }
 
-    /// The classic control message an `ALTACT_SIG_SEND` stands for (its payload is the
-    /// message or the exit reason either way); `None` for a signal that goes nowhere here.
+    /// An `ALTACT_SIG_SEND`: a message to an alias is handed on here (with its priority);
+    /// any other signal becomes the classic control message it stands for, with the same
+    /// payload (the message, or the exit reason). `None` when nothing is left to do.
     ///
-    /// A priority flag here is honoured as OTP honours it for a receiver that did not enable
-    /// priority messages on an alias: the signal is an ordinary one (messages to aliases, where
-    /// priority applies, are handled before this). Aliases of this node are the tags of its
-    /// calls and the aliases of priority inboxes, so an exit signal to one is dropped.
-    fn classic_signal(&self, flags: AltAct, from: Pid, to: AltActTarget) -> Option<Control> {
-        if !flags.contains(AltAct::EXIT) {
-            return Some(match to {
-                AltActTarget::Pid(to) => Control::SendSender { from, to },
-                AltActTarget::Name(to_name) => Control::RegSend { from, to_name },
-                AltActTarget::Alias(alias) => Control::AliasSend { from, alias },
-            });
-        }
-        match to {
-            AltActTarget::Pid(to) => Some(Control::PayloadExit2 { from, to }),
-            AltActTarget::Name(name) => {
-                match self.shared.resolve(&ProcessRef::Name(name.clone())) {
-                    Some(LocalProcess::Actor(actor)) => Some(Control::PayloadExit2 {
-                        from,
-                        to: actor.pid.clone(),
-                    }),
-                    _ => {
-                        tracing::debug!(peer = %self.peer, %name, "exit signal to a name with no actor dropped");
-                        None
-                    }
-                }
+    /// Priority matters only for aliases (EEP 76: the receiver enables it on an alias); to a
+    /// pid or name a priority signal is an ordinary one, as OTP treats it. Aliases of this node
+    /// are the tags of its calls and the aliases of priority inboxes, so an exit signal to one
+    /// is dropped.
+    fn alt_act(
+        &mut self,
+        flags: AltAct,
+        from: Pid,
+        to: AltActTarget,
+        payload: Option<Term>,
+    ) -> Option<(Control, Option<Term>)> {
+        let exit = flags.contains(AltAct::EXIT);
+        let classic = match to {
+            AltActTarget::Alias(alias) if !exit => {
+                let priority = flags.contains(AltAct::PRIORITY);
+                self.alias_message(&alias, payload.unwrap_or_default(), priority);
+                return None;
             }
             AltActTarget::Alias(alias) => {
                 tracing::debug!(peer = %self.peer, ?alias, "exit signal to an alias of this node dropped");
-                None
+                return None;
             }
-        }
+            AltActTarget::Pid(to) if exit => Control::PayloadExit2 { from, to },
+            AltActTarget::Pid(to) => Control::SendSender { from, to },
+            AltActTarget::Name(to_name) if !exit => Control::RegSend { from, to_name },
+            AltActTarget::Name(name) => {
+                match self.shared.resolve(&ProcessRef::Name(name.clone())) {
+                    Some(LocalProcess::Actor(actor)) => Control::PayloadExit2 {
+                        from,
+                        to: actor.pid.clone(),
+                    },
+                    _ => {
+                        tracing::debug!(peer = %self.peer, %name, "exit signal to a name with no actor dropped");
+                        return None;
+                    }
+                }
+            }
+        };
+        Some((classic, payload))
     }
 
     /// Delivers a message to a local process or service.

@@ -147,8 +147,7 @@ pub fn write_new_cookie(force: bool) -> Result<CookieWritten, CtlError> {
 
 /// This host's short name, as `erl -sname` uses it.
 pub fn short_hostname() -> String {
-    let host = node_server::config::hostname();
-    host.split('.').next().unwrap_or("localhost").to_owned()
+    node_server::config::short_hostname()
 }
 
 /// A full node name: `name@host` as given, or a bare `name` completed with this host's
