@@ -310,13 +310,18 @@ impl ScopeState {
         match parts {
             [tag, Term::Pid(peer)] | [tag, Term::Pid(peer), _] if tag.is_atom("discover") => {
                 let peer = peer.clone();
-                self.send_to(&peer, self.sync_message());
                 if !self.peers.contains_key(&peer) {
+                    if !self.monitor_peer(&peer) {
+                        // Read just before its connection closed: the node is gone.
+                        return;
+                    }
                     self.peers.insert(peer.clone(), HashMap::new());
-                    self.monitor_peer(&peer);
+                    self.send_to(&peer, self.sync_message());
                     let discover =
                         Term::tuple(vec![Term::atom("discover"), Term::from(self.pid.clone())]);
                     self.send_to(&peer, discover);
+                } else {
+                    self.send_to(&peer, self.sync_message());
                 }
             }
             [tag, Term::Pid(peer), group, members] if tag.is_atom("join") => {
@@ -377,8 +382,10 @@ impl ScopeState {
                 }
             }
         }
-        if !self.peers.contains_key(&peer) {
-            self.monitor_peer(&peer);
+        if !self.peers.contains_key(&peer) && !self.monitor_peer(&peer) {
+            // A sync read just before its connection closed: recording it would leave
+            // members of a node that is gone, with no monitor to remove them.
+            return;
         }
         let old = self.peers.insert(peer, new.clone()).unwrap_or_default();
         for (group, pids) in &old {
@@ -439,10 +446,11 @@ impl ScopeState {
     }
 
     /// Monitors a peer scope process, as OTP's scopes monitor each other: when it exits
-    /// (`pg` stopped on a node that stays connected), its members leave.
-    fn monitor_peer(&self, peer: &Pid) {
+    /// (`pg` stopped on a node that stays connected), its members leave. False when its
+    /// node is no longer connected.
+    fn monitor_peer(&self, peer: &Pid) -> bool {
         let Some((_, down)) = self.shared.monitor_remote(&RemoteTarget::Pid(peer.clone())) else {
-            return;
+            return false;
         };
         let me = self.me.clone();
         let peer = peer.clone();
@@ -450,6 +458,7 @@ impl ScopeState {
             let _ = down.await;
             let _ = me.cast(ScopeMsg::PeerDown(peer));
         });
+        true
     }
 
     /// A peer scope exited: its members leave.

@@ -499,6 +499,10 @@ impl Actor for NodeSession {
     ) -> Result<(), ActorProcessingErr> {
         state.reader.abort();
         state.writer.abort();
+        // As in Erlang, everything read from a connection is delivered before its node-down:
+        // the node server announces the node down only after this returns, so wait until
+        // the reader has stopped (at its next await).
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut state.reader).await;
         Ok(())
     }
 
