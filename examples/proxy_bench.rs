@@ -1,4 +1,4 @@
-//! What a [`node_server::remote::RemoteActor`] proxy costs, against 100,000 real Erlang
+//! What a [`node_server::proxy::RemoteActor`] proxy costs, against 100,000 real Erlang
 //! processes.
 //!
 //! ```text
@@ -649,7 +649,7 @@ async fn main() {
     );
     println!(
         "  ProxyState: {}  RemoteTarget: {}  Pid: {}",
-        std::mem::size_of::<node_server::remote::ProxyState>(),
+        std::mem::size_of::<node_server::proxy::ProxyState>(),
         std::mem::size_of::<RemoteTarget>(),
         std::mem::size_of::<Pid>()
     );

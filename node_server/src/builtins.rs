@@ -27,9 +27,10 @@
 
 use std::sync::{Arc, Weak};
 
+use crate::core::Core;
 use crate::etf::{Atom, Pid, Term};
+use crate::node::Node;
 use crate::rpc::{RpcFailure, RpcResult};
-use crate::server::{Node, NodeShared};
 
 /// The Erlang/OTP release whose distribution protocol this node speaks.
 pub const OTP_RELEASE: &str = "25";
@@ -41,8 +42,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub(crate) fn install(node: &Node) {
     let weak = Arc::downgrade(node.shared());
     // The functions hold the node weakly: the node holds them.
-    let reg = |module: &str, function: &str, f: fn(&Arc<NodeShared>, Vec<Term>) -> RpcResult| {
-        let weak: Weak<NodeShared> = weak.clone();
+    let reg = |module: &str, function: &str, f: fn(&Arc<Core>, Vec<Term>) -> RpcResult| {
+        let weak: Weak<Core> = weak.clone();
         node.register_fn(module, function, move |args| {
             let result = match weak.upgrade() {
                 Some(shared) => f(&shared, args),
@@ -81,9 +82,9 @@ fn int(n: u64) -> Term {
     i64::try_from(n).map_or_else(|_| Term::big_int(n.into()), Term::Int)
 }
 
-fn node_fn(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
+fn node_fn(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
     match &args[..] {
-        [] => Ok(Term::Atom(shared.name.clone())),
+        [] => Ok(Term::Atom(shared.id.name.clone())),
         [Term::Pid(p)] => Ok(Term::Atom(p.node.clone())),
         [Term::Port(p)] => Ok(Term::Atom(p.node.clone())),
         [Term::Reference(r)] => Ok(Term::Atom(r.node.clone())),
@@ -93,10 +94,10 @@ fn node_fn(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
 }
 
 /// The connected nodes: (visible, hidden), each sorted.
-fn connected(shared: &NodeShared) -> (Vec<Atom>, Vec<Atom>) {
+fn connected(shared: &Core) -> (Vec<Atom>, Vec<Atom>) {
     let mut visible = Vec::new();
     let mut hidden = Vec::new();
-    for (node, is_hidden) in shared.connected() {
+    for (node, is_hidden) in shared.sessions.connected() {
         if is_hidden {
             hidden.push(Atom::new(node));
         } else {
@@ -108,7 +109,7 @@ fn connected(shared: &NodeShared) -> (Vec<Atom>, Vec<Atom>) {
     (visible, hidden)
 }
 
-fn nodes(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
+fn nodes(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
     let kinds: Vec<Term> = match args.as_slice() {
         [] => vec![Term::atom("visible")],
         [Term::List(kinds)] if !kinds.is_empty() => kinds.clone(),
@@ -130,7 +131,7 @@ fn nodes(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
     }
     let mut out = Vec::new();
     if this {
-        out.push(Term::Atom(shared.name.clone()));
+        out.push(Term::Atom(shared.id.name.clone()));
     }
     if vis {
         out.extend(visible.into_iter().map(Term::Atom));
@@ -141,7 +142,7 @@ fn nodes(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
     Ok(Term::list(out))
 }
 
-fn registered(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
+fn registered(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
     if !args.is_empty() {
         return Err(undef());
     }
@@ -152,7 +153,7 @@ fn registered(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
     ))
 }
 
-fn whereis(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
+fn whereis(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
     match &args[..] {
         [Term::Atom(name)] => Ok(shared
             .registry()
@@ -164,11 +165,11 @@ fn whereis(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
 }
 
 /// Whether `pid` is a pid of this node (this incarnation or an earlier one).
-fn is_local(shared: &NodeShared, pid: &Pid) -> bool {
-    pid.node == shared.name
+fn is_local(shared: &Core, pid: &Pid) -> bool {
+    pid.node == shared.id.name
 }
 
-fn is_process_alive(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
+fn is_process_alive(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
     match &args[..] {
         [Term::Pid(pid)] if is_local(shared, pid) => {
             let target = crate::dist::control::ProcessRef::Pid(pid.clone());
@@ -184,8 +185,7 @@ fn is_process_alive(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
 }
 
 /// `exit(Pid, Reason)` to a local actor, from the node's router pid.
-fn exit(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
-    use crate::registry::LocalProcess;
+fn exit(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
     let [Term::Pid(to), reason] = &args[..] else {
         return Err(if args.len() == 2 {
             RpcFailure::badarg()
@@ -197,37 +197,8 @@ fn exit(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
         // Sending to another node's process is not what this built-in is for.
         return Err(RpcFailure::badarg());
     }
-    let target = crate::dist::control::ProcessRef::Pid(to.clone());
-    let Some(LocalProcess::Actor(actor)) = shared.resolve(&target) else {
-        // A dead pid or a built-in service: nothing happens, as for a dead process.
-        return Ok(Term::atom("true"));
-    };
-    let id = actor.cell.get_id();
-    let trapping = shared.signals().trapping.contains(&id);
     tracing::info!(pid = ?to, %reason, "exit signal by rpc");
-    if reason.is_atom("kill") {
-        shared
-            .signals()
-            .exit_reasons
-            .insert(id, Term::atom("killed"));
-        actor.cell.kill();
-    } else if trapping {
-        let msg = Term::tuple(vec![
-            Term::atom("EXIT"),
-            Term::Pid(shared.router_pid.clone()),
-            reason.clone(),
-        ]);
-        if !(actor.cast)(&msg) {
-            shared.undeliverable(&target, msg);
-        }
-    } else if !reason.is_atom("normal") {
-        let text = match reason {
-            Term::Atom(a) => a.as_str().to_owned(),
-            other => other.to_string(),
-        };
-        shared.signals().exit_reasons.insert(id, reason.clone());
-        actor.cell.stop(Some(text));
-    }
+    shared.exit(&shared.id.router_pid, to, reason.clone());
     Ok(Term::atom("true"))
 }
 
@@ -235,7 +206,7 @@ fn cpus() -> u64 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
 }
 
-fn system_info(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
+fn system_info(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
     let [Term::Atom(item)] = &args[..] else {
         return Err(if args.len() == 1 {
             RpcFailure::badarg()
@@ -249,14 +220,12 @@ fn system_info(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
         "system_version" => {
             string(&format!(
             "node_server {VERSION} (Rust) [Erlang/OTP {OTP_RELEASE} distribution protocol] [{}]\n",
-            if shared.config.hidden { "hidden" } else { "visible" }
+            if shared.id.config.hidden { "hidden" } else { "visible" }
         ))
         }
         "process_count" => int(shared.registry().process_count() as u64),
         "port_count" => Term::Int(0),
-        "creation" => int(u64::from(
-            shared.creation.load(std::sync::atomic::Ordering::Relaxed),
-        )),
+        "creation" => int(u64::from(shared.id.creation)),
         "machine" => string("node_server"),
         "wordsize" => int(std::mem::size_of::<usize>() as u64),
         "schedulers" | "schedulers_online" | "logical_processors" => int(cpus()),
@@ -314,7 +283,7 @@ fn memory_of(kind: &str, rss: u64) -> Option<u64> {
     }
 }
 
-fn memory(_shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
+fn memory(_shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
     let rss = resident_bytes();
     let pair = |kind: &str| -> Option<Term> {
         memory_of(kind, rss).map(|v| Term::tuple(vec![Term::atom(kind), int(v)]))
@@ -348,7 +317,7 @@ fn since_last(last: &std::sync::Mutex<u64>, now: u64) -> Term {
     Term::tuple(vec![int(now), int(delta)])
 }
 
-fn statistics(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
+fn statistics(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
     let [Term::Atom(item)] = &args[..] else {
         return Err(if args.len() == 1 {
             RpcFailure::badarg()
@@ -371,7 +340,7 @@ fn statistics(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
     })
 }
 
-fn init_stop(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
+fn init_stop(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
     let status = match &args[..] {
         [] => 0,
         [Term::Int(n)] if *n >= 0 => i32::try_from(*n).unwrap_or(i32::MAX),
@@ -381,11 +350,11 @@ fn init_stop(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
         _ => return Err(undef()),
     };
     // After this call's reply is queued: stop_gracefully waits for calls in flight.
-    tokio::spawn(crate::ops::stop_gracefully(shared.clone(), status));
+    tokio::spawn(shared.clone().stop_gracefully(status));
     Ok(Term::atom("ok"))
 }
 
-fn info(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
+fn info(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
     if !args.is_empty() {
         return Err(undef());
     }
@@ -405,7 +374,7 @@ fn info(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
         .collect();
     let bool_atom = |b: bool| Term::atom(if b { "true" } else { "false" });
     let entries = vec![
-        (Term::atom("node"), Term::Atom(shared.name.clone())),
+        (Term::atom("node"), Term::Atom(shared.id.name.clone())),
         (Term::atom("version"), Term::binary(VERSION)),
         (Term::atom("otp_release"), Term::binary(OTP_RELEASE)),
         (
@@ -424,16 +393,11 @@ fn info(shared: &Arc<NodeShared>, args: Vec<Term>) -> RpcResult {
         (Term::atom("bytes_in"), int(stats.bytes_in)),
         (Term::atom("bytes_out"), int(stats.bytes_out)),
         (Term::atom("memory_total"), int(resident_bytes())),
-        (
-            Term::atom("creation"),
-            int(u64::from(
-                shared.creation.load(std::sync::atomic::Ordering::Relaxed),
-            )),
-        ),
-        (Term::atom("hidden"), bool_atom(shared.config.hidden)),
+        (Term::atom("creation"), int(u64::from(shared.id.creation))),
+        (Term::atom("hidden"), bool_atom(shared.id.config.hidden)),
         (
             Term::atom("admin_guard"),
-            bool_atom(shared.config.admin_allow.is_some()),
+            bool_atom(shared.id.config.admin_allow.is_some()),
         ),
     ];
     Ok(Term::Map(crate::etf::Map::from_entries(entries)))

@@ -36,11 +36,12 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+use crate::core::Core;
 use crate::dist::control::{Control, ProcessRef};
 use crate::etf::{Atom, Fun, Pid, Term};
+use crate::events::NodeEvent;
 use crate::registry::LocalProcess;
 use crate::remote::RemoteTarget;
-use crate::server::{NodeEvent, NodeShared};
 
 /// The `global` protocol version OTP 25 speaks.
 const VSN: i64 = 8;
@@ -98,7 +99,7 @@ struct Entry {
 pub(crate) struct GlobalServer;
 
 pub(crate) struct GlobalState {
-    shared: Arc<NodeShared>,
+    shared: Arc<Core>,
     me: ActorRef<GlobalMsg>,
     gns: Pid,
     locker: Pid,
@@ -128,7 +129,7 @@ impl std::fmt::Debug for GlobalState {
 }
 
 pub(crate) struct GlobalArgs {
-    pub shared: Arc<NodeShared>,
+    pub shared: Arc<Core>,
     pub gns: Pid,
     pub locker: Pid,
 }
@@ -200,12 +201,15 @@ impl Actor for GlobalServer {
         myself: ActorRef<GlobalMsg>,
         args: GlobalArgs,
     ) -> Result<GlobalState, ActorProcessingErr> {
-        let events = crate::server::forward_node_events(&args.shared, myself.clone(), |event| {
-            Some(match event {
-                NodeEvent::Up { node, hidden, .. } => GlobalMsg::NodeUp(Atom::new(node), hidden),
-                NodeEvent::Down { node, .. } => GlobalMsg::NodeDown(Atom::new(node)),
-            })
-        });
+        let events =
+            crate::events::forward_node_events(&args.shared.events, myself.clone(), |event| {
+                Some(match event {
+                    NodeEvent::Up { node, hidden, .. } => {
+                        GlobalMsg::NodeUp(Atom::new(node), hidden)
+                    }
+                    NodeEvent::Down { node, .. } => GlobalMsg::NodeDown(Atom::new(node)),
+                })
+            });
         Ok(GlobalState {
             shared: args.shared,
             me: myself,
@@ -229,7 +233,7 @@ impl Actor for GlobalServer {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             GlobalMsg::Remote(from, msg) => {
-                tracing::trace!(me = %state.shared.name, %from, %msg, "global: received");
+                tracing::trace!(me = %state.shared.id.name, %from, %msg, "global: received");
                 state.remote(from, msg).await
             }
             GlobalMsg::NodeUp(node, hidden) => {
@@ -291,7 +295,7 @@ impl Actor for GlobalServer {
 
 impl GlobalState {
     fn me_node(&self) -> Term {
-        Term::Atom(self.shared.name.clone())
+        Term::Atom(self.shared.id.name.clone())
     }
 
     /// Sends a message to `global_name_server` on `node`.
@@ -347,7 +351,7 @@ impl GlobalState {
     /// The pid registered as `name`, if its process is alive (local) or believed alive (remote).
     fn where_(&self, name: &Term) -> Option<Pid> {
         let entry = self.names.get(name)?;
-        if entry.pid.node == self.shared.name {
+        if entry.pid.node == self.shared.id.name {
             match self.shared.resolve(&ProcessRef::Pid(entry.pid.clone())) {
                 Some(LocalProcess::Actor(_)) | Some(LocalProcess::Service(_)) => {}
                 _ => return None,
@@ -357,7 +361,7 @@ impl GlobalState {
     }
 
     fn insert_name(&mut self, name: Term, pid: Pid, method: Term) {
-        if pid.node != self.shared.name {
+        if pid.node != self.shared.id.name {
             self.monitor_remote(name.clone(), pid.clone());
         }
         self.names.insert(name, Entry { pid, method });
@@ -410,7 +414,7 @@ impl GlobalState {
     }
 
     fn start_connect(&mut self, node: &Atom) {
-        if *node == self.shared.name {
+        if *node == self.shared.id.name {
             return;
         }
         let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
@@ -467,7 +471,7 @@ impl GlobalState {
     /// in two partitions at once.
     fn report_lost(&mut self, node: &Atom) {
         self.next_op += 1;
-        let incarnation = i64::from(self.shared.creation.load(Ordering::Relaxed)) + (1 << 59);
+        let incarnation = i64::from(self.shared.id.creation) + (1 << 59);
         let msg = Term::tuple(vec![
             Term::atom("lost_connection"),
             self.me_node(),
@@ -709,7 +713,7 @@ impl GlobalState {
                 for other in others {
                     self.send_gns(&other, msg.clone());
                 }
-                let rm = if *b == self.shared.name { a } else { b };
+                let rm = if *b == self.shared.id.name { a } else { b };
                 if self.known.contains_key(rm) || self.conns.contains_key(rm) {
                     let rm = rm.clone();
                     let bye = Term::tuple(vec![Term::atom("remove_connection"), self.me_node()]);
@@ -973,7 +977,7 @@ impl GlobalState {
 
     /// A node of a partition we joined: known from now on; connect and tell it `in_sync`.
     fn learn(&mut self, node: Atom) {
-        if node == self.shared.name || self.known.contains_key(&node) {
+        if node == self.shared.id.name || self.known.contains_key(&node) {
             return;
         }
         self.node_down_conn_only(&node);
@@ -987,14 +991,14 @@ impl GlobalState {
         let gns = self.gns.clone();
         tokio::spawn(async move {
             if shared.session(&node).is_none() {
-                if let Some(cell) = shared.server_cell.get() {
+                if let Some(cell) = shared.server.get() {
                     let server: ActorRef<crate::server::NodeServerMsg> = cell.clone().into();
                     let _ = server
                         .call(
                             |reply| crate::server::NodeServerMsg::Connect {
                                 node: node.as_str().to_owned(),
                                 addr: None,
-                                tls: shared.config.tls.is_some(),
+                                tls: shared.id.config.tls.is_some(),
                                 reply,
                             },
                             Some(CALL_TIMEOUT),
@@ -1034,7 +1038,7 @@ impl GlobalState {
     async fn resolve(&mut self, his_node: &Atom, his_names: &[Term]) -> (Vec<Term>, Vec<Term>) {
         let mut ops = Vec::new();
         let mut resolved = Vec::new();
-        let we_decide = self.shared.name.as_str() < his_node.as_str();
+        let we_decide = self.shared.id.name.as_str() < his_node.as_str();
         for item in his_names {
             let Some([name, Term::Pid(his_pid), his_method]) = item.as_tuple() else {
                 continue;
@@ -1082,7 +1086,7 @@ impl GlobalState {
         my_pid: &Pid,
         my_method: &Term,
     ) -> Option<Pid> {
-        if my_pid.node != self.shared.name {
+        if my_pid.node != self.shared.id.name {
             let args = vec![
                 my_method.clone(),
                 name.clone(),
@@ -1140,39 +1144,12 @@ impl GlobalState {
     }
 
     fn send_any(&self, to: &Pid, msg: Term) {
-        if to.node == self.shared.name {
-            if let Some(LocalProcess::Actor(actor)) =
-                self.shared.resolve(&ProcessRef::Pid(to.clone()))
-            {
-                let _ = (actor.cast)(&msg);
-            }
-        } else {
-            self.send_pid(to, msg);
-        }
+        self.shared.send_pid(to, msg);
     }
 
     /// `exit(Pid, kill)`.
     fn exit_kill(&self, pid: &Pid) {
-        if pid.node == self.shared.name {
-            if let Some(LocalProcess::Actor(actor)) =
-                self.shared.resolve(&ProcessRef::Pid(pid.clone()))
-            {
-                self.shared
-                    .signals()
-                    .exit_reasons
-                    .insert(actor.cell.get_id(), Term::atom("killed"));
-                actor.cell.kill();
-            }
-        } else if let Some(session) = self.shared.session(&pid.node) {
-            session.send(
-                Control::Exit2 {
-                    from: self.gns.clone(),
-                    to: pid.clone(),
-                    reason: Term::atom("kill"),
-                },
-                None,
-            );
-        }
+        self.shared.exit(&self.gns, pid, Term::atom("kill"));
     }
 }
 
@@ -1183,7 +1160,7 @@ fn random_u8() -> u8 {
 }
 
 /// A `gen_server` call to `global_name_server` on `node`.
-async fn gen_call(shared: &Arc<NodeShared>, node: &Atom, request: Term) -> Option<Term> {
+async fn gen_call(shared: &Arc<Core>, node: &Atom, request: Term) -> Option<Term> {
     let target = RemoteTarget::Name {
         name: Atom::new("global_name_server"),
         node: node.clone(),
@@ -1191,11 +1168,7 @@ async fn gen_call(shared: &Arc<NodeShared>, node: &Atom, request: Term) -> Optio
     call_target(shared, &target, request).await
 }
 
-async fn call_target(
-    shared: &Arc<NodeShared>,
-    target: &RemoteTarget,
-    request: Term,
-) -> Option<Term> {
+async fn call_target(shared: &Arc<Core>, target: &RemoteTarget, request: Term) -> Option<Term> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     shared.call(target, request, RpcReplyPort::from((tx, CALL_TIMEOUT)));
     let bytes = tokio::time::timeout(CALL_TIMEOUT, rx).await.ok()?.ok()?;
@@ -1204,7 +1177,7 @@ async fn call_target(
 
 /// Starts the global name server and its locker identity.
 pub(crate) async fn start(
-    shared: &Arc<NodeShared>,
+    shared: &Arc<Core>,
     supervisor: ractor::ActorCell,
 ) -> Result<ActorRef<GlobalMsg>, ActorProcessingErr> {
     let slot: Arc<std::sync::OnceLock<ActorRef<GlobalMsg>>> = Arc::default();
@@ -1231,7 +1204,9 @@ pub(crate) async fn start(
     )
     .await?;
     let _ = slot.set(actor.clone());
-    for (node, hidden) in shared.connected() {
+    let handle = actor.clone();
+    shared.services.get_or_insert(|| GlobalHandle(handle));
+    for (node, hidden) in shared.sessions.connected() {
         let _ = actor.cast(GlobalMsg::NodeUp(Atom::new(node), hidden));
     }
     Ok(actor)
@@ -1252,18 +1227,45 @@ pub enum GlobalError {
     Stopping,
 }
 
+/// The running name server, kept in the core's services.
+struct GlobalHandle(ActorRef<GlobalMsg>);
+
+impl crate::Node {
+    /// The cluster's `global` names, as this node sees them.
+    pub fn global(&self) -> Global {
+        Global {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Registers a local actor under a global name (an atom) on every node this node is in
+    /// sync with, as `global:register_name/2`; Erlang can then `gen_server:call({global,
+    /// Name}, ...)` it and `global:whereis_name(Name)` finds it.
+    pub async fn register_global<M: crate::ErlangMessage>(
+        &self,
+        name: &str,
+        actor: &ActorRef<M>,
+    ) -> Result<Pid, GlobalError> {
+        let pid = self.pid_of(actor);
+        self.global()
+            .register(Term::atom(name), pid.clone())
+            .await?;
+        Ok(pid)
+    }
+}
+
 /// The node's view of `global` names: get it with [`crate::Node::global`].
 #[derive(Debug, Clone)]
 pub struct Global {
-    pub(crate) shared: Arc<NodeShared>,
+    pub(crate) shared: Arc<Core>,
 }
 
 impl Global {
     fn server(&self) -> Result<ActorRef<GlobalMsg>, GlobalError> {
         self.shared
-            .global
-            .get()
-            .cloned()
+            .services
+            .get::<GlobalHandle>()
+            .map(|h| h.0.clone())
             .ok_or(GlobalError::Stopping)
     }
 
@@ -1365,13 +1367,13 @@ impl Global {
         Fut: std::future::Future<Output = Result<(), GlobalError>>,
     {
         let server = self.server()?;
-        let holder = self.shared.router_pid.clone();
+        let holder = self.shared.id.router_pid.clone();
         let id = Term::tuple(vec![Term::atom("global"), Term::Pid(holder.clone())]);
         let set_lock = Term::tuple(vec![Term::atom("set_lock"), id.clone()]);
         let del_lock = Term::tuple(vec![Term::atom("del_lock"), id.clone()]);
         for attempt in 0..50u32 {
             let nodes: Vec<Atom> = self.ask(GlobalMsg::Known).await?;
-            let me = self.shared.name.clone();
+            let me = self.shared.id.name.clone();
             let boss = nodes
                 .iter()
                 .chain(std::iter::once(&me))

@@ -32,10 +32,9 @@ use ractor::ActorRef;
 use crate::dist::control::ProcessRef;
 use crate::etf::{Atom, Pid, Term};
 use crate::message::{ErlangMessage, ToTerm};
+use crate::node::{CallError, Node};
 use crate::pg::{group_name, group_term, ScopeMsg};
-use crate::registry::LocalProcess;
 use crate::remote::RemoteTarget;
-use crate::server::{CallError, Node};
 
 /// How [`Groups::call`] orders the members it tries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +99,7 @@ impl Groups {
     }
 
     fn scope_actor(&self) -> Option<ActorRef<ScopeMsg>> {
-        self.node.shared().pg.read().ok()?.get(&self.scope).cloned()
+        crate::pg::PgScopes::of(self.node.shared(), &self.scope)
     }
 
     /// Adds a local actor to a group: it joins the `ractor::pg` group and Erlang sees its pid
@@ -255,24 +254,7 @@ fn random_index(len: usize) -> usize {
 
 /// Sends a term to a pid of this node or another.
 fn send_to_pid(node: &Node, pid: &Pid, msg: Term) {
-    let shared = node.shared();
-    if pid.node != shared.name {
-        node.send(&RemoteTarget::Pid(pid.clone()), msg);
-        return;
-    }
-    let to = ProcessRef::Pid(pid.clone());
-    match shared.resolve(&to) {
-        Some(LocalProcess::Actor(actor)) => {
-            if !(actor.cast)(&msg) {
-                shared.undeliverable(&to, msg);
-            }
-        }
-        Some(LocalProcess::Service(service)) => (service.deliver)(&shared.name, msg),
-        _ => tracing::debug!(
-            ?pid,
-            "message to a local process that does not exist dropped"
-        ),
-    }
+    node.shared().send_pid(pid, msg);
 }
 
 /// A `gen_server:call` to a pid of this node or another.
@@ -283,14 +265,11 @@ async fn call_pid(
     timeout: Duration,
 ) -> Result<Term, CallError> {
     let shared = node.shared();
-    if pid.node != shared.name {
+    if pid.node != shared.id.name {
         return node
             .call(&RemoteTarget::Pid(pid.clone()), request, timeout)
             .await;
     }
-    let Some(LocalProcess::Actor(actor)) = shared.resolve(&ProcessRef::Pid(pid.clone())) else {
-        return Err(CallError::NoProcess);
-    };
     let (tx, rx) = tokio::sync::oneshot::channel::<Term>();
     let tx = std::sync::Mutex::new(Some(tx));
     let on_reply = crate::message::ReplyTo::new(move |reply| {
@@ -298,10 +277,17 @@ async fn call_pid(
             let _ = tx.send(reply);
         }
     });
-    if !(actor.call)(&request, on_reply) {
-        return Err(CallError::BadReply(format!(
-            "{pid:?} takes no call {request}"
-        )));
+    match shared
+        .router
+        .call(&ProcessRef::Pid(pid.clone()), &request, on_reply)
+    {
+        Some(true) => {}
+        Some(false) => {
+            return Err(CallError::BadReply(format!(
+                "{pid:?} takes no call {request}"
+            )))
+        }
+        None => return Err(CallError::NoProcess),
     }
     match tokio::time::timeout(timeout, rx).await {
         Err(_) => Err(CallError::Timeout),

@@ -16,7 +16,7 @@
 //! 4. **Actors**: [`NodeServer`] (listener, EPMD registration, sessions by node, connection
 //!    setup with simultaneous-connect resolution), one [`session::NodeSession`] per peer
 //!    (control messages, `net_kernel`, routing to local actors), and
-//!    [`remote::RemoteActor`] proxies that let local code hold an `ActorRef<M>` for an
+//!    [`proxy::RemoteActor`] proxies that let local code hold an `ActorRef<M>` for an
 //!    Erlang process.
 //! 5. **Cluster services** as Erlang has them: [`pg`] scopes kept in sync with `ractor::pg`
 //!    (and [`groups`] to message a group), the [`global`] name server, and Elixir apps'
@@ -67,24 +67,35 @@ extern crate self as node_server;
 pub mod admin;
 pub mod builtins;
 pub mod busy;
+mod calls;
 pub mod config;
+mod core;
 pub mod dist;
 pub mod error;
 pub mod etf;
+pub mod events;
 pub mod global;
 pub mod groups;
 mod hash;
+mod identity;
 pub mod message;
+pub mod node;
 pub mod ops;
+mod outgoing;
 pub mod pg;
 pub mod phoenix;
 pub mod priority;
+mod proxies;
+pub mod proxy;
 mod registry;
 pub mod remote;
+mod router;
 pub mod rpc;
 pub mod server;
 pub mod session;
+mod sessions;
 pub mod signals;
+mod start;
 pub mod tls;
 mod waiter;
 
@@ -94,12 +105,23 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Reads `l`, also after a panic in another holder (as [`lock`]).
+pub(crate) fn read<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Writes `l`, also after a panic in another holder (as [`lock`]).
+pub(crate) fn write<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
 pub use config::NodeConfig;
 pub use error::{ConnectError, NameProblem, NodeError};
-pub use server::{
-    client_connect, client_connect_addr, client_connect_enc, CallError, Node, NodeEvent,
-    NodeServer, RegisterError,
+pub use events::NodeEvent;
+pub use node::{
+    client_connect, client_connect_addr, client_connect_enc, CallError, Node, RegisterError,
 };
+pub use server::NodeServer;
 // Each of these is a trait and its derive macro.
 pub use message::{ErlangMessage, FromTerm, ToTerm};
 pub use tls::TlsConfig;

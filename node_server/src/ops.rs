@@ -17,10 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{oneshot, watch};
-
-use crate::server::NodeShared;
-use crate::session::Outgoing;
+use tokio::sync::watch;
 
 /// How long each phase of a graceful stop may take.
 pub const GRACE: Duration = Duration::from_secs(2);
@@ -81,6 +78,21 @@ impl Drop for InFlight {
 }
 
 impl Ops {
+    /// Starts a stop with exit status `status`; false when one already started.
+    pub fn begin_stop(&self, status: i32) -> bool {
+        if self.stopping.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        self.exit_status.store(status, Ordering::Relaxed);
+        true
+    }
+
+    /// Resolves when no rpc call is running.
+    pub async fn rpcs_done(&self) {
+        let mut in_flight = self.in_flight.subscribe();
+        let _ = in_flight.wait_for(|n| *n == 0).await;
+    }
+
     /// Counts an rpc call as running until the returned guard drops.
     pub fn rpc_started(&self) -> InFlight {
         self.in_flight.send_modify(|n| *n += 1);
@@ -119,48 +131,4 @@ pub struct NodeStats {
     pub bytes_in: u64,
     /// Bytes sent on distribution connections after their handshakes.
     pub bytes_out: u64,
-}
-
-/// Stops the node gracefully (see the module docs); `status` is what
-/// [`crate::Node::wait_stopped`] reports. A second request while one runs does nothing.
-pub(crate) async fn stop_gracefully(shared: Arc<NodeShared>, status: i32) {
-    if shared.ops.stopping.swap(true, Ordering::SeqCst) {
-        return;
-    }
-    shared.ops.exit_status.store(status, Ordering::Relaxed);
-    tracing::info!(node = %shared.name, status, "stopping gracefully");
-    // The calls in flight (the init:stop call itself among them) answer first.
-    let mut in_flight = shared.ops.in_flight.subscribe();
-    if tokio::time::timeout(GRACE, in_flight.wait_for(|n| *n == 0))
-        .await
-        .is_err()
-    {
-        tracing::warn!(node = %shared.name, "rpc calls still running at stop");
-    }
-    // Then every connection writes what is queued for it.
-    let flushes: Vec<oneshot::Receiver<()>> = shared
-        .sessions
-        .read()
-        .map(|sessions| {
-            sessions
-                .values()
-                .filter_map(|s| {
-                    let (tx, rx) = oneshot::channel();
-                    s.tx.send(Outgoing::Flush(tx)).ok().map(|()| rx)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let flushed = tokio::time::timeout(GRACE, async {
-        for rx in flushes {
-            let _ = rx.await;
-        }
-    })
-    .await;
-    if flushed.is_err() {
-        tracing::warn!(node = %shared.name, "connections still writing at stop");
-    }
-    if let Some(server) = shared.server_cell.get() {
-        server.stop(Some("init:stop".into()));
-    }
 }

@@ -14,7 +14,7 @@
 //!   peer (with its Erlang pid, made on first use); when it leaves or stops, the leave is
 //!   announced;
 //! - a remote process that joins is put in the `ractor::pg` group as a
-//!   [`crate::remote::RemoteActor`] proxy, taken out again when it leaves, when its node
+//!   [`crate::proxy::RemoteActor`] proxy, taken out again when it leaves, when its node
 //!   disconnects, or when its scope process exits (peer scopes are monitored, as OTP's
 //!   scopes monitor each other).
 //!
@@ -38,10 +38,11 @@ use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
 
+use crate::core::Core;
 use crate::dist::control::Control;
 use crate::etf::{Atom, Pid, Term};
+use crate::events::NodeEvent;
 use crate::remote::RemoteTarget;
-use crate::server::{NodeEvent, NodeShared};
 
 /// The `ractor::pg` scope name of an Erlang `pg` scope.
 pub fn ractor_scope(scope: &str) -> String {
@@ -99,7 +100,7 @@ pub(crate) struct PgScope;
 
 /// What a scope process starts with.
 pub(crate) struct ScopeArgs {
-    pub shared: Arc<NodeShared>,
+    pub shared: Arc<Core>,
     pub scope: Atom,
     pub pid: Pid,
 }
@@ -112,7 +113,7 @@ struct Mirrored {
 }
 
 pub(crate) struct ScopeState {
-    shared: Arc<NodeShared>,
+    shared: Arc<Core>,
     me: ActorRef<ScopeMsg>,
     scope: Atom,
     ractor_scope: String,
@@ -155,7 +156,7 @@ impl Actor for PgScope {
         let ScopeArgs { shared, scope, pid } = args;
         let ractor_scope = ractor_scope(scope.as_str());
         ractor::pg::monitor_scope(ractor_scope.clone(), myself.get_cell());
-        let events = crate::server::forward_node_events(&shared, myself.clone(), |event| {
+        let events = crate::events::forward_node_events(&shared.events, myself.clone(), |event| {
             match event {
                 // A peer without SPAWN (a C node such as erl_call, Jinterface) runs no pg
                 // scope; a discover would be the first message it reads, which erl_call
@@ -269,7 +270,7 @@ impl ScopeState {
 
     /// Asks the same-named scope on `node` to sync with us.
     fn discover(&mut self, node: &Atom) {
-        if *node == self.shared.name {
+        if *node == self.shared.id.name {
             return;
         }
         if let Some(session) = self.shared.session(node) {
@@ -407,22 +408,22 @@ impl ScopeState {
                 m.count += 1;
                 continue;
             }
-            let proxy =
-                match crate::server::proxy_cell(&self.shared, RemoteTarget::Pid(pid.clone())).await
-                {
-                    Ok(cell) => {
-                        ractor::pg::join_scoped(
-                            self.ractor_scope.clone(),
-                            name.clone(),
-                            vec![cell.clone()],
-                        );
-                        Some(cell)
-                    }
-                    Err(e) => {
-                        tracing::debug!(?pid, error = %e, "no proxy for a group member");
-                        None
-                    }
-                };
+            let proxy = match crate::proxy::proxy_cell(&self.shared, RemoteTarget::Pid(pid.clone()))
+                .await
+            {
+                Ok(cell) => {
+                    ractor::pg::join_scoped(
+                        self.ractor_scope.clone(),
+                        name.clone(),
+                        vec![cell.clone()],
+                    );
+                    Some(cell)
+                }
+                Err(e) => {
+                    tracing::debug!(?pid, error = %e, "no proxy for a group member");
+                    None
+                }
+            };
             self.mirrored.insert(key, Mirrored { count: 1, proxy });
         }
     }
@@ -618,12 +619,26 @@ impl ScopeState {
 }
 
 /// Starts a scope process and registers it under the scope's name.
+/// The node's running scopes, by name, kept in the core's services.
+#[derive(Default)]
+pub(crate) struct PgScopes(pub std::sync::RwLock<HashMap<Atom, ActorRef<ScopeMsg>>>);
+
+impl PgScopes {
+    /// The scope process of `scope` on `core`'s node, if it runs.
+    pub fn of(core: &Core, scope: &Atom) -> Option<ActorRef<ScopeMsg>> {
+        let scopes = core.services.get::<PgScopes>()?;
+        let actor = crate::read(&scopes.0).get(scope).cloned();
+        actor
+    }
+}
+
 pub(crate) async fn start_scope(
-    shared: &Arc<NodeShared>,
+    shared: &Arc<Core>,
     scope: &str,
     supervisor: ActorCell,
 ) -> Result<ActorRef<ScopeMsg>, ActorProcessingErr> {
     let scope = Atom::new(scope);
+    let scope_name = scope.clone();
     let slot: Arc<std::sync::OnceLock<ActorRef<ScopeMsg>>> = Arc::default();
     let for_deliver = slot.clone();
     let pid = shared.registry().add_service(
@@ -646,8 +661,10 @@ pub(crate) async fn start_scope(
     )
     .await?;
     let _ = slot.set(actor.clone());
+    crate::write(&shared.services.get_or_insert(PgScopes::default).0)
+        .insert(scope_name, actor.clone());
     // Nodes connected before the scope could hear from them.
-    for (node, _) in shared.connected() {
+    for (node, _) in shared.sessions.connected() {
         let _ = actor.cast(ScopeMsg::NodeUp(Atom::new(node)));
     }
     Ok(actor)

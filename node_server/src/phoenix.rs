@@ -53,8 +53,8 @@ use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, ActorStatu
 use crate::etf::{Atom, Pid, Term};
 use crate::hash::FastMap;
 use crate::message::{ErlangMessage, ToTerm};
+use crate::node::{Node, RegisterError};
 use crate::remote::{Raw, RemoteTarget};
-use crate::server::{Node, RegisterError};
 
 /// The `pg` scope of Phoenix.PubSub's PG2 adapter, as an Erlang atom's text.
 pub const SCOPE: &str = crate::config::PHOENIX_PUBSUB_SCOPE;

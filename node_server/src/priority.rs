@@ -44,8 +44,8 @@ use ractor::{ActorRef, Message};
 
 use crate::dist::control::ProcessRef;
 use crate::etf::{Atom, FromTerm, Pid, Reference, Term};
+use crate::node::{Node, RegisterError};
 use crate::registry::AliasFn;
-use crate::server::{Node, RegisterError};
 
 /// The message an inbox's actor gets for each message that arrived: take one with
 /// [`PriorityInbox::pop`].

@@ -1,5 +1,6 @@
-//! Remote processes as typed actors: [`RemoteActor`] proxies, and [`Raw`], the message type
-//! that carries any term.
+//! Remote processes as typed actors: [`RemoteTarget`], what a proxy
+//! ([`crate::proxy::RemoteActor`]) stands for, and [`Raw`], the message type that carries any
+//! term.
 //!
 //! A proxy is a ractor actor with a remote [`ractor::ActorId`], so local code holds an
 //! `ActorRef<M>` of its own message type. ractor serializes what is cast or called on it
@@ -26,15 +27,10 @@
 //! # }
 //! ```
 
-use std::sync::Arc;
-
-use bytes::Bytes;
 use ractor::message::{BoxedDowncastErr, SerializedMessage};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::dist::control::{Control, ProcessRef};
 use crate::etf::{Atom, ConversionError, FromTerm, Pid, Term, ToTerm};
-use crate::server::NodeShared;
 
 /// Who a proxy stands for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -99,129 +95,11 @@ impl ractor::Message for Raw {
 
     fn deserialize(msg: SerializedMessage) -> Result<Self, BoxedDowncastErr> {
         match msg {
-            SerializedMessage::Cast { args, .. } => Term::decode(&Bytes::from(args))
+            SerializedMessage::Cast { args, .. } => Term::decode(&bytes::Bytes::from(args))
                 .map(Raw)
                 .map_err(|_| BoxedDowncastErr),
             _ => Err(BoxedDowncastErr),
         }
-    }
-}
-
-/// The message type a proxy is spawned with; nothing sends it (senders use their own types,
-/// which arrive serialized).
-#[derive(Debug)]
-pub struct ProxyMsg;
-
-impl ractor::Message for ProxyMsg {}
-
-/// The proxy actor for one remote process.
-#[derive(Debug)]
-pub struct RemoteActor;
-
-/// A proxy's state.
-pub struct ProxyState {
-    shared: Arc<NodeShared>,
-    target: RemoteTarget,
-    /// The session it sends on (a proxy lives no longer than its node's session).
-    session: Option<crate::session::SessionHandle>,
-    /// Its `SEND` / `REG_SEND` control message, encoded once.
-    control: Bytes,
-}
-
-impl std::fmt::Debug for ProxyState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProxyState")
-            .field("target", &self.target)
-            .finish()
-    }
-}
-
-/// What a proxy starts with.
-pub struct ProxyArgs {
-    pub(crate) shared: Arc<NodeShared>,
-    pub(crate) target: RemoteTarget,
-}
-
-impl Actor for RemoteActor {
-    type Msg = ProxyMsg;
-    type State = ProxyState;
-    type Arguments = ProxyArgs;
-
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<ProxyMsg>,
-        args: ProxyArgs,
-    ) -> Result<ProxyState, ActorProcessingErr> {
-        let session = args.shared.session(args.target.node());
-        let mut control = bytes::BytesMut::new();
-        send_control(&args.target, &args.shared.router_pid)
-            .to_term()
-            .encode_body_into(&mut control);
-        Ok(ProxyState {
-            session,
-            control: control.freeze(),
-            shared: args.shared,
-            target: args.target,
-        })
-    }
-
-    async fn post_stop(
-        &self,
-        myself: ActorRef<ProxyMsg>,
-        state: &mut ProxyState,
-    ) -> Result<(), ActorProcessingErr> {
-        state.shared.forget_proxy(&state.target, myself.get_id());
-        Ok(())
-    }
-
-    // Not an `async fn`: the work is synchronous, and a ready future keeps the state ractor
-    // moves around for every message small (an `async fn`'s future holds its arguments).
-    fn handle_serialized(
-        &self,
-        _myself: ActorRef<ProxyMsg>,
-        message: SerializedMessage,
-        state: &mut ProxyState,
-    ) -> impl std::future::Future<Output = Result<(), ActorProcessingErr>> + Send {
-        forward(message, state);
-        std::future::ready(Ok(()))
-    }
-}
-
-/// Sends what was cast or called on a proxy.
-fn forward(message: SerializedMessage, state: &mut ProxyState) {
-    match message {
-        SerializedMessage::Cast { args, .. } => match &state.session {
-            Some(session) => {
-                session.send_prepared(state.control.clone(), args);
-            }
-            None => state.shared.send_raw(&state.target, Bytes::from(args)),
-        },
-        SerializedMessage::Call {
-            args,
-            reply,
-            metadata,
-            ..
-        } => match Term::decode(&Bytes::from(args)) {
-            Ok(request) => {
-                // A call of a derived message type: its typed port, parked at
-                // serialization, gets the reply term directly.
-                let typed = metadata
-                    .as_deref()
-                    .and_then(crate::message::typed_calls::take);
-                match typed {
-                    Some(port) => state.shared.call(
-                        &state.target,
-                        request,
-                        crate::server::CallReply::Typed(port),
-                    ),
-                    None => state.shared.call(&state.target, request, reply),
-                }
-            }
-            Err(e) => {
-                tracing::warn!(target = ?state.target, error = %e, "call request did not decode; dropped")
-            }
-        },
-        SerializedMessage::CallReply(..) => {}
     }
 }
 

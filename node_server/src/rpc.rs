@@ -15,9 +15,10 @@
 //!
 //! [`crate::Node::rpc`] calls an Erlang function from Rust through the peer's `rex`.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use crate::etf::{Atom, Term};
 
@@ -65,6 +66,70 @@ pub enum RpcError {
 
 /// `{Module, Function}` of a registered function.
 pub(crate) type FnKey = (Atom, Atom);
+
+/// The functions callable by rpc on this node.
+#[derive(Default)]
+pub(crate) struct Functions {
+    by_key: RwLock<HashMap<FnKey, RpcFn>>,
+}
+
+impl Functions {
+    /// The registered function `module:function`, if any.
+    pub fn get(&self, module: &Atom, function: &Atom) -> Option<RpcFn> {
+        crate::read(&self.by_key)
+            .get(&(module.clone(), function.clone()))
+            .cloned()
+    }
+
+    /// Registers (or replaces) `module:function`.
+    pub fn insert(&self, module: Atom, function: Atom, f: RpcFn) {
+        crate::write(&self.by_key).insert((module, function), f);
+    }
+}
+
+/// One rpc from another node, `M:F(Args)`, looked up when it arrived and checked against the
+/// admin guard ([`crate::admin`]): what `rex` and `erpc` both run.
+pub(crate) struct Invocation {
+    module: Atom,
+    function: Atom,
+    args: Vec<Term>,
+    /// The function, or why the caller may not call it.
+    func: Result<Option<RpcFn>, RpcFailure>,
+}
+
+impl Invocation {
+    /// `M:F(Args)` called from `peer`; `admin` is whether the peer passes the admin guard.
+    pub fn new(
+        functions: &Functions,
+        (peer, admin): (&Atom, bool),
+        module: Atom,
+        function: Atom,
+        args: Vec<Term>,
+    ) -> Invocation {
+        let func = if admin {
+            Ok(functions.get(&module, &function))
+        } else {
+            tracing::warn!(%peer, %module, %function, "rpc from a node outside the admin allow-list refused");
+            Err(RpcFailure::Exit(crate::admin::refusal(peer)))
+        };
+        Invocation {
+            module,
+            function,
+            args,
+            func,
+        }
+    }
+
+    /// Runs it: the result, and the stack Erlang would report with an error.
+    pub async fn run(self) -> (RpcResult, Term) {
+        let stack = stack(&self.module, &self.function, &self.args);
+        let result = match self.func {
+            Err(refusal) => Err(refusal),
+            Ok(func) => apply(func, &self.module, &self.function, self.args).await,
+        };
+        (result, stack)
+    }
+}
 
 /// Runs `M:F(Args)` against the registered functions, as Erlang's `apply/3` would.
 pub(crate) async fn apply(

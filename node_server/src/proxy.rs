@@ -1,0 +1,190 @@
+//! Proxies: the ractor actor that stands for one remote process ([`RemoteActor`]), made on
+//! first use for a target and cached until its node's session stops it.
+//!
+//! A proxy is a ractor actor with a remote [`ractor::ActorId`], so local code holds an
+//! `ActorRef<M>` of its own message type; see [`crate::remote`] for how casts and calls on it
+//! reach the remote process.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ractor::message::SerializedMessage;
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef};
+
+use crate::core::Core;
+use crate::error::ConnectError;
+use crate::etf::{Atom, Term};
+use crate::remote::{send_control, RemoteTarget};
+
+/// The message type a proxy is spawned with; nothing sends it (senders use their own types,
+/// which arrive serialized).
+#[derive(Debug)]
+pub struct ProxyMsg;
+
+impl ractor::Message for ProxyMsg {}
+
+/// The proxy actor for one remote process.
+#[derive(Debug)]
+pub struct RemoteActor;
+
+/// A proxy's state.
+pub struct ProxyState {
+    shared: Arc<Core>,
+    target: RemoteTarget,
+    /// The session it sends on (a proxy lives no longer than its node's session).
+    session: Option<crate::sessions::SessionHandle>,
+    /// Its `SEND` / `REG_SEND` control message, encoded once.
+    control: Bytes,
+}
+
+impl std::fmt::Debug for ProxyState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyState")
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+/// What a proxy starts with.
+pub struct ProxyArgs {
+    pub(crate) shared: Arc<Core>,
+    pub(crate) target: RemoteTarget,
+}
+
+impl Actor for RemoteActor {
+    type Msg = ProxyMsg;
+    type State = ProxyState;
+    type Arguments = ProxyArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<ProxyMsg>,
+        args: ProxyArgs,
+    ) -> Result<ProxyState, ActorProcessingErr> {
+        let session = args.shared.sessions.get(args.target.node());
+        let mut control = bytes::BytesMut::new();
+        send_control(&args.target, &args.shared.id.router_pid)
+            .to_term()
+            .encode_body_into(&mut control);
+        Ok(ProxyState {
+            session,
+            control: control.freeze(),
+            shared: args.shared,
+            target: args.target,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<ProxyMsg>,
+        state: &mut ProxyState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.shared.proxies.forget(&state.target, myself.get_id());
+        Ok(())
+    }
+
+    // Not an `async fn`: the work is synchronous, and a ready future keeps the state ractor
+    // moves around for every message small (an `async fn`'s future holds its arguments).
+    fn handle_serialized(
+        &self,
+        _myself: ActorRef<ProxyMsg>,
+        message: SerializedMessage,
+        state: &mut ProxyState,
+    ) -> impl std::future::Future<Output = Result<(), ActorProcessingErr>> + Send {
+        forward(message, state);
+        std::future::ready(Ok(()))
+    }
+}
+
+/// Sends what was cast or called on a proxy.
+fn forward(message: SerializedMessage, state: &mut ProxyState) {
+    match message {
+        SerializedMessage::Cast { args, .. } => match &state.session {
+            Some(session) => {
+                session.send_prepared(state.control.clone(), args);
+            }
+            None => state.shared.send_raw(&state.target, Bytes::from(args)),
+        },
+        SerializedMessage::Call {
+            args,
+            reply,
+            metadata,
+            ..
+        } => match Term::decode(&Bytes::from(args)) {
+            Ok(request) => {
+                // A call of a derived message type: its typed port, parked at
+                // serialization, gets the reply term directly.
+                let typed = metadata
+                    .as_deref()
+                    .and_then(crate::message::typed_calls::take);
+                match typed {
+                    Some(port) => state.shared.call(
+                        &state.target,
+                        request,
+                        crate::calls::CallReply::Typed(port),
+                    ),
+                    None => state.shared.call(&state.target, request, reply),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target = ?state.target, error = %e, "call request did not decode; dropped")
+            }
+        },
+        SerializedMessage::CallReply(..) => {}
+    }
+}
+
+/// The proxy for a remote process on a connected node: the cached one, or a new one linked
+/// to the node's session (so it goes when the connection goes).
+pub(crate) async fn proxy_cell(
+    shared: &Arc<Core>,
+    target: RemoteTarget,
+) -> Result<ActorCell, ConnectError> {
+    if let Some(cell) = shared.proxies.cached(&target) {
+        return Ok(cell);
+    }
+    let node = target.node().clone();
+    let session = shared
+        .sessions
+        .get(&node)
+        .ok_or_else(|| ConnectError::Unreachable {
+            node: node.as_str().to_owned(),
+            reason: "connection closed".into(),
+        })?;
+    let id = ActorId::Remote {
+        node_id: node_id(&node),
+        pid: shared.proxies.next.fetch_add(1, Ordering::Relaxed),
+    };
+    let (proxy, _) = ractor::ActorRuntime::<RemoteActor>::spawn_linked_remote(
+        None,
+        RemoteActor,
+        id,
+        ProxyArgs {
+            shared: shared.clone(),
+            target: target.clone(),
+        },
+        session.actor.clone(),
+    )
+    .await
+    .map_err(|e| ConnectError::Unreachable {
+        node: node.as_str().to_owned(),
+        reason: format!("proxy: {e}"),
+    })?;
+    shared
+        .proxies
+        .keep(target, proxy.get_cell())
+        .or_else(|existing| {
+            // Another task made one meanwhile: keep that one.
+            proxy.stop(None);
+            Ok(existing)
+        })
+}
+
+/// A stable number for a node name, for the ractor ids of its proxies.
+fn node_id(node: &Atom) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    node.hash(&mut h);
+    h.finish()
+}

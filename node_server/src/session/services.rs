@@ -1,0 +1,176 @@
+//! The built-in processes a session answers for the peer: `net_kernel` (`is_auth`, so
+//! `net_adm:ping` gets `pong`), `rex` (`rpc:call` and `erl_call`) and `erpc`'s spawn requests.
+//! Both rpc paths run [`crate::rpc::Invocation`], so the admin guard and the failure shapes
+//! are one rule.
+
+use super::dispatch::{Dispatcher, Inbound};
+use super::reply::Replier;
+use crate::dist::control::{Control, ProcessRef};
+use crate::etf::{Atom, Pid, Reference, Term};
+use crate::outgoing::{Outgoing, ReplyTag};
+use crate::router::gen_call_parts;
+
+impl<N: Inbound> Dispatcher<N> {
+    /// A replier from `from` on this session's queue.
+    fn replier(&self, from: Pid) -> Replier {
+        Replier {
+            tx: self.tx().clone(),
+            flags: self.flags(),
+            from,
+            outbox: None,
+        }
+    }
+
+    /// A spawn request. `erpc:execute_call(Ref, M, F, A)` (what `erpc:call` and OTP 25's
+    /// `rpc:call` send) runs a registered function as a short-lived "process"; anything
+    /// else is refused with `notsup`.
+    pub(super) fn spawn_request(
+        &mut self,
+        req_id: Reference,
+        from: Pid,
+        (module, function, arity): (Atom, Atom, u32),
+        opts: &Term,
+        args: Option<Term>,
+    ) {
+        // `execute_call(Ref, M, F, A)` reports through the monitor; `execute_cast(M, F, A)`
+        // (rpc:cast, erpc:cast) runs the function and reports nothing.
+        let call = match (module.as_str(), function.as_str(), arity, args) {
+            ("erpc", "execute_call", 4, Some(Term::List(args))) => match &args[..] {
+                [res, Term::Atom(m), Term::Atom(f), Term::List(a)] => {
+                    Some((Some(res.clone()), m.clone(), f.clone(), a.clone()))
+                }
+                _ => None,
+            },
+            ("erpc", "execute_cast", 3, Some(Term::List(args))) => match &args[..] {
+                [Term::Atom(m), Term::Atom(f), Term::List(a)] => {
+                    Some((None, m.clone(), f.clone(), a.clone()))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some((res, m, f, a)) = call else {
+            self.send(
+                Control::SpawnReply {
+                    req_id,
+                    to: from,
+                    flags: 0,
+                    result: Term::atom("notsup"),
+                },
+                None,
+            );
+            return;
+        };
+        let monitor = match opts {
+            Term::List(o) => o.iter().any(|o| {
+                o.is_atom("monitor") || matches!(o.as_tuple(), Some([k, _]) if k.is_atom("monitor"))
+            }),
+            _ => false,
+        };
+        let pid = self.node.fresh_pid();
+        self.send(
+            Control::SpawnReply {
+                req_id: req_id.clone(),
+                to: from.clone(),
+                flags: if monitor { 2 } else { 0 },
+                result: Term::Pid(pid.clone()),
+            },
+            None,
+        );
+        let invocation = self.node.invocation((&self.peer, self.admin), m, f, a);
+        let tx = self.tx().clone();
+        let in_flight = self.node.rpc_started();
+        tokio::spawn(async move {
+            let _in_flight = in_flight;
+            let (result, stack) = invocation.run().await;
+            let Some(res) = res else {
+                return;
+            };
+            let reason = match result {
+                Ok(value) => Term::tuple(vec![res, Term::atom("return"), value]),
+                Err(failure) => failure.erpc_reason(&res, stack),
+            };
+            if monitor {
+                let exit = Control::MonitorPExit {
+                    from: ProcessRef::Pid(pid),
+                    to: from,
+                    reference: req_id,
+                    reason,
+                };
+                let _ = tx.send(Outgoing::Message(exit, None));
+            }
+        });
+    }
+
+    /// `rex`: `{call, M, F, A, GroupLeader}` calls, as `gen_server` calls or in the classic
+    /// `{From, {call, M, F, A, GroupLeader}}` form that `erl_call` and C nodes send (answered
+    /// with `{rex, Reply}`), and `features_request`.
+    pub(super) fn rex(&mut self, msg: Term) {
+        // (caller, Some(tag) for a gen_server call, the request)
+        let call = match gen_call_parts(&msg) {
+            Some((caller, tag, request)) => Some((caller, Some(tag), request)),
+            None => match msg.as_tuple() {
+                Some([Term::Pid(caller), request @ Term::Tuple(_)]) => {
+                    Some((caller, None, request))
+                }
+                _ => None,
+            },
+        };
+        if let Some((caller, tag, request)) = call {
+            let Some([op, Term::Atom(m), Term::Atom(f), Term::List(a), _gl]) = request.as_tuple()
+            else {
+                tracing::debug!(peer = %self.peer, %request, "unsupported rex call");
+                return;
+            };
+            // `block_call` answers the same; here it does not block other calls.
+            if !op.is_atom("call") && !op.is_atom("block_call") {
+                return;
+            }
+            let invocation =
+                self.node
+                    .invocation((&self.peer, self.admin), m.clone(), f.clone(), a.clone());
+            let replier = self.replier(self.node.identity().rex_pid.clone());
+            let (caller, tag) = (caller.clone(), tag.map(ReplyTag::new));
+            let in_flight = self.node.rpc_started();
+            tokio::spawn(async move {
+                let _in_flight = in_flight;
+                let (result, stack) = invocation.run().await;
+                let reply = match result {
+                    Ok(value) => value,
+                    Err(failure) => failure.rex_reply(stack),
+                };
+                match tag {
+                    Some(tag) => replier.reply(&caller, &tag, reply),
+                    None => replier.send(&caller, Term::tuple(vec![Term::atom("rex"), reply])),
+                }
+            });
+            return;
+        }
+        if let Some([Term::Pid(from), what]) = msg.as_tuple() {
+            if what.is_atom("features_request") {
+                let reply = Term::tuple(vec![
+                    Term::atom("features_reply"),
+                    Term::Atom(self.node.identity().name.clone()),
+                    Term::list(vec![Term::atom("erpc")]),
+                ]);
+                self.send(Control::Send { to: from.clone() }, Some(reply));
+            }
+        }
+    }
+
+    /// Our `net_kernel`: answers `{is_auth, Node}` calls so `net_adm:ping` gets `pong`.
+    pub(super) fn net_kernel(&mut self, msg: Term) {
+        let Some((caller, tag, request)) = gen_call_parts(&msg) else {
+            return;
+        };
+        let reply = match request.as_tuple() {
+            Some([op, _node]) if op.is_atom("is_auth") => Term::atom("yes"),
+            _ => {
+                tracing::debug!(peer = %self.peer, %request, "unsupported net_kernel call");
+                return;
+            }
+        };
+        self.replier(self.node.identity().net_kernel_pid.clone())
+            .reply(caller, &ReplyTag::new(tag), reply);
+    }
+}
