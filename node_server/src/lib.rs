@@ -22,7 +22,7 @@
 //!    (and [`groups`] to message a group), the [`global`] name server, and Elixir apps'
 //!    Phoenix.PubSub over `pg` ([`phoenix`]).
 //! 6. **Operations**: [`builtins`] (the rpc functions every node answers, so `erl_call`,
-//!    `rpc:call` from a shell and `nodectl` work on it), [`ops`] (traffic counters, graceful
+//!    `rpc:call` from a shell and `nodectl` work on it; [`info`] is what a node says of itself), [`ops`] (traffic counters, graceful
 //!    stop on `init:stop`, [`Node::wait_stopped`]) and [`admin`] (the optional admin guard
 //!    on rpc and exit signals, [`NodeConfig::admin_allow`]).
 //!
@@ -74,6 +74,7 @@ pub mod etf;
 pub mod global;
 pub mod groups;
 mod hash;
+pub mod info;
 pub mod message;
 pub mod ops;
 pub mod pg;

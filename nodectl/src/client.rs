@@ -25,7 +25,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use node_server::etf::{Atom, Pid, Term};
+use node_server::etf::{Atom, FromTerm, Pid, Term};
+use node_server::info::NodeInfo;
 use node_server::remote::RemoteTarget;
 use node_server::rpc::RpcError;
 use node_server::{CallError, Node, NodeConfig, NodeEvent, TlsConfig};
@@ -674,38 +675,30 @@ impl Ctl {
     /// Version, uptime, process count, memory and traffic counters of `target`.
     pub async fn info(&self, target: &str) -> Result<Info, CtlError> {
         match self.rpc_raw(target, "node_server", "info", vec![]).await? {
-            Ok(Term::Map(map)) => {
-                let get = |k: &str| map.get(&Term::atom(k));
-                let num = |k: &str| get(k).and_then(term_u64);
-                let text = |k: &str| get(k).map(term_text).unwrap_or_default();
+            Ok(reply) => {
+                let info =
+                    NodeInfo::from_term(&reply).map_err(|_| Self::unexpected(target, &reply))?;
                 let us = self.us();
-                let connections = match get("connected") {
-                    Some(Term::List(peers)) => peers
-                        .iter()
-                        .filter(|p| match p.as_tuple() {
-                            Some([Term::Atom(n), _]) => n.as_str() != us,
-                            _ => false,
-                        })
-                        .count(),
-                    _ => self.list_connections(target).await?.len(),
-                };
                 Ok(Info {
                     node: target.to_owned(),
                     runtime: "node_server".into(),
-                    otp_release: text("otp_release"),
-                    version: text("version"),
-                    uptime_ms: num("uptime_ms").unwrap_or(0),
-                    process_count: num("process_count").unwrap_or(0),
-                    memory_bytes: num("memory_total").unwrap_or(0),
-                    connections,
-                    messages_in: num("messages_in"),
-                    messages_out: num("messages_out"),
-                    bytes_in: num("bytes_in"),
-                    bytes_out: num("bytes_out"),
+                    otp_release: info.otp_release,
+                    version: info.version,
+                    uptime_ms: info.uptime_ms,
+                    process_count: info.process_count,
+                    memory_bytes: info.memory_total,
+                    connections: info
+                        .connected
+                        .iter()
+                        .filter(|c| c.node.as_str() != us)
+                        .count(),
+                    messages_in: Some(info.messages_in),
+                    messages_out: Some(info.messages_out),
+                    bytes_in: Some(info.bytes_in),
+                    bytes_out: Some(info.bytes_out),
                     counters: "distribution messages and bytes since the node started".into(),
                 })
             }
-            Ok(other) => Err(Self::unexpected(target, &other)),
             Err(reason) if is_undef(&reason) => self.erlang_info(target).await,
             Err(reason) => Err(CtlError::from_badrpc(target, &self.us(), &reason)),
         }
