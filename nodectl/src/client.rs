@@ -158,7 +158,7 @@ pub fn full_node_name(node: &str) -> String {
 }
 
 /// The host part of a node name.
-pub(crate) fn host_of(node: &str) -> &str {
+fn host_of(node: &str) -> &str {
     node.split_once('@').map_or("localhost", |(_, h)| h)
 }
 
@@ -215,6 +215,36 @@ fn epmd_error(host: &str, source: epmd::ClientError) -> CtlError {
     CtlError::Epmd {
         host: host.to_owned(),
         source,
+    }
+}
+
+/// The error for a failed connection to `node`.
+fn connect_error(node: &str, e: node_server::ConnectError, timeout: Duration) -> CtlError {
+    use node_server::ConnectError as E;
+    match e {
+        E::UnknownToEpmd(_) => CtlError::UnknownNode {
+            node: node.to_owned(),
+            host: host_of(node).to_owned(),
+        },
+        E::CookieRejected(_) => CtlError::CookieRejected(node.to_owned()),
+        E::Timeout(_) => CtlError::Timeout {
+            what: format!("no answer from {node} while connecting"),
+            after: timeout,
+        },
+        E::Unreachable { reason, .. } => CtlError::Unreachable {
+            node: node.to_owned(),
+            reason,
+        },
+        // A handshake that ran out of net_setuptime (nodectl sets it to --timeout) is the
+        // same timeout as a connection attempt that did.
+        other if other.to_string().contains("net_setuptime") => CtlError::Timeout {
+            what: format!("no answer from {node} while connecting"),
+            after: timeout,
+        },
+        other => CtlError::Connect {
+            node: node.to_owned(),
+            reason: other.to_string(),
+        },
     }
 }
 
@@ -481,7 +511,7 @@ impl Ctl {
         };
         match tokio::time::timeout(self.opts.timeout, connecting).await {
             Err(_) => Err(self.timeout_error(format!("no answer from {target} while connecting"))),
-            Ok(Err(e)) => Err(CtlError::from_connect(target, e, self.opts.timeout)),
+            Ok(Err(e)) => Err(connect_error(target, e, self.opts.timeout)),
             Ok(Ok(())) => Ok(started.elapsed()),
         }
     }
@@ -493,7 +523,7 @@ impl Ctl {
                 node: target.to_owned(),
                 answer: format!("no process answered {what} (or the connection went down)"),
             },
-            CallError::Connect(e) => CtlError::from_connect(target, e, self.opts.timeout),
+            CallError::Connect(e) => connect_error(target, e, self.opts.timeout),
             other => CtlError::Unexpected {
                 node: target.to_owned(),
                 answer: other.to_string(),
@@ -866,7 +896,7 @@ impl Ctl {
         let monitor = node
             .monitor(&RemoteTarget::Pid(pid.clone()))
             .await
-            .map_err(|e| CtlError::from_connect(target, e, self.opts.timeout))?;
+            .map_err(|e| connect_error(target, e, self.opts.timeout))?;
         let started = Instant::now();
         let reason = Term::atom(if kill { "kill" } else { "shutdown" });
         let reply = self
