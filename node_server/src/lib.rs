@@ -8,7 +8,8 @@
 //! 1. **Wire codecs**, pure functions over byte buffers: [`etf`] (terms, their binary codec and
 //!    Erlang text syntax) and [`dist`] (flags, control messages, packets with atom cache and
 //!    fragments).
-//! 2. **Protocol state machines**, pure: the handshake ([`dist::handshake`]) for both roles.
+//! 2. **Protocol state machines**, pure: the handshake ([`dist::handshake`]) for both roles,
+//!    and the connection table with its simultaneous-connect rules ([`connections`]).
 //! 3. **Thin tokio drivers**: the listener, and per connection a reader task (frames, ticks,
 //!    decoding) and a writer task (drains the send queue into one write, ticks when idle);
 //!    after writes the node busy-polls briefly so answers are read without waking a sleeping
@@ -68,6 +69,7 @@ pub mod admin;
 pub mod builtins;
 pub mod busy;
 pub mod config;
+pub mod connections;
 pub mod dist;
 pub mod error;
 pub mod etf;

@@ -25,6 +25,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use node_server::dist::handshake::HandshakeError;
 use node_server::etf::{Atom, FromTerm, Pid, Term};
 use node_server::info::NodeInfo;
 use node_server::remote::RemoteTarget;
@@ -227,19 +228,19 @@ fn connect_error(node: &str, e: node_server::ConnectError, timeout: Duration) ->
             host: host_of(node).to_owned(),
         },
         E::CookieRejected(_) => CtlError::CookieRejected(node.to_owned()),
-        E::Timeout(_) => CtlError::Timeout {
+        // A handshake that ran out of net_setuptime (nodectl sets it to --timeout) is the
+        // same timeout as a connection attempt that did.
+        E::Timeout(_)
+        | E::Handshake {
+            error: HandshakeError::TimedOut,
+            ..
+        } => CtlError::Timeout {
             what: format!("no answer from {node} while connecting"),
             after: timeout,
         },
         E::Unreachable { reason, .. } => CtlError::Unreachable {
             node: node.to_owned(),
             reason,
-        },
-        // A handshake that ran out of net_setuptime (nodectl sets it to --timeout) is the
-        // same timeout as a connection attempt that did.
-        other if other.to_string().contains("net_setuptime") => CtlError::Timeout {
-            what: format!("no answer from {node} while connecting"),
-            after: timeout,
         },
         other => CtlError::Connect {
             node: node.to_owned(),
