@@ -10,13 +10,14 @@
 //!   socket: packets and bytes per connection, the source of message rates.
 //!
 //! A node of ours (`node_server`) answers `pg:which_groups/0` and `pg:get_members/1`, and
-//! `node_server:info()` where it has it (a map; whatever counters and lists it holds under
-//! the keys [`parse_info`] knows are used). It does not run Erlang's BIFs, so
+//! `node_server:info()` where it has it ([`NodeInfo`]: its counters, names and connections
+//! are used). It does not run Erlang's BIFs, so
 //! `erlang:nodes/1` fails there with `undef`: that is how the two kinds are told apart.
 
 use std::time::Duration;
 
-use node_server::etf::{Pid, Term};
+use node_server::etf::{FromTerm, Pid, Term};
+use node_server::info::{ConnectedNode, NodeInfo, Visibility};
 use node_server::rpc::RpcError;
 use node_server::Node;
 
@@ -99,7 +100,9 @@ pub(crate) async fn probe(
     if known != NodeKind::Erlang {
         if let Ok(info) = rpc("node_server", "info", vec![]).await? {
             data.kind = NodeKind::NodeServer;
-            parse_info(&info, me, &mut data);
+            if let Ok(info) = NodeInfo::from_term(&info) {
+                read_info(&info, me, &mut data);
+            }
             data.groups = groups(&rpc).await?;
             return Ok(data);
         }
@@ -249,79 +252,34 @@ pub(crate) fn parse_getstat(t: &Term) -> Option<LinkCounters> {
     Some(c)
 }
 
-/// The text of an atom or binary key.
-fn key_text(t: &Term) -> Option<&str> {
-    match t {
-        Term::Atom(a) => Some(a.as_str()),
-        Term::Binary(b) => std::str::from_utf8(b).ok(),
-        _ => None,
-    }
-}
-
-/// Reads a `node_server:info()` map into `data`. Known keys (atoms or binaries):
-/// - counters `messages_in`/`msgs_in`, `messages_out`/`msgs_out`, `bytes_in`, `bytes_out`;
-/// - `registered`: a list of atoms or binaries;
-/// - `connected` or `nodes`: a list of node atoms, or of `{Node, hidden | visible}` tuples or
-///   `{Node, IsHidden}` with a boolean.
-///
-/// Anything else is ignored, so the map may grow.
-pub(crate) fn parse_info(info: &Term, me: &str, data: &mut ProbeData) {
-    let Term::Map(map) = info else {
-        return;
-    };
-    let names = |t: &Term| -> Vec<String> {
-        match t {
-            Term::List(items) => items
-                .iter()
-                .filter_map(|i| key_text(i).map(str::to_owned))
-                .collect(),
-            _ => Vec::new(),
-        }
-    };
-    for (k, v) in map.iter() {
-        let Some(key) = key_text(k) else { continue };
-        let counter = match key {
-            "messages_in" | "msgs_in" => Some("msgs_in"),
-            "messages_out" | "msgs_out" => Some("msgs_out"),
-            "bytes_in" => Some("bytes_in"),
-            "bytes_out" => Some("bytes_out"),
-            _ => None,
-        };
-        if let (Some(name), Some(value)) = (counter, as_u64(v)) {
-            data.counters.push((name, value));
-            continue;
-        }
-        match key {
-            "registered" => data.registered = Some(names(v)),
-            "connected" | "nodes" => {
-                let Term::List(items) = v else { continue };
-                let mut all = Vec::new();
-                let mut hidden = Vec::new();
-                for item in items {
-                    let (name, is_hidden) = match item {
-                        Term::Atom(a) => (a.as_str().to_owned(), false),
-                        Term::Tuple(t) => match t.as_slice() {
-                            [n, h] => match key_text(n) {
-                                Some(n) => (n.to_owned(), h.is_atom("hidden") || h.is_atom("true")),
-                                None => continue,
-                            },
-                            _ => continue,
-                        },
-                        _ => continue,
-                    };
-                    if name == me {
-                        continue;
-                    }
-                    if is_hidden {
-                        hidden.push(name.clone());
-                    }
-                    all.push(name);
-                }
-                data.connections = Some((all, hidden));
-            }
-            _ => {}
-        }
-    }
+/// Reads a node's `node_server:info()` into `data`: its traffic counters, registered names and
+/// connections (`me` left out).
+pub(crate) fn read_info(info: &NodeInfo, me: &str, data: &mut ProbeData) {
+    data.counters.extend([
+        ("msgs_in", info.messages_in),
+        ("msgs_out", info.messages_out),
+        ("bytes_in", info.bytes_in),
+        ("bytes_out", info.bytes_out),
+    ]);
+    data.registered = Some(
+        info.registered
+            .iter()
+            .map(|a| a.as_str().to_owned())
+            .collect(),
+    );
+    let peers: Vec<&ConnectedNode> = info
+        .connected
+        .iter()
+        .filter(|c| c.node.as_str() != me)
+        .collect();
+    let name = |c: &&ConnectedNode| c.node.as_str().to_owned();
+    let all = peers.iter().map(name).collect();
+    let hidden = peers
+        .iter()
+        .filter(|c| c.visibility == Visibility::Hidden)
+        .map(name)
+        .collect();
+    data.connections = Some((all, hidden));
 }
 
 #[cfg(test)]
@@ -372,20 +330,33 @@ mod tests {
     }
 
     #[test]
-    fn info_map() {
-        let info = parse(
-            "#{messages_in => 10, <<\"bytes_out\">> => 99, registered => [echo, <<\"kv\">>], \
-             connected => [{'a@h', visible}, {'b@h', hidden}, 'dash@h', 'c@h'], other => x}",
-        );
+    fn info_of_our_nodes() {
+        let info = NodeInfo::from_term(&parse(
+            "#{node => 'a@h', version => <<\"0.1.0\">>, otp_release => <<\"25\">>, \
+               uptime_ms => 5, process_count => 3, registered => [echo, kv], connections => 4, \
+               connected => [{'a@h', visible}, {'c@h', visible}, {'b@h', hidden}, \
+               {'dash@h', hidden}], messages_in => 10, messages_out => 11, bytes_in => 98, \
+               bytes_out => 99, memory_total => 1, creation => 2, hidden => false, \
+               admin_guard => false, other => x}",
+        ))
+        .unwrap();
         let mut data = empty();
-        parse_info(&info, "dash@h", &mut data);
+        read_info(&info, "dash@h", &mut data);
         data.counters.sort();
-        assert_eq!(data.counters, vec![("bytes_out", 99), ("msgs_in", 10)]);
+        assert_eq!(
+            data.counters,
+            vec![
+                ("bytes_in", 98),
+                ("bytes_out", 99),
+                ("msgs_in", 10),
+                ("msgs_out", 11)
+            ]
+        );
         assert_eq!(data.registered, Some(vec!["echo".into(), "kv".into()]));
         assert_eq!(
             data.connections,
             Some((
-                vec!["a@h".into(), "b@h".into(), "c@h".into()],
+                vec!["a@h".into(), "c@h".into(), "b@h".into()],
                 vec!["b@h".into()]
             ))
         );

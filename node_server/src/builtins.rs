@@ -20,7 +20,7 @@
 //! | `erlang:memory/0,1` | best effort: `total` and `system` are the process's resident set size (`VmRSS`, Linux only, else 0); `processes`, `processes_used`, `atom`, `atom_used`, `binary`, `code` and `ets` are 0, as the node keeps no accounting by category; an unknown type is `badarg` |
 //! | `erlang:statistics/1` | `wall_clock`: `{MsSinceStart, MsSinceLastCall}`; `runtime`: `{CpuMs, CpuMsSinceLastCall}` of the whole process (user + system, from `/proc/self/stat` at 100 ticks a second; 0 where unavailable); `io`: `{{input, BytesIn}, {output, BytesOut}}` of the distribution connections (the BEAM counts all its ports); others `badarg` |
 //! | `init:stop/0,1` | `ok`, then a graceful stop of the node ([`crate::ops`]); `init:stop(Status)` with an integer status makes [`crate::Node::wait_stopped`] return it, a string status gives 1 |
-//! | `node_server:info/0` | a map: `node`, `version` (binary), `otp_release` (binary), `uptime_ms`, `process_count`, `registered` (the names, sorted), `connections` (how many), `connected` (`[{Node, visible \| hidden}]`), `messages_in`, `messages_out`, `bytes_in`, `bytes_out` ([`crate::ops`]), `memory_total`, `creation`, `hidden`, `admin_guard` (whether [`crate::NodeConfig::admin_allow`] is on) |
+//! | `node_server:info/0` | a map ([`crate::info::NodeInfo`]): `node`, `version` (binary), `otp_release` (binary), `uptime_ms`, `process_count`, `registered` (the names, sorted), `connections` (how many), `connected` (`[{Node, visible \| hidden}]`), `messages_in`, `messages_out`, `bytes_in`, `bytes_out` ([`crate::ops`]), `memory_total`, `creation`, `hidden`, `admin_guard` (whether [`crate::NodeConfig::admin_allow`] is on) |
 //!
 //! Under the admin guard ([`crate::admin`]) all of these are rpc calls like any other: only
 //! listed nodes get answers.
@@ -28,7 +28,8 @@
 use std::sync::{Arc, Weak};
 
 use crate::core::Core;
-use crate::etf::{Atom, Pid, Term};
+use crate::etf::{Atom, Pid, Term, ToTerm};
+use crate::info::{ConnectedNode, NodeInfo, Visibility};
 use crate::node::Node;
 use crate::rpc::{RpcFailure, RpcResult};
 
@@ -365,42 +366,31 @@ fn info(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
     };
     registered.sort();
     let (visible, hidden) = connected(shared);
-    let connections = visible.len() + hidden.len();
-    let connected: Vec<Term> = visible
+    let connected: Vec<ConnectedNode> = visible
         .into_iter()
-        .map(|n| (n, "visible"))
-        .chain(hidden.into_iter().map(|n| (n, "hidden")))
-        .map(|(n, kind)| Term::tuple(vec![Term::Atom(n), Term::atom(kind)]))
+        .map(|n| (n, Visibility::Visible))
+        .chain(hidden.into_iter().map(|n| (n, Visibility::Hidden)))
+        .map(|(node, visibility)| ConnectedNode { node, visibility })
         .collect();
-    let bool_atom = |b: bool| Term::atom(if b { "true" } else { "false" });
-    let entries = vec![
-        (Term::atom("node"), Term::Atom(shared.id.name.clone())),
-        (Term::atom("version"), Term::binary(VERSION)),
-        (Term::atom("otp_release"), Term::binary(OTP_RELEASE)),
-        (
-            Term::atom("uptime_ms"),
-            int(stats.uptime.as_millis() as u64),
-        ),
-        (Term::atom("process_count"), int(processes as u64)),
-        (
-            Term::atom("registered"),
-            Term::list(registered.into_iter().map(Term::Atom).collect::<Vec<_>>()),
-        ),
-        (Term::atom("connections"), int(connections as u64)),
-        (Term::atom("connected"), Term::list(connected)),
-        (Term::atom("messages_in"), int(stats.messages_in)),
-        (Term::atom("messages_out"), int(stats.messages_out)),
-        (Term::atom("bytes_in"), int(stats.bytes_in)),
-        (Term::atom("bytes_out"), int(stats.bytes_out)),
-        (Term::atom("memory_total"), int(resident_bytes())),
-        (Term::atom("creation"), int(u64::from(shared.id.creation))),
-        (Term::atom("hidden"), bool_atom(shared.id.config.hidden)),
-        (
-            Term::atom("admin_guard"),
-            bool_atom(shared.id.config.admin_allow.is_some()),
-        ),
-    ];
-    Ok(Term::Map(crate::etf::Map::from_entries(entries)))
+    let info = NodeInfo {
+        node: shared.id.name.clone(),
+        version: VERSION.into(),
+        otp_release: OTP_RELEASE.into(),
+        uptime_ms: stats.uptime.as_millis() as u64,
+        process_count: processes as u64,
+        registered,
+        connections: connected.len() as u64,
+        connected,
+        messages_in: stats.messages_in,
+        messages_out: stats.messages_out,
+        bytes_in: stats.bytes_in,
+        bytes_out: stats.bytes_out,
+        memory_total: resident_bytes(),
+        creation: shared.id.creation,
+        hidden: shared.id.config.hidden,
+        admin_guard: shared.id.config.admin_allow.is_some(),
+    };
+    Ok(info.to_term())
 }
 
 #[cfg(test)]

@@ -311,13 +311,14 @@ impl Core {
     }
 
     /// A session ended: its calls fail, its links and monitors fire `noconnection`, its
-    /// proxies are forgotten.
-    pub fn session_ended(&self, node: &Atom, session: ActorId) {
-        self.sessions.remove_if(node, session);
+    /// proxies are forgotten. True when it was the node's current session.
+    pub fn session_ended(&self, node: &Atom, session: ActorId) -> bool {
+        let current = self.sessions.remove_if(node, session);
         self.calls.fail_on(session);
         self.signals().node_down(node);
         // Its proxies were stopped with it (without their post_stop): forget them.
         self.proxies.forget_node(node);
+        current
     }
 
     /// Stops the node gracefully (see the module docs); `status` is what

@@ -75,7 +75,7 @@ pub enum NodeError {
 }
 
 /// Why a connection to another node failed.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
     /// The node name is not `name@host`, or names this node.

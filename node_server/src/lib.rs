@@ -8,7 +8,8 @@
 //! 1. **Wire codecs**, pure functions over byte buffers: [`etf`] (terms, their binary codec and
 //!    Erlang text syntax) and [`dist`] (flags, control messages, packets with atom cache and
 //!    fragments).
-//! 2. **Protocol state machines**, pure: the handshake ([`dist::handshake`]) for both roles.
+//! 2. **Protocol state machines**, pure: the handshake ([`dist::handshake`]) for both roles,
+//!    and the connection table with its simultaneous-connect rules ([`connections`]).
 //! 3. **Thin tokio drivers**: the listener, and per connection a reader task (frames, ticks,
 //!    decoding) and a writer task (drains the send queue into one write, ticks when idle);
 //!    after writes the node busy-polls briefly so answers are read without waking a sleeping
@@ -22,7 +23,7 @@
 //!    (and [`groups`] to message a group), the [`global`] name server, and Elixir apps'
 //!    Phoenix.PubSub over `pg` ([`phoenix`]).
 //! 6. **Operations**: [`builtins`] (the rpc functions every node answers, so `erl_call`,
-//!    `rpc:call` from a shell and `nodectl` work on it), [`ops`] (traffic counters, graceful
+//!    `rpc:call` from a shell and `nodectl` work on it; [`info`] is what a node says of itself), [`ops`] (traffic counters, graceful
 //!    stop on `init:stop`, [`Node::wait_stopped`]) and [`admin`] (the optional admin guard
 //!    on rpc and exit signals, [`NodeConfig::admin_allow`]).
 //!
@@ -69,6 +70,7 @@ pub mod builtins;
 pub mod busy;
 mod calls;
 pub mod config;
+pub mod connections;
 mod core;
 pub mod dist;
 pub mod error;
@@ -78,6 +80,7 @@ pub mod global;
 pub mod groups;
 mod hash;
 mod identity;
+pub mod info;
 pub mod message;
 pub mod node;
 pub mod ops;

@@ -1,5 +1,6 @@
 //! The [`NodeServer`] actor: the listener, one [`NodeSession`] per connected node, connection
-//! setup with simultaneous-connect resolution, and node up/down events.
+//! setup with simultaneous-connect resolution (the rules are [`crate::connections`]'s), and node
+//! up/down events.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,8 +12,9 @@ use ractor::{
 };
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::connections::{Action, Attempt, ConnectionTable};
 use crate::core::Core;
-use crate::dist::handshake::{Established, HandshakeError, Status};
+use crate::dist::handshake::{Established, HandshakeError, Refusal, Status};
 use crate::dist::DistFlags;
 use crate::error::{ConnectError, NameProblem};
 use crate::etf::Atom;
@@ -48,7 +50,7 @@ pub enum NodeServerMsg {
         /// The node.
         node: String,
         /// Which attempt.
-        attempt: u64,
+        attempt: Attempt,
         /// Why.
         error: ConnectError,
     },
@@ -58,7 +60,7 @@ pub enum NodeServerMsg {
         /// The node.
         node: String,
         /// The attempt that lost.
-        attempt: u64,
+        attempt: Attempt,
     },
     /// The connected nodes and whether each is hidden.
     Connected(RpcReplyPort<Vec<(String, bool)>>),
@@ -93,12 +95,10 @@ pub struct NodeServer;
 pub struct NodeServerState {
     shared: Arc<Core>,
     by_actor: HashMap<ActorId, Atom>,
-    waiters: HashMap<String, Vec<RpcReplyPort<Result<(), ConnectError>>>>,
-    /// Outgoing attempts in progress: node -> (attempt number, task).
-    connecting: HashMap<String, (u64, tokio::task::JoinHandle<()>)>,
-    /// Attempts that lost a race, waiting for the peer's connection: node -> attempt.
-    lost_races: HashMap<String, u64>,
-    next_attempt: u64,
+    /// Connections made, being made and waited for, by the simultaneous-connect rules.
+    table: ConnectionTable<ConnectWaiter>,
+    /// The tasks of the outgoing attempts that run.
+    attempts: HashMap<Attempt, tokio::task::JoinHandle<()>>,
     listener: tokio::task::JoinHandle<()>,
     _registration: Option<epmd::Registration>,
     _embedded_epmd: Option<epmd::ServerHandle>,
@@ -109,6 +109,52 @@ impl std::fmt::Debug for NodeServerState {
         f.debug_struct("NodeServerState")
             .field("node", &self.shared.id.name)
             .finish_non_exhaustive()
+    }
+}
+
+/// Who waits for a connection: the reply port of a [`NodeServerMsg::Connect`].
+type ConnectWaiter = RpcReplyPort<Result<(), ConnectError>>;
+
+impl NodeServerState {
+    /// Does what the connection table asks, but start attempts: only a connect request starts
+    /// one, and knows how to dial.
+    fn apply(&mut self, myself: &ActorRef<NodeServerMsg>, actions: Vec<Action<ConnectWaiter>>) {
+        for action in actions {
+            match action {
+                Action::Start { node, attempt } => {
+                    tracing::error!(%node, %attempt, "an attempt outside a connect request");
+                }
+                Action::Abort { attempt, .. } => {
+                    if let Some(task) = self.attempts.remove(&attempt) {
+                        task.abort();
+                    }
+                }
+                Action::SetTimer {
+                    node,
+                    attempt,
+                    after,
+                } => {
+                    let me = myself.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        let _ = me.cast(NodeServerMsg::RaceTimedOut { node, attempt });
+                    });
+                }
+                Action::Answer { waiters, result } => {
+                    for w in waiters {
+                        let _ = w.send(result.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tells the table that a session with `node` is gone once it is stopping: the table hears
+    /// of its end only when the session actor has stopped.
+    fn forget_stale(&mut self, node: &str) {
+        if self.shared.session(&Atom::new(node)).is_none() {
+            self.table.session_down(node);
+        }
     }
 }
 
@@ -144,13 +190,16 @@ impl Actor for NodeServer {
                 }
             }
         });
+        // A lost race waits twice the setup time for the peer's connection.
+        let table = ConnectionTable::new(
+            args.shared.id.name.as_str(),
+            args.shared.id.config.setup_time * 2,
+        );
         Ok(NodeServerState {
             shared: args.shared,
             by_actor: HashMap::new(),
-            waiters: HashMap::new(),
-            connecting: HashMap::new(),
-            lost_races: HashMap::new(),
-            next_attempt: 0,
+            table,
+            attempts: HashMap::new(),
             listener,
             _registration: args.registration,
             _embedded_epmd: args.embedded_epmd,
@@ -159,20 +208,17 @@ impl Actor for NodeServer {
 
     async fn post_stop(
         &self,
-        _myself: ActorRef<NodeServerMsg>,
+        myself: ActorRef<NodeServerMsg>,
         state: &mut NodeServerState,
     ) -> Result<(), ActorProcessingErr> {
         state.listener.abort();
-        for (_, (_, task)) in state.connecting.drain() {
+        let actions = state.table.shutdown();
+        state.apply(&myself, actions);
+        for (_, task) in state.attempts.drain() {
             task.abort();
         }
         for s in state.shared.sessions.drain() {
             s.actor.stop(Some("node stopping".into()));
-        }
-        for (_, waiters) in state.waiters.drain() {
-            for w in waiters {
-                let _ = w.send(Err(ConnectError::Stopping));
-            }
         }
         Ok(())
     }
@@ -190,41 +236,27 @@ impl Actor for NodeServer {
                 tls,
                 reply,
             } => {
-                if node == state.shared.id.name.as_str()
-                    || state.shared.session(&Atom::new(&node)).is_some()
-                {
-                    let _ = reply.send(Ok(()));
-                    return Ok(());
-                }
-                state.waiters.entry(node.clone()).or_default().push(reply);
-                if !state.connecting.contains_key(&node) {
-                    state.next_attempt += 1;
-                    let attempt = state.next_attempt;
-                    let task = tokio::spawn(connect_task(
-                        state.shared.clone(),
-                        myself,
-                        node.clone(),
-                        attempt,
-                        addr,
-                        tls,
-                    ));
-                    state.lost_races.remove(&node);
-                    state.connecting.insert(node, (attempt, task));
+                state.forget_stale(&node);
+                for action in state.table.connect(&node, reply) {
+                    match action {
+                        Action::Start { node, attempt } => {
+                            let task = tokio::spawn(connect_task(
+                                state.shared.clone(),
+                                myself.clone(),
+                                node,
+                                attempt,
+                                addr,
+                                tls,
+                            ));
+                            state.attempts.insert(attempt, task);
+                        }
+                        other => state.apply(&myself, vec![other]),
+                    }
                 }
             }
             NodeServerMsg::PeerNamed { peer, reply } => {
-                let status = if state.shared.session(&Atom::new(&peer)).is_some() {
-                    Status::Alive
-                } else if state.connecting.contains_key(&peer) {
-                    // Both sides are connecting: the greater name keeps its own attempt.
-                    if state.shared.id.name.as_str() > peer.as_str() {
-                        Status::Nok
-                    } else {
-                        Status::OkSimultaneous
-                    }
-                } else {
-                    Status::Ok
-                };
+                state.forget_stale(&peer);
+                let status = state.table.peer_named(&peer);
                 tracing::debug!(%peer, ?status, "peer named itself");
                 let _ = reply.send(status);
             }
@@ -236,10 +268,6 @@ impl Actor for NodeServer {
                     peer_cert_names,
                 } = *pending;
                 let peer = Atom::new(&established.peer.name);
-                if let Some((_, task)) = state.connecting.remove(peer.as_str()) {
-                    task.abort();
-                }
-                state.lost_races.remove(peer.as_str());
                 if let Some(old) = state.shared.session(&peer) {
                     tracing::info!(node = %peer, "replacing the previous connection");
                     state.by_actor.remove(&old.actor.get_id());
@@ -287,55 +315,22 @@ impl Actor for NodeServer {
                     flags,
                     hidden,
                 });
-                for w in state.waiters.remove(peer.as_str()).unwrap_or_default() {
-                    let _ = w.send(Ok(()));
-                }
+                let actions = state.table.established(peer.as_str());
+                state.apply(&myself, actions);
             }
             NodeServerMsg::ConnectFailed {
                 node,
                 attempt,
                 error,
             } => {
-                if state.connecting.get(&node).map(|(a, _)| *a) != Some(attempt) {
-                    // A superseded attempt: its result no longer matters.
-                    return Ok(());
-                }
-                state.connecting.remove(&node);
-                let lost_race = matches!(
-                    &error,
-                    ConnectError::Handshake {
-                        error: HandshakeError::Refused(s),
-                        ..
-                    } if s == "nok"
-                );
-                if lost_race {
-                    // The peer's own connection to us wins and arrives as an accepted
-                    // session; give it twice the setup time.
-                    state.lost_races.insert(node.clone(), attempt);
-                    let setup = state.shared.id.config.setup_time;
-                    let me = myself.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(setup * 2).await;
-                        let _ = me.cast(NodeServerMsg::RaceTimedOut { node, attempt });
-                    });
-                } else if state.shared.session(&Atom::new(&node)).is_none() {
-                    tracing::info!(%node, %error, "connection failed");
-                    for w in state.waiters.remove(&node).unwrap_or_default() {
-                        let _ = w.send(Err(error.clone()));
-                    }
-                }
+                state.attempts.remove(&attempt);
+                tracing::info!(%node, %attempt, %error, "connection attempt failed");
+                let actions = state.table.failed(&node, attempt, error);
+                state.apply(&myself, actions);
             }
             NodeServerMsg::RaceTimedOut { node, attempt } => {
-                if state.lost_races.get(&node) == Some(&attempt) {
-                    state.lost_races.remove(&node);
-                    let idle = !state.connecting.contains_key(&node)
-                        && state.shared.session(&Atom::new(&node)).is_none();
-                    if idle {
-                        for w in state.waiters.remove(&node).unwrap_or_default() {
-                            let _ = w.send(Err(ConnectError::Timeout(node.clone())));
-                        }
-                    }
-                }
+                let actions = state.table.race_timed_out(&node, attempt);
+                state.apply(&myself, actions);
             }
             NodeServerMsg::Connected(reply) => {
                 let _ = reply.send(state.shared.sessions.connected());
@@ -392,7 +387,9 @@ impl Actor for NodeServer {
             _ => return Ok(()),
         };
         if let Some(peer) = state.by_actor.remove(&cell.get_id()) {
-            state.shared.session_ended(&peer, cell.get_id());
+            if state.shared.session_ended(&peer, cell.get_id()) {
+                state.table.session_down(peer.as_str());
+            }
             tracing::info!(node = %peer, %reason, "node down");
             state.shared.events.send(NodeEvent::Down {
                 node: peer.as_str().to_owned(),
@@ -473,7 +470,7 @@ async fn connect_task(
     shared: Arc<Core>,
     server: ActorRef<NodeServerMsg>,
     node: String,
-    attempt: u64,
+    attempt: Attempt,
     addr: Option<SocketAddr>,
     tls: bool,
 ) {
@@ -576,10 +573,12 @@ async fn connect(
             HandshakeError::CookieRejected | HandshakeError::BadDigest => {
                 ConnectError::CookieRejected(node.to_owned())
             }
-            HandshakeError::Refused(s) if s == "not_allowed" => ConnectError::NotAllowed {
-                node: node.to_owned(),
-                missing: DistFlags(0),
-            },
+            HandshakeError::Refused(Refusal::Status(Status::NotAllowed)) => {
+                ConnectError::NotAllowed {
+                    node: node.to_owned(),
+                    missing: DistFlags(0),
+                }
+            }
             HandshakeError::MissingFlags { missing, .. } => ConnectError::NotAllowed {
                 node: node.to_owned(),
                 missing,

@@ -99,12 +99,15 @@ impl Sessions {
         crate::write(&self.by_node).insert(handle.peer.clone(), handle);
     }
 
-    /// Removes the session with `node` if it is the session actor `id` (not a newer one).
-    pub fn remove_if(&self, node: &Atom, id: ActorId) {
+    /// Removes the session with `node` if it is the session actor `id` (not a newer one);
+    /// true when it was.
+    pub fn remove_if(&self, node: &Atom, id: ActorId) -> bool {
         let mut by_node = crate::write(&self.by_node);
-        if by_node.get(node).is_some_and(|s| s.actor.get_id() == id) {
+        let current = by_node.get(node).is_some_and(|s| s.actor.get_id() == id);
+        if current {
             by_node.remove(node);
         }
+        current
     }
 
     /// Takes every session out (the node is stopping).

@@ -25,7 +25,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use node_server::etf::{Atom, Pid, Term};
+use node_server::dist::handshake::HandshakeError;
+use node_server::etf::{Atom, FromTerm, Pid, Term};
+use node_server::info::NodeInfo;
 use node_server::remote::RemoteTarget;
 use node_server::rpc::RpcError;
 use node_server::{CallError, Node, NodeConfig, NodeEvent, TlsConfig};
@@ -157,7 +159,7 @@ pub fn full_node_name(node: &str) -> String {
 }
 
 /// The host part of a node name.
-pub(crate) fn host_of(node: &str) -> &str {
+fn host_of(node: &str) -> &str {
     node.split_once('@').map_or("localhost", |(_, h)| h)
 }
 
@@ -214,6 +216,36 @@ fn epmd_error(host: &str, source: epmd::ClientError) -> CtlError {
     CtlError::Epmd {
         host: host.to_owned(),
         source,
+    }
+}
+
+/// The error for a failed connection to `node`.
+fn connect_error(node: &str, e: node_server::ConnectError, timeout: Duration) -> CtlError {
+    use node_server::ConnectError as E;
+    match e {
+        E::UnknownToEpmd(_) => CtlError::UnknownNode {
+            node: node.to_owned(),
+            host: host_of(node).to_owned(),
+        },
+        E::CookieRejected(_) => CtlError::CookieRejected(node.to_owned()),
+        // A handshake that ran out of net_setuptime (nodectl sets it to --timeout) is the
+        // same timeout as a connection attempt that did.
+        E::Timeout(_)
+        | E::Handshake {
+            error: HandshakeError::TimedOut,
+            ..
+        } => CtlError::Timeout {
+            what: format!("no answer from {node} while connecting"),
+            after: timeout,
+        },
+        E::Unreachable { reason, .. } => CtlError::Unreachable {
+            node: node.to_owned(),
+            reason,
+        },
+        other => CtlError::Connect {
+            node: node.to_owned(),
+            reason: other.to_string(),
+        },
     }
 }
 
@@ -480,7 +512,7 @@ impl Ctl {
         };
         match tokio::time::timeout(self.opts.timeout, connecting).await {
             Err(_) => Err(self.timeout_error(format!("no answer from {target} while connecting"))),
-            Ok(Err(e)) => Err(CtlError::from_connect(target, e, self.opts.timeout)),
+            Ok(Err(e)) => Err(connect_error(target, e, self.opts.timeout)),
             Ok(Ok(())) => Ok(started.elapsed()),
         }
     }
@@ -492,7 +524,7 @@ impl Ctl {
                 node: target.to_owned(),
                 answer: format!("no process answered {what} (or the connection went down)"),
             },
-            CallError::Connect(e) => CtlError::from_connect(target, e, self.opts.timeout),
+            CallError::Connect(e) => connect_error(target, e, self.opts.timeout),
             other => CtlError::Unexpected {
                 node: target.to_owned(),
                 answer: other.to_string(),
@@ -674,38 +706,30 @@ impl Ctl {
     /// Version, uptime, process count, memory and traffic counters of `target`.
     pub async fn info(&self, target: &str) -> Result<Info, CtlError> {
         match self.rpc_raw(target, "node_server", "info", vec![]).await? {
-            Ok(Term::Map(map)) => {
-                let get = |k: &str| map.get(&Term::atom(k));
-                let num = |k: &str| get(k).and_then(term_u64);
-                let text = |k: &str| get(k).map(term_text).unwrap_or_default();
+            Ok(reply) => {
+                let info =
+                    NodeInfo::from_term(&reply).map_err(|_| Self::unexpected(target, &reply))?;
                 let us = self.us();
-                let connections = match get("connected") {
-                    Some(Term::List(peers)) => peers
-                        .iter()
-                        .filter(|p| match p.as_tuple() {
-                            Some([Term::Atom(n), _]) => n.as_str() != us,
-                            _ => false,
-                        })
-                        .count(),
-                    _ => self.list_connections(target).await?.len(),
-                };
                 Ok(Info {
                     node: target.to_owned(),
                     runtime: "node_server".into(),
-                    otp_release: text("otp_release"),
-                    version: text("version"),
-                    uptime_ms: num("uptime_ms").unwrap_or(0),
-                    process_count: num("process_count").unwrap_or(0),
-                    memory_bytes: num("memory_total").unwrap_or(0),
-                    connections,
-                    messages_in: num("messages_in"),
-                    messages_out: num("messages_out"),
-                    bytes_in: num("bytes_in"),
-                    bytes_out: num("bytes_out"),
+                    otp_release: info.otp_release,
+                    version: info.version,
+                    uptime_ms: info.uptime_ms,
+                    process_count: info.process_count,
+                    memory_bytes: info.memory_total,
+                    connections: info
+                        .connected
+                        .iter()
+                        .filter(|c| c.node.as_str() != us)
+                        .count(),
+                    messages_in: Some(info.messages_in),
+                    messages_out: Some(info.messages_out),
+                    bytes_in: Some(info.bytes_in),
+                    bytes_out: Some(info.bytes_out),
                     counters: "distribution messages and bytes since the node started".into(),
                 })
             }
-            Ok(other) => Err(Self::unexpected(target, &other)),
             Err(reason) if is_undef(&reason) => self.erlang_info(target).await,
             Err(reason) => Err(CtlError::from_badrpc(target, &self.us(), &reason)),
         }
@@ -873,7 +897,7 @@ impl Ctl {
         let monitor = node
             .monitor(&RemoteTarget::Pid(pid.clone()))
             .await
-            .map_err(|e| CtlError::from_connect(target, e, self.opts.timeout))?;
+            .map_err(|e| connect_error(target, e, self.opts.timeout))?;
         let started = Instant::now();
         let reason = Term::atom(if kill { "kill" } else { "shutdown" });
         let reply = self

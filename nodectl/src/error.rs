@@ -135,40 +135,6 @@ impl CtlError {
         }
     }
 
-    /// The error for a failed connection to `node`.
-    pub(crate) fn from_connect(
-        node: &str,
-        e: node_server::ConnectError,
-        timeout: Duration,
-    ) -> CtlError {
-        use node_server::ConnectError as E;
-        match e {
-            E::UnknownToEpmd(_) => CtlError::UnknownNode {
-                node: node.to_owned(),
-                host: crate::client::host_of(node).to_owned(),
-            },
-            E::CookieRejected(_) => CtlError::CookieRejected(node.to_owned()),
-            E::Timeout(_) => CtlError::Timeout {
-                what: format!("no answer from {node} while connecting"),
-                after: timeout,
-            },
-            E::Unreachable { reason, .. } => CtlError::Unreachable {
-                node: node.to_owned(),
-                reason,
-            },
-            // A handshake that ran out of net_setuptime (nodectl sets it to --timeout) is the
-            // same timeout as a connection attempt that did.
-            other if other.to_string().contains("net_setuptime") => CtlError::Timeout {
-                what: format!("no answer from {node} while connecting"),
-                after: timeout,
-            },
-            other => CtlError::Connect {
-                node: node.to_owned(),
-                reason: other.to_string(),
-            },
-        }
-    }
-
     /// The error for an rpc whose answer was `{badrpc, Reason}`.
     pub(crate) fn from_badrpc(node: &str, us: &str, reason: &Term) -> CtlError {
         if let Some([exit, inner]) = reason.as_tuple() {

@@ -84,13 +84,68 @@ pub enum Status {
 }
 
 impl Status {
-    fn as_bytes(self) -> &'static [u8] {
+    const ALL: [Status; 5] = [
+        Status::Ok,
+        Status::OkSimultaneous,
+        Status::Nok,
+        Status::NotAllowed,
+        Status::Alive,
+    ];
+
+    /// The status as it goes on the wire (after the tag `s`): `ok`, `nok`, ...
+    pub fn as_str(self) -> &'static str {
         match self {
-            Status::Ok => b"ok",
-            Status::OkSimultaneous => b"ok_simultaneous",
-            Status::Nok => b"nok",
-            Status::NotAllowed => b"not_allowed",
-            Status::Alive => b"alive",
+            Status::Ok => "ok",
+            Status::OkSimultaneous => "ok_simultaneous",
+            Status::Nok => "nok",
+            Status::NotAllowed => "not_allowed",
+            Status::Alive => "alive",
+        }
+    }
+
+    fn as_bytes(self) -> &'static [u8] {
+        self.as_str().as_bytes()
+    }
+
+    /// The status a wire text names, if any.
+    fn from_bytes(bytes: &[u8]) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.as_bytes() == bytes)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a handshake was refused ([`HandshakeError::Refused`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The acceptor's status ended the handshake: [`Status::Nok`] (it is connecting to us
+    /// too and its attempt wins) or [`Status::NotAllowed`]. On the acceptor's side: the
+    /// status it sent.
+    Status(Status),
+    /// The acceptor answered with a status this node does not know (its text).
+    UnknownStatus(String),
+    /// (Acceptor) The initiator answered our `alive` with `false`: it keeps its connection.
+    AliveDeclined,
+    /// (Initiator) We have a connection with the acceptor already and told it to keep its
+    /// own.
+    AlreadyConnected,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Status(Status::Nok) => {
+                f.write_str("nok (a simultaneous connect that the other attempt wins)")
+            }
+            Refusal::Status(status) => write!(f, "{status}"),
+            Refusal::UnknownStatus(text) => write!(f, "unknown status {text:?}"),
+            Refusal::AliveDeclined => f.write_str("the peer answered alive with false"),
+            Refusal::AlreadyConnected => f.write_str("already connected"),
         }
     }
 }
@@ -143,9 +198,13 @@ pub enum HandshakeError {
         /// The node that answered.
         got: String,
     },
-    /// The acceptor refused the connection with this status.
-    #[error("peer refused the connection: {0}")]
-    Refused(String),
+    /// The connection was refused: by the acceptor's status, or by one side's answer to
+    /// `alive`.
+    #[error("connection refused: {0}")]
+    Refused(Refusal),
+    /// A step of the handshake took longer than `net_setuptime`.
+    #[error("the handshake timed out (net_setuptime)")]
+    TimedOut,
     /// The peer's digest does not match the cookie: the cookies differ.
     #[error("the peer's cookie digest does not match ours (different cookies)")]
     BadDigest,
@@ -478,9 +537,7 @@ impl Handshake {
                         self.send_challenge(out);
                     } else {
                         self.state = State::Failed;
-                        return Err(HandshakeError::Refused(
-                            "peer answered alive with false".into(),
-                        ));
+                        return Err(HandshakeError::Refused(Refusal::AliveDeclined));
                     }
                 }
                 (State::AwaitComplement, b'c') => {
@@ -518,9 +575,10 @@ impl Handshake {
                         return Ok(Step::PeerAlive);
                     }
                     other => {
-                        return Err(HandshakeError::Refused(
-                            String::from_utf8_lossy(other).into_owned(),
-                        ))
+                        return Err(HandshakeError::Refused(match Status::from_bytes(other) {
+                            Some(status) => Refusal::Status(status),
+                            None => Refusal::UnknownStatus(String::from_utf8_lossy(other).into()),
+                        }))
                     }
                 },
                 (State::AwaitChallenge, b'N') => {
@@ -716,7 +774,40 @@ mod tests {
     #[test]
     fn nok_is_refused() {
         let (a, _) = run("c", "c", Status::Nok);
-        assert_eq!(a, Err(HandshakeError::Refused("nok".into())));
+        assert_eq!(
+            a,
+            Err(HandshakeError::Refused(Refusal::Status(Status::Nok)))
+        );
+    }
+
+    #[test]
+    fn a_refusal_says_which_status() {
+        let answer = |status: &[u8]| {
+            let mut a = Handshake::initiator(config("a@h", "c"), Some("b@h".into()), 1);
+            let mut a_out = BytesMut::new();
+            a.start(&mut a_out).unwrap();
+            let mut frame = BytesMut::new();
+            frame.put_u16(1 + status.len() as u16);
+            frame.put_u8(b's');
+            frame.put_slice(status);
+            a.advance(&mut frame, &mut a_out)
+        };
+        let refused = |r| Err(HandshakeError::Refused(r));
+        assert_eq!(
+            answer(b"not_allowed"),
+            refused(Refusal::Status(Status::NotAllowed))
+        );
+        assert_eq!(
+            answer(b"bogus"),
+            refused(Refusal::UnknownStatus("bogus".into()))
+        );
+        assert_eq!(
+            HandshakeError::Refused(Refusal::Status(Status::NotAllowed)).to_string(),
+            "connection refused: not_allowed"
+        );
+        assert!(HandshakeError::Refused(Refusal::Status(Status::Nok))
+            .to_string()
+            .starts_with("connection refused: nok "));
     }
 
     #[test]
@@ -734,7 +825,7 @@ mod tests {
         assert!(b.is_failed());
         assert_eq!(
             a.advance(&mut b_out, &mut a_out),
-            Err(HandshakeError::Refused("not_allowed".into()))
+            Err(HandshakeError::Refused(Refusal::Status(Status::NotAllowed)))
         );
     }
 

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{BoxedTransport, Transport};
 use crate::core::Core;
-use crate::dist::handshake::{Established, Handshake, HandshakeError, Status, Step};
+use crate::dist::handshake::{Established, Handshake, HandshakeError, Refusal, Status, Step};
 use crate::etf::Atom;
 use crate::server::NodeServerMsg;
 
@@ -36,7 +36,7 @@ async fn read_step<S: Transport + ?Sized>(
         }
         let n = tokio::time::timeout(setup_time, stream.read_buf(input))
             .await
-            .map_err(|_| HandshakeError::Refused("timed out (net_setuptime)".into()))?
+            .map_err(|_| HandshakeError::TimedOut)?
             .map_err(|_| hs.closed())?;
         if n == 0 {
             return Err(hs.closed());
@@ -81,7 +81,7 @@ pub(crate) async fn accept_handshake(
                 stream.write_all(&out).await.map_err(|_| hs.closed())?;
                 out.clear();
                 if matches!(status, Status::Nok | Status::NotAllowed) {
-                    return Err(HandshakeError::Refused(format!("{status:?}")));
+                    return Err(HandshakeError::Refused(Refusal::Status(status)));
                 }
             }
             Step::Established(est) => return Ok((est, input)),
@@ -127,7 +127,7 @@ pub(crate) async fn connect_handshake(
                 hs.answer_alive(!have, &mut out)?;
                 if have {
                     stream.write_all(&out).await.ok();
-                    return Err(HandshakeError::Refused("already connected".into()));
+                    return Err(HandshakeError::Refused(Refusal::AlreadyConnected));
                 }
             }
             Step::Established(est) => return Ok((est, input)),

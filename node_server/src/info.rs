@@ -1,0 +1,172 @@
+//! What a node says about itself: the answer to the rpc `node_server:info/0`.
+//!
+//! [`NodeInfo`] is the one definition of that answer. The node builds it
+//! ([`crate::builtins`]), and tools read it back with [`FromTerm`]:
+//!
+//! ```
+//! use node_server::etf::Term;
+//! use node_server::info::{NodeInfo, Visibility};
+//! use node_server::FromTerm;
+//!
+//! // What `rpc:call(Node, node_server, info, [])` gives (shortened here).
+//! let reply = Term::parse(
+//!     "#{node => 'a@h', version => <<\"0.1.0\">>, otp_release => <<\"25\">>, \
+//!        uptime_ms => 1500, process_count => 4, registered => [echo, rex], \
+//!        connections => 1, connected => [{'b@h', hidden}], messages_in => 3, \
+//!        messages_out => 2, bytes_in => 300, bytes_out => 200, memory_total => 4096, \
+//!        creation => 7, hidden => false, admin_guard => false}",
+//! )
+//! .unwrap();
+//! let info = NodeInfo::from_term(&reply).unwrap();
+//! assert_eq!(info.connected[0].node.as_str(), "b@h");
+//! assert_eq!(info.connected[0].visibility, Visibility::Hidden);
+//! ```
+//!
+//! The term is a map whose keys are the field names (an Erlang caller matches on them); a
+//! reader ignores keys it does not know, so the map may grow.
+
+use crate::etf::{Atom, ConversionError, FromTerm, Term, ToTerm};
+
+/// Figures of a running node, as `node_server:info/0` returns them: a map with one key a
+/// field.
+#[derive(Debug, Clone, PartialEq, Eq, ToTerm, FromTerm)]
+pub struct NodeInfo {
+    /// The node's name.
+    pub node: Atom,
+    /// This crate's version (a binary).
+    pub version: String,
+    /// The Erlang/OTP release whose distribution protocol the node speaks (a binary).
+    pub otp_release: String,
+    /// Milliseconds since the node started.
+    pub uptime_ms: u64,
+    /// Live actors exposed to Erlang plus the built-in services.
+    pub process_count: u64,
+    /// The registered names, sorted.
+    pub registered: Vec<Atom>,
+    /// How many nodes are connected.
+    pub connections: u64,
+    /// The connected nodes: the visible ones, then the hidden ones, each sorted.
+    pub connected: Vec<ConnectedNode>,
+    /// Distribution messages received since the node started ([`crate::ops`]).
+    pub messages_in: u64,
+    /// Distribution messages sent since the node started.
+    pub messages_out: u64,
+    /// Distribution bytes received since the node started.
+    pub bytes_in: u64,
+    /// Distribution bytes sent since the node started.
+    pub bytes_out: u64,
+    /// The process's resident set size in bytes (0 where it cannot be read).
+    pub memory_total: u64,
+    /// The node's creation (incarnation) number.
+    pub creation: u32,
+    /// Whether the node is hidden.
+    pub hidden: bool,
+    /// Whether the admin guard ([`crate::NodeConfig::admin_allow`]) is on.
+    pub admin_guard: bool,
+}
+
+/// One connection of a node: the term `{Node, visible | hidden}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectedNode {
+    /// The node at the other end.
+    pub node: Atom,
+    /// Whether the connection is visible or hidden.
+    pub visibility: Visibility,
+}
+
+// By hand rather than derived: a derived tuple struct has positional fields, and these are
+// read by name everywhere.
+impl ToTerm for ConnectedNode {
+    fn to_term(&self) -> Term {
+        (self.node.clone(), self.visibility).to_term()
+    }
+}
+
+impl FromTerm for ConnectedNode {
+    fn from_term(term: &Term) -> Result<Self, ConversionError> {
+        let (node, visibility) = <(Atom, Visibility)>::from_term(term)?;
+        Ok(ConnectedNode { node, visibility })
+    }
+}
+
+/// Whether a connection is visible (the peer is in `nodes()`) or hidden: the atom `visible`
+/// or `hidden`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToTerm, FromTerm)]
+pub enum Visibility {
+    /// `visible`.
+    Visible,
+    /// `hidden`.
+    Hidden,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> NodeInfo {
+        NodeInfo {
+            node: Atom::new("a@h"),
+            version: "0.1.0".into(),
+            otp_release: "25".into(),
+            uptime_ms: 1500,
+            process_count: 4,
+            registered: vec![Atom::new("echo"), Atom::new("rex")],
+            connections: 2,
+            connected: vec![
+                ConnectedNode {
+                    node: Atom::new("b@h"),
+                    visibility: Visibility::Visible,
+                },
+                ConnectedNode {
+                    node: Atom::new("c@h"),
+                    visibility: Visibility::Hidden,
+                },
+            ],
+            messages_in: 3,
+            messages_out: 2,
+            bytes_in: 300,
+            bytes_out: u64::MAX,
+            memory_total: 4096,
+            creation: 7,
+            hidden: false,
+            admin_guard: true,
+        }
+    }
+
+    /// The wire shape is the contract with Erlang callers: keys, and value types.
+    #[test]
+    fn the_term_is_the_documented_map() {
+        let expected = Term::parse(
+            "#{node => 'a@h', version => <<\"0.1.0\">>, otp_release => <<\"25\">>, \
+               uptime_ms => 1500, process_count => 4, registered => [echo, rex], \
+               connections => 2, connected => [{'b@h', visible}, {'c@h', hidden}], \
+               messages_in => 3, messages_out => 2, bytes_in => 300, \
+               bytes_out => 18446744073709551615, memory_total => 4096, creation => 7, \
+               hidden => false, admin_guard => true}",
+        )
+        .unwrap();
+        assert_eq!(sample().to_term(), expected);
+    }
+
+    #[test]
+    fn reads_back_what_it_writes_and_ignores_unknown_keys() {
+        let info = sample();
+        assert_eq!(NodeInfo::from_term(&info.to_term()).unwrap(), info);
+        let Term::Map(mut map) = info.to_term() else {
+            panic!("not a map")
+        };
+        map.insert(Term::atom("later_addition"), Term::atom("x"));
+        assert_eq!(NodeInfo::from_term(&Term::Map(map)).unwrap(), info);
+    }
+
+    #[test]
+    fn a_missing_key_or_unknown_visibility_is_an_error() {
+        let Term::Map(mut map) = sample().to_term() else {
+            panic!("not a map")
+        };
+        map.remove(&Term::atom("uptime_ms"));
+        assert!(NodeInfo::from_term(&Term::Map(map)).is_err());
+        assert!(ConnectedNode::from_term(&Term::parse("{'a@h', sideways}").unwrap()).is_err());
+        assert!(ConnectedNode::from_term(&Term::parse("{'a@h'}").unwrap()).is_err());
+    }
+}
