@@ -425,3 +425,685 @@ impl<N: Inbound> Dispatcher<N> {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{Registry, NET_KERNEL_ID, REX_ID, ROUTER_ID};
+    use crate::rpc::Functions;
+    use std::sync::Mutex;
+
+    /// What the fake node was asked to do.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Seen {
+        Watch(Pid, &'static str),
+        Demonitor(Reference),
+        Unlink(Pid, Pid),
+        Exit(Pid, Pid, Term, ExitKind),
+        Deliver(Pid, Term),
+        RouterDown(Reference, Term),
+        Service(Atom, Term),
+        Alias(Term, bool),
+    }
+
+    /// A node with a real registry and nothing else: it records what dispatch asks of it.
+    struct FakeNode {
+        id: Identity,
+        registry: Mutex<Registry>,
+        functions: Functions,
+        calls: Mutex<Vec<(Reference, Term)>>,
+        aliases: Mutex<Vec<Reference>>,
+        seen: Arc<Mutex<Vec<Seen>>>,
+    }
+
+    impl FakeNode {
+        fn new() -> Arc<FakeNode> {
+            let name = Atom::new("fake@host");
+            let registry = Registry::new(name.clone(), 7);
+            let pids = crate::identity::WellKnown {
+                net_kernel: registry.pid(NET_KERNEL_ID),
+                router: registry.pid(ROUTER_ID),
+                rex: registry.pid(REX_ID),
+            };
+            let config = crate::NodeConfig::new("fake");
+            Arc::new(FakeNode {
+                id: Identity::new(name, config, b"c".to_vec(), DistFlags::OFFERED, 7, pids),
+                registry: Mutex::new(registry),
+                functions: Functions::default(),
+                calls: Mutex::default(),
+                aliases: Mutex::default(),
+                seen: Arc::default(),
+            })
+        }
+
+        fn saw(&self, what: Seen) {
+            crate::lock(&self.seen).push(what);
+        }
+
+        fn seen(&self) -> Vec<Seen> {
+            crate::lock(&self.seen).clone()
+        }
+
+        /// A service named `name` that records what it is sent.
+        fn service(&self, name: &str) -> Pid {
+            let seen = self.seen.clone();
+            crate::lock(&self.registry).add_service(
+                Some(Atom::new(name)),
+                Box::new(move |from, msg| {
+                    crate::lock(&seen).push(Seen::Service(from.clone(), msg))
+                }),
+            )
+        }
+    }
+
+    impl Inbound for FakeNode {
+        fn identity(&self) -> &Identity {
+            &self.id
+        }
+        fn resolve(&self, to: &ProcessRef) -> Option<LocalProcess> {
+            crate::lock(&self.registry).resolve(to)
+        }
+        fn watch(&self, actor: &LocalActor, what: WatchFor) -> bool {
+            let kind = match what {
+                WatchFor::Monitor { .. } => "monitor",
+                WatchFor::Link(_) => "link",
+            };
+            self.saw(Seen::Watch(actor.pid.clone(), kind));
+            true
+        }
+        fn demonitor(&self, reference: &Reference) {
+            self.saw(Seen::Demonitor(reference.clone()));
+        }
+        fn unlink(&self, remote: &Pid, local: &Pid) {
+            self.saw(Seen::Unlink(remote.clone(), local.clone()));
+        }
+        fn exit_signal(&self, from: Pid, to: &LocalActor, reason: Term, kind: ExitKind) {
+            self.saw(Seen::Exit(from, to.pid.clone(), reason, kind));
+        }
+        fn deliver_to_actor(
+            &self,
+            actor: &LocalActor,
+            _: &ProcessRef,
+            msg: Term,
+            _: &dyn ReplyPath,
+        ) {
+            self.saw(Seen::Deliver(actor.pid.clone(), msg));
+        }
+        fn finish_call(&self, mref: &Reference, reply: &Term) -> bool {
+            let mut calls = crate::lock(&self.calls);
+            let found = calls.iter().position(|(r, _)| r == mref);
+            found.map(|i| calls[i].1 = reply.clone()).is_some()
+        }
+        fn router_down(&self, reference: &Reference, reason: Term) {
+            self.saw(Seen::RouterDown(reference.clone(), reason));
+        }
+        fn alias(&self, alias: &Reference) -> Option<AliasFn> {
+            if !crate::lock(&self.aliases).contains(alias) {
+                return None;
+            }
+            let seen = self.seen.clone();
+            Some(Arc::new(move |msg, priority| {
+                crate::lock(&seen).push(Seen::Alias(msg, priority))
+            }))
+        }
+        fn invocation(&self, peer: (&Atom, bool), m: Atom, f: Atom, args: Vec<Term>) -> Invocation {
+            Invocation::new(&self.functions, peer, m, f, args)
+        }
+        fn fresh_pid(&self) -> Pid {
+            crate::lock(&self.registry).fresh_pid()
+        }
+        fn rpc_started(&self) -> Option<crate::ops::InFlight> {
+            None
+        }
+        fn counters(&self) -> Arc<crate::ops::Counters> {
+            Arc::default()
+        }
+    }
+
+    /// A dispatcher for peer `peer@host` and what it queues for the peer.
+    fn dispatcher(
+        node: &Arc<FakeNode>,
+        admin: bool,
+    ) -> (Dispatcher<FakeNode>, mpsc::UnboundedReceiver<Outgoing>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let replies = SessionReplies {
+            tx,
+            flags: DistFlags::OFFERED,
+            waiter: Default::default(),
+            outbox: Default::default(),
+        };
+        let d = Dispatcher::new(node.clone(), Atom::new("peer@host"), admin, replies);
+        (d, rx)
+    }
+
+    fn peer_pid(id: u32) -> Pid {
+        Pid {
+            node: Atom::new("peer@host"),
+            id,
+            serial: 0,
+            creation: 3,
+        }
+    }
+
+    fn peer_ref(n: u32) -> Reference {
+        Reference::new(Atom::new("peer@host"), 3, &[n, 0, 0]).unwrap()
+    }
+
+    fn msg(control: Control, payload: Option<Term>) -> DistMessage {
+        DistMessage { control, payload }
+    }
+
+    /// The next control message queued for the peer, and its payload.
+    fn sent(rx: &mut mpsc::UnboundedReceiver<Outgoing>) -> Option<(Control, Option<Term>)> {
+        match rx.try_recv().ok()? {
+            Outgoing::Message(c, p) => Some((c, p)),
+            other => panic!("unexpected item {other:?}"),
+        }
+    }
+
+    /// An idle actor exposed as a local process of `node`.
+    async fn actor(node: &FakeNode) -> (Arc<LocalActor>, ractor::ActorRef<()>) {
+        struct Idle;
+        impl ractor::Actor for Idle {
+            type Msg = ();
+            type State = ();
+            type Arguments = ();
+            async fn pre_start(
+                &self,
+                _: ractor::ActorRef<()>,
+                _: (),
+            ) -> Result<(), ractor::ActorProcessingErr> {
+                Ok(())
+            }
+        }
+        let (actor, _) = ractor::Actor::spawn(None, Idle, ()).await.unwrap();
+        let local = crate::lock(&node.registry).expose(
+            &actor.get_cell(),
+            || (Box::new(|_: &Term| true), Box::new(|_: &Term, _| false)),
+            |_| false,
+        );
+        (local, actor)
+    }
+
+    #[test]
+    fn a_monitor_of_a_missing_process_is_answered_noproc() {
+        let node = FakeNode::new();
+        let (mut d, mut rx) = dispatcher(&node, true);
+        let to = ProcessRef::Name(Atom::new("nobody"));
+        d.dispatch(msg(
+            Control::MonitorP {
+                from: peer_pid(1),
+                to: to.clone(),
+                reference: peer_ref(1),
+            },
+            None,
+        ));
+        let (control, _) = sent(&mut rx).expect("an answer");
+        assert_eq!(
+            control,
+            Control::MonitorPExit {
+                from: to,
+                to: peer_pid(1),
+                reference: peer_ref(1),
+                reason: Term::atom("noproc"),
+            }
+        );
+    }
+
+    #[test]
+    fn a_link_to_a_missing_pid_is_answered_with_a_noproc_exit() {
+        let node = FakeNode::new();
+        let (mut d, mut rx) = dispatcher(&node, true);
+        let gone = node.fresh_pid();
+        d.dispatch(msg(
+            Control::Link {
+                from: peer_pid(1),
+                to: gone.clone(),
+            },
+            None,
+        ));
+        let (control, _) = sent(&mut rx).expect("an answer");
+        assert_eq!(
+            control,
+            Control::Exit {
+                from: gone,
+                to: peer_pid(1),
+                reason: Term::atom("noproc"),
+            }
+        );
+    }
+
+    #[test]
+    fn an_unlink_id_is_acknowledged() {
+        let node = FakeNode::new();
+        let (mut d, mut rx) = dispatcher(&node, true);
+        let local = node.fresh_pid();
+        d.dispatch(msg(
+            Control::UnlinkId {
+                id: 42,
+                from: peer_pid(1),
+                to: local.clone(),
+            },
+            None,
+        ));
+        assert_eq!(node.seen(), vec![Seen::Unlink(peer_pid(1), local.clone())]);
+        let (control, _) = sent(&mut rx).expect("an ack");
+        assert_eq!(
+            control,
+            Control::UnlinkIdAck {
+                id: 42,
+                from: local,
+                to: peer_pid(1),
+            }
+        );
+    }
+
+    #[test]
+    fn a_monitor_on_a_service_is_kept_by_the_session_and_removed_by_demonitor() {
+        let node = FakeNode::new();
+        node.service("svc");
+        let (mut d, mut rx) = dispatcher(&node, true);
+        d.dispatch(msg(
+            Control::MonitorP {
+                from: peer_pid(1),
+                to: ProcessRef::Name(Atom::new("svc")),
+                reference: peer_ref(9),
+            },
+            None,
+        ));
+        assert!(sent(&mut rx).is_none(), "no noproc for a live service");
+        d.dispatch(msg(
+            Control::DemonitorP {
+                from: peer_pid(1),
+                to: ProcessRef::Name(Atom::new("svc")),
+                reference: peer_ref(9),
+            },
+            None,
+        ));
+        // The session held it, so the node's signals table is not asked.
+        assert!(node.seen().is_empty());
+        // A demonitor the session does not know goes to the node.
+        d.dispatch(msg(
+            Control::DemonitorP {
+                from: peer_pid(1),
+                to: ProcessRef::Name(Atom::new("svc")),
+                reference: peer_ref(10),
+            },
+            None,
+        ));
+        assert_eq!(node.seen(), vec![Seen::Demonitor(peer_ref(10))]);
+    }
+
+    #[test]
+    fn a_message_to_a_service_reaches_it_with_the_peers_name() {
+        let node = FakeNode::new();
+        node.service("svc");
+        let (mut d, _rx) = dispatcher(&node, true);
+        d.dispatch(msg(
+            Control::RegSend {
+                from: peer_pid(1),
+                to_name: Atom::new("svc"),
+            },
+            Some(Term::atom("hello")),
+        ));
+        assert_eq!(
+            node.seen(),
+            vec![Seen::Service(Atom::new("peer@host"), Term::atom("hello"))]
+        );
+    }
+
+    #[test]
+    fn a_message_to_a_missing_name_is_dropped() {
+        let node = FakeNode::new();
+        let (mut d, mut rx) = dispatcher(&node, true);
+        d.dispatch(msg(
+            Control::RegSend {
+                from: peer_pid(1),
+                to_name: Atom::new("nobody"),
+            },
+            Some(Term::atom("hello")),
+        ));
+        assert!(node.seen().is_empty());
+        assert!(sent(&mut rx).is_none());
+    }
+
+    #[tokio::test]
+    async fn messages_and_exit_signals_to_an_actor_go_to_the_router_rules() {
+        let node = FakeNode::new();
+        let (local, _actor) = actor(&node).await;
+        let (mut d, _rx) = dispatcher(&node, true);
+        d.dispatch(msg(
+            Control::Send {
+                to: local.pid.clone(),
+            },
+            Some(Term::Int(1)),
+        ));
+        d.dispatch(msg(
+            Control::Exit {
+                from: peer_pid(1),
+                to: local.pid.clone(),
+                reason: Term::atom("boom"),
+            },
+            None,
+        ));
+        d.dispatch(msg(
+            Control::PayloadExit2 {
+                from: peer_pid(1),
+                to: local.pid.clone(),
+            },
+            Some(Term::atom("kill")),
+        ));
+        assert_eq!(
+            node.seen(),
+            vec![
+                Seen::Deliver(local.pid.clone(), Term::Int(1)),
+                Seen::Exit(
+                    peer_pid(1),
+                    local.pid.clone(),
+                    Term::atom("boom"),
+                    ExitKind::Link
+                ),
+                Seen::Exit(
+                    peer_pid(1),
+                    local.pid.clone(),
+                    Term::atom("kill"),
+                    ExitKind::Exit2
+                ),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn exit2_from_a_node_outside_the_admin_guard_is_dropped() {
+        let node = FakeNode::new();
+        let (local, _actor) = actor(&node).await;
+        let (mut d, _rx) = dispatcher(&node, false);
+        d.dispatch(msg(
+            Control::Exit2 {
+                from: peer_pid(1),
+                to: local.pid.clone(),
+                reason: Term::atom("kill"),
+            },
+            None,
+        ));
+        // A link's exit still goes through: the guard is on exit/2 only.
+        d.dispatch(msg(
+            Control::Exit {
+                from: peer_pid(1),
+                to: local.pid.clone(),
+                reason: Term::atom("boom"),
+            },
+            None,
+        ));
+        assert_eq!(
+            node.seen(),
+            vec![Seen::Exit(
+                peer_pid(1),
+                local.pid.clone(),
+                Term::atom("boom"),
+                ExitKind::Link
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn monitors_and_links_on_an_actor_are_watched() {
+        let node = FakeNode::new();
+        let (local, _actor) = actor(&node).await;
+        let (mut d, mut rx) = dispatcher(&node, true);
+        d.dispatch(msg(
+            Control::MonitorP {
+                from: peer_pid(1),
+                to: ProcessRef::Pid(local.pid.clone()),
+                reference: peer_ref(1),
+            },
+            None,
+        ));
+        d.dispatch(msg(
+            Control::Link {
+                from: peer_pid(1),
+                to: local.pid.clone(),
+            },
+            None,
+        ));
+        assert_eq!(
+            node.seen(),
+            vec![
+                Seen::Watch(local.pid.clone(), "monitor"),
+                Seen::Watch(local.pid.clone(), "link")
+            ]
+        );
+        assert!(sent(&mut rx).is_none());
+    }
+
+    #[test]
+    fn a_reply_to_the_router_completes_its_call_and_a_down_goes_to_the_router() {
+        let node = FakeNode::new();
+        let mref = node.id.make_ref();
+        crate::lock(&node.calls).push((mref.clone(), Term::NIL));
+        let (mut d, _rx) = dispatcher(&node, true);
+        let router = node.id.router_pid.clone();
+        let tag = Term::improper_list(vec![Term::atom("alias")], Term::from(mref.clone()));
+        d.dispatch(msg(
+            Control::Send { to: router.clone() },
+            Some(Term::tuple(vec![tag, Term::atom("pong")])),
+        ));
+        assert_eq!(crate::lock(&node.calls)[0].1, Term::atom("pong"));
+        d.dispatch(msg(
+            Control::MonitorPExit {
+                from: ProcessRef::Pid(peer_pid(1)),
+                to: router,
+                reference: mref.clone(),
+                reason: Term::atom("noproc"),
+            },
+            None,
+        ));
+        assert_eq!(
+            node.seen(),
+            vec![Seen::RouterDown(mref, Term::atom("noproc"))]
+        );
+    }
+
+    #[test]
+    fn an_alias_message_reaches_only_an_active_alias() {
+        let node = FakeNode::new();
+        let call = node.id.make_ref();
+        let inbox = node.id.make_ref();
+        let inactive = node.id.make_ref();
+        crate::lock(&node.calls).push((call.clone(), Term::NIL));
+        crate::lock(&node.aliases).push(inbox.clone());
+        let (mut d, _rx) = dispatcher(&node, true);
+        let reply = |tag: &Reference| {
+            Term::tuple(vec![
+                Term::improper_list(vec![Term::atom("alias")], Term::from(tag.clone())),
+                Term::atom("r"),
+            ])
+        };
+        // A reply shaped for the call, sent to another (inactive) alias: dropped.
+        d.dispatch(msg(
+            Control::AliasSend {
+                from: peer_pid(1),
+                alias: inactive.clone(),
+            },
+            Some(reply(&call)),
+        ));
+        assert_eq!(crate::lock(&node.calls)[0].1, Term::NIL);
+        // The call's own alias completes it.
+        d.dispatch(msg(
+            Control::AliasSend {
+                from: peer_pid(1),
+                alias: call.clone(),
+            },
+            Some(reply(&call)),
+        ));
+        assert_eq!(crate::lock(&node.calls)[0].1, Term::atom("r"));
+        // A priority inbox's alias gets the message, with its priority.
+        d.dispatch(msg(
+            Control::AltAct {
+                flags: AltAct::ALIAS | AltAct::PRIORITY,
+                from: peer_pid(1),
+                to: AltActTarget::Alias(inbox),
+                token: None,
+            },
+            Some(Term::atom("urgent")),
+        ));
+        assert_eq!(node.seen(), vec![Seen::Alias(Term::atom("urgent"), true)]);
+    }
+
+    #[tokio::test]
+    async fn alternative_signals_become_their_classic_forms() {
+        let node = FakeNode::new();
+        let (local, _actor) = actor(&node).await;
+        crate::lock(&node.registry)
+            .register(Atom::new("named"), LocalProcess::Actor(local.clone()));
+        let (mut d, _rx) = dispatcher(&node, true);
+        d.dispatch(msg(
+            Control::AltAct {
+                flags: AltAct::NAME,
+                from: peer_pid(1),
+                to: AltActTarget::Name(Atom::new("named")),
+                token: None,
+            },
+            Some(Term::Int(5)),
+        ));
+        d.dispatch(msg(
+            Control::AltAct {
+                flags: AltAct::NAME | AltAct::EXIT,
+                from: peer_pid(1),
+                to: AltActTarget::Name(Atom::new("named")),
+                token: None,
+            },
+            Some(Term::atom("bye")),
+        ));
+        // An exit signal to one of our aliases is dropped.
+        d.dispatch(msg(
+            Control::AltAct {
+                flags: AltAct::ALIAS | AltAct::EXIT,
+                from: peer_pid(1),
+                to: AltActTarget::Alias(node.id.make_ref()),
+                token: None,
+            },
+            Some(Term::atom("bye")),
+        ));
+        assert_eq!(
+            node.seen(),
+            vec![
+                Seen::Deliver(local.pid.clone(), Term::Int(5)),
+                Seen::Exit(
+                    peer_pid(1),
+                    local.pid.clone(),
+                    Term::atom("bye"),
+                    ExitKind::Exit2
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_spawn_request_other_than_erpc_is_refused_notsup() {
+        let node = FakeNode::new();
+        let (mut d, mut rx) = dispatcher(&node, true);
+        d.dispatch(msg(
+            Control::SpawnRequest {
+                req_id: peer_ref(1),
+                from: peer_pid(1),
+                group_leader: peer_pid(2),
+                module: Atom::new("lists"),
+                function: Atom::new("seq"),
+                arity: 2,
+                opts: Term::NIL,
+            },
+            Some(Term::list(vec![Term::Int(1), Term::Int(2)])),
+        ));
+        let (control, _) = sent(&mut rx).expect("a reply");
+        assert_eq!(
+            control,
+            Control::SpawnReply {
+                req_id: peer_ref(1),
+                to: peer_pid(1),
+                flags: 0,
+                result: Term::atom("notsup"),
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn rex_runs_a_registered_function_and_refuses_outside_the_admin_guard() {
+        let node = FakeNode::new();
+        node.functions.insert(
+            Atom::new("m"),
+            Atom::new("double"),
+            Arc::new(|args: Vec<Term>| {
+                Box::pin(async move {
+                    match args.as_slice() {
+                        [Term::Int(n)] => Ok(Term::Int(n * 2)),
+                        _ => Err(crate::rpc::RpcFailure::badarg()),
+                    }
+                })
+            }),
+        );
+        let call = Term::tuple(vec![
+            Term::atom("call"),
+            Term::atom("m"),
+            Term::atom("double"),
+            Term::list(vec![Term::Int(21)]),
+            Term::atom("user"),
+        ]);
+        let rex_msg = Term::tuple(vec![Term::Pid(peer_pid(1)), call]);
+        for (admin, expected) in [
+            (true, Term::Int(42)),
+            (
+                false,
+                Term::tuple(vec![
+                    Term::atom("badrpc"),
+                    Term::tuple(vec![
+                        Term::atom("EXIT"),
+                        crate::admin::refusal(&Atom::new("peer@host")),
+                    ]),
+                ]),
+            ),
+        ] {
+            let (mut d, mut rx) = dispatcher(&node, admin);
+            d.dispatch(msg(
+                Control::RegSend {
+                    from: peer_pid(1),
+                    to_name: Atom::new("rex"),
+                },
+                Some(rex_msg.clone()),
+            ));
+            let item = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+                .await
+                .expect("rex answers")
+                .expect("an item");
+            let Outgoing::Message(Control::Send { to }, Some(reply)) = item else {
+                panic!("unexpected {item:?}");
+            };
+            assert_eq!(to, peer_pid(1));
+            assert_eq!(reply, Term::tuple(vec![Term::atom("rex"), expected]));
+        }
+    }
+
+    #[test]
+    fn net_kernel_answers_is_auth_yes() {
+        let node = FakeNode::new();
+        let (mut d, mut rx) = dispatcher(&node, true);
+        let call = Term::tuple(vec![
+            Term::atom("$gen_call"),
+            Term::tuple(vec![Term::Pid(peer_pid(1)), Term::from(peer_ref(4))]),
+            Term::tuple(vec![Term::atom("is_auth"), Term::atom("peer@host")]),
+        ]);
+        d.dispatch(msg(
+            Control::RegSend {
+                from: peer_pid(1),
+                to_name: Atom::new("net_kernel"),
+            },
+            Some(call),
+        ));
+        let item = rx.try_recv().expect("a reply");
+        let Outgoing::Reply(Control::Send { to }, reply) = item else {
+            panic!("unexpected {item:?}");
+        };
+        assert_eq!(to, peer_pid(1));
+        assert_eq!(reply.reply, Term::atom("yes"));
+    }
+}
