@@ -249,18 +249,22 @@ struct Conn {
 enum Pending {
     /// Our locker's `set_lock` on the peer of this attempt.
     Locker { node: Atom, tag: i64 },
-    /// A `resolve_it` for a clash in the exchange with `node`.
-    Resolve {
-        node: Atom,
-        tag: i64,
-        name: Term,
-        his: NameItem,
-        mine: Pid,
-    },
+    /// A `resolve_it` for a clash in an exchange.
+    Resolve(Box<ResolveCall>),
     /// A step of the registrar's transaction.
     Trans { id: u64, node: Atom },
     /// Nobody waits for the answer (a `del_lock`).
     Ignore,
+}
+
+/// A clash in the exchange with `node` that the node of our process resolves.
+#[derive(Debug, Clone)]
+struct ResolveCall {
+    node: Atom,
+    tag: i64,
+    name: Term,
+    his: NameItem,
+    mine: Pid,
 }
 
 /// A local transaction.
@@ -1183,13 +1187,13 @@ impl Machine {
                         ]),
                         Term::atom("user"),
                     ]);
-                    let pending = Pending::Resolve {
+                    let pending = Pending::Resolve(Box::new(ResolveCall {
                         node: node.clone(),
                         tag,
                         name: name.clone(),
                         his: item.clone(),
                         mine: e.pid.clone(),
-                    };
+                    }));
                     let id = self.call(CallTo::Rex(e.pid.node.clone()), request, pending);
                     waiting.insert(id);
                 }
@@ -1264,17 +1268,14 @@ impl Machine {
     }
 
     /// The answer of a `resolve_it` on another node.
-    fn resolve_answer(&mut self, id: CallId, pending: Pending, reply: Option<Term>) {
-        let Pending::Resolve {
+    fn resolve_answer(&mut self, id: CallId, pending: ResolveCall, reply: Option<Term>) {
+        let ResolveCall {
             node,
             tag,
             name,
             his,
             mine,
-        } = pending
-        else {
-            return;
-        };
+        } = pending;
         let Some(conn) = self.peers.conns.get_mut(&node) else {
             return;
         };
@@ -1467,7 +1468,7 @@ impl Machine {
                 let granted = reply.is_some_and(|r| r.is_atom("true"));
                 self.locker_granted(&node, tag, granted);
             }
-            pending @ Pending::Resolve { .. } => self.resolve_answer(id, pending, reply),
+            Pending::Resolve(pending) => self.resolve_answer(id, *pending, reply),
             Pending::Trans { id: trans, node } => self.trans_reply(trans, id, &node, reply),
             Pending::Ignore => {}
         }
