@@ -222,14 +222,21 @@ pub(crate) enum Phase {
     Locking { lock_sent: bool, calling: bool },
     /// Both sides hold the lock and our `exchange` is out: waiting for the peer's names.
     Exchanged,
-    /// The peer's names are in; clashes are being resolved by other nodes (`waiting`).
-    Resolving {
-        ops: Vec<Op>,
-        resolved: Vec<Op>,
-        waiting: BTreeSet<CallId>,
-    },
+    /// The peer's names are in; clashes are being resolved by other nodes.
+    Resolving(Clashes),
     /// Our `resolved` is out: waiting for the peer's.
     AwaitResolved { ops: Vec<Op> },
+}
+
+/// The outcome of an exchange so far.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Clashes {
+    /// Operations for our table.
+    ops: Vec<Op>,
+    /// Operations for the peer's (its `resolved`).
+    resolved: Vec<Op>,
+    /// The `resolve_it` calls still out.
+    waiting: BTreeSet<CallId>,
 }
 
 /// A connection attempt with a peer.
@@ -1200,11 +1207,11 @@ impl Machine {
             }
         }
         if let Some(conn) = self.peers.conns.get_mut(node) {
-            conn.phase = Phase::Resolving {
+            conn.phase = Phase::Resolving(Clashes {
                 ops,
                 resolved,
                 waiting,
-            };
+            });
         }
         self.resolving_done(node);
     }
@@ -1282,11 +1289,11 @@ impl Machine {
         if conn.my_tag != tag {
             return;
         }
-        let Phase::Resolving {
+        let Phase::Resolving(Clashes {
             ops,
             resolved,
             waiting,
-        } = &mut conn.phase
+        }) = &mut conn.phase
         else {
             return;
         };
@@ -1330,18 +1337,13 @@ impl Machine {
         let Some(conn) = self.peers.conns.get_mut(node) else {
             return;
         };
-        let Phase::Resolving {
-            ops,
-            resolved,
-            waiting,
-        } = &mut conn.phase
-        else {
+        let Phase::Resolving(clashes) = &mut conn.phase else {
             return;
         };
-        if !waiting.is_empty() {
+        if !clashes.waiting.is_empty() {
             return;
         }
-        let (ops, resolved) = (std::mem::take(ops), std::mem::take(resolved));
+        let Clashes { ops, resolved, .. } = std::mem::take(clashes);
         let Some(his_tag) = conn.his.as_ref().map(|h| h.tag.clone()) else {
             return;
         };
@@ -1779,4 +1781,4 @@ impl Machine {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

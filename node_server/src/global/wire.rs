@@ -154,16 +154,8 @@ pub(crate) fn node_names(list: &Term) -> Vec<Atom> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::machine::tests::pid;
     use super::*;
-
-    fn pid(node: &str, id: u32) -> Pid {
-        Pid {
-            node: Atom::new(node),
-            id,
-            serial: 0,
-            creation: 1,
-        }
-    }
 
     #[test]
     fn casts_read_and_write_otp_shapes() {

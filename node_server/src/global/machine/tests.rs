@@ -7,7 +7,8 @@ fn atom(s: &str) -> Atom {
     Atom::new(s)
 }
 
-fn pid(node: &str, id: u32) -> Pid {
+/// A pid of `node` (creation 1).
+pub(in crate::global) fn pid(node: &str, id: u32) -> Pid {
     Pid {
         node: atom(node),
         id,
@@ -18,6 +19,25 @@ fn pid(node: &str, id: u32) -> Pid {
 
 fn name(s: &str) -> Term {
     Term::atom(s)
+}
+
+/// The lock id `{resource, requester}` of two atoms.
+fn lid(resource: &str, requester: &str) -> LockId {
+    LockId(name(resource), name(requester))
+}
+
+/// A peer's `resolved` with `ops` for us and no known nodes.
+fn resolved(peer: &str, ops: Vec<Op>, my_tag: Term) -> Cast {
+    Cast::Resolved(atom(peer), ops, Term::NIL, Term::NIL, Vec::new(), my_tag)
+}
+
+/// A peer's `init_connect` with its tag.
+fn init_connect(peer: &str, tag: i64) -> Cast {
+    Cast::InitConnect(
+        VsnTag(VSN, Term::Int(tag)),
+        atom(peer),
+        LockerInfo(Term::NIL, Term::NIL, his_locker(peer)),
+    )
 }
 
 /// The locker pid every test peer uses.
@@ -130,14 +150,16 @@ impl Harness {
             peer,
             Cast::Exchange(atom(peer), names, Term::NIL, my_tag.clone()),
         ));
-        steps.push(self.cast(
-            peer,
-            Cast::Resolved(atom(peer), ops, Term::NIL, Term::NIL, Vec::new(), my_tag),
-        ));
+        steps.push(self.cast(peer, resolved(peer, ops, my_tag)));
         // His locker releases its half of the connection lock.
         let lock = self.conn_lock(peer);
         steps.push(self.call(&his_locker(peer), Call::DelLock(lock)).0);
         steps
+    }
+
+    /// Whether `holder` gets the lock `{resource, requester}` here (a `set_lock` call).
+    fn lock(&mut self, holder: &Pid, id: &LockId) -> bool {
+        self.call(holder, Call::SetLock(id.clone())).1 == Some(Term::atom("true"))
     }
 
     fn conn_lock(&self, peer: &str) -> LockId {
@@ -221,11 +243,7 @@ fn a_free_name_registers_and_its_process_is_monitored() {
         Some(Reply::Names(vec![(name("n"), p)]))
     );
     // The lock of the registration is released.
-    let (_, granted) = h.call(
-        &pid("x@h", 5),
-        Call::SetLock(LockId(name("global"), name("other"))),
-    );
-    assert_eq!(granted, Some(Term::atom("true")));
+    assert!(h.lock(&pid("x@h", 5), &lid("global", "other")));
 }
 
 #[test]
@@ -272,11 +290,10 @@ fn registration_locks_and_calls_every_known_node() {
         *request,
         Call::Register(name("n"), p.clone(), default_method()).to_term()
     );
-    let (_, busy) = h.call(
-        &pid("z@h", 7),
-        Call::SetLock(LockId(name("global"), name("q"))),
+    assert!(
+        !h.lock(&pid("z@h", 7), &lid("global", "q")),
+        "global is locked here too"
     );
-    assert_eq!(busy, Some(Term::atom("false")), "global is locked here too");
     let actions = h.input(Input::CallReply(*call, Some(Term::atom("yes"))));
     assert_eq!(reply(&actions, id), Some(Reply::Done(Ok(()))));
     assert_eq!(h.m.whereis(&name("n")), Some(p));
@@ -285,11 +302,7 @@ fn registration_locks_and_calls_every_known_node() {
         .iter()
         .any(|(_, to, r)| *to == CallTo::Gns(atom("z@h"))
             && *r == Call::DelLock(lock.clone()).to_term()));
-    let (_, free) = h.call(
-        &pid("z@h", 7),
-        Call::SetLock(LockId(name("global"), name("q"))),
-    );
-    assert_eq!(free, Some(Term::atom("true")));
+    assert!(h.lock(&pid("z@h", 7), &lid("global", "q")));
 }
 
 #[test]
@@ -402,14 +415,7 @@ fn connection_phases_from_init_connect_to_in_sync() {
     let actions = h.up("b@h");
     let my_tag = init_tag(&actions, "b@h").expect("init_connect");
     assert!(matches!(h.m.phase(&peer), Some(Phase::AwaitInit)));
-    h.cast(
-        "b@h",
-        Cast::InitConnect(
-            VsnTag(VSN, Term::Int(5)),
-            peer.clone(),
-            LockerInfo(Term::NIL, Term::NIL, his_locker("b@h")),
-        ),
-    );
+    h.cast("b@h", init_connect("b@h", 5));
     assert!(matches!(
         h.m.phase(&peer),
         Some(Phase::Locking {
@@ -455,40 +461,16 @@ fn connection_phases_from_init_connect_to_in_sync() {
     ));
     assert_eq!(h.known(), Vec::<String>::new());
     // A resolved with another tag is an old session's: ignored.
-    h.cast(
-        "b@h",
-        Cast::Resolved(
-            peer.clone(),
-            Vec::new(),
-            Term::NIL,
-            Term::NIL,
-            Vec::new(),
-            Term::Int(1),
-        ),
-    );
+    h.cast("b@h", resolved("b@h", Vec::new(), Term::Int(1)));
     assert!(h.m.phase(&peer).is_some());
-    let actions = h.cast(
-        "b@h",
-        Cast::Resolved(
-            peer.clone(),
-            Vec::new(),
-            Term::NIL,
-            Term::NIL,
-            Vec::new(),
-            my_tag,
-        ),
-    );
+    let actions = h.cast("b@h", resolved("b@h", Vec::new(), my_tag));
     assert!(h.m.phase(&peer).is_none());
     assert_eq!(h.known(), ["b@h"]);
     assert_eq!(h.m.whereis(&name("his")), Some(pid("b@h", 30)));
     assert!(has(&actions, &Action::Monitor(pid("b@h", 30))));
     h.call(&his_locker("b@h"), Call::DelLock(h.conn_lock("b@h")));
     // The connection lock is gone: another requester may take `global`.
-    let (_, free) = h.call(
-        &pid("b@h", 9),
-        Call::SetLock(LockId(name("global"), name("q"))),
-    );
-    assert_eq!(free, Some(Term::atom("true")));
+    assert!(h.lock(&pid("b@h", 9), &lid("global", "q")));
 }
 
 #[test]
@@ -520,14 +502,7 @@ fn our_locker_starts_when_its_timer_fires() {
         }
     ));
     assert!(calls(&actions).is_empty());
-    h.cast(
-        "b@h",
-        Cast::InitConnect(
-            VsnTag(VSN, Term::Int(5)),
-            atom("b@h"),
-            LockerInfo(Term::NIL, Term::NIL, his_locker("b@h")),
-        ),
-    );
+    h.cast("b@h", init_connect("b@h", 5));
     // A timer of an older attempt does nothing.
     let stale = h.input(Input::Timer(Timer::Locker {
         node: atom("b@h"),
@@ -561,14 +536,7 @@ fn our_locker_starts_when_its_timer_fires() {
 fn a_refused_locker_releases_and_retries() {
     let mut h = Harness::new("a@h");
     let my_tag = init_tag(&h.up("b@h"), "b@h").expect("init_connect");
-    h.cast(
-        "b@h",
-        Cast::InitConnect(
-            VsnTag(VSN, Term::Int(5)),
-            atom("b@h"),
-            LockerInfo(Term::NIL, Term::NIL, his_locker("b@h")),
-        ),
-    );
+    h.cast("b@h", init_connect("b@h", 5));
     let Term::Int(tag) = my_tag else { panic!() };
     let actions = h.input(Input::Timer(Timer::Locker {
         node: atom("b@h"),
@@ -581,11 +549,7 @@ fn a_refused_locker_releases_and_retries() {
         Action::SetTimer { timer: Timer::Locker { .. }, after_ms } if *after_ms >= LOCKER_DELAY_MS
     )));
     // Our half of the lock went too.
-    let (_, free) = h.call(
-        &pid("c@h", 9),
-        Call::SetLock(LockId(name("global"), name("q"))),
-    );
-    assert_eq!(free, Some(Term::atom("true")));
+    assert!(h.lock(&pid("c@h", 9), &lid("global", "q")));
 }
 
 #[test]
@@ -732,46 +696,31 @@ fn clash_resolved_on_the_node_of_our_process() {
 fn locks_set_conflict_and_release() {
     let mut h = Harness::new("a@h");
     let (p1, p2, p3) = (pid("b@h", 1), pid("b@h", 2), pid("c@h", 3));
-    let id1 = LockId(name("r"), name("q1"));
-    let id2 = LockId(name("r"), name("q2"));
+    let id1 = lid("r", "q1");
+    let id2 = lid("r", "q2");
     let (actions, ok) = h.call(&p1, Call::SetLock(id1.clone()));
     assert_eq!(ok, Some(Term::atom("true")));
     assert!(has(&actions, &Action::Monitor(p1.clone())));
     // Another requester: refused; the same requester from another process: shared.
-    assert_eq!(
-        h.call(&p3, Call::SetLock(id2.clone())).1,
-        Some(Term::atom("false"))
-    );
-    assert_eq!(
-        h.call(&p2, Call::SetLock(id1.clone())).1,
-        Some(Term::atom("true"))
-    );
+    assert!(!h.lock(&p3, &id2));
+    assert!(h.lock(&p2, &id1));
     let (actions, _) = h.call(&p1, Call::DelLock(id1.clone()));
     assert!(has(&actions, &Action::Demonitor(p1)));
-    assert_eq!(
-        h.call(&p3, Call::SetLock(id2.clone())).1,
-        Some(Term::atom("false"))
-    );
+    assert!(!h.lock(&p3, &id2));
     h.call(&p2, Call::DelLock(id1));
-    assert_eq!(h.call(&p3, Call::SetLock(id2)).1, Some(Term::atom("true")));
+    assert!(h.lock(&p3, &id2));
 }
 
 #[test]
 fn a_lock_goes_when_its_holder_dies() {
     let mut h = Harness::new("a@h");
     let holder = pid("a@h", 40);
-    let id1 = LockId(name("r"), name("q1"));
+    let id1 = lid("r", "q1");
     h.call(&holder, Call::SetLock(id1));
-    let other = LockId(name("r"), name("q2"));
-    assert_eq!(
-        h.call(&pid("a@h", 41), Call::SetLock(other.clone())).1,
-        Some(Term::atom("false"))
-    );
+    let other = lid("r", "q2");
+    assert!(!h.lock(&pid("a@h", 41), &other));
     h.input(Input::ProcessDown(holder));
-    assert_eq!(
-        h.call(&pid("a@h", 41), Call::SetLock(other)).1,
-        Some(Term::atom("true"))
-    );
+    assert!(h.lock(&pid("a@h", 41), &other));
 }
 
 #[test]
@@ -779,18 +728,12 @@ fn a_lock_goes_when_its_holders_node_goes_down() {
     let mut h = Harness::new("a@h");
     h.up("c@h");
     let holder = pid("c@h", 40);
-    h.call(&holder, Call::SetLock(LockId(name("r"), name("q1"))));
-    let other = LockId(name("r"), name("q2"));
-    assert_eq!(
-        h.call(&pid("a@h", 41), Call::SetLock(other.clone())).1,
-        Some(Term::atom("false"))
-    );
+    h.call(&holder, Call::SetLock(lid("r", "q1")));
+    let other = lid("r", "q2");
+    assert!(!h.lock(&pid("a@h", 41), &other));
     let actions = h.down("c@h");
     assert!(has(&actions, &Action::Demonitor(holder)));
-    assert_eq!(
-        h.call(&pid("a@h", 41), Call::SetLock(other)).1,
-        Some(Term::atom("true"))
-    );
+    assert!(h.lock(&pid("a@h", 41), &other));
 }
 
 #[test]
@@ -808,24 +751,18 @@ fn async_del_name_and_async_del_lock_remove_what_they_name() {
     assert_eq!(h.m.whereis(&name("n")), None);
     assert!(has(&actions, &Action::Demonitor(p.clone())));
 
-    h.call(&p, Call::SetLock(LockId(name("r"), name("q1"))));
-    let other = LockId(name("r"), name("q2"));
-    assert_eq!(
-        h.call(&pid("a@h", 41), Call::SetLock(other.clone())).1,
-        Some(Term::atom("false"))
-    );
+    h.call(&p, Call::SetLock(lid("r", "q1")));
+    let other = lid("r", "q2");
+    assert!(!h.lock(&pid("a@h", 41), &other));
     h.cast("b@h", Cast::AsyncDelLock(name("r"), p));
-    assert_eq!(
-        h.call(&pid("a@h", 41), Call::SetLock(other)).1,
-        Some(Term::atom("true"))
-    );
+    assert!(h.lock(&pid("a@h", 41), &other));
 }
 
 #[test]
 fn local_set_lock_and_del_lock_span_the_known_nodes() {
     let mut h = Harness::new("a@h");
     h.sync("z@h", Vec::new(), Vec::new());
-    let id = LockId(name("r"), name("q"));
+    let id = lid("r", "q");
     let (req, actions) = h.request(Request::SetLock(id.clone()));
     let (call, to, request) = calls(&actions)[0].clone();
     assert_eq!(to, CallTo::Gns(atom("z@h")));
@@ -833,21 +770,15 @@ fn local_set_lock_and_del_lock_span_the_known_nodes() {
     let actions = h.input(Input::CallReply(call, Some(Term::atom("true"))));
     assert_eq!(reply(&actions, req), Some(Reply::Lock(true)));
     // Held here until del_lock.
-    let other = LockId(name("r"), name("q2"));
-    assert_eq!(
-        h.call(&pid("z@h", 9), Call::SetLock(other.clone())).1,
-        Some(Term::atom("false"))
-    );
+    let other = lid("r", "q2");
+    assert!(!h.lock(&pid("z@h", 9), &other));
     let (req, actions) = h.request(Request::DelLock(id.clone()));
     assert_eq!(reply(&actions, req), Some(Reply::Lock(true)));
     assert!(calls(&actions)
         .iter()
         .any(|(_, to, r)| *to == CallTo::Gns(atom("z@h"))
             && *r == Call::DelLock(id.clone()).to_term()));
-    assert_eq!(
-        h.call(&pid("z@h", 9), Call::SetLock(other)).1,
-        Some(Term::atom("true"))
-    );
+    assert!(h.lock(&pid("z@h", 9), &other));
 }
 
 #[test]
