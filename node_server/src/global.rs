@@ -71,6 +71,8 @@ pub(crate) enum GlobalMsg {
     Input(Input),
     /// A local request and where its answer goes.
     Request(Request, RpcReplyPort<Reply>),
+    /// A connection attempt we made ended (`true`: connected).
+    Connected(Atom, bool),
 }
 
 impl ractor::Message for GlobalMsg {}
@@ -92,6 +94,8 @@ pub(crate) struct GlobalState {
     /// Monitored remote processes: the monitor and the task waiting for its DOWN.
     remote: HashMap<Pid, (Reference, tokio::task::JoinHandle<()>)>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Remote processes to monitor once their node is connected (we are connecting).
+    deferred: HashMap<Atom, Vec<Pid>>,
 }
 
 impl Drop for GlobalState {
@@ -171,6 +175,7 @@ impl Actor for GlobalServer {
             local: HashMap::new(),
             remote: HashMap::new(),
             tasks: vec![events],
+            deferred: HashMap::new(),
         })
     }
 
@@ -181,7 +186,22 @@ impl Actor for GlobalServer {
         state: &mut GlobalState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            GlobalMsg::Input(input) => state.feed(input),
+            GlobalMsg::Input(input) => {
+                if let Input::NodeUp { node, .. } = &input {
+                    state.resume_monitors(node);
+                }
+                state.feed(input)
+            }
+            GlobalMsg::Connected(node, connected) => {
+                if state.shared.session(&node).is_some() {
+                    state.resume_monitors(&node);
+                } else if !connected {
+                    // As a monitor on a node that cannot be reached: the process is down.
+                    for pid in state.deferred.remove(&node).unwrap_or_default() {
+                        state.feed(Input::ProcessDown(pid));
+                    }
+                }
+            }
             GlobalMsg::Request(request, reply) => {
                 state.next_request += 1;
                 let id = RequestId(state.next_request);
@@ -330,6 +350,17 @@ impl GlobalState {
                 None => Some(Input::ProcessDown(pid)),
             };
         }
+        if self.shared.session(&pid.node).is_none() {
+            // As Erlang's monitor, connect first (a name learned from a peer may live on a
+            // node we are about to connect to).
+            let node = pid.node.clone();
+            let first = !self.deferred.contains_key(&node);
+            self.deferred.entry(node.clone()).or_default().push(pid);
+            if first {
+                self.connect(node);
+            }
+            return None;
+        }
         let Some((reference, down)) = self.shared.monitor_remote(&RemoteTarget::Pid(pid.clone()))
         else {
             return Some(Input::ProcessDown(pid));
@@ -361,6 +392,20 @@ impl GlobalState {
         } else if let Some((reference, task)) = self.remote.remove(pid) {
             task.abort();
             self.remove_remote_monitor(pid, reference);
+        } else if let Some(waiting) = self.deferred.get_mut(&pid.node) {
+            waiting.retain(|p| p != pid);
+        }
+    }
+
+    /// Monitors the processes that waited for their node's connection.
+    fn resume_monitors(&mut self, node: &Atom) {
+        if self.shared.session(node).is_none() {
+            return;
+        }
+        for pid in self.deferred.remove(node).unwrap_or_default() {
+            if let Some(down) = self.monitor(pid) {
+                self.feed(down);
+            }
         }
     }
 
@@ -392,27 +437,31 @@ impl GlobalState {
         session.send(control, None);
     }
 
+    /// Connects to `node`; [`GlobalMsg::Connected`] tells how it went.
     fn connect(&mut self, node: Atom) {
         let shared = self.shared.clone();
+        let me = self.me.clone();
         self.tasks.retain(|t| !t.is_finished());
         self.tasks.push(tokio::spawn(async move {
-            if shared.session(&node).is_some() {
-                return;
-            }
-            if let Some(cell) = shared.server_cell.get() {
+            let mut connected = shared.session(&node).is_some();
+            if let (false, Some(cell)) = (connected, shared.server_cell.get()) {
                 let server: ActorRef<crate::server::NodeServerMsg> = cell.clone().into();
-                let _ = server
-                    .call(
-                        |reply| crate::server::NodeServerMsg::Connect {
-                            node: node.as_str().to_owned(),
-                            addr: None,
-                            tls: shared.config.tls.is_some(),
-                            reply,
-                        },
-                        Some(CALL_TIMEOUT),
-                    )
-                    .await;
+                connected = matches!(
+                    server
+                        .call(
+                            |reply| crate::server::NodeServerMsg::Connect {
+                                node: node.as_str().to_owned(),
+                                addr: None,
+                                tls: shared.config.tls.is_some(),
+                                reply,
+                            },
+                            Some(CALL_TIMEOUT),
+                        )
+                        .await,
+                    Ok(ractor::rpc::CallResult::Success(Ok(())))
+                );
             }
+            let _ = me.cast(GlobalMsg::Connected(node, connected));
         }));
     }
 
