@@ -254,8 +254,8 @@ struct Conn {
 /// What an outstanding call is for.
 #[derive(Debug, Clone)]
 enum Pending {
-    /// Our locker's `set_lock` on the peer of this attempt.
-    Locker { node: Atom, tag: i64 },
+    /// Our locker's `set_lock` of `lock` on the peer of this attempt.
+    Locker { node: Atom, tag: i64, lock: LockId },
     /// A `resolve_it` for a clash in an exchange.
     Resolve(Box<ResolveCall>),
     /// A step of the registrar's transaction.
@@ -840,25 +840,31 @@ impl Machine {
                 calling: true,
             };
         }
-        let request = Call::SetLock(id).to_term();
+        let request = Call::SetLock(id.clone()).to_term();
         self.call(
             CallTo::Gns(node.clone()),
             request,
             Pending::Locker {
                 node: node.clone(),
                 tag,
+                lock: id,
             },
         );
     }
 
     /// The answer to our locker's `set_lock` on the peer.
-    fn locker_granted(&mut self, node: &Atom, tag: i64, granted: bool) {
-        let lock = self.peers.conns.get(node).and_then(|c| self.lock_id(c));
-        let Some(conn) = self.peers.conns.get_mut(node) else {
+    fn locker_granted(&mut self, node: &Atom, tag: i64, lock: LockId, granted: bool) {
+        let Some(conn) = self.peers.conns.get_mut(node).filter(|c| c.my_tag == tag) else {
+            // The attempt is over (in sync, say, as his locker came first): give back what
+            // the peer granted our locker, or its lock on `global` would stay.
+            if granted && self.peers.up.contains(node) {
+                self.release_peer_lock(node, lock);
+            }
             return;
         };
-        if conn.my_tag != tag {
-            return;
+        if granted {
+            // Released when the attempt ends.
+            conn.peer_locked = true;
         }
         let Phase::Locking { lock_sent, .. } = conn.phase else {
             return;
@@ -869,20 +875,14 @@ impl Machine {
         };
         if lock_sent {
             // His locker came first meanwhile; his lock is the same one.
-            if granted {
-                conn.peer_locked = true;
-            }
             return;
         }
         if !granted {
-            if let Some(id) = lock {
-                let locker = self.cfg.locker.clone();
-                self.del_lock(&id, &locker);
-            }
+            let locker = self.cfg.locker.clone();
+            self.del_lock(&lock, &locker);
             self.locker_retry(node, tag);
             return;
         }
-        conn.peer_locked = true;
         // Our names go when his `lock_set` confirms the lock on his side.
         self.send_lock_set(node, false);
     }
@@ -1466,9 +1466,9 @@ impl Machine {
             return;
         };
         match pending {
-            Pending::Locker { node, tag } => {
+            Pending::Locker { node, tag, lock } => {
                 let granted = reply.is_some_and(|r| r.is_atom("true"));
-                self.locker_granted(&node, tag, granted);
+                self.locker_granted(&node, tag, lock, granted);
             }
             Pending::Resolve(pending) => self.resolve_answer(id, *pending, reply),
             Pending::Trans { id: trans, node } => self.trans_reply(trans, id, &node, reply),

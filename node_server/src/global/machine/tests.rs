@@ -926,3 +926,50 @@ fn lost_connection_reports_make_us_drop_the_node() {
     assert!(has(&actions, &Action::Disconnect(atom("b@h"))));
     assert!(h.known().is_empty());
 }
+
+#[test]
+fn a_lock_our_locker_got_after_his_locker_won_is_given_back() {
+    // Both lockers run at once: his completes the sync while our set_lock is out; when ours
+    // is granted after all, the peer's lock must not stay with our locker.
+    for answer_after_sync in [false, true] {
+        let mut h = Harness::new("a@h");
+        let my_tag = init_tag(&h.up("b@h"), "b@h").expect("init_connect");
+        h.cast("b@h", init_connect("b@h", 5));
+        let Term::Int(tag) = my_tag else { panic!() };
+        let actions = h.input(Input::Timer(Timer::Locker {
+            node: atom("b@h"),
+            tag,
+        }));
+        let (ours, ..) = calls(&actions)[0].clone();
+        h.call(&his_locker("b@h"), Call::SetLock(h.conn_lock("b@h")));
+        h.cast(
+            "b@h",
+            Cast::LockSet(his_locker("b@h"), true, Term::NIL, my_tag.clone()),
+        );
+        let lock = h.conn_lock("b@h");
+        let del = Call::DelLock(lock.clone()).to_term();
+        let gives_back = |actions: &[Action]| {
+            calls(actions)
+                .iter()
+                .any(|(_, to, r)| *to == CallTo::Gns(atom("b@h")) && *r == del)
+        };
+        let mut released = false;
+        if !answer_after_sync {
+            let actions = h.input(Input::CallReply(ours, Some(Term::atom("true"))));
+            released |= gives_back(&actions);
+        }
+        h.cast(
+            "b@h",
+            Cast::Exchange(atom("b@h"), Vec::new(), Term::NIL, my_tag.clone()),
+        );
+        let actions = h.cast("b@h", resolved("b@h", Vec::new(), my_tag));
+        released |= gives_back(&actions);
+        assert_eq!(h.known(), ["b@h"]);
+        if answer_after_sync {
+            assert!(!released);
+            let actions = h.input(Input::CallReply(ours, Some(Term::atom("true"))));
+            released |= gives_back(&actions);
+        }
+        assert!(released, "answer after sync: {answer_after_sync}");
+    }
+}
