@@ -157,6 +157,22 @@ impl Harness {
         steps
     }
 
+    /// `peer` comes up and sends its `init_connect`, then our locker's timer fires: returns
+    /// our tag and our locker's `set_lock` call on the peer.
+    fn our_locker_calls(&mut self, peer: &str) -> (Term, CallId) {
+        let my_tag = init_tag(&self.up(peer), peer).expect("init_connect");
+        self.cast(peer, init_connect(peer, 5));
+        let Term::Int(tag) = my_tag else {
+            panic!("an integer tag")
+        };
+        let actions = self.input(Input::Timer(Timer::Locker {
+            node: atom(peer),
+            tag,
+        }));
+        let (call, ..) = calls(&actions)[0].clone();
+        (my_tag, call)
+    }
+
     /// Whether `holder` gets the lock `{resource, requester}` here (a `set_lock` call).
     fn lock(&mut self, holder: &Pid, id: &LockId) -> bool {
         self.call(holder, Call::SetLock(id.clone())).1 == Some(Term::atom("true"))
@@ -535,14 +551,7 @@ fn our_locker_starts_when_its_timer_fires() {
 #[test]
 fn a_refused_locker_releases_and_retries() {
     let mut h = Harness::new("a@h");
-    let my_tag = init_tag(&h.up("b@h"), "b@h").expect("init_connect");
-    h.cast("b@h", init_connect("b@h", 5));
-    let Term::Int(tag) = my_tag else { panic!() };
-    let actions = h.input(Input::Timer(Timer::Locker {
-        node: atom("b@h"),
-        tag,
-    }));
-    let (call, ..) = calls(&actions)[0].clone();
+    let (_, call) = h.our_locker_calls("b@h");
     let actions = h.input(Input::CallReply(call, Some(Term::atom("false"))));
     assert!(actions.iter().any(|a| matches!(
         a,
@@ -933,14 +942,7 @@ fn a_lock_our_locker_got_after_his_locker_won_is_given_back() {
     // is granted after all, the peer's lock must not stay with our locker.
     for answer_after_sync in [false, true] {
         let mut h = Harness::new("a@h");
-        let my_tag = init_tag(&h.up("b@h"), "b@h").expect("init_connect");
-        h.cast("b@h", init_connect("b@h", 5));
-        let Term::Int(tag) = my_tag else { panic!() };
-        let actions = h.input(Input::Timer(Timer::Locker {
-            node: atom("b@h"),
-            tag,
-        }));
-        let (ours, ..) = calls(&actions)[0].clone();
+        let (my_tag, ours) = h.our_locker_calls("b@h");
         h.call(&his_locker("b@h"), Call::SetLock(h.conn_lock("b@h")));
         h.cast(
             "b@h",
