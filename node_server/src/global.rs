@@ -12,118 +12,111 @@
 //! Our locker waits for the peer's first: an Erlang node's locker starts within 200 ms to 3 s;
 //! when none has come after 300 ms, ours starts (so two nodes of ours sync too).
 //!
-//! Registration ([`Global::register`], [`crate::Node::register_global`]) follows `global:register_name/2`: lock
-//! `{global, Requester}` on the highest-named node, then on every known node, call
-//! `{register, Name, Pid, Method}` on each, release the locks. Every node monitors the
-//! registered processes itself, so a name goes everywhere when its process exits.
+//! Registration ([`Global::register`], [`crate::Node::register_global`]) follows
+//! `global:register_name/2`: lock `{global, Registrar}` on the highest-named node, then on every
+//! known node, call `{register, Name, Pid, Method}` on each, release the locks; registrations
+//! run one at a time. Every node monitors the registered processes itself, so a name goes
+//! everywhere when its process exits. [`Global::set_lock`] and [`Global::del_lock`] take and
+//! release other locks the same way. A lock is released when the process holding it exits
+//! (the name server monitors lock holders) or its node goes.
 //!
 //! Name clashes when two partitions meet resolve as in OTP: the node with the smaller name
-//! decides with the registering method; the default (`global:random_exit_name/3`) keeps the
+//! decides with the registering method, run on the node of its process (`global:resolve_it`
+//! by rpc when that is a third node); the default (`global:random_exit_name/3`) keeps the
 //! process on the node with the smaller name and kills the other. Names are any terms; the
 //! Rust API takes atoms' text.
+//!
+//! Names registered by C nodes (`{register_ext, Name, Pid, Method, RegNode}`) are kept with
+//! their registering node: the name server of that node links to the process, and the
+//! `resolved` and `new_nodes` messages carry them as OTP's `names_ext`. `async_del_name` and
+//! `async_del_lock` (sent by R13B and older nodes; OTP 14 and later ignore them since their
+//! monitors do the work) delete the name or lock holder they name.
 //!
 //! As OTP 25 (`prevent_overlapping_partitions`, on by default there), a node that loses a
 //! connection tells the others in sync with it (`lost_connection`), which drop the lost node
 //! too and ask it to disconnect (`remove_connection`); we send, relay and honour these.
 //!
-//! Not done: locks are not released when their holder process dies (only when its node goes),
-//! and `register_ext` names (C nodes) are stored as plain names.
+//! The protocol is a state machine without I/O (`global/machine.rs`, typed messages in
+//! `global/wire.rs`); the actor here performs its actions (sends, timers, monitors, calls to
+//! other nodes) and feeds the results back.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI64, Ordering};
+mod machine;
+mod wire;
+
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
 
 use crate::core::Core;
 use crate::dist::control::{Control, ProcessRef};
-use crate::etf::{Atom, Fun, Pid, Term};
+use crate::etf::{Atom, Pid, Reference, Term};
 use crate::events::NodeEvent;
 use crate::registry::LocalProcess;
 use crate::remote::RemoteTarget;
+pub use machine::GlobalError;
+use machine::{Action, CallId, CallTo, Config, Dest, Input, Machine, Reply, Request, RequestId};
 
-/// The `global` protocol version OTP 25 speaks.
-const VSN: i64 = 8;
-/// How long our locker waits for the peer's before starting itself.
-const LOCKER_DELAY: Duration = Duration::from_millis(300);
 /// Timeout of one call to another node's name server.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a local request may take (a registration retries for up to 30 s).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Messages of the global name server.
 #[derive(Debug)]
 pub(crate) enum GlobalMsg {
-    /// A message to `global_name_server` from another node.
-    Remote(Atom, Term),
-    NodeUp(Atom, bool),
-    NodeDown(Atom),
-    /// Our locker's turn for a connection attempt.
-    LockerTimer(Atom, i64),
-    /// The answer to our `set_lock` on a peer.
-    LockerGranted(Atom, i64, bool),
-    /// A registered remote process exited.
-    NameDown(Term, Pid),
-    /// Sets (`true`) or releases a lock on this node for `holder`.
-    LocalLock(Term, Pid, bool, RpcReplyPort<bool>),
-    /// Inserts (`Some`) or deletes a name here.
-    LocalName(Term, Option<(Pid, Term)>),
-    Whereis(Term, RpcReplyPort<Option<Pid>>),
-    Names(RpcReplyPort<Vec<(Term, Pid)>>),
-    Known(RpcReplyPort<Vec<Atom>>),
+    /// An input for the state machine.
+    Input(Input),
+    /// A local request and where its answer goes.
+    Request(Request, RpcReplyPort<Reply>),
+    /// A connection attempt we made ended (`true`: connected).
+    Connected(Atom, bool),
 }
 
 impl ractor::Message for GlobalMsg {}
 
-/// A connection attempt in progress.
-#[derive(Debug)]
-struct Conn {
-    my_tag: i64,
-    his_tag: Option<Term>,
-    his_locker: Option<Pid>,
-    /// We sent our `lock_set` (our locker started, or we answered his).
-    lock_sent: bool,
-    /// Our locker holds the lock on the peer too (release it when done).
-    peer_locked: bool,
-    exchange_sent: bool,
-    our_ops: Option<Vec<Term>>,
-    /// His `resolved`, when it came before our ops: (his resolved ops, his known list).
-    his_resolved: Option<(Vec<Term>, Vec<Term>)>,
-}
-
-#[derive(Debug, Clone)]
-struct Entry {
-    pid: Pid,
-    method: Term,
-}
-
 pub(crate) struct GlobalServer;
 
+/// The actor's side: the machine and what its actions started.
 pub(crate) struct GlobalState {
     shared: Arc<Core>,
     me: ActorRef<GlobalMsg>,
     gns: Pid,
-    locker: Pid,
-    known: BTreeMap<Atom, i64>,
-    conns: HashMap<Atom, Conn>,
-    names: BTreeMap<Term, Entry>,
-    /// Resource -> (requester id, holders).
-    locks: HashMap<Term, (Term, Vec<Pid>)>,
-    events: tokio::task::JoinHandle<()>,
-    /// The last `lost_connection` report seen per (reporter, lost node): (incarnation, op id).
-    lost_reports: HashMap<(Atom, Atom), (Term, Term)>,
-    next_op: i64,
+    machine: Machine,
+    epoch: Instant,
+    requests: HashMap<RequestId, RpcReplyPort<Reply>>,
+    next_request: u64,
+    timers: Vec<tokio::task::JoinHandle<Result<(), ractor::MessagingErr<GlobalMsg>>>>,
+    /// Monitored local actors.
+    local: HashMap<ActorId, (Pid, ActorCell)>,
+    /// Monitored remote processes: the monitor and the task waiting for its DOWN.
+    remote: HashMap<Pid, (Reference, tokio::task::JoinHandle<()>)>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Remote processes to monitor once their node is connected (we are connecting).
+    deferred: HashMap<Atom, Vec<Pid>>,
 }
 
 impl Drop for GlobalState {
     fn drop(&mut self) {
-        self.events.abort();
+        for t in &self.timers {
+            t.abort();
+        }
+        for (_, t) in self.remote.values() {
+            t.abort();
+        }
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
 impl std::fmt::Debug for GlobalState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GlobalState")
-            .field("known", &self.known)
+            .field("machine", &self.machine)
             .finish_non_exhaustive()
     }
 }
@@ -134,61 +127,10 @@ pub(crate) struct GlobalArgs {
     pub locker: Pid,
 }
 
-static NEXT_TAG: AtomicI64 = AtomicI64::new(-(1 << 59));
-
-fn cast_msg(body: Term) -> Term {
-    Term::tuple(vec![Term::atom("$gen_cast"), body])
-}
-
-/// The default method: `fun global:random_exit_name/3`.
-pub(crate) fn default_method() -> Term {
-    Term::Fun(Box::new(Fun::Export {
-        module: Atom::new("global"),
-        function: Atom::new("random_exit_name"),
-        arity: 3,
-    }))
-}
-
-/// What a resolve method does with a clash.
-enum Resolve {
-    ExitMax,
-    NotifyMax,
-    NotifyAll,
-}
-
-fn method_kind(method: &Term) -> Resolve {
-    if let Term::Fun(f) = method {
-        if let Fun::Export {
-            module, function, ..
-        } = &**f
-        {
-            if module.as_str() == "global" {
-                match function.as_str() {
-                    "random_notify_name" => return Resolve::NotifyMax,
-                    "notify_all_name" => return Resolve::NotifyAll,
-                    _ => {}
-                }
-            }
-        }
-    }
-    // `random_exit_name` (as an export or global's local fun 0) and anything we cannot run.
-    Resolve::ExitMax
-}
-
-fn node_list(list: &Term) -> Vec<Atom> {
-    match list {
-        Term::List(items) => items
-            .iter()
-            .filter_map(|t| match t {
-                Term::Atom(a) => Some(a.clone()),
-                other => match other.as_tuple() {
-                    Some([Term::Atom(a), _]) => Some(a.clone()),
-                    _ => None,
-                },
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b)
 }
 
 impl Actor for GlobalServer {
@@ -203,25 +145,36 @@ impl Actor for GlobalServer {
     ) -> Result<GlobalState, ActorProcessingErr> {
         let events =
             crate::events::forward_node_events(&args.shared.events, myself.clone(), |event| {
-                Some(match event {
-                    NodeEvent::Up { node, hidden, .. } => {
-                        GlobalMsg::NodeUp(Atom::new(node), hidden)
-                    }
-                    NodeEvent::Down { node, .. } => GlobalMsg::NodeDown(Atom::new(node)),
-                })
+                Some(GlobalMsg::Input(match event {
+                    NodeEvent::Up { node, hidden, .. } => Input::NodeUp {
+                        node: Atom::new(node),
+                        hidden,
+                    },
+                    NodeEvent::Down { node, .. } => Input::NodeDown(Atom::new(node)),
+                }))
             });
+        let creation = args.shared.id.creation;
+        let machine = Machine::new(Config {
+            me: args.shared.id.name.clone(),
+            gns: args.gns.clone(),
+            locker: args.locker,
+            registrar: args.shared.id.router_pid.clone(),
+            incarnation: i64::from(creation) + (1 << 59),
+            seed: random_u64(),
+        });
         Ok(GlobalState {
             shared: args.shared,
             me: myself,
             gns: args.gns,
-            locker: args.locker,
-            known: BTreeMap::new(),
-            conns: HashMap::new(),
-            names: BTreeMap::new(),
-            locks: HashMap::new(),
-            events,
-            lost_reports: HashMap::new(),
-            next_op: -(1 << 59),
+            machine,
+            epoch: Instant::now(),
+            requests: HashMap::new(),
+            next_request: 0,
+            timers: Vec::new(),
+            local: HashMap::new(),
+            remote: HashMap::new(),
+            tasks: vec![events],
+            deferred: HashMap::new(),
         })
     }
 
@@ -232,61 +185,44 @@ impl Actor for GlobalServer {
         state: &mut GlobalState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            GlobalMsg::Remote(from, msg) => {
-                tracing::trace!(me = %state.shared.id.name, %from, %msg, "global: received");
-                state.remote(from, msg).await
+            GlobalMsg::Input(input) => {
+                if let Input::NodeUp { node, .. } = &input {
+                    state.resume_monitors(node);
+                }
+                state.feed(input)
             }
-            GlobalMsg::NodeUp(node, hidden) => {
-                // The peer's init_connect may have started the attempt already.
-                if !hidden && !state.known.contains_key(&node) && !state.conns.contains_key(&node) {
-                    state.start_connect(&node);
+            GlobalMsg::Connected(node, connected) => {
+                if state.shared.session(&node).is_some() {
+                    state.resume_monitors(&node);
+                } else if !connected {
+                    // As a monitor on a node that cannot be reached: the process is down.
+                    for pid in state.deferred.remove(&node).unwrap_or_default() {
+                        state.feed(Input::ProcessDown(pid));
+                    }
                 }
             }
-            GlobalMsg::NodeDown(node) => {
-                let known = state.known.contains_key(&node) || state.conns.contains_key(&node);
-                state.node_down(&node);
-                if known {
-                    state.report_lost(&node);
-                }
+            GlobalMsg::Request(request, reply) => {
+                state.next_request += 1;
+                let id = RequestId(state.next_request);
+                state.requests.insert(id, reply);
+                state.feed(Input::Request(id, request));
             }
-            GlobalMsg::LockerTimer(node, tag) => state.locker_timer(&node, tag),
-            GlobalMsg::LockerGranted(node, tag, granted) => {
-                state.locker_granted(&node, tag, granted)
-            }
-            GlobalMsg::NameDown(name, pid) => {
-                if state.names.get(&name).is_some_and(|e| e.pid == pid) {
-                    state.names.remove(&name);
-                }
-            }
-            GlobalMsg::LocalLock(id, holder, set, reply) => {
-                tracing::debug!(%id, set, locks = ?state.locks, "global: local lock");
-                let ok = if set {
-                    state.set_lock(&id, &holder)
-                } else {
-                    state.del_lock(&id, &holder);
-                    true
-                };
-                let _ = reply.send(ok);
-            }
-            GlobalMsg::LocalName(name, entry) => match entry {
-                Some((pid, method)) => state.insert_name(name, pid, method),
-                None => {
-                    state.names.remove(&name);
-                }
-            },
-            GlobalMsg::Whereis(name, reply) => {
-                let _ = reply.send(state.where_(&name));
-            }
-            GlobalMsg::Names(reply) => {
-                let names = state
-                    .names
-                    .keys()
-                    .filter_map(|n| state.where_(n).map(|p| (n.clone(), p)))
-                    .collect();
-                let _ = reply.send(names);
-            }
-            GlobalMsg::Known(reply) => {
-                let _ = reply.send(state.known.keys().cloned().collect());
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<GlobalMsg>,
+        event: SupervisionEvent,
+        state: &mut GlobalState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Events of the local actors we monitor (registered names, lock holders).
+        if let SupervisionEvent::ActorTerminated(cell, ..)
+        | SupervisionEvent::ActorFailed(cell, _) = event
+        {
+            if let Some((pid, _)) = state.local.remove(&cell.get_id()) {
+                state.feed(Input::ProcessDown(pid));
             }
         }
         Ok(())
@@ -294,706 +230,223 @@ impl Actor for GlobalServer {
 }
 
 impl GlobalState {
-    fn me_node(&self) -> Term {
-        Term::Atom(self.shared.id.name.clone())
+    /// Runs an input through the machine and performs the actions, and any input they give
+    /// at once (a monitor on a process that is already gone).
+    fn feed(&mut self, input: Input) {
+        let mut inputs = VecDeque::from([input]);
+        while let Some(input) = inputs.pop_front() {
+            tracing::trace!(me = %self.shared.id.name, ?input, "global: input");
+            let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+            for action in self.machine.handle(input, now) {
+                if let Some(next) = self.perform(action) {
+                    inputs.push_back(next);
+                }
+            }
+        }
     }
 
-    /// Sends a message to `global_name_server` on `node`.
-    fn send_gns(&self, node: &Atom, msg: Term) {
-        if let Some(session) = self.shared.session(node) {
+    fn perform(&mut self, action: Action) -> Option<Input> {
+        match action {
+            Action::Send { to, msg } => self.send(to, msg),
+            Action::SetTimer { timer, after_ms } => {
+                self.timers.retain(|t| !t.is_finished());
+                let handle = self
+                    .me
+                    .send_after(Duration::from_millis(after_ms), move || {
+                        GlobalMsg::Input(Input::Timer(timer))
+                    });
+                self.timers.push(handle);
+            }
+            Action::Monitor(pid) => return self.monitor(pid),
+            Action::Demonitor(pid) => self.demonitor(&pid),
+            Action::Link(pid) => self.link(pid, true),
+            Action::Unlink(pid) => self.link(pid, false),
+            Action::Connect(node) => self.connect(node),
+            Action::Disconnect(node) => {
+                if let Some(s) = self.shared.session(&node) {
+                    s.actor.stop(Some("remove_connection".into()));
+                }
+            }
+            Action::Call { id, to, request } => self.call(id, to, request),
+            Action::Exit { pid, reason } => self.exit(pid, reason),
+            Action::Reply { to, reply } => {
+                if let Some(port) = self.requests.remove(&to) {
+                    let _ = port.send(self.alive_only(reply));
+                }
+            }
+        }
+        None
+    }
+
+    /// Is a local pid's process alive? (A remote one is believed alive.)
+    fn alive(&self, pid: &Pid) -> bool {
+        pid.node != self.shared.id.name
+            || matches!(
+                self.shared.resolve(&ProcessRef::Pid(pid.clone())),
+                Some(LocalProcess::Actor(_)) | Some(LocalProcess::Service(_))
+            )
+    }
+
+    /// Leaves out local processes that stopped and whose monitor event is still on its way.
+    fn alive_only(&self, reply: Reply) -> Reply {
+        match reply {
+            Reply::Where(Some(p)) if !self.alive(&p) => Reply::Where(None),
+            Reply::Names(names) => {
+                Reply::Names(names.into_iter().filter(|(_, p)| self.alive(p)).collect())
+            }
+            other => other,
+        }
+    }
+
+    fn send(&self, to: Dest, msg: Term) {
+        match to {
+            Dest::Gns(node) => {
+                if let Some(session) = self.shared.session(&node) {
+                    session.send(
+                        Control::RegSend {
+                            from: self.gns.clone(),
+                            to_name: Atom::new("global_name_server"),
+                        },
+                        Some(msg),
+                    );
+                }
+            }
+            Dest::Pid(pid) if pid.node == self.shared.id.name => {
+                match self.shared.resolve(&ProcessRef::Pid(pid)) {
+                    Some(LocalProcess::Actor(actor)) => {
+                        let _ = (actor.cast)(&msg);
+                    }
+                    Some(LocalProcess::Service(service)) => {
+                        (service.deliver)(&self.shared.id.name, msg)
+                    }
+                    _ => {}
+                }
+            }
+            Dest::Pid(pid) => {
+                if let Some(session) = self.shared.session(&pid.node) {
+                    session.send(Control::Send { to: pid }, Some(msg));
+                }
+            }
+        }
+    }
+
+    fn monitor(&mut self, pid: Pid) -> Option<Input> {
+        if pid.node == self.shared.id.name {
+            return match self.shared.resolve(&ProcessRef::Pid(pid.clone())) {
+                Some(LocalProcess::Actor(actor)) => {
+                    self.me.get_cell().monitor(actor.cell.clone());
+                    if actor.cell.get_status() >= ractor::ActorStatus::Stopping {
+                        // It stopped before the monitor took: no event will come.
+                        self.me.get_cell().unmonitor(actor.cell.clone());
+                        return Some(Input::ProcessDown(pid));
+                    }
+                    self.local
+                        .insert(actor.cell.get_id(), (pid, actor.cell.clone()));
+                    None
+                }
+                // The node's own services run as long as the node.
+                Some(_) => None,
+                None => Some(Input::ProcessDown(pid)),
+            };
+        }
+        if self.shared.session(&pid.node).is_none() {
+            // As Erlang's monitor, connect first (a name learned from a peer may live on a
+            // node we are about to connect to).
+            let node = pid.node.clone();
+            let first = !self.deferred.contains_key(&node);
+            self.deferred.entry(node.clone()).or_default().push(pid);
+            if first {
+                self.connect(node);
+            }
+            return None;
+        }
+        let Some((reference, down)) = self.shared.monitor_remote(&RemoteTarget::Pid(pid.clone()))
+        else {
+            return Some(Input::ProcessDown(pid));
+        };
+        let me = self.me.clone();
+        let watched = pid.clone();
+        let task = tokio::spawn(async move {
+            if down.await.is_ok() {
+                let _ = me.cast(GlobalMsg::Input(Input::ProcessDown(watched)));
+            }
+        });
+        if let Some((old, task)) = self.remote.insert(pid.clone(), (reference, task)) {
+            task.abort();
+            self.remove_remote_monitor(&pid, old);
+        }
+        None
+    }
+
+    fn demonitor(&mut self, pid: &Pid) {
+        if pid.node == self.shared.id.name {
+            let id = self
+                .local
+                .iter()
+                .find(|(_, (p, _))| p == pid)
+                .map(|(id, _)| *id);
+            if let Some((_, cell)) = id.and_then(|id| self.local.remove(&id)) {
+                self.me.get_cell().unmonitor(cell);
+            }
+        } else if let Some((reference, task)) = self.remote.remove(pid) {
+            task.abort();
+            self.remove_remote_monitor(pid, reference);
+        } else if let Some(waiting) = self.deferred.get_mut(&pid.node) {
+            waiting.retain(|p| p != pid);
+        }
+    }
+
+    /// Monitors the processes that waited for their node's connection.
+    fn resume_monitors(&mut self, node: &Atom) {
+        if self.shared.session(node).is_none() {
+            return;
+        }
+        for pid in self.deferred.remove(node).unwrap_or_default() {
+            if let Some(down) = self.monitor(pid) {
+                self.feed(down);
+            }
+        }
+    }
+
+    fn remove_remote_monitor(&self, pid: &Pid, reference: Reference) {
+        self.shared.signals().outgoing.remove(&reference);
+        if let Some(session) = self.shared.session(&pid.node) {
             session.send(
-                Control::RegSend {
-                    from: self.gns.clone(),
-                    to_name: Atom::new("global_name_server"),
+                Control::DemonitorP {
+                    from: self.shared.id.router_pid.clone(),
+                    to: ProcessRef::Pid(pid.clone()),
+                    reference,
                 },
-                Some(msg),
+                None,
             );
         }
     }
 
-    fn send_pid(&self, to: &Pid, msg: Term) {
-        if let Some(session) = self.shared.session(&to.node) {
-            session.send(Control::Send { to: to.clone() }, Some(msg));
-        }
-    }
-
-    fn known_list(&self) -> Term {
-        Term::list(
-            self.known
-                .iter()
-                .map(|(n, v)| Term::tuple(vec![Term::Atom(n.clone()), Term::Int(*v)]))
-                .collect::<Vec<_>>(),
-        )
-    }
-
-    fn known_atoms(&self) -> Term {
-        Term::list(
-            self.known
-                .keys()
-                .map(|n| Term::Atom(n.clone()))
-                .collect::<Vec<_>>(),
-        )
-    }
-
-    /// `[{Name, Pid, Method}]` of the live names.
-    fn name_list(&self) -> Term {
-        Term::list(
-            self.names
-                .iter()
-                .filter(|(n, _)| self.where_(n).is_some())
-                .map(|(n, e)| {
-                    Term::tuple(vec![n.clone(), Term::Pid(e.pid.clone()), e.method.clone()])
-                })
-                .collect::<Vec<_>>(),
-        )
-    }
-
-    /// The pid registered as `name`, if its process is alive (local) or believed alive (remote).
-    fn where_(&self, name: &Term) -> Option<Pid> {
-        let entry = self.names.get(name)?;
-        if entry.pid.node == self.shared.id.name {
-            match self.shared.resolve(&ProcessRef::Pid(entry.pid.clone())) {
-                Some(LocalProcess::Actor(_)) | Some(LocalProcess::Service(_)) => {}
-                _ => return None,
-            }
-        }
-        Some(entry.pid.clone())
-    }
-
-    fn insert_name(&mut self, name: Term, pid: Pid, method: Term) {
-        if pid.node != self.shared.id.name {
-            self.monitor_remote(name.clone(), pid.clone());
-        }
-        self.names.insert(name, Entry { pid, method });
-    }
-
-    /// Monitors a remote registered process: its exit removes the name.
-    fn monitor_remote(&self, name: Term, pid: Pid) {
-        let Some((_, down)) = self.shared.monitor_remote(&RemoteTarget::Pid(pid.clone())) else {
+    /// Links or unlinks `global_name_server` and a remote process (`register_ext`).
+    fn link(&self, pid: Pid, link: bool) {
+        let Some(session) = self.shared.session(&pid.node) else {
             return;
         };
-        let me = self.me.clone();
-        tokio::spawn(async move {
-            let _ = down.await;
-            let _ = me.cast(GlobalMsg::NameDown(name, pid));
-        });
-    }
-
-    fn set_lock(&mut self, id: &Term, holder: &Pid) -> bool {
-        let Some([resource, requester]) = id.as_tuple() else {
-            return false;
+        let from = self.gns.clone();
+        let control = if link {
+            Control::Link { from, to: pid }
+        } else {
+            Control::Unlink { from, to: pid }
         };
-        match self.locks.get_mut(resource) {
-            Some((req, holders)) if req == requester => {
-                if !holders.contains(holder) {
-                    holders.push(holder.clone());
-                }
-                true
-            }
-            Some(_) => false,
-            None => {
-                self.locks
-                    .insert(resource.clone(), (requester.clone(), vec![holder.clone()]));
-                true
-            }
-        }
+        session.send(control, None);
     }
 
-    fn del_lock(&mut self, id: &Term, holder: &Pid) {
-        let Some([resource, requester]) = id.as_tuple() else {
-            return;
-        };
-        if let Some((req, holders)) = self.locks.get_mut(resource) {
-            if req == requester {
-                holders.retain(|h| h != holder);
-                if holders.is_empty() {
-                    self.locks.remove(resource);
-                }
-            }
-        }
-    }
-
-    fn start_connect(&mut self, node: &Atom) {
-        if *node == self.shared.id.name {
-            return;
-        }
-        let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
-        self.conns.insert(
-            node.clone(),
-            Conn {
-                my_tag: tag,
-                his_tag: None,
-                his_locker: None,
-                lock_sent: false,
-                peer_locked: false,
-                exchange_sent: false,
-                our_ops: None,
-                his_resolved: None,
-            },
-        );
-        let init = Term::tuple(vec![
-            Term::atom("init_connect"),
-            Term::tuple(vec![Term::Int(VSN), Term::Int(tag)]),
-            self.me_node(),
-            Term::tuple(vec![
-                Term::atom("locker"),
-                Term::atom("no_longer_a_pid"),
-                Term::NIL,
-                Term::Pid(self.locker.clone()),
-            ]),
-        ]);
-        self.send_gns(node, cast_msg(init));
-        let me = self.me.clone();
-        let node = node.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(LOCKER_DELAY).await;
-            let _ = me.cast(GlobalMsg::LockerTimer(node, tag));
-        });
-    }
-
-    fn node_down(&mut self, node: &Atom) {
-        if let Some(conn) = self.conns.remove(node) {
-            if let Some(id) = self.lock_id(&conn) {
-                let locker = self.locker.clone();
-                self.del_lock(&id, &locker);
-            }
-        }
-        self.known.remove(node);
-        self.names.retain(|_, e| e.pid.node != *node);
-        for (_, holders) in self.locks.values_mut() {
-            holders.retain(|h| h.node != *node);
-        }
-        self.locks.retain(|_, (_, holders)| !holders.is_empty());
-    }
-
-    /// Tells the other nodes in sync with us that we lost `node` (OTP's
-    /// `prevent_overlapping_partitions`): each of them then drops `node` too, so no node is
-    /// in two partitions at once.
-    fn report_lost(&mut self, node: &Atom) {
-        self.next_op += 1;
-        let incarnation = i64::from(self.shared.id.creation) + (1 << 59);
-        let msg = Term::tuple(vec![
-            Term::atom("lost_connection"),
-            self.me_node(),
-            Term::Int(incarnation),
-            Term::Int(self.next_op),
-            Term::Atom(node.clone()),
-        ]);
-        let others: Vec<Atom> = self
-            .known
-            .keys()
-            .chain(self.conns.keys())
-            .filter(|n| *n != node)
-            .cloned()
-            .collect();
-        for other in others {
-            self.send_gns(&other, msg.clone());
-        }
-    }
-
-    fn lock_id(&self, conn: &Conn) -> Option<Term> {
-        let his = conn.his_locker.clone()?;
-        let mut lockers = [his, self.locker.clone()];
-        lockers.sort();
-        Some(Term::tuple(vec![
-            Term::atom("global"),
-            Term::list(lockers.into_iter().map(Term::Pid).collect::<Vec<_>>()),
-        ]))
-    }
-
-    /// Our locker's turn: lock ourselves and the peer unless the peer's locker came first.
-    fn locker_timer(&mut self, node: &Atom, tag: i64) {
-        let Some(conn) = self.conns.get(node) else {
-            return;
-        };
-        if conn.my_tag != tag || conn.lock_sent {
-            return;
-        }
-        let Some(id) = self.lock_id(conn) else {
-            // No init_connect from the peer yet: try again later.
-            let me = self.me.clone();
-            let node = node.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(LOCKER_DELAY).await;
-                let _ = me.cast(GlobalMsg::LockerTimer(node, tag));
-            });
-            return;
-        };
-        let locker = self.locker.clone();
-        if !self.set_lock(&id, &locker) {
-            self.retry_locker(node, tag);
-            return;
-        }
+    /// Connects to `node`; [`GlobalMsg::Connected`] tells how it went.
+    fn connect(&mut self, node: Atom) {
         let shared = self.shared.clone();
         let me = self.me.clone();
-        let node = node.clone();
-        tokio::spawn(async move {
-            let granted = gen_call(
-                &shared,
-                &node,
-                Term::tuple(vec![Term::atom("set_lock"), id]),
-            )
-            .await
-            .is_some_and(|r| r.is_atom("true"));
-            let _ = me.cast(GlobalMsg::LockerGranted(node, tag, granted));
-        });
-    }
-
-    fn retry_locker(&self, node: &Atom, tag: i64) {
-        let me = self.me.clone();
-        let node = node.clone();
-        let wait = LOCKER_DELAY + Duration::from_millis(u64::from(random_u8()) * 4);
-        tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
-            let _ = me.cast(GlobalMsg::LockerTimer(node, tag));
-        });
-    }
-
-    fn locker_granted(&mut self, node: &Atom, tag: i64, granted: bool) {
-        let Some(conn) = self.conns.get(node) else {
-            return;
-        };
-        if conn.my_tag != tag {
-            return;
-        }
-        let Some(id) = self.lock_id(conn) else {
-            return;
-        };
-        if conn.lock_sent {
-            // His locker came first meanwhile; his lock is the same one.
-            return;
-        }
-        if !granted {
-            let locker = self.locker.clone();
-            self.del_lock(&id, &locker);
-            self.retry_locker(node, tag);
-            return;
-        }
-        if let Some(conn) = self.conns.get_mut(node) {
-            conn.peer_locked = true;
-        }
-        // Our names go when his `lock_set` confirms the lock on his side.
-        self.send_lock_set(node, false);
-    }
-
-    /// Tells a peer whose `lock_set` came while our lock is taken that we could not lock.
-    fn refuse_lock(&self, node: &Atom) {
-        let Some(his_tag) = self.conns.get(node).and_then(|c| c.his_tag.clone()) else {
-            return;
-        };
-        let msg = cast_msg(Term::tuple(vec![
-            Term::atom("lock_set"),
-            Term::Pid(self.locker.clone()),
-            Term::atom("false"),
-            self.known_atoms(),
-            his_tag,
-        ]));
-        self.send_gns(node, msg);
-    }
-
-    /// The peer refused our `lock_set`: release what our locker took and try again later.
-    fn lock_refused(&mut self, node: &Atom) {
-        let Some(conn) = self.conns.get(node) else {
-            return;
-        };
-        if !conn.lock_sent || conn.exchange_sent {
-            return;
-        }
-        let (tag, id, peer_locked) = (conn.my_tag, self.lock_id(conn), conn.peer_locked);
-        if let Some(id) = id {
-            let locker = self.locker.clone();
-            self.del_lock(&id, &locker);
-            if peer_locked {
-                self.release_peer_lock(node, id);
-            }
-        }
-        if let Some(conn) = self.conns.get_mut(node) {
-            conn.lock_sent = false;
-            conn.peer_locked = false;
-        }
-        self.retry_locker(node, tag);
-    }
-
-    /// Sends our `lock_set` (unless sent) and, when both sides hold the lock, our names.
-    fn send_lock_set(&mut self, node: &Atom, both_locked: bool) {
-        let (known, names, locker) = (self.known_atoms(), self.name_list(), self.locker.clone());
-        let me_node = self.me_node();
-        let Some(conn) = self.conns.get_mut(node) else {
-            return;
-        };
-        let Some(his_tag) = conn.his_tag.clone() else {
-            return;
-        };
-        let mut out = Vec::new();
-        if !conn.lock_sent {
-            conn.lock_sent = true;
-            out.push(cast_msg(Term::tuple(vec![
-                Term::atom("lock_set"),
-                Term::Pid(locker),
-                Term::atom("true"),
-                known,
-                his_tag.clone(),
-            ])));
-        }
-        if both_locked && !conn.exchange_sent {
-            conn.exchange_sent = true;
-            out.push(cast_msg(Term::tuple(vec![
-                Term::atom("exchange"),
-                me_node,
-                names,
-                Term::NIL,
-                his_tag,
-            ])));
-        }
-        for msg in out {
-            self.send_gns(node, msg);
-        }
-    }
-
-    async fn remote(&mut self, from: Atom, msg: Term) {
-        let Some(parts) = msg.as_tuple() else {
-            return;
-        };
-        match parts {
-            [tag, body] if tag.is_atom("$gen_cast") => self.cast(from, body.clone()).await,
-            [tag, Term::Tuple(caller), request] if tag.is_atom("$gen_call") => {
-                if let [Term::Pid(pid), reply_tag] = &caller[..] {
-                    if let Some(reply) = self.call(pid, request) {
-                        self.send_pid(pid, Term::tuple(vec![reply_tag.clone(), reply]));
-                    }
-                }
-            }
-            [tag, Term::Atom(node), his_my, his_his] if tag.is_atom("init_connect_ack") => {
-                let ok = self.conns.get(node).is_some_and(|c| {
-                    *his_my == Term::Int(c.my_tag) && c.his_tag.as_ref() == Some(his_his)
-                });
-                if !ok {
-                    tracing::debug!(%node, "global: init_connect_ack with other tags");
-                }
-            }
-            [tag, Term::Atom(node), my_tag] if tag.is_atom("cancel_connect") => {
-                if self
-                    .conns
-                    .get(node)
-                    .is_some_and(|c| Term::Int(c.my_tag) == *my_tag)
-                {
-                    let node = node.clone();
-                    self.node_down(&node);
-                    if self.shared.session(&node).is_some_and(|s| !s.hidden) {
-                        self.start_connect(&node);
-                    }
-                }
-            }
-            [tag, name, Term::Tuple(from)] if tag.is_atom("whereis") => {
-                if let [Term::Pid(pid), reply_tag] = &from[..] {
-                    let found = self
-                        .where_(name)
-                        .map(Term::Pid)
-                        .unwrap_or_else(|| Term::atom("undefined"));
-                    self.send_pid(pid, Term::tuple(vec![reply_tag.clone(), found]));
-                }
-            }
-            [tag, Term::Atom(a), xcre, op, Term::Atom(b)] if tag.is_atom("lost_connection") => {
-                // Seen already (the same incarnation, an op id not newer)? Then nothing.
-                let key = (a.clone(), b.clone());
-                if let Some((seen_x, seen_op)) = self.lost_reports.get(&key) {
-                    if seen_x == xcre && op <= seen_op {
-                        return;
-                    }
-                }
-                self.lost_reports.insert(key, (xcre.clone(), op.clone()));
-                // Pass it on, as OTP's name servers do.
-                let others: Vec<Atom> = self
-                    .known
-                    .keys()
-                    .chain(self.conns.keys())
-                    .filter(|n| *n != a)
-                    .cloned()
-                    .collect();
-                for other in others {
-                    self.send_gns(&other, msg.clone());
-                }
-                let rm = if *b == self.shared.id.name { a } else { b };
-                if self.known.contains_key(rm) || self.conns.contains_key(rm) {
-                    let rm = rm.clone();
-                    let bye = Term::tuple(vec![Term::atom("remove_connection"), self.me_node()]);
-                    self.send_gns(&rm, bye);
-                    tracing::warn!(node = %rm, "global: forgetting a node to prevent overlapping partitions");
-                    self.node_down(&rm);
-                }
-            }
-            [tag, Term::Atom(node)] if tag.is_atom("remove_connection") => {
-                if self.known.contains_key(node) || self.conns.contains_key(node) {
-                    tracing::warn!(%node, "global: disconnecting on request to prevent overlapping partitions");
-                    let node = node.clone();
-                    self.node_down(&node);
-                    if let Some(s) = self.shared.session(&node) {
-                        s.actor.stop(Some("remove_connection".into()));
-                    }
-                }
-            }
-            _ => tracing::debug!(%from, %msg, "global: unexpected message"),
-        }
-    }
-
-    /// A `gen_server` call to the name server; `None` when it gets no reply.
-    fn call(&mut self, from: &Pid, request: &Term) -> Option<Term> {
-        let parts = match request {
-            Term::Tuple(items) => &items[..],
-            Term::Atom(a) => {
-                return match a.as_str() {
-                    "get_known" => Some(self.known_list()),
-                    "get_synced" => Some(self.known_atoms()),
-                    "get_protocol_version" => Some(Term::Int(VSN)),
-                    _ => None,
-                }
-            }
-            _ => return None,
-        };
-        match parts {
-            [op, id] if op.is_atom("set_lock") => {
-                let granted = self.set_lock(id, from);
-                tracing::debug!(%id, ?from, granted, "global: set_lock");
-                Some(Term::atom(if granted { "true" } else { "false" }))
-            }
-            [op, id] if op.is_atom("del_lock") => {
-                tracing::debug!(%id, ?from, "global: del_lock");
-                self.del_lock(id, from);
-                Some(Term::atom("true"))
-            }
-            [op, name, Term::Pid(pid), method] if op.is_atom("register") => {
-                self.insert_name(name.clone(), pid.clone(), method.clone());
-                Some(Term::atom("yes"))
-            }
-            [op, name, Term::Pid(pid), method, _reg_node] if op.is_atom("register_ext") => {
-                self.insert_name(name.clone(), pid.clone(), method.clone());
-                Some(Term::atom("yes"))
-            }
-            [op, name] if op.is_atom("unregister") => {
-                self.names.remove(name);
-                Some(Term::atom("ok"))
-            }
-            _ => {
-                tracing::debug!(%request, "global: unexpected call");
-                None
-            }
-        }
-    }
-
-    async fn cast(&mut self, from: Atom, body: Term) {
-        let Some(parts) = body.as_tuple() else {
-            return;
-        };
-        match parts {
-            [op, Term::Tuple(vsn), Term::Atom(node), Term::Tuple(locker)]
-                if op.is_atom("init_connect") =>
-            {
-                let (Some(his_tag), Some(Term::Pid(his_locker))) = (vsn.get(1), locker.get(3))
-                else {
-                    return;
-                };
-                // A node that knew us and starts over (it restarted, say) is new again.
-                self.known.remove(node);
-                if !self.conns.contains_key(node) {
-                    self.start_connect(node);
-                }
-                // Our `init_connect_ack` is optional in the protocol and not sent: a peer that
-                // had not yet seen our `init_connect` would take it as a mismatch and restart.
-                if let Some(conn) = self.conns.get_mut(node) {
-                    conn.his_tag = Some(his_tag.clone());
-                    conn.his_locker = Some(his_locker.clone());
-                }
-            }
-            [op, Term::Pid(his_locker), set, _known, my_tag] if op.is_atom("lock_set") => {
-                let node = his_locker.node.clone();
-                let Some(conn) = self.conns.get(&node) else {
-                    return;
-                };
-                if Term::Int(conn.my_tag) != *my_tag {
-                    return;
-                }
-                if !set.is_atom("true") {
-                    // He could not take the lock: if ours was out, release it and try later.
-                    self.lock_refused(&node);
-                    return;
-                }
-                if !conn.lock_sent {
-                    if let Some(id) = self.lock_id(conn) {
-                        let locker = self.locker.clone();
-                        if !self.set_lock(&id, &locker) {
-                            // Busy with another connection: say so, he retries.
-                            self.refuse_lock(&node);
-                            return;
-                        }
-                    }
-                }
-                self.send_lock_set(&node, true);
-            }
-            [op, Term::Atom(node), Term::List(his_names), _, my_tag] if op.is_atom("exchange") => {
-                let Some(conn) = self.conns.get(node) else {
-                    return;
-                };
-                if Term::Int(conn.my_tag) != *my_tag {
-                    return;
-                }
-                let Some(his_tag) = conn.his_tag.clone() else {
-                    return;
-                };
-                let node = node.clone();
-                let (ops, resolved) = self.resolve(&node, his_names).await;
-                let resolved_msg = cast_msg(Term::tuple(vec![
-                    Term::atom("resolved"),
-                    self.me_node(),
-                    Term::list(resolved),
-                    self.known_list(),
-                    Term::atom("unused"),
-                    Term::NIL,
-                    his_tag,
-                ]));
-                self.send_gns(&node, resolved_msg);
-                let buffered = match self.conns.get_mut(&node) {
-                    Some(conn) => {
-                        conn.our_ops = Some(ops);
-                        conn.his_resolved.take()
-                    }
-                    None => return,
-                };
-                if let Some((his_resolved, his_known)) = buffered {
-                    self.finish(&node, his_resolved, his_known);
-                }
-            }
-            [op, Term::Atom(node), Term::List(his_resolved), his_known, _, _, my_tag]
-                if op.is_atom("resolved") =>
-            {
-                let Some(conn) = self.conns.get_mut(node) else {
-                    return;
-                };
-                if Term::Int(conn.my_tag) != *my_tag {
-                    return;
-                }
-                let his_known = match his_known {
-                    Term::List(k) => k.clone(),
-                    _ => Vec::new(),
-                };
-                if conn.our_ops.is_some() {
-                    let node = node.clone();
-                    self.finish(&node, his_resolved.clone(), his_known);
-                } else {
-                    conn.his_resolved = Some((his_resolved.clone(), his_known));
-                }
-            }
-            [op, Term::Atom(_node), Term::List(ops), _ext, nodes, _extra]
-                if op.is_atom("new_nodes") =>
-            {
-                self.do_ops(ops);
-                for n in node_list(nodes) {
-                    self.learn(n);
-                }
-            }
-            [op, Term::Atom(node), _] if op.is_atom("in_sync") => {
-                let node = node.clone();
-                self.node_down_conn_only(&node);
-                self.known.insert(node, VSN);
-            }
-            [op, ..] if op.is_atom("async_del_name") || op.is_atom("async_del_lock") => {}
-            _ => tracing::debug!(%from, %body, "global: unexpected cast"),
-        }
-    }
-
-    /// Drops a connection attempt (and its lock) without forgetting anything else.
-    fn node_down_conn_only(&mut self, node: &Atom) {
-        if let Some(conn) = self.conns.remove(node) {
-            if let Some(id) = self.lock_id(&conn) {
-                let locker = self.locker.clone();
-                self.del_lock(&id, &locker);
-                if conn.peer_locked {
-                    self.release_peer_lock(node, id);
-                }
-            }
-        }
-    }
-
-    /// Releases the lock our locker set on a peer.
-    fn release_peer_lock(&self, node: &Atom, id: Term) {
-        let shared = self.shared.clone();
-        let node = node.clone();
-        tokio::spawn(async move {
-            gen_call(
-                &shared,
-                &node,
-                Term::tuple(vec![Term::atom("del_lock"), id]),
-            )
-            .await;
-        });
-    }
-
-    /// Both sides' operations are in: the peer is known.
-    fn finish(&mut self, node: &Atom, his_resolved: Vec<Term>, his_known: Vec<Term>) {
-        let Some(conn) = self.conns.remove(node) else {
-            return;
-        };
-        let lock = self.lock_id(&conn);
-        if conn.peer_locked {
-            if let Some(id) = lock.clone() {
-                self.release_peer_lock(node, id);
-            }
-        }
-        let mut ops = conn.our_ops.unwrap_or_default();
-        ops.extend(his_resolved);
-        self.do_ops(&ops);
-        if let Some(id) = &lock {
-            let locker = self.locker.clone();
-            self.del_lock(id, &locker);
-        }
-        let others: Vec<Atom> = self.known.keys().cloned().collect();
-        self.known.insert(node.clone(), VSN);
-        tracing::info!(%node, "global: in sync");
-        let mut new_nodes = vec![Term::tuple(vec![Term::Atom(node.clone()), Term::Int(VSN)])];
-        new_nodes.extend(his_known.iter().cloned());
-        // Our partition learns of the peer's.
-        let extra = Term::list(vec![
-            Term::tuple(vec![Term::atom("vsn"), Term::Int(VSN)]),
-            Term::tuple(vec![
-                Term::atom("lock"),
-                lock.unwrap_or_else(|| Term::atom("undefined")),
-            ]),
-        ]);
-        let msg = cast_msg(Term::tuple(vec![
-            Term::atom("new_nodes"),
-            self.me_node(),
-            Term::list(ops),
-            Term::NIL,
-            Term::list(new_nodes),
-            extra,
-        ]));
-        for other in others.iter().filter(|o| *o != node) {
-            self.send_gns(other, msg.clone());
-        }
-        // The peer's partition: connect and say we are in sync.
-        for n in node_list(&Term::list(his_known)) {
-            self.learn(n);
-        }
-    }
-
-    /// A node of a partition we joined: known from now on; connect and tell it `in_sync`.
-    fn learn(&mut self, node: Atom) {
-        if node == self.shared.id.name || self.known.contains_key(&node) {
-            return;
-        }
-        self.node_down_conn_only(&node);
-        self.known.insert(node.clone(), VSN);
-        let shared = self.shared.clone();
-        let msg = cast_msg(Term::tuple(vec![
-            Term::atom("in_sync"),
-            self.me_node(),
-            Term::atom("true"),
-        ]));
-        let gns = self.gns.clone();
-        tokio::spawn(async move {
-            if shared.session(&node).is_none() {
-                if let Some(cell) = shared.server.get() {
-                    let server: ActorRef<crate::server::NodeServerMsg> = cell.clone().into();
-                    let _ = server
+        self.tasks.retain(|t| !t.is_finished());
+        self.tasks.push(tokio::spawn(async move {
+            let mut connected = shared.session(&node).is_some();
+            if let (false, Some(cell)) = (connected, shared.server.get()) {
+                let server: ActorRef<crate::server::NodeServerMsg> = cell.clone().into();
+                connected = matches!(
+                    server
                         .call(
                             |reply| crate::server::NodeServerMsg::Connect {
                                 node: node.as_str().to_owned(),
@@ -1003,176 +456,44 @@ impl GlobalState {
                             },
                             Some(CALL_TIMEOUT),
                         )
-                        .await;
-                }
-            }
-            if let Some(session) = shared.session(&node) {
-                session.send(
-                    Control::RegSend {
-                        from: gns,
-                        to_name: Atom::new("global_name_server"),
-                    },
-                    Some(msg),
+                        .await,
+                    Ok(ractor::rpc::CallResult::Success(Ok(())))
                 );
             }
-        });
+            let _ = me.cast(GlobalMsg::Connected(node, connected));
+        }));
     }
 
-    fn do_ops(&mut self, ops: &[Term]) {
-        for op in ops {
-            match op.as_tuple() {
-                Some([kind, entry]) if kind.is_atom("insert") => {
-                    if let Some([name, Term::Pid(pid), method]) = entry.as_tuple() {
-                        self.insert_name(name.clone(), pid.clone(), method.clone());
-                    }
-                }
-                Some([kind, name]) if kind.is_atom("delete") => {
-                    self.names.remove(name);
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// Our resolver: his names against ours. Returns (ops for us, ops for him).
-    async fn resolve(&mut self, his_node: &Atom, his_names: &[Term]) -> (Vec<Term>, Vec<Term>) {
-        let mut ops = Vec::new();
-        let mut resolved = Vec::new();
-        let we_decide = self.shared.id.name.as_str() < his_node.as_str();
-        for item in his_names {
-            let Some([name, Term::Pid(his_pid), his_method]) = item.as_tuple() else {
-                continue;
-            };
-            let insert_his = Term::tuple(vec![
-                Term::atom("insert"),
-                Term::tuple(vec![
-                    name.clone(),
-                    Term::Pid(his_pid.clone()),
-                    his_method.clone(),
-                ]),
-            ]);
-            let mine = self
-                .where_(name)
-                .and_then(|p| self.names.get(name).map(|e| (p, e.method.clone())));
-            match mine {
-                None => ops.push(insert_his),
-                Some((my_pid, _)) if my_pid == *his_pid => {}
-                Some(_) if !we_decide => {}
-                Some((my_pid, my_method)) => {
-                    let winner = self.resolve_clash(name, his_pid, &my_pid, &my_method).await;
-                    match winner {
-                        Some(w) if w == *his_pid => ops.push(insert_his),
-                        Some(w) if w == my_pid => resolved.push(Term::tuple(vec![
-                            Term::atom("insert"),
-                            Term::tuple(vec![name.clone(), Term::Pid(my_pid), my_method]),
-                        ])),
-                        _ => {
-                            let del = Term::tuple(vec![Term::atom("delete"), name.clone()]);
-                            ops.push(del.clone());
-                            resolved.push(del);
-                        }
-                    }
-                }
-            }
-        }
-        (ops, resolved)
-    }
-
-    /// Runs the method of our entry for a clash (OTP runs it on the node of our pid).
-    async fn resolve_clash(
-        &self,
-        name: &Term,
-        his_pid: &Pid,
-        my_pid: &Pid,
-        my_method: &Term,
-    ) -> Option<Pid> {
-        if my_pid.node != self.shared.id.name {
-            let args = vec![
-                my_method.clone(),
-                name.clone(),
-                Term::Pid(his_pid.clone()),
-                Term::Pid(my_pid.clone()),
-            ];
-            let request = Term::tuple(vec![
-                Term::atom("call"),
-                Term::atom("global"),
-                Term::atom("resolve_it"),
-                Term::list(args),
-                Term::atom("user"),
-            ]);
-            let target = RemoteTarget::Name {
+    /// A call to another node; the answer (or `None`) comes back as an input.
+    fn call(&mut self, id: CallId, to: CallTo, request: Term) {
+        let target = match to {
+            CallTo::Gns(node) => RemoteTarget::Name {
+                name: Atom::new("global_name_server"),
+                node,
+            },
+            CallTo::Rex(node) => RemoteTarget::Name {
                 name: Atom::new("rex"),
-                node: my_pid.node.clone(),
-            };
-            return match call_target(&self.shared, &target, request).await {
-                Some(Term::Pid(p)) => Some(p),
-                _ => Some(his_pid.clone()),
-            };
-        }
-        let (min, max) = if his_pid.node.as_str() < my_pid.node.as_str() {
-            (his_pid.clone(), my_pid.clone())
-        } else {
-            (my_pid.clone(), his_pid.clone())
+                node,
+            },
         };
-        match method_kind(my_method) {
-            Resolve::ExitMax => {
-                tracing::info!(%name, ?max, "global: name conflict, terminating the loser");
-                self.exit_kill(&max);
-                Some(min)
-            }
-            Resolve::NotifyMax => {
-                self.send_any(
-                    &max,
-                    Term::tuple(vec![Term::atom("global_name_conflict"), name.clone()]),
-                );
-                Some(min)
-            }
-            Resolve::NotifyAll => {
-                for (to, other) in [(his_pid, my_pid), (my_pid, his_pid)] {
-                    self.send_any(
-                        to,
-                        Term::tuple(vec![
-                            Term::atom("global_name_conflict"),
-                            name.clone(),
-                            Term::Pid(other.clone()),
-                        ]),
-                    );
-                }
-                None
-            }
-        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.shared
+            .call(&target, request, RpcReplyPort::from((tx, CALL_TIMEOUT)));
+        let me = self.me.clone();
+        self.tasks.retain(|t| !t.is_finished());
+        self.tasks.push(tokio::spawn(async move {
+            let reply = match tokio::time::timeout(CALL_TIMEOUT, rx).await {
+                Ok(Ok(bytes)) => Term::decode_slice(&bytes).ok(),
+                _ => None,
+            };
+            let _ = me.cast(GlobalMsg::Input(Input::CallReply(id, reply)));
+        }));
     }
 
-    fn send_any(&self, to: &Pid, msg: Term) {
-        self.shared.send_pid(to, msg);
+    /// `exit(Pid, Reason)`, as Erlang's `exit/2` from the name server.
+    fn exit(&self, pid: Pid, reason: Term) {
+        self.shared.exit(&self.gns, &pid, reason);
     }
-
-    /// `exit(Pid, kill)`.
-    fn exit_kill(&self, pid: &Pid) {
-        self.shared.exit(&self.gns, pid, Term::atom("kill"));
-    }
-}
-
-fn random_u8() -> u8 {
-    let mut b = [0u8; 1];
-    let _ = getrandom::fill(&mut b);
-    b[0]
-}
-
-/// A `gen_server` call to `global_name_server` on `node`.
-async fn gen_call(shared: &Arc<Core>, node: &Atom, request: Term) -> Option<Term> {
-    let target = RemoteTarget::Name {
-        name: Atom::new("global_name_server"),
-        node: node.clone(),
-    };
-    call_target(shared, &target, request).await
-}
-
-async fn call_target(shared: &Arc<Core>, target: &RemoteTarget, request: Term) -> Option<Term> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    shared.call(target, request, RpcReplyPort::from((tx, CALL_TIMEOUT)));
-    let bytes = tokio::time::timeout(CALL_TIMEOUT, rx).await.ok()?.ok()?;
-    Term::decode_slice(&bytes).ok()
 }
 
 /// Starts the global name server and its locker identity.
@@ -1186,7 +507,10 @@ pub(crate) async fn start(
         Some(Atom::new("global_name_server")),
         Box::new(move |from, msg| {
             if let Some(server) = for_deliver.get() {
-                let _ = server.cast(GlobalMsg::Remote(from.clone(), msg));
+                let _ = server.cast(GlobalMsg::Input(Input::Message {
+                    from: from.clone(),
+                    msg,
+                }));
             }
         }),
     );
@@ -1207,24 +531,12 @@ pub(crate) async fn start(
     let handle = actor.clone();
     shared.services.get_or_insert(|| GlobalHandle(handle));
     for (node, hidden) in shared.sessions.connected() {
-        let _ = actor.cast(GlobalMsg::NodeUp(Atom::new(node), hidden));
+        let _ = actor.cast(GlobalMsg::Input(Input::NodeUp {
+            node: Atom::new(node),
+            hidden,
+        }));
     }
     Ok(actor)
-}
-
-/// Why a global registration failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum GlobalError {
-    /// The name is taken (or the process already has a global name).
-    #[error("the global name {0} is taken")]
-    Taken(String),
-    /// The locks could not be taken on every known node.
-    #[error("could not lock the cluster for the registration")]
-    Locked,
-    /// The node is stopping.
-    #[error("the node is stopping")]
-    Stopping,
 }
 
 /// The running name server, kept in the core's services.
@@ -1269,11 +581,12 @@ impl Global {
             .ok_or(GlobalError::Stopping)
     }
 
-    async fn ask<T: Send + 'static>(
-        &self,
-        msg: impl FnOnce(RpcReplyPort<T>) -> GlobalMsg,
-    ) -> Result<T, GlobalError> {
-        match self.server()?.call(msg, Some(CALL_TIMEOUT)).await {
+    async fn ask(&self, request: Request, timeout: Duration) -> Result<Reply, GlobalError> {
+        match self
+            .server()?
+            .call(|r| GlobalMsg::Request(request, r), Some(timeout))
+            .await
+        {
             Ok(ractor::rpc::CallResult::Success(v)) => Ok(v),
             _ => Err(GlobalError::Stopping),
         }
@@ -1286,161 +599,63 @@ impl Global {
 
     /// The pid registered under any name term.
     pub async fn whereis(&self, name: Term) -> Option<Pid> {
-        self.ask(|r| GlobalMsg::Whereis(name, r))
-            .await
-            .ok()
-            .flatten()
+        match self.ask(Request::Whereis(name), CALL_TIMEOUT).await {
+            Ok(Reply::Where(p)) => p,
+            _ => None,
+        }
     }
 
     /// Every global name and its pid.
     pub async fn registered_names(&self) -> Vec<(Term, Pid)> {
-        self.ask(GlobalMsg::Names).await.unwrap_or_default()
+        match self.ask(Request::Names, CALL_TIMEOUT).await {
+            Ok(Reply::Names(names)) => names,
+            _ => Vec::new(),
+        }
     }
 
     /// The nodes this node is in sync with.
     pub async fn known_nodes(&self) -> Vec<String> {
-        self.ask(GlobalMsg::Known)
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .map(|a| a.as_str().to_owned())
-            .collect()
+        match self.ask(Request::Known, CALL_TIMEOUT).await {
+            Ok(Reply::Known(nodes)) => nodes.iter().map(|a| a.as_str().to_owned()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    async fn done(&self, request: Request) -> Result<(), GlobalError> {
+        match self.ask(request, REQUEST_TIMEOUT).await? {
+            Reply::Done(result) => result,
+            _ => Err(GlobalError::Stopping),
+        }
     }
 
     /// Registers a pid under a name term on every known node, as `global:register_name/2`:
-    /// fails when the name is taken.
+    /// fails when the name is taken or the pid has a name already.
     pub async fn register(&self, name: Term, pid: Pid) -> Result<(), GlobalError> {
-        if self.whereis(name.clone()).await.is_some() {
-            return Err(GlobalError::Taken(name.to_string()));
-        }
-        if self.registered_names().await.iter().any(|(_, p)| *p == pid) {
-            return Err(GlobalError::Taken(name.to_string()));
-        }
-        let op = Term::tuple(vec![
-            Term::atom("register"),
-            name.clone(),
-            Term::Pid(pid.clone()),
-            default_method(),
-        ]);
-        self.transaction(move |this, nodes| {
-            let (name, pid, op) = (name.clone(), pid.clone(), op.clone());
-            async move {
-                if this.whereis(name.clone()).await.is_some() {
-                    return Err(GlobalError::Taken(name.to_string()));
-                }
-                for node in &nodes {
-                    gen_call(&this.shared, node, op.clone()).await;
-                }
-                if let Ok(server) = this.server() {
-                    let _ = server.cast(GlobalMsg::LocalName(name, Some((pid, default_method()))));
-                }
-                Ok(())
-            }
-        })
-        .await
+        let method = machine::default_method();
+        self.done(Request::Register { name, pid, method }).await
     }
 
     /// Removes a name everywhere, as `global:unregister_name/1`.
     pub async fn unregister(&self, name: Term) -> Result<(), GlobalError> {
-        let op = Term::tuple(vec![Term::atom("unregister"), name.clone()]);
-        self.transaction(move |this, nodes| {
-            let (name, op) = (name.clone(), op.clone());
-            async move {
-                for node in &nodes {
-                    gen_call(&this.shared, node, op.clone()).await;
-                }
-                if let Ok(server) = this.server() {
-                    let _ = server.cast(GlobalMsg::LocalName(name, None));
-                }
-                Ok(())
-            }
-        })
-        .await
+        self.done(Request::Unregister(name)).await
     }
 
-    /// Runs `f` with the lock `{global, Router}` held on this node and every known node (the
-    /// highest-named node first), as OTP's registrar does; retries with back-off while
-    /// another node holds it.
-    async fn transaction<F, Fut>(&self, f: F) -> Result<(), GlobalError>
-    where
-        F: Fn(Global, Vec<Atom>) -> Fut,
-        Fut: std::future::Future<Output = Result<(), GlobalError>>,
-    {
-        let server = self.server()?;
-        let holder = self.shared.id.router_pid.clone();
-        let id = Term::tuple(vec![Term::atom("global"), Term::Pid(holder.clone())]);
-        let set_lock = Term::tuple(vec![Term::atom("set_lock"), id.clone()]);
-        let del_lock = Term::tuple(vec![Term::atom("del_lock"), id.clone()]);
-        for attempt in 0..50u32 {
-            let nodes: Vec<Atom> = self.ask(GlobalMsg::Known).await?;
-            let me = self.shared.id.name.clone();
-            let boss = nodes
-                .iter()
-                .chain(std::iter::once(&me))
-                .max_by(|a, b| a.as_str().cmp(b.as_str()))
-                .cloned()
-                .unwrap_or_else(|| me.clone());
-            let order: Vec<Atom> = std::iter::once(boss.clone())
-                .chain(
-                    nodes
-                        .iter()
-                        .chain(std::iter::once(&me))
-                        .filter(|n| **n != boss)
-                        .cloned(),
-                )
-                .collect();
-            let mut granted = Vec::new();
-            let mut all = true;
-            for node in &order {
-                let ok = if *node == me {
-                    let id = id.clone();
-                    let holder = holder.clone();
-                    matches!(
-                        server
-                            .call(
-                                |r| GlobalMsg::LocalLock(id, holder, true, r),
-                                Some(CALL_TIMEOUT)
-                            )
-                            .await,
-                        Ok(ractor::rpc::CallResult::Success(true))
-                    )
-                } else {
-                    gen_call(&self.shared, node, set_lock.clone())
-                        .await
-                        .is_some_and(|r| r.is_atom("true"))
-                };
-                if !ok {
-                    all = false;
-                    break;
-                }
-                granted.push(node.clone());
-            }
-            let outcome = if all {
-                Some(f(self.clone(), nodes.clone()).await)
-            } else {
-                None
-            };
-            // Release: everyone but the boss first, then the boss.
-            granted.sort_by_key(|n| *n == boss);
-            for node in &granted {
-                if *node == me {
-                    let _ = server.cast(GlobalMsg::LocalLock(
-                        id.clone(),
-                        holder.clone(),
-                        false,
-                        RpcReplyPort::from(tokio::sync::oneshot::channel().0),
-                    ));
-                } else {
-                    gen_call(&self.shared, node, del_lock.clone()).await;
-                }
-            }
-            if let Some(outcome) = outcome {
-                return outcome;
-            }
-            let wait = 10 + u64::from(random_u8()) % (20 * (attempt as u64 + 1)).min(250);
-            tokio::time::sleep(Duration::from_millis(wait)).await;
-        }
-        Err(GlobalError::Locked)
+    /// Sets the lock `{resource, requester}` on this node and every known node, as
+    /// `global:set_lock/3` with a bounded number of retries; the node's Rust side holds it
+    /// until [`Global::del_lock`]. False when another requester held it throughout.
+    pub async fn set_lock(&self, resource: Term, requester: Term) -> bool {
+        let id = wire::LockId(resource, requester);
+        matches!(
+            self.ask(Request::SetLock(id), REQUEST_TIMEOUT).await,
+            Ok(Reply::Lock(true))
+        )
+    }
+
+    /// Releases a lock set with [`Global::set_lock`] here and on every known node, as
+    /// `global:del_lock/1`.
+    pub async fn del_lock(&self, resource: Term, requester: Term) {
+        let id = wire::LockId(resource, requester);
+        let _ = self.ask(Request::DelLock(id), CALL_TIMEOUT).await;
     }
 }
 
