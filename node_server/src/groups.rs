@@ -73,7 +73,10 @@ pub struct Groups {
     scope: Atom,
 }
 
-static ROUND_ROBIN: AtomicUsize = AtomicUsize::new(0);
+/// The node's round-robin position for [`Pick::RoundRobin`], kept in the core's services (one
+/// per node, not per process: two nodes in one process pick independently).
+#[derive(Default)]
+struct RoundRobin(AtomicUsize);
 
 impl Node {
     /// The groups of scope `pg`, the default scope.
@@ -175,7 +178,9 @@ impl Groups {
 
     /// The member `pick` chooses first, if the group has any.
     pub async fn pick(&self, group: &str, pick: Pick) -> Option<Pid> {
-        order(self.members(group).await, pick).into_iter().next()
+        self.order(self.members(group).await, pick)
+            .into_iter()
+            .next()
     }
 
     /// Calls one member (`gen_server:call` semantics) and waits up to `timeout`; when it does
@@ -189,7 +194,7 @@ impl Groups {
         pick: Pick,
         timeout: Duration,
     ) -> Result<Term, GroupCallError> {
-        let members = order(self.members(group).await, pick);
+        let members = self.order(self.members(group).await, pick);
         if members.is_empty() {
             return Err(GroupCallError::NoMembers(group.to_owned()));
         }
@@ -208,27 +213,32 @@ impl Groups {
             last,
         })
     }
-}
 
-/// The members in the order `pick` tries them.
-fn order(mut members: Vec<Pid>, pick: Pick) -> Vec<Pid> {
-    if members.is_empty() {
-        return members;
+    /// The members in the order `pick` tries them.
+    fn order(&self, mut members: Vec<Pid>, pick: Pick) -> Vec<Pid> {
+        if members.is_empty() {
+            return members;
+        }
+        match pick {
+            Pick::Any => {
+                let start = random_index(members.len());
+                members.rotate_left(start);
+            }
+            Pick::RoundRobin => {
+                let next = self
+                    .node
+                    .shared()
+                    .services
+                    .get_or_insert(RoundRobin::default);
+                let start = next.0.fetch_add(1, Ordering::Relaxed) % members.len();
+                members.rotate_left(start);
+            }
+            Pick::Key(key) => {
+                members.sort_by_key(|pid| std::cmp::Reverse(weight(key, pid)));
+            }
+        }
+        members
     }
-    match pick {
-        Pick::Any => {
-            let start = random_index(members.len());
-            members.rotate_left(start);
-        }
-        Pick::RoundRobin => {
-            let start = ROUND_ROBIN.fetch_add(1, Ordering::Relaxed) % members.len();
-            members.rotate_left(start);
-        }
-        Pick::Key(key) => {
-            members.sort_by_key(|pid| std::cmp::Reverse(weight(key, pid)));
-        }
-    }
-    members
 }
 
 /// Rendezvous weight of a member for a key: stable across nodes and runs.
@@ -246,9 +256,8 @@ fn weight(key: u64, pid: &Pid) -> u64 {
 
 fn random_index(len: usize) -> usize {
     let mut b = [0u8; 8];
-    if getrandom::fill(&mut b).is_err() {
-        return ROUND_ROBIN.fetch_add(1, Ordering::Relaxed) % len;
-    }
+    // Without randomness, the first member.
+    let _ = getrandom::fill(&mut b);
     (u64::from_ne_bytes(b) % len as u64) as usize
 }
 

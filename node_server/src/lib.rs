@@ -4,33 +4,65 @@
 //! typed `ractor` actors.
 //!
 //! ## Design
-//! The crate is built in layers, inside out:
+//! The crate is built in layers; a module uses only modules of its own layer or below (no
+//! import cycle between modules; `python3 ../shared/tools/modcycles node_server/src` checks).
+//!
+//! ```text
+//!  services   pg  groups  global (+ global/machine, global/wire)  phoenix  priority  builtins
+//!  (above)      \    |      |                                       |        |         |
+//!  facade     node (Node: the public API)   start (NodeConfig::start)   info (NodeInfo)
+//!                 |                              |
+//!  actors     server (NodeServer + connections)  session (NodeSession; session/{handshake,
+//!                 |                              |   reader, writer, dispatch, services, reply})
+//!                 +--------------+---------------+   proxy (RemoteActor)
+//!                                |
+//!  core       core::Core = identity + sessions + calls + proxies + router + rpc (functions)
+//!             + events + ops + services   (router = registry + signals + delivery rules)
+//!                                |
+//!  protocol   dist::handshake, connections, global/machine   (sans-IO state machines)
+//!  codecs     etf (terms, codec, text), dist (flags, control, packet, atom cache, fragments),
+//!             outgoing (what a writer writes)
+//! ```
+//!
 //! 1. **Wire codecs**, pure functions over byte buffers: [`etf`] (terms, their binary codec and
 //!    Erlang text syntax) and [`dist`] (flags, control messages, packets with atom cache and
 //!    fragments).
-//! 2. **Protocol state machines**, pure: the handshake ([`dist::handshake`]) for both roles,
-//!    and the connection table with its simultaneous-connect rules ([`connections`]).
-//! 3. **Thin tokio drivers**: the listener, and per connection a reader task (frames, ticks,
-//!    decoding) and a writer task (drains the send queue into one write, ticks when idle);
-//!    after writes the node busy-polls briefly so answers are read without waking a sleeping
-//!    CPU ([`busy`], [`NodeConfig::busy_wait`]).
-//! 4. **Actors**: [`NodeServer`] (listener, EPMD registration, sessions by node, connection
-//!    setup with simultaneous-connect resolution), one [`session::NodeSession`] per peer
-//!    (control messages, `net_kernel`, routing to local actors), and
-//!    [`proxy::RemoteActor`] proxies that let local code hold an `ActorRef<M>` for an
-//!    Erlang process.
-//! 5. **Cluster services** as Erlang has them: [`pg`] scopes kept in sync with `ractor::pg`
-//!    (and [`groups`] to message a group), the [`global`] name server, and Elixir apps'
-//!    Phoenix.PubSub over `pg` ([`phoenix`]).
-//! 6. **Operations**: [`builtins`] (the rpc functions every node answers, so `erl_call`,
-//!    `rpc:call` from a shell and `nodectl` work on it; [`info`] is what a node says of itself), [`ops`] (traffic counters, graceful
-//!    stop on `init:stop`, [`Node::wait_stopped`]) and [`admin`] (the optional admin guard
-//!    on rpc and exit signals, [`NodeConfig::admin_allow`]).
+//! 2. **Protocol state machines**, pure: the handshake ([`dist::handshake`]) for both roles, the
+//!    simultaneous-connect rules ([`connections`]), and the `global` protocol
+//!    (`global/machine.rs`): each takes events (and the time) and returns what to do.
+//! 3. **The core** (`core.rs`), the node's state by concept, each part owned by its module:
+//!    who the node is (`identity`), the live connection to each node (`sessions`), this node's
+//!    calls in flight (`calls`), proxies by target (`proxies`), the router (`router`: local
+//!    processes by pid, name and alias, links and monitors, and the one implementation of
+//!    local delivery and of exit signals that every path uses), rpc functions ([`rpc`]),
+//!    node events ([`events`]) and counters ([`ops`]).
+//! 4. **Actors and drivers**: [`NodeServer`] (listener, connection setup driving
+//!    [`connections`]), one [`session::NodeSession`] per peer with its reader and writer tasks
+//!    (the reader dispatches through a small trait, so dispatch is unit-tested with a fake
+//!    node), and [`proxy::RemoteActor`] proxies that let local code hold an `ActorRef<M>` for
+//!    an Erlang process. After writes the node busy-polls briefly so answers are read without
+//!    waking a sleeping CPU ([`busy`], [`NodeConfig::busy_wait`]).
+//! 5. **The facade**: [`Node`] ([`node`]), what Rust code uses; [`NodeConfig::start`] builds
+//!    the core, the node server and the services.
+//! 6. **Cluster services** as Erlang has them, above the core (the core never names them; each
+//!    keeps its handle in the core's service slots): [`pg`] scopes kept in sync with
+//!    `ractor::pg` (and [`groups`] to message a group), the [`global`] name server, Elixir
+//!    apps' Phoenix.PubSub over `pg` ([`phoenix`]), priority inboxes ([`priority`]), and
+//!    [`builtins`] (the rpc functions every node answers, so `erl_call`, `rpc:call` from a
+//!    shell and `nodectl` work on it; `node_server:info/0` answers an [`info::NodeInfo`]).
+//!    [`admin`] guards rpc and exit signals ([`NodeConfig::admin_allow`]).
 //!
-//! A message's path out: `ActorRef<M>::cast` on a proxy, ractor serializes it with
-//! [`ErlangMessage`] (the term's ETF bytes), the proxy queues `SEND` + bytes on its session,
-//! the writer frames it. In: the reader decodes control and payload, resolves the pid or
-//! registered name and hands the term to the actor, whose type converts it.
+//! A message's path **out**: `ActorRef<M>::cast` on a proxy (`proxy`), ractor serializes it
+//! with [`ErlangMessage`] (the term's ETF bytes), the proxy queues `SEND` + bytes on its
+//! session's queue (`sessions::SessionHandle`), the writer (`session/writer`) frames it into
+//! its batch and writes. Without a proxy, [`Node::send`] and the services go through
+//! `core::Core::send_term` / `send_pid` to the same queue, or to the router for a local pid.
+//!
+//! A message's path **in**: the reader (`session/reader`) cuts frames, decodes control and
+//! payload (`dist::packet`), and `session/dispatch` acts on the control message: a message to a
+//! pid or name goes to the router (`router`), which hands the term to the actor, whose type
+//! converts it (or to a service such as a `pg` scope or `global`); links, monitors and exit
+//! signals go to the router's rules; replies to this node's calls complete them (`calls`).
 //!
 //! A call's path: the caller's typed reply port is parked when ractor serializes the call
 //! ([`message`]), the proxy sends `MONITOR_P` and `{'$gen_call', {From, [alias|Ref]}, Request}`,

@@ -368,6 +368,14 @@ async fn receive<T>(
 /// cluster transport), its reply is picked up by [`sweep`] (the node's once-a-second
 /// housekeeping), and a message dropped unsent closes it, which drops the typed port too, so
 /// the caller sees the call fail.
+///
+/// The table is process-wide on purpose, the one such state of the crate: ractor calls
+/// `Message::serialize` without saying which node's proxy the message goes to, so no node's
+/// state is in reach when a port is parked. It is still safe with several nodes in one process
+/// (as the tests and the simulator run them): an entry's id is unique in the process and
+/// travels in the message's metadata to the one proxy that takes it out, and a node's sweep
+/// only completes ports whose reply came or drops those whose caller left, whichever node they
+/// belong to. Nothing in it changes what a node sends.
 pub(crate) mod typed_calls {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{LazyLock, Mutex};
