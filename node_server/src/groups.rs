@@ -282,7 +282,7 @@ async fn call_pid(
     let (tx, rx) = tokio::sync::oneshot::channel::<Term>();
     let tx = std::sync::Mutex::new(Some(tx));
     let on_reply = crate::message::ReplyTo::new(move |reply| {
-        if let Some(tx) = tx.lock().ok().and_then(|mut t| t.take()) {
+        if let Some(tx) = crate::lock(&tx).take() {
             let _ = tx.send(reply);
         }
     });
