@@ -17,7 +17,8 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::MissedTickBehavior;
 
 use crate::model::{
-    EdgeView, EpmdView, GroupView, MemberView, NodeKind, NodeStatus, NodeView, Rates, Snapshot,
+    EdgeView, EpmdView, GroupView, MemberView, NodeKind, NodeStatus, NodeView, Rates, Registration,
+    ReportedConnections, Snapshot, Standing,
 };
 use crate::probe::{probe, LinkCounters, ProbeData, ProbeError};
 
@@ -70,9 +71,7 @@ fn rate(before: u64, now: u64, seconds: f64) -> Option<f64> {
 /// A node the poller follows.
 #[derive(Debug)]
 struct Tracked {
-    port: u16,
-    roles: Vec<String>,
-    epmd_hidden: bool,
+    registration: Registration,
     /// Bumped when the node leaves EPMD or comes back: answers of older probes are dropped.
     generation: u64,
     status: NodeStatus,
@@ -81,21 +80,25 @@ struct Tracked {
     last_seen_ms: Option<u64>,
     error: Option<String>,
     kind: NodeKind,
+    sample: Sample,
+    in_flight: bool,
+}
+
+/// The last good probe of a node and the rates against the one before it.
+#[derive(Debug, Default)]
+struct Sample {
     data: Option<ProbeData>,
     /// When the last good probe answered.
     sampled_at: Option<Instant>,
     rates: Rates,
     /// Per peer: messages and bytes per second both ways.
     link_rates: HashMap<String, (f64, f64)>,
-    in_flight: bool,
 }
 
 impl Tracked {
-    fn new(port: u16, roles: Vec<String>, epmd_hidden: bool, generation: u64) -> Tracked {
+    fn new(registration: Registration, generation: u64) -> Tracked {
         Tracked {
-            port,
-            roles,
-            epmd_hidden,
+            registration,
             generation,
             status: NodeStatus::Connecting,
             status_since_ms: now_ms(),
@@ -103,10 +106,7 @@ impl Tracked {
             last_seen_ms: None,
             error: None,
             kind: NodeKind::Unknown,
-            data: None,
-            sampled_at: None,
-            rates: Rates::default(),
-            link_rates: HashMap::new(),
+            sample: Sample::default(),
             in_flight: false,
         }
     }
@@ -124,45 +124,49 @@ impl Tracked {
         self.last_seen_ms = Some(now_ms());
         self.error = None;
         self.kind = data.kind;
-        if let (Some(prev), Some(before)) = (&self.data, self.sampled_at) {
+        let sample = &mut self.sample;
+        if let (Some(prev), Some(before)) = (&sample.data, sample.sampled_at) {
             let secs = at.duration_since(before).as_secs_f64();
-            (self.rates, self.link_rates) = rates(prev, &data, secs);
+            (sample.rates, sample.link_rates) = rates(prev, &data, secs);
         }
-        self.data = Some(data);
-        self.sampled_at = Some(at);
+        sample.data = Some(data);
+        sample.sampled_at = Some(at);
     }
 
     fn fail(&mut self, error: ProbeError) {
         self.set_status(NodeStatus::Unreachable);
         self.error = Some(error.0);
-        self.sampled_at = None;
-        self.rates = Rates::default();
-        self.link_rates.clear();
+        let sample = &mut self.sample;
+        sample.sampled_at = None;
+        sample.rates = Rates::default();
+        sample.link_rates.clear();
     }
 
     fn view(&self, name: &str, hidden_seen: bool) -> NodeView {
         let up = self.status == NodeStatus::Up;
-        let data = self.data.as_ref().filter(|_| up);
+        let data = self.sample.data.as_ref().filter(|_| up);
         let (connected, hidden_connected) =
             data.and_then(|d| d.connections.clone()).unwrap_or_default();
         NodeView {
             name: name.to_owned(),
-            port: self.port,
-            roles: self.roles.clone(),
-            epmd_hidden: self.epmd_hidden,
-            hidden: self.epmd_hidden || hidden_seen,
+            registration: self.registration.clone(),
+            hidden: self.registration.epmd_hidden || hidden_seen,
             kind: self.kind,
-            status: self.status,
-            alive: up,
-            status_since_ms: self.status_since_ms,
-            last_seen_ms: self.last_seen_ms,
-            error: self.error.clone(),
-            connected,
-            hidden_connected,
-            reports_connections: data.is_some_and(|d| d.connections.is_some()),
+            standing: Standing {
+                status: self.status,
+                alive: up,
+                status_since_ms: self.status_since_ms,
+                last_seen_ms: self.last_seen_ms,
+                error: self.error.clone(),
+            },
+            connections: ReportedConnections {
+                connected,
+                hidden_connected,
+                reports_connections: data.is_some_and(|d| d.connections.is_some()),
+            },
             registered: data.and_then(|d| d.registered.clone()),
             rates: if up {
-                self.rates.clone()
+                self.sample.rates.clone()
             } else {
                 Rates::default()
             },
@@ -337,22 +341,27 @@ impl Collector {
             let known = self
                 .nodes
                 .get(&full)
-                .is_some_and(|t| t.port == port && t.status != NodeStatus::Gone);
+                .is_some_and(|t| t.registration.port == port && t.status != NodeStatus::Gone);
             if known {
                 continue;
             }
-            let (roles, hidden) = match self.epmd.port_please(&short).await {
+            let (roles, epmd_hidden) = match self.epmd.port_please(&short).await {
                 Ok(Some(info)) => (
                     epmd::roles::decode_roles(&info.extra),
                     info.node_type == epmd::NodeType::Hidden,
                 ),
                 _ => (Vec::new(), false),
             };
+            let registration = Registration {
+                port,
+                roles,
+                epmd_hidden,
+            };
             let generation = self.next_generation;
             self.next_generation += 1;
             tracing::debug!(node = %full, port, "node registered");
             self.nodes
-                .insert(full, Tracked::new(port, roles, hidden, generation));
+                .insert(full, Tracked::new(registration, generation));
         }
         for (name, t) in &mut self.nodes {
             if t.status != NodeStatus::Gone && !listed.contains(name) {
@@ -442,7 +451,7 @@ fn build_snapshot(
 ) -> Snapshot {
     let up = || {
         nodes.iter().filter_map(|(n, t)| {
-            let d = t.data.as_ref()?;
+            let d = t.sample.data.as_ref()?;
             (t.status == NodeStatus::Up).then_some((n, t, d))
         })
     };
@@ -478,7 +487,7 @@ fn build_snapshot(
                 bytes_per_s: None,
             });
             edge.hidden |= is_hidden;
-            if let Some(&(msgs, bytes)) = t.link_rates.get(peer) {
+            if let Some(&(msgs, bytes)) = t.sample.link_rates.get(peer) {
                 edge.msgs_per_s = Some(edge.msgs_per_s.map_or(msgs, |m| m.max(msgs)));
                 edge.bytes_per_s = Some(edge.bytes_per_s.map_or(bytes, |b| b.max(bytes)));
             }
@@ -579,7 +588,13 @@ mod tests {
     }
 
     fn up(connected: &[&str], hidden: &[&str], groups: Vec<(&str, Vec<&str>)>) -> Tracked {
-        let mut t = Tracked::new(1, vec![], false, 1);
+        let mut t = Tracked::new(
+            Registration {
+                port: 1,
+                ..Registration::default()
+            },
+            1,
+        );
         let mut d = data(NodeKind::Erlang, vec![]);
         d.connections = Some((
             connected.iter().map(|s| s.to_string()).collect(),
@@ -647,7 +662,7 @@ mod tests {
         assert_eq!(s.groups[0].members.len(), 2);
         assert_eq!(s.groups[0].seen_on, vec!["a@h", "b@h"]);
         let d = s.nodes.iter().find(|n| n.name == "d@h").unwrap();
-        assert_eq!(d.status, NodeStatus::Gone);
-        assert!(!d.alive && d.connected.is_empty());
+        assert_eq!(d.standing.status, NodeStatus::Gone);
+        assert!(!d.standing.alive && d.connections.connected.is_empty());
     }
 }

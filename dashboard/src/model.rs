@@ -66,21 +66,45 @@ pub enum NodeStatus {
     Gone,
 }
 
-/// One node.
+/// One node. Its parts' fields sit beside its own in the JSON (one flat object a node).
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeView {
     /// The full name, `name@host`.
     pub name: String,
+    /// What EPMD says of it: `port`, `roles`, `epmd_hidden`.
+    #[serde(flatten)]
+    pub registration: Registration,
+    /// Whether the node is hidden: registered so, or seen only over hidden connections.
+    pub hidden: bool,
+    /// Erlang or ours.
+    pub kind: NodeKind,
+    /// Where it stands: `status`, `alive`, `status_since_ms`, `last_seen_ms`, `error`.
+    #[serde(flatten)]
+    pub standing: Standing,
+    /// Its connections as it reports them: `connected`, `hidden_connected`,
+    /// `reports_connections`.
+    #[serde(flatten)]
+    pub connections: ReportedConnections,
+    /// Its registered process names, when it reports them.
+    pub registered: Option<Vec<String>>,
+    /// Traffic rates.
+    pub rates: Rates,
+}
+
+/// A node's EPMD registration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Registration {
     /// The distribution port EPMD gives.
     pub port: u16,
     /// Roles from the EPMD registration's EXTRA field (see `epmd::roles`).
     pub roles: Vec<String>,
     /// Whether the node registered with EPMD as hidden.
     pub epmd_hidden: bool,
-    /// Whether the node is hidden: registered so, or seen only over hidden connections.
-    pub hidden: bool,
-    /// Erlang or ours.
-    pub kind: NodeKind,
+}
+
+/// Where a node stands and since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Standing {
     /// Where it stands.
     pub status: NodeStatus,
     /// `status` is `up`.
@@ -91,17 +115,17 @@ pub struct NodeView {
     pub last_seen_ms: Option<u64>,
     /// Why the last probe failed.
     pub error: Option<String>,
-    /// Nodes it is connected to (the dashboard left out), as the node itself reports; empty
-    /// when it cannot say (see `reports_connections`).
+}
+
+/// A node's connections, as the node itself reports them (the dashboard left out).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReportedConnections {
+    /// Nodes it is connected to; empty when it cannot say (see `reports_connections`).
     pub connected: Vec<String>,
     /// Those of `connected` whose connection is hidden.
     pub hidden_connected: Vec<String>,
     /// Whether the node reported its connections (ours may not).
     pub reports_connections: bool,
-    /// Its registered process names, when it reports them.
-    pub registered: Option<Vec<String>>,
-    /// Traffic rates.
-    pub rates: Rates,
 }
 
 /// Traffic of a node, per second, over the last two probes. `None` where unknown.
@@ -160,4 +184,49 @@ pub struct MemberView {
     pub pid: String,
     /// The node it lives on.
     pub node: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parts of a node are flattened: `/state.json` has one flat object a node, its keys
+    /// in this order.
+    #[test]
+    fn a_node_is_one_flat_object() {
+        let node = NodeView {
+            name: "a@h".into(),
+            registration: Registration {
+                port: 4370,
+                roles: vec!["web".into()],
+                epmd_hidden: false,
+            },
+            hidden: true,
+            kind: NodeKind::Erlang,
+            standing: Standing {
+                status: NodeStatus::Up,
+                alive: true,
+                status_since_ms: 5,
+                last_seen_ms: Some(6),
+                error: None,
+            },
+            connections: ReportedConnections {
+                connected: vec!["b@h".into()],
+                hidden_connected: vec![],
+                reports_connections: true,
+            },
+            registered: None,
+            rates: Rates::default(),
+        };
+        assert_eq!(
+            serde_json::to_string(&node).unwrap(),
+            r#"{"name":"a@h","port":4370,"roles":["web"],"epmd_hidden":false,"hidden":true,"#
+                .to_owned()
+                + r#""kind":"erlang","status":"up","alive":true,"status_since_ms":5,"#
+                + r#""last_seen_ms":6,"error":null,"connected":["b@h"],"hidden_connected":[],"#
+                + r#""reports_connections":true,"registered":null,"rates":{"msgs_in":null,"#
+                + r#""msgs_out":null,"bytes_in":null,"bytes_out":null,"io_in":null,"#
+                + r#""io_out":null,"source":null}}"#
+        );
+    }
 }

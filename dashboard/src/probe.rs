@@ -255,11 +255,12 @@ pub(crate) fn parse_getstat(t: &Term) -> Option<LinkCounters> {
 /// Reads a node's `node_server:info()` into `data`: its traffic counters, registered names and
 /// connections (`me` left out).
 pub(crate) fn read_info(info: &NodeInfo, me: &str, data: &mut ProbeData) {
+    let traffic = &info.traffic;
     data.counters.extend([
-        ("msgs_in", info.messages_in),
-        ("msgs_out", info.messages_out),
-        ("bytes_in", info.bytes_in),
-        ("bytes_out", info.bytes_out),
+        ("msgs_in", traffic.messages_in),
+        ("msgs_out", traffic.messages_out),
+        ("bytes_in", traffic.bytes_in),
+        ("bytes_out", traffic.bytes_out),
     ]);
     data.registered = Some(
         info.registered

@@ -46,6 +46,37 @@
 //! | variant | `#[rpc]` (`ErlangMessage` only) | a call; the last field must be `RpcReplyPort<T>` |
 //! | named field | `#[term(rename = "name")]` | the map key |
 //! | named field | `#[term(default)]` | a missing key reads as `Default::default()` |
+//! | named field | `#[term(flatten)]` | the field's own map entries go into this map (see below) |
+//!
+//! # Flattening
+//!
+//! `#[term(flatten)]` on a named field of a map struct or a map variant (`Put { .. }`) merges
+//! the field's map into the enclosing one, so a long map can be split into sub-structs
+//! without changing its term:
+//!
+//! ```rust,ignore
+//! #[derive(ToTerm, FromTerm)]
+//! struct Traffic { bytes_in: u64, bytes_out: u64 }
+//!
+//! #[derive(ToTerm, FromTerm)]
+//! struct Info {
+//!     node: Atom,
+//!     #[term(flatten)]
+//!     traffic: Traffic,                      // #{node => N, bytes_in => I, bytes_out => O}
+//! }
+//! ```
+//!
+//! - `ToTerm` needs the field's type to implement `node_server::etf::ToMapEntries`, which the
+//!   derive implements for map structs (and `node_server` for `Map`, `HashMap` and `BTreeMap`).
+//!   Any other type, one whose term would not be a map, is a compile error at the field: a
+//!   flattened value is never a non-map at run time. Entries are added in field order, and
+//!   on a key written twice the later entry wins.
+//! - `FromTerm` reads the field's type from the whole map (a map struct ignores the keys it
+//!   does not know, so it takes its own keys and leaves the others); errors name the field as
+//!   for any other (`in Counters.received, in Info.traffic`). A type whose `FromTerm` does not
+//!   take a map fails to read at run time, as any mismatched field does.
+//! - It is an error on a tuple field (tuple structs, tuple variants), in a `#[term(record)]`
+//!   struct, and together with `rename` or `default` (a flattened field has no key).
 //!
 //! # Names
 //!

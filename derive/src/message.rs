@@ -5,16 +5,21 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use crate::model::{Body, Input};
-use crate::term::{bounded, construct, private, read_variants, root, variant_term};
+use crate::term::{
+    bounded, construct, private, read_variants, root, variant_term, with_flatten_bounds,
+};
 
 pub(crate) fn message_impls(input: &Input) -> TokenStream {
     let root = root();
     let private = private();
     let ident = input.ident;
     let name = ident.to_string();
-    let generics = bounded(
-        input.generics,
-        quote!(#root::etf::ToTerm + #root::etf::FromTerm + ::core::marker::Send + 'static),
+    let generics = with_flatten_bounds(
+        input,
+        bounded(
+            input.generics,
+            quote!(#root::etf::ToTerm + #root::etf::FromTerm + ::core::marker::Send + 'static),
+        ),
     );
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     let ractor = quote!(#private::ractor);

@@ -60,6 +60,8 @@ pub(crate) struct Field<'a> {
     /// The map key (named fields).
     pub key: String,
     pub missing: Missing,
+    /// `#[term(flatten)]`: the field's own map entries go into the enclosing map.
+    pub flatten: Option<Span>,
     /// The local that holds the field in generated code.
     pub binding: Ident,
     /// `Type.field` or `Type::Variant.field`, for errors.
@@ -114,9 +116,16 @@ impl Variant<'_> {
     }
 }
 
-/// `#{x := _, y := _}`.
+/// `#{x := _, y := _}`, with `...` for the keys of flattened fields.
 pub(crate) fn map_pattern(fields: &[Field]) -> String {
-    let keys: Vec<String> = fields.iter().map(|f| format!("{} := _", f.key)).collect();
+    let mut keys: Vec<String> = fields
+        .iter()
+        .filter(|f| f.flatten.is_none())
+        .map(|f| format!("{} := _", f.key))
+        .collect();
+    if fields.iter().any(|f| f.flatten.is_some()) {
+        keys.push("...".into());
+    }
     format!("#{{{}}}", keys.join(", "))
 }
 
@@ -146,7 +155,7 @@ impl Errors {
 
 const CONTAINER_KEYS: &str = "`record`, `tag`";
 const VARIANT_KEYS: &str = "`rename`, `other`";
-const FIELD_KEYS: &str = "`rename`, `default`";
+const FIELD_KEYS: &str = "`rename`, `default`, `flatten`";
 
 #[derive(Default)]
 struct ContainerAttrs {
@@ -165,6 +174,7 @@ struct VariantAttrs {
 struct FieldAttrs {
     rename: Option<LitStr>,
     default: bool,
+    flatten: Option<Span>,
 }
 
 /// Reads `#[term(...)]` attributes, calling `each` for every key.
@@ -280,10 +290,32 @@ fn field_attrs(field: &syn::Field, errors: &mut Errors) -> FieldAttrs {
             }
             out.default = true;
             Ok(())
+        } else if meta.path.is_ident("flatten") {
+            if !named {
+                return Err(meta.error(
+                    "`flatten` merges a map's entries into the enclosing map; tuple fields have none",
+                ));
+            }
+            out.flatten = Some(meta.path.span());
+            Ok(())
         } else {
             Err(unknown(meta, FIELD_KEYS))
         }
     });
+    if let Some(span) = out.flatten {
+        if out.rename.is_some() {
+            errors.push(syn::Error::new(
+                span,
+                "a flattened field has no key of its own, so `rename` means nothing",
+            ));
+        }
+        if out.default {
+            errors.push(syn::Error::new(
+                span,
+                "a flattened field is read from the whole map, not from a key, so `default` means nothing",
+            ));
+        }
+    }
     no_rpc(&field.attrs, errors, "fields");
     out
 }
@@ -352,7 +384,7 @@ fn fields<'a>(fields: &'a Fields, owner: &str, errors: &mut Errors) -> Vec<Field
                 }
                 None => (Member::Unnamed(i.into()), String::new(), i.to_string()),
             };
-            if field.ident.is_some() {
+            if field.ident.is_some() && attrs.flatten.is_none() {
                 if let Some(first) = keys.insert(key.clone(), field.span()) {
                     let mut e = syn::Error::new_spanned(
                         field.ident.as_ref(),
@@ -374,6 +406,7 @@ fn fields<'a>(fields: &'a Fields, owner: &str, errors: &mut Errors) -> Vec<Field
                 ty: &field.ty,
                 key,
                 missing,
+                flatten: attrs.flatten,
                 binding: Ident::new(&format!("__f{i}"), Span::call_site()),
                 context: format!("{owner}.{rust_name}"),
             }
@@ -421,7 +454,15 @@ pub(crate) fn parse(input: &DeriveInput, mode: Mode) -> syn::Result<Input<'_>> {
                     );
                     StructRepr::Atom(tag)
                 }
-                (_, true) => StructRepr::Record { tag, fields: list },
+                (_, true) => {
+                    for span in list.iter().filter_map(|f| f.flatten) {
+                        errors.push(syn::Error::new(
+                            span,
+                            "`flatten` merges into a map, and a `#[term(record)]` struct is a tuple",
+                        ));
+                    }
+                    StructRepr::Record { tag, fields: list }
+                }
                 (Fields::Named(_), false) => {
                     if let Some(tag) = &attrs.tag {
                         errors.at(tag, "`tag` needs `#[term(record)]` on a struct with named fields (a map has no tag)");

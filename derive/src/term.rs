@@ -40,12 +40,84 @@ fn to_term(field: &Field, value: TokenStream) -> TokenStream {
 /// `#{key => V, ...}` from fields, `value` giving each field's `&T` expression.
 fn map_term(fields: &[Field], value: impl Fn(&Field) -> TokenStream) -> TokenStream {
     let private = private();
+    if fields.iter().any(|f| f.flatten.is_some()) {
+        let pushes = push_entries(fields, value, &quote!(__entries));
+        let own = fields.iter().filter(|f| f.flatten.is_none()).count();
+        return quote!({
+            let mut __vec = ::std::vec::Vec::with_capacity(#own);
+            let __entries = &mut __vec;
+            #pushes
+            #private::map_of_entries(__vec)
+        });
+    }
     let entries = fields.iter().map(|f| {
         let key = &f.key;
         let v = to_term(f, value(f));
         quote!((#key, #v))
     });
     quote!(#private::map_term([#(#entries),*]))
+}
+
+/// Statements adding the map entries of `fields` to `entries` (a `&mut Vec<(Term, Term)>`): a
+/// field's own `key => V`, or a flattened field's entries.
+fn push_entries(
+    fields: &[Field],
+    value: impl Fn(&Field) -> TokenStream,
+    entries: &TokenStream,
+) -> TokenStream {
+    let root = root();
+    let private = private();
+    let pushes = fields.iter().map(|f| {
+        let v = value(f);
+        if f.flatten.is_some() {
+            let ty = f.ty;
+            quote_spanned!(ty.span()=> <#ty as #root::etf::ToMapEntries>::to_map_entries(#v, #entries);)
+        } else {
+            let key = &f.key;
+            let v = to_term(f, v);
+            quote!(#private::push_entry(#entries, #key, #v);)
+        }
+    });
+    quote!(#(#pushes)*)
+}
+
+/// Whether `tokens` name one of `idents`.
+fn mentions(tokens: TokenStream, idents: &[String]) -> bool {
+    tokens.into_iter().any(|tt| match tt {
+        proc_macro2::TokenTree::Ident(i) => idents.iter().any(|p| i == p),
+        proc_macro2::TokenTree::Group(g) => mentions(g.stream(), idents),
+        _ => false,
+    })
+}
+
+/// `generics` with `T: ToMapEntries` added for the type `T` of every flattened field of
+/// `input` that involves a type parameter, so that a flattened generic parameter needs the
+/// trait; any other type that lacks it is an error at the field.
+pub(crate) fn with_flatten_bounds(input: &Input, mut generics: syn::Generics) -> syn::Generics {
+    let root = root();
+    let fields: Vec<&Field> = match &input.body {
+        Body::Struct(StructRepr::Map(fields)) => fields.iter().collect(),
+        Body::Struct(_) => Vec::new(),
+        Body::Enum(variants) => variants.iter().flat_map(|v| &v.fields).collect(),
+    };
+    // Only where a type parameter is involved: a concrete type's bound is checked at the
+    // field itself (a bound on a concrete type would be an error of its own).
+    let params: Vec<String> = generics
+        .type_params()
+        .map(|p| p.ident.to_string())
+        .collect();
+    let generic = |ty: &syn::Type| mentions(quote!(#ty), &params);
+    for field in fields
+        .iter()
+        .filter(|f| f.flatten.is_some() && generic(f.ty))
+    {
+        let ty = field.ty;
+        generics
+            .make_where_clause()
+            .predicates
+            .push(syn::parse_quote_spanned!(ty.span()=> #ty: #root::etf::ToMapEntries));
+    }
+    generics
 }
 
 /// The atom term `text`: made at compile time when short enough to be stored inline (most
@@ -120,22 +192,39 @@ pub(crate) fn variant_pattern(variant: &Variant) -> TokenStream {
 pub(crate) fn to_term_impl(input: &Input) -> TokenStream {
     let root = root();
     let ident = input.ident;
-    let generics = bounded(input.generics, quote!(#root::etf::ToTerm));
+    let generics = with_flatten_bounds(input, bounded(input.generics, quote!(#root::etf::ToTerm)));
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
-    let body = match &input.body {
-        Body::Struct(repr) => {
-            let value = |f: &Field| {
-                let m = &f.member;
-                quote!(&self.#m)
-            };
-            match repr {
-                StructRepr::Map(fields) => map_term(fields, value),
-                StructRepr::Record { tag, fields } => tuple_term(Some(tag), fields, value),
-                StructRepr::Transparent(field) => to_term(field, value(field)),
-                StructRepr::Tuple(fields) => tuple_term(None, fields, value),
-                StructRepr::Atom(atom) => atom_term(atom),
+    let value = |f: &Field| {
+        let m = &f.member;
+        quote!(&self.#m)
+    };
+    // A map struct can itself be flattened into another map.
+    let map_entries = match &input.body {
+        Body::Struct(StructRepr::Map(fields)) => {
+            let pushes = push_entries(fields, value, &quote!(__entries));
+            quote! {
+                #[automatically_derived]
+                #[diagnostic::do_not_recommend]
+                impl #impl_generics #root::etf::ToMapEntries for #ident #ty_generics #where_clause {
+                    fn to_map_entries(
+                        &self,
+                        __entries: &mut ::std::vec::Vec<(#root::etf::Term, #root::etf::Term)>,
+                    ) {
+                        #pushes
+                    }
+                }
             }
         }
+        _ => quote!(),
+    };
+    let body = match &input.body {
+        Body::Struct(repr) => match repr {
+            StructRepr::Map(fields) => map_term(fields, value),
+            StructRepr::Record { tag, fields } => tuple_term(Some(tag), fields, value),
+            StructRepr::Transparent(field) => to_term(field, value(field)),
+            StructRepr::Tuple(fields) => tuple_term(None, fields, value),
+            StructRepr::Atom(atom) => atom_term(atom),
+        },
         Body::Enum(variants) if variants.is_empty() => quote!(match *self {}),
         Body::Enum(variants) => {
             let arms = variants.iter().map(|v| {
@@ -153,6 +242,7 @@ pub(crate) fn to_term_impl(input: &Input) -> TokenStream {
                 #body
             }
         }
+        #map_entries
     }
 }
 
@@ -179,7 +269,13 @@ fn read_field(field: &Field, source: FieldSource) -> TokenStream {
         FieldSource::Term(term) => {
             quote_spanned!(ty.span()=> #private::field::<#ty>(#term, #context))
         }
-        FieldSource::Map { whole, map } => {
+        FieldSource::Map {
+            map_term: whole_map,
+            ..
+        } if field.flatten.is_some() => {
+            quote_spanned!(ty.span()=> #private::field::<#ty>(#whole_map, #context))
+        }
+        FieldSource::Map { whole, map, .. } => {
             let key = &field.key;
             match field.missing {
                 Missing::Error => {
@@ -198,9 +294,15 @@ fn read_field(field: &Field, source: FieldSource) -> TokenStream {
 }
 
 enum FieldSource {
+    /// The field's own term.
     Term(TokenStream),
+    /// An entry of a map (a flattened field: the whole map).
     Map {
+        /// The term being read, for errors.
         whole: TokenStream,
+        /// The map, as a `&Term`.
+        map_term: TokenStream,
+        /// The map, as a `&Map`.
         map: TokenStream,
     },
 }
@@ -257,13 +359,14 @@ pub(crate) fn attempt(
             let reads = variant.fields.iter().map(|f| {
                 let source = FieldSource::Map {
                     whole: term.clone(),
+                    map_term: quote!(__map_term),
                     map: quote!(__map),
                 };
                 bind(f, read_field(f, source))
             });
             quote! {
                 #label: {
-                    let ::core::option::Option::Some(__map) = #private::tagged_map(#term, #atom) else {
+                    let ::core::option::Option::Some((__map_term, __map)) = #private::tagged_map(#term, #atom) else {
                         break #label;
                     };
                     #(#reads)*
@@ -347,6 +450,7 @@ pub(crate) fn from_term_impl(input: &Input) -> TokenStream {
                         let m = &f.member;
                         let source = FieldSource::Map {
                             whole: term.clone(),
+                            map_term: term.clone(),
                             map: quote!(__map),
                         };
                         let read = read_field(f, source);

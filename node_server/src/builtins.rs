@@ -29,7 +29,7 @@ use std::sync::{Arc, Weak};
 
 use crate::core::Core;
 use crate::etf::{Atom, Pid, Term, ToTerm};
-use crate::info::{ConnectedNode, NodeInfo, Visibility};
+use crate::info::{ConnectedNode, NodeIdentity, NodeInfo, Visibility};
 use crate::node::Node;
 use crate::rpc::{RpcFailure, RpcResult};
 
@@ -373,21 +373,20 @@ fn info(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
         .map(|(node, visibility)| ConnectedNode { node, visibility })
         .collect();
     let info = NodeInfo {
-        node: shared.id.name.clone(),
-        version: VERSION.into(),
-        otp_release: OTP_RELEASE.into(),
+        identity: NodeIdentity {
+            node: shared.id.name.clone(),
+            version: VERSION.into(),
+            otp_release: OTP_RELEASE.into(),
+            creation: shared.id.creation,
+            hidden: shared.id.config.hidden,
+        },
         uptime_ms: stats.uptime.as_millis() as u64,
         process_count: processes as u64,
         registered,
         connections: connected.len() as u64,
         connected,
-        messages_in: stats.messages_in,
-        messages_out: stats.messages_out,
-        bytes_in: stats.bytes_in,
-        bytes_out: stats.bytes_out,
+        traffic: stats.into(),
         memory_total: resident_bytes(),
-        creation: shared.id.creation,
-        hidden: shared.id.config.hidden,
         admin_guard: shared.id.config.admin_allow.is_some(),
     };
     Ok(info.to_term())

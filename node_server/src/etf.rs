@@ -31,7 +31,7 @@ pub mod tag;
 mod term;
 mod text;
 
-pub use convert::{ConversionError, FromTerm, ToTerm};
+pub use convert::{ConversionError, FromTerm, ToMapEntries, ToTerm};
 // The derive macros of the same names (macro namespace), so `#[derive(etf::ToTerm)]` works.
 pub(crate) use decode::Fields;
 pub use decode::{DecodeError, DecodeOptions};

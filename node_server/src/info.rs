@@ -28,15 +28,16 @@
 use crate::etf::{Atom, ConversionError, FromTerm, Term, ToTerm};
 
 /// Figures of a running node, as `node_server:info/0` returns them: a map with one key a
-/// field.
+/// field, the fields of [`NodeIdentity`] and [`Traffic`] included (they are flattened into the
+/// same map, so the wire has the 16 keys `node`, `version`, `otp_release`, `uptime_ms`,
+/// `process_count`, `registered`, `connections`, `connected`, `messages_in`, `messages_out`,
+/// `bytes_in`, `bytes_out`, `memory_total`, `creation`, `hidden` and `admin_guard`).
 #[derive(Debug, Clone, PartialEq, Eq, ToTerm, FromTerm)]
 pub struct NodeInfo {
-    /// The node's name.
-    pub node: Atom,
-    /// This crate's version (a binary).
-    pub version: String,
-    /// The Erlang/OTP release whose distribution protocol the node speaks (a binary).
-    pub otp_release: String,
+    /// Which node this is and what it runs: `node`, `version`, `otp_release`, `creation`,
+    /// `hidden`.
+    #[term(flatten)]
+    pub identity: NodeIdentity,
     /// Milliseconds since the node started.
     pub uptime_ms: u64,
     /// Live actors exposed to Erlang plus the built-in services.
@@ -47,22 +48,54 @@ pub struct NodeInfo {
     pub connections: u64,
     /// The connected nodes: the visible ones, then the hidden ones, each sorted.
     pub connected: Vec<ConnectedNode>,
-    /// Distribution messages received since the node started ([`crate::ops`]).
-    pub messages_in: u64,
-    /// Distribution messages sent since the node started.
-    pub messages_out: u64,
-    /// Distribution bytes received since the node started.
-    pub bytes_in: u64,
-    /// Distribution bytes sent since the node started.
-    pub bytes_out: u64,
+    /// Distribution traffic since the node started: `messages_in`, `messages_out`,
+    /// `bytes_in`, `bytes_out`.
+    #[term(flatten)]
+    pub traffic: Traffic,
     /// The process's resident set size in bytes (0 where it cannot be read).
     pub memory_total: u64,
+    /// Whether the admin guard ([`crate::NodeConfig::admin_allow`]) is on.
+    pub admin_guard: bool,
+}
+
+/// Which node answered [`NodeInfo`] and what it runs (keys of the same map).
+#[derive(Debug, Clone, PartialEq, Eq, ToTerm, FromTerm)]
+pub struct NodeIdentity {
+    /// The node's name.
+    pub node: Atom,
+    /// This crate's version (a binary).
+    pub version: String,
+    /// The Erlang/OTP release whose distribution protocol the node speaks (a binary).
+    pub otp_release: String,
     /// The node's creation (incarnation) number.
     pub creation: u32,
     /// Whether the node is hidden.
     pub hidden: bool,
-    /// Whether the admin guard ([`crate::NodeConfig::admin_allow`]) is on.
-    pub admin_guard: bool,
+}
+
+/// A node's distribution traffic since it started ([`crate::ops`] says what is counted);
+/// keys of the [`NodeInfo`] map.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ToTerm, FromTerm)]
+pub struct Traffic {
+    /// Distribution messages received.
+    pub messages_in: u64,
+    /// Distribution messages sent.
+    pub messages_out: u64,
+    /// Distribution bytes received.
+    pub bytes_in: u64,
+    /// Distribution bytes sent.
+    pub bytes_out: u64,
+}
+
+impl From<crate::ops::NodeStats> for Traffic {
+    fn from(stats: crate::ops::NodeStats) -> Traffic {
+        Traffic {
+            messages_in: stats.messages_in,
+            messages_out: stats.messages_out,
+            bytes_in: stats.bytes_in,
+            bytes_out: stats.bytes_out,
+        }
+    }
 }
 
 /// One connection of a node: the term `{Node, visible | hidden}`.
@@ -105,9 +138,13 @@ mod tests {
 
     fn sample() -> NodeInfo {
         NodeInfo {
-            node: Atom::new("a@h"),
-            version: "0.1.0".into(),
-            otp_release: "25".into(),
+            identity: NodeIdentity {
+                node: Atom::new("a@h"),
+                version: "0.1.0".into(),
+                otp_release: "25".into(),
+                creation: 7,
+                hidden: false,
+            },
             uptime_ms: 1500,
             process_count: 4,
             registered: vec![Atom::new("echo"), Atom::new("rex")],
@@ -122,13 +159,13 @@ mod tests {
                     visibility: Visibility::Hidden,
                 },
             ],
-            messages_in: 3,
-            messages_out: 2,
-            bytes_in: 300,
-            bytes_out: u64::MAX,
+            traffic: Traffic {
+                messages_in: 3,
+                messages_out: 2,
+                bytes_in: 300,
+                bytes_out: u64::MAX,
+            },
             memory_total: 4096,
-            creation: 7,
-            hidden: false,
             admin_guard: true,
         }
     }

@@ -561,11 +561,11 @@ pub mod __private {
         }
     }
 
-    /// The map of `{tag, #{...}}`.
+    /// The map of `{tag, #{...}}`, as a term and as a map.
     #[inline]
-    pub fn tagged_map<'a>(term: &'a Term, tag: &str) -> Option<&'a Map> {
+    pub fn tagged_map<'a>(term: &'a Term, tag: &str) -> Option<(&'a Term, &'a Map)> {
         match tagged(term, tag, 1) {
-            Some([Term::Map(m)]) => Some(m),
+            Some([whole @ Term::Map(m)]) => Some((whole, m)),
             _ => None,
         }
     }
@@ -602,6 +602,17 @@ pub mod __private {
                 .map(|(k, v)| (Term::atom(k), v))
                 .collect(),
         ))
+    }
+
+    /// Adds the entry `key => value` (`key` an atom) to the entries of a map being built.
+    #[inline]
+    pub fn push_entry(entries: &mut Vec<(Term, Term)>, key: &str, value: Term) {
+        entries.push((Term::atom(key), value));
+    }
+
+    /// The map term of `entries` (a later entry with an equal key wins).
+    pub fn map_of_entries(entries: Vec<(Term, Term)>) -> Term {
+        Term::Map(Map::from_entries(entries))
     }
 
     /// `error` with `context` (`Type.field`, `Type::Variant.0`) added to where it happened.

@@ -508,3 +508,67 @@ async fn call_from_term_answers_through_the_callback() {
     assert!(KvMsg::call_from_term(&Term::atom("clear"), on_reply.clone()).is_none());
     assert!(KvMsg::call_from_term(&Term::parse("{nope, 1}").unwrap(), on_reply).is_none());
 }
+
+/// `#[term(flatten)]` in a message: a cast and a call request with the inner map's entries.
+#[derive(Debug, ErlangMessage)]
+enum FlatMsg<T> {
+    Store {
+        #[term(flatten)]
+        entry: Entry,
+        #[term(flatten)]
+        meta: T,
+    },
+    #[rpc]
+    Check {
+        #[term(flatten)]
+        entry: Entry,
+        reply: RpcReplyPort<bool>,
+    },
+}
+
+#[derive(Debug, PartialEq, node_server::ToTerm, node_server::FromTerm)]
+struct Meta {
+    by: String,
+}
+
+#[test]
+fn flattened_fields_in_casts_and_calls() {
+    let store = FlatMsg::Store {
+        entry: Entry {
+            key: "a".into(),
+            value: 1,
+        },
+        meta: Meta { by: "me".into() },
+    };
+    let expected = t("{store, #{key => <<\"a\">>, value => 1, by => <<\"me\">>}}");
+    let args = cast_args(store.serialize().unwrap());
+    assert_eq!(term_of(&args), expected);
+    match FlatMsg::<Meta>::deserialize(cast(&args)) {
+        Ok(FlatMsg::Store { entry, meta }) => {
+            assert_eq!(entry.key, "a");
+            assert_eq!(meta, Meta { by: "me".into() });
+        }
+        other => panic!("{other:?}"),
+    }
+    let (tx, _rx) = oneshot::channel();
+    let check = FlatMsg::<Meta>::Check {
+        entry: Entry {
+            key: "b".into(),
+            value: 2,
+        },
+        reply: tx.into(),
+    };
+    assert_eq!(
+        check.to_term(),
+        t("{check, #{key => <<\"b\">>, value => 2}}")
+    );
+    match check.serialize().unwrap() {
+        SerializedMessage::Call { args, .. } => {
+            assert_eq!(
+                term_of(&args),
+                t("{check, #{key => <<\"b\">>, value => 2}}")
+            )
+        }
+        other => panic!("not a call: {other:?}"),
+    }
+}

@@ -353,3 +353,157 @@ fn prost_types_cross_as_binaries() {
     assert_eq!(e.expected, "a binary holding a protobuf Reading");
     assert!(proto::Reading::from_term(&t("<<255, 255, 255>>")).is_err());
 }
+
+// `#[term(flatten)]`: the inner map's entries in the outer map.
+
+#[derive(Debug, Clone, PartialEq, ToTerm, FromTerm)]
+struct Counters {
+    sent: u64,
+    received: u64,
+}
+
+#[derive(Debug, PartialEq, ToTerm, FromTerm)]
+struct Peer {
+    name: String,
+    #[term(flatten)]
+    counters: Counters,
+    up: bool,
+}
+
+/// Flattening nests: `Host`'s map takes `Peer`'s entries, which took `Counters`' entries.
+#[derive(Debug, PartialEq, ToTerm, FromTerm)]
+struct Host {
+    #[term(flatten)]
+    peer: Peer,
+    #[term(rename = "Where")]
+    location: Option<String>,
+}
+
+#[derive(Debug, PartialEq, ToTerm, FromTerm)]
+struct WithGeneric<T> {
+    id: u8,
+    #[term(flatten)]
+    inner: T,
+}
+
+#[derive(Debug, PartialEq, ToTerm, FromTerm)]
+enum PeerEvent {
+    Seen {
+        at: u64,
+        #[term(flatten)]
+        counters: Counters,
+    },
+    Lost(String),
+}
+
+fn peer() -> Peer {
+    Peer {
+        name: "b".into(),
+        counters: Counters {
+            sent: 1,
+            received: 2,
+        },
+        up: true,
+    }
+}
+
+#[test]
+fn flattened_fields_merge_into_the_map() {
+    roundtrip(
+        peer(),
+        "#{name => <<\"b\">>, sent => 1, received => 2, up => true}",
+    );
+    roundtrip(
+        Host {
+            peer: peer(),
+            location: Some("here".into()),
+        },
+        "#{name => <<\"b\">>, sent => 1, received => 2, up => true, 'Where' => <<\"here\">>}",
+    );
+    roundtrip(
+        WithGeneric {
+            id: 9,
+            inner: Counters {
+                sent: 3,
+                received: 4,
+            },
+        },
+        "#{id => 9, sent => 3, received => 4}",
+    );
+}
+
+#[test]
+fn flattened_fields_in_map_variants() {
+    roundtrip(
+        PeerEvent::Seen {
+            at: 7,
+            counters: Counters {
+                sent: 0,
+                received: 1,
+            },
+        },
+        "{seen, #{at => 7, sent => 0, received => 1}}",
+    );
+    roundtrip(PeerEvent::Lost("x".into()), "{lost, <<\"x\">>}");
+    lacks_received::<PeerEvent>(
+        "{seen, #{at => 7, sent => 0}}",
+        "(in Counters.received, in PeerEvent::Seen.counters)",
+    );
+}
+
+/// Reading `text` as `T` fails on the missing key `received` of the flattened `Counters`,
+/// the error naming the fields `path`.
+fn lacks_received<T: FromTerm + Debug>(text: &str, path: &str) {
+    let e = T::from_term(&t(text)).unwrap_err();
+    assert_eq!(e.expected, "a map with key received");
+    assert!(e.found.ends_with(path), "{e}");
+}
+
+#[test]
+fn a_flattened_field_reads_from_the_whole_map() {
+    // The inner struct ignores the outer keys, as the outer one ignores the inner's.
+    let c = Counters::from_term(&peer().to_term()).unwrap();
+    assert_eq!(c, peer().counters);
+    lacks_received::<Peer>(
+        "#{name => <<\"b\">>, sent => 1, up => true}",
+        "(in Counters.received, in Peer.counters)",
+    );
+    let not_a_map = Peer::from_term(&t("{peer}")).unwrap_err();
+    assert_eq!(not_a_map.expected, "Peer as #{name := _, up := _, ...}");
+}
+
+#[test]
+fn maps_flatten_too() {
+    #[derive(Debug, PartialEq, ToTerm)]
+    struct Labelled {
+        id: u8,
+        #[term(flatten)]
+        labels: BTreeMap<String, i32>,
+        #[term(flatten)]
+        raw: node_server::etf::Map,
+    }
+    let l = Labelled {
+        id: 1,
+        labels: [("k".to_string(), 5)].into_iter().collect(),
+        raw: node_server::etf::Map::from_entries(vec![(t("{x}"), t("y"))]),
+    };
+    assert_eq!(l.to_term(), t("#{id => 1, <<\"k\">> => 5, {x} => y}"));
+}
+
+#[test]
+fn on_a_repeated_key_the_later_field_wins() {
+    #[derive(Debug, PartialEq, ToTerm)]
+    struct Shadow {
+        sent: u64,
+        #[term(flatten)]
+        counters: Counters,
+    }
+    let s = Shadow {
+        sent: 100,
+        counters: Counters {
+            sent: 1,
+            received: 2,
+        },
+    };
+    assert_eq!(s.to_term(), t("#{sent => 1, received => 2}"));
+}

@@ -356,6 +356,14 @@ pub struct Info {
     pub memory_bytes: u64,
     /// Connected nodes, this `nodectl` excluded.
     pub connections: usize,
+    /// Traffic counters (their fields sit beside the others in the JSON).
+    #[serde(flatten)]
+    pub traffic: InfoTraffic,
+}
+
+/// The traffic counters of [`Info`], where the node counts them, and what they count.
+#[derive(Debug, Clone, Serialize)]
+pub struct InfoTraffic {
     /// Messages received, where the node counts them (see `counters`).
     pub messages_in: Option<u64>,
     /// Messages sent, where the node counts them.
@@ -713,8 +721,8 @@ impl Ctl {
                 Ok(Info {
                     node: target.to_owned(),
                     runtime: "node_server".into(),
-                    otp_release: info.otp_release,
-                    version: info.version,
+                    otp_release: info.identity.otp_release,
+                    version: info.identity.version,
                     uptime_ms: info.uptime_ms,
                     process_count: info.process_count,
                     memory_bytes: info.memory_total,
@@ -723,11 +731,13 @@ impl Ctl {
                         .iter()
                         .filter(|c| c.node.as_str() != us)
                         .count(),
-                    messages_in: Some(info.messages_in),
-                    messages_out: Some(info.messages_out),
-                    bytes_in: Some(info.bytes_in),
-                    bytes_out: Some(info.bytes_out),
-                    counters: "distribution messages and bytes since the node started".into(),
+                    traffic: InfoTraffic {
+                        messages_in: Some(info.traffic.messages_in),
+                        messages_out: Some(info.traffic.messages_out),
+                        bytes_in: Some(info.traffic.bytes_in),
+                        bytes_out: Some(info.traffic.bytes_out),
+                        counters: "distribution messages and bytes since the node started".into(),
+                    },
                 })
             }
             Err(reason) if is_undef(&reason) => self.erlang_info(target).await,
@@ -783,15 +793,17 @@ impl Ctl {
             process_count,
             memory_bytes,
             connections,
-            messages_in,
-            messages_out,
-            bytes_in,
-            bytes_out,
-            counters: if messages_in.is_some() {
-                "distribution packets and bytes over its current connections (this one included)"
-                    .into()
-            } else {
-                "none: its distribution connections are not ports (TLS?)".into()
+            traffic: InfoTraffic {
+                messages_in,
+                messages_out,
+                bytes_in,
+                bytes_out,
+                counters: if messages_in.is_some() {
+                    "distribution packets and bytes over its current connections (this one included)"
+                        .into()
+                } else {
+                    "none: its distribution connections are not ports (TLS?)".into()
+                },
             },
         })
     }

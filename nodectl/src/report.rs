@@ -200,10 +200,13 @@ impl Report {
                     ("connections", i.connections.to_string()),
                     (
                         "messages",
-                        counter_pair(i.messages_in, i.messages_out, false),
+                        counter_pair(i.traffic.messages_in, i.traffic.messages_out, false),
                     ),
-                    ("bytes", counter_pair(i.bytes_in, i.bytes_out, true)),
-                    ("counters", i.counters.clone()),
+                    (
+                        "bytes",
+                        counter_pair(i.traffic.bytes_in, i.traffic.bytes_out, true),
+                    ),
+                    ("counters", i.traffic.counters.clone()),
                 ]
                 .iter()
                 .map(|(k, v)| format!("{k:<12} {v}"))
@@ -293,5 +296,33 @@ mod tests {
             error_json(&e),
             r#"{"error":"not_found","message":"not found: x","ok":false}"#
         );
+    }
+
+    #[test]
+    fn info_json_is_one_flat_object() {
+        let r = Report::Info(Info {
+            node: "a@b".into(),
+            runtime: "node_server".into(),
+            otp_release: "25".into(),
+            version: "0.1.0".into(),
+            uptime_ms: 1,
+            process_count: 2,
+            memory_bytes: 3,
+            connections: 4,
+            traffic: crate::client::InfoTraffic {
+                messages_in: Some(5),
+                messages_out: None,
+                bytes_in: Some(7),
+                bytes_out: Some(8),
+                counters: "c".into(),
+            },
+        });
+        assert_eq!(
+            r.json(),
+            r#"{"bytes_in":7,"bytes_out":8,"connections":4,"counters":"c","memory_bytes":3,"messages_in":5,"messages_out":null,"node":"a@b","ok":true,"otp_release":"25","process_count":2,"runtime":"node_server","uptime_ms":1,"version":"0.1.0"}"#
+        );
+        let text = r.human();
+        assert!(text.contains("in 7 B, out 8 B"), "{text}");
+        assert!(text.contains("not counted"), "{text}");
     }
 }

@@ -37,6 +37,23 @@ pub trait ToTerm {
     fn to_term(&self) -> Term;
 }
 
+/// A value whose term is always a map, given as that map's entries: what
+/// `#[term(flatten)]` merges into the map of the struct or variant holding the field.
+///
+/// `#[derive(ToTerm)]` implements it for structs with named fields (not `#[term(record)]`);
+/// [`Map`], `HashMap` and `BTreeMap` have it too. A flattened field of any other type is a
+/// compile error (the trait bound is not met), so a flattened value never has to be a map at
+/// run time.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a map, so it cannot be `#[term(flatten)]`",
+    label = "not a map",
+    note = "a flattened field needs `ToMapEntries`: a struct with named fields deriving `ToTerm`, a `Map`, a `HashMap` or a `BTreeMap`"
+)]
+pub trait ToMapEntries: ToTerm {
+    /// Appends the entries of the value's map term to `entries`, in any order.
+    fn to_map_entries(&self, entries: &mut Vec<(Term, Term)>);
+}
+
 /// Converts a term into a Rust value.
 pub trait FromTerm: Sized {
     /// The value, or why the term does not fit.
@@ -430,6 +447,30 @@ impl<K: ToTerm, V: ToTerm> ToTerm for BTreeMap<K, V> {
                 .map(|(k, v)| (k.to_term(), v.to_term()))
                 .collect(),
         )
+    }
+}
+
+// Listed by the note of `ToMapEntries`, not as candidates of every error.
+#[diagnostic::do_not_recommend]
+impl<K: ToTerm, V: ToTerm, S> ToMapEntries for HashMap<K, V, S> {
+    fn to_map_entries(&self, entries: &mut Vec<(Term, Term)>) {
+        entries.extend(self.iter().map(|(k, v)| (k.to_term(), v.to_term())));
+    }
+}
+
+// Listed by the note of `ToMapEntries`, not as candidates of every error.
+#[diagnostic::do_not_recommend]
+impl<K: ToTerm, V: ToTerm> ToMapEntries for BTreeMap<K, V> {
+    fn to_map_entries(&self, entries: &mut Vec<(Term, Term)>) {
+        entries.extend(self.iter().map(|(k, v)| (k.to_term(), v.to_term())));
+    }
+}
+
+// Listed by the note of `ToMapEntries`, not as candidates of every error.
+#[diagnostic::do_not_recommend]
+impl ToMapEntries for Map {
+    fn to_map_entries(&self, entries: &mut Vec<(Term, Term)>) {
+        entries.extend(self.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
 }
 
