@@ -29,7 +29,7 @@
 //! Not done: locks are not released when their holder process dies (only when its node goes),
 //! and `register_ext` names (C nodes) are stored as plain names.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +40,8 @@ use crate::core::Core;
 use crate::dist::control::{Control, ProcessRef};
 use crate::etf::{Atom, Fun, Pid, Term};
 use crate::events::NodeEvent;
+// A fixed hasher: what is sent to peers in map order must not differ between runs.
+use crate::hash::FastMap as HashMap;
 use crate::registry::LocalProcess;
 use crate::remote::RemoteTarget;
 
@@ -60,7 +62,8 @@ pub(crate) enum GlobalMsg {
     /// Our locker's turn for a connection attempt.
     LockerTimer(Atom, i64),
     /// The answer to our `set_lock` on a peer.
-    LockerGranted(Atom, i64, bool),
+    /// (The lock id asked for rides along, to release it when no longer wanted.)
+    LockerGranted(Atom, i64, bool, Term),
     /// A registered remote process exited.
     NameDown(Term, Pid),
     /// Sets (`true`) or releases a lock on this node for `holder`.
@@ -216,11 +219,11 @@ impl Actor for GlobalServer {
             gns: args.gns,
             locker: args.locker,
             known: BTreeMap::new(),
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             names: BTreeMap::new(),
-            locks: HashMap::new(),
+            locks: HashMap::default(),
             events,
-            lost_reports: HashMap::new(),
+            lost_reports: HashMap::default(),
             next_op: -(1 << 59),
         })
     }
@@ -250,8 +253,8 @@ impl Actor for GlobalServer {
                 }
             }
             GlobalMsg::LockerTimer(node, tag) => state.locker_timer(&node, tag),
-            GlobalMsg::LockerGranted(node, tag, granted) => {
-                state.locker_granted(&node, tag, granted)
+            GlobalMsg::LockerGranted(node, tag, granted, id) => {
+                state.locker_granted(&node, tag, granted, id)
             }
             GlobalMsg::NameDown(name, pid) => {
                 if state.names.get(&name).is_some_and(|e| e.pid == pid) {
@@ -531,11 +534,11 @@ impl GlobalState {
             let granted = gen_call(
                 &shared,
                 &node,
-                Term::tuple(vec![Term::atom("set_lock"), id]),
+                Term::tuple(vec![Term::atom("set_lock"), id.clone()]),
             )
             .await
             .is_some_and(|r| r.is_atom("true"));
-            let _ = me.cast(GlobalMsg::LockerGranted(node, tag, granted));
+            let _ = me.cast(GlobalMsg::LockerGranted(node, tag, granted, id));
         });
     }
 
@@ -549,20 +552,23 @@ impl GlobalState {
         });
     }
 
-    fn locker_granted(&mut self, node: &Atom, tag: i64, granted: bool) {
-        let Some(conn) = self.conns.get(node) else {
+    fn locker_granted(&mut self, node: &Atom, tag: i64, granted: bool, asked: Term) {
+        let current = self
+            .conns
+            .get(node)
+            .filter(|c| c.my_tag == tag && !c.lock_sent)
+            .and_then(|c| self.lock_id(c))
+            .filter(|id| *id == asked);
+        let Some(id) = current else {
+            // The attempt is over (synced through another node, the node went), or his
+            // locker came first meanwhile (his lock is the same one): a lock our locker got
+            // on his node is not needed. Release it, or it blocks every later lock there
+            // (registrations).
+            if granted {
+                self.release_peer_lock(node, asked);
+            }
             return;
         };
-        if conn.my_tag != tag {
-            return;
-        }
-        let Some(id) = self.lock_id(conn) else {
-            return;
-        };
-        if conn.lock_sent {
-            // His locker came first meanwhile; his lock is the same one.
-            return;
-        }
         if !granted {
             let locker = self.locker.clone();
             self.del_lock(&id, &locker);
@@ -1155,7 +1161,7 @@ impl GlobalState {
 
 fn random_u8() -> u8 {
     let mut b = [0u8; 1];
-    let _ = getrandom::fill(&mut b);
+    let _ = crate::random::fill(&mut b);
     b[0]
 }
 
