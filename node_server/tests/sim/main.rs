@@ -307,6 +307,11 @@ fn sim_monitor_down_carries_the_exit_reason() {
                 .monitor(&RemoteTarget::Pid(pb.pid.clone()))
                 .await
                 .expect("monitor");
+            // The monitor is set at b once a message sent after it arrived (one connection
+            // keeps order); before that, b may see the process gone first: `noproc`.
+            sim.node("a")
+                .send(&RemoteTarget::Pid(pb.pid.clone()), Term::atom("after"));
+            next(sim, &mut pb, "the message after the monitor", SETTLE).await;
             sim.sleep(sim.below(300)).await;
             pb.stop("bye").await;
             let reason = sim.within("DOWN", SETTLE, m.down()).await;
@@ -319,9 +324,19 @@ fn sim_monitor_down_carries_the_exit_reason() {
 // pg
 // ---------------------------------------------------------------------------------------------
 
-/// Waits until every node in `names` sees exactly `expected` in group `g`.
+/// Waits until every node in `names` sees exactly `expected` in group `g`, dialling again
+/// any pair that is not connected, as an application that needs the mesh would (`global`'s
+/// prevent-overlapping-partitions may drop a node that just came back, when another node's
+/// report that it lost its previous incarnation comes late).
 async fn pg_converged(sim: &Sim, names: &[&str], g: &str, expected: &BTreeSet<Pid>) {
     sim.eventually("pg membership converges", SETTLE, || async {
+        for (i, a) in names.iter().enumerate() {
+            for b in &names[i + 1..] {
+                if !sim.connected(a, b) {
+                    let _ = sim.connect(a, b).await;
+                }
+            }
+        }
         for n in names {
             let got: BTreeSet<Pid> = sim.members(n, g).await.into_iter().collect();
             if got != *expected {
