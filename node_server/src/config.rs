@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{NameProblem, NodeError};
-use crate::network::{Network, TcpNetwork};
+use crate::network::{NetContext, NetSettings, Network};
 use crate::tls::TlsConfig;
 
 /// How a node runs. Defaults follow `erl`: a short name on this host, the cookie from
@@ -32,26 +32,6 @@ pub struct NodeConfig {
     pub(crate) busy_wait: Duration,
 }
 
-/// Where and how a node listens and connects (a part of [`NodeConfig`]).
-#[derive(Clone)]
-pub(crate) struct NetSettings {
-    pub(crate) listen: SocketAddr,
-    pub(crate) epmd_host: String,
-    pub(crate) epmd_port: u16,
-    pub(crate) register_with_epmd: bool,
-    /// Announced in the EPMD registration.
-    pub(crate) roles: Vec<String>,
-    /// The network, when not [`TcpNetwork`].
-    pub(crate) network: Option<Arc<dyn Network>>,
-}
-
-impl NetSettings {
-    /// The network the node runs over.
-    pub(crate) fn network(&self) -> Arc<dyn Network> {
-        self.network.clone().unwrap_or_else(|| Arc::new(TcpNetwork))
-    }
-}
-
 /// The node's `pg` scopes (a part of [`NodeConfig`]).
 #[derive(Clone)]
 pub(crate) struct PgSettings {
@@ -67,9 +47,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("long_names", &self.long_names)
             .field("cookie", &self.cookie.as_ref().map(|_| "<hidden>"))
             .field("hidden", &self.hidden)
-            .field("listen", &self.net.listen)
-            .field("epmd", &(&self.net.epmd_host, self.net.epmd_port))
-            .field("network", &self.net.network.is_some())
+            .field("net", &self.net)
             .field("net_ticktime", &self.net_ticktime)
             .field("tls", &self.tls.is_some())
             .field("admin_allow", &self.admin_allow)
@@ -135,7 +113,7 @@ impl NodeConfig {
         self
     }
 
-    /// The network the node listens and connects over (default: [`TcpNetwork`], TCP with
+    /// The network the node listens and connects over (default: [`crate::network::TcpNetwork`], TCP with
     /// EPMD). [`NodeConfig::listen`], [`NodeConfig::epmd`], [`NodeConfig::register_with_epmd`]
     /// and [`NodeConfig::roles`] configure the TCP network; another network may read them
     /// or not. TLS ([`NodeConfig::tls`]) is laid over whatever streams the network gives.
@@ -252,6 +230,15 @@ impl NodeConfig {
     {
         self.admin_allow = Some(Arc::new(nodes.into_iter().map(Into::into).collect()));
         self
+    }
+
+    /// What the node tells its network.
+    pub(crate) fn net_context(&self) -> NetContext<'_> {
+        NetContext {
+            settings: &self.net,
+            hidden: self.hidden,
+            setup_time: self.setup_time,
+        }
     }
 
     /// The full node name this configuration gives.

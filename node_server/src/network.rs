@@ -15,12 +15,65 @@ use std::any::Any;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
-use crate::config::NodeConfig;
 use crate::error::{ConnectError, NodeError};
-use crate::session::BoxedTransport;
+
+/// A byte stream a session can run over: TCP, TLS, or whatever a network gives.
+pub trait Transport: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}
+
+/// A boxed transport.
+pub type BoxedTransport = Box<dyn Transport>;
+
+/// Where and how a node listens and connects: the part of [`crate::NodeConfig`] that
+/// [`crate::NodeConfig::listen`], [`crate::NodeConfig::epmd`],
+/// [`crate::NodeConfig::register_with_epmd`], [`crate::NodeConfig::roles`] and
+/// [`crate::NodeConfig::network`] set.
+#[derive(Clone)]
+pub struct NetSettings {
+    pub(crate) listen: SocketAddr,
+    pub(crate) epmd_host: String,
+    pub(crate) epmd_port: u16,
+    pub(crate) register_with_epmd: bool,
+    /// Announced in the EPMD registration.
+    pub(crate) roles: Vec<String>,
+    /// The network, when not [`TcpNetwork`].
+    pub(crate) network: Option<Arc<dyn Network>>,
+}
+
+impl NetSettings {
+    /// The network the node runs over.
+    pub(crate) fn network(&self) -> Arc<dyn Network> {
+        self.network.clone().unwrap_or_else(|| Arc::new(TcpNetwork))
+    }
+}
+
+impl std::fmt::Debug for NetSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetSettings")
+            .field("listen", &self.listen)
+            .field("epmd", &(&self.epmd_host, self.epmd_port))
+            .field("register_with_epmd", &self.register_with_epmd)
+            .field("network", &self.network.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a node tells its network when it listens or connects.
+#[derive(Debug, Clone, Copy)]
+pub struct NetContext<'a> {
+    /// The node's network settings.
+    pub settings: &'a NetSettings,
+    /// Whether the node is hidden.
+    pub hidden: bool,
+    /// `net_setuptime`: the limit on each step of connection setup.
+    pub setup_time: Duration,
+}
 
 /// A boxed future that can move between threads.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -55,11 +108,11 @@ impl std::fmt::Debug for Listening {
 
 /// How a node listens and connects; see the module docs.
 pub trait Network: Send + Sync + 'static {
-    /// Starts listening for the node `node` (its full name) configured by `config`.
+    /// Starts listening for the node `node` (its full name).
     fn listen<'a>(
         &'a self,
         node: &'a str,
-        config: &'a NodeConfig,
+        ctx: NetContext<'a>,
     ) -> BoxFuture<'a, Result<Listening, NodeError>>;
 
     /// Opens a byte stream to the node `node` (a full name), at `addr` when given (TCP: no
@@ -68,7 +121,7 @@ pub trait Network: Send + Sync + 'static {
         &'a self,
         node: &'a str,
         addr: Option<SocketAddr>,
-        config: &'a NodeConfig,
+        ctx: NetContext<'a>,
     ) -> BoxFuture<'a, Result<BoxedTransport, ConnectError>>;
 }
 
@@ -80,15 +133,15 @@ impl Network for TcpNetwork {
     fn listen<'a>(
         &'a self,
         node: &'a str,
-        config: &'a NodeConfig,
+        ctx: NetContext<'a>,
     ) -> BoxFuture<'a, Result<Listening, NodeError>> {
         Box::pin(async move {
-            let listener = TcpListener::bind(config.net.listen)
+            let listener = TcpListener::bind(ctx.settings.listen)
                 .await
                 .map_err(NodeError::Listen)?;
             let port = listener.local_addr().map_err(NodeError::Listen)?.port();
-            let (registration, embedded) = if config.net.register_with_epmd {
-                let (reg, emb) = register(config, node, port).await?;
+            let (registration, embedded) = if ctx.settings.register_with_epmd {
+                let (reg, emb) = register(ctx, node, port).await?;
                 (Some(reg), emb)
             } else {
                 (None, None)
@@ -117,7 +170,7 @@ impl Network for TcpNetwork {
         &'a self,
         node: &'a str,
         addr: Option<SocketAddr>,
-        config: &'a NodeConfig,
+        ctx: NetContext<'a>,
     ) -> BoxFuture<'a, Result<BoxedTransport, ConnectError>> {
         Box::pin(async move {
             let unreachable = |reason: String| ConnectError::Unreachable {
@@ -129,7 +182,7 @@ impl Network for TcpNetwork {
                 None => {
                     let (name, host) = node.split_once('@').unwrap_or((node, "localhost"));
                     let epmd =
-                        epmd::Client::new(host, config.net.epmd_port).timeout(config.setup_time);
+                        epmd::Client::new(host, ctx.settings.epmd_port).timeout(ctx.setup_time);
                     let info = epmd
                         .port_please(name)
                         .await
@@ -166,19 +219,19 @@ impl Listener for TcpIncoming {
 
 /// Registers with EPMD, starting an embedded one when none answers on the configured port.
 async fn register(
-    config: &NodeConfig,
+    ctx: NetContext<'_>,
     full: &str,
     port: u16,
 ) -> Result<(epmd::Registration, Option<epmd::ServerHandle>), NodeError> {
     let name = full.split('@').next().unwrap_or(full);
     let mut info = epmd::NodeInfo::new(name, port);
-    if config.hidden {
+    if ctx.hidden {
         info.node_type = epmd::NodeType::Hidden;
     }
-    info.extra = epmd::roles::encode_roles(&config.net.roles)
-        .map_err(|e| NodeError::Roles(e.to_string()))?;
-    let net = &config.net;
-    let client = epmd::Client::new(net.epmd_host.clone(), net.epmd_port).timeout(config.setup_time);
+    let net = ctx.settings;
+    info.extra =
+        epmd::roles::encode_roles(&net.roles).map_err(|e| NodeError::Roles(e.to_string()))?;
+    let client = epmd::Client::new(net.epmd_host.clone(), net.epmd_port).timeout(ctx.setup_time);
     match client.register(info.clone()).await {
         Ok(reg) => Ok((reg, None)),
         Err(epmd::ClientError::Unreachable { .. }) => {

@@ -523,7 +523,11 @@ async fn connect(
         }
     };
     let config = &shared.id.config;
-    let raw = config.net.network().connect(node, addr, config).await?;
+    let raw = config
+        .net
+        .network()
+        .connect(node, addr, config.net_context())
+        .await?;
     let mut peer_cert_names = None;
     let mut stream: BoxedTransport = if tls {
         let cfg = shared

@@ -21,7 +21,7 @@ impl NodeConfig {
     pub async fn start(self) -> Result<Node, NodeError> {
         let full = self.full_name()?;
         let cookie = self.resolve_cookie()?;
-        let listening = self.net.network().listen(&full, &self).await?;
+        let listening = self.net.network().listen(&full, self.net_context()).await?;
         let (port, creation) = (listening.port, listening.creation);
         let mut flags = DistFlags::OFFERED;
         if !self.hidden {

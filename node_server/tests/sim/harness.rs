@@ -171,7 +171,7 @@ async fn pump(net: SimNet, rng: Arc<Mutex<SplitMix64>>, trace: Trace, start: Ins
 }
 
 impl Sim {
-    fn new(seed: u64, name: &str) -> Sim {
+    fn new(seed: u64, name: &str, trace: Trace) -> Sim {
         // Each property explores its own sequences from the same seed numbers.
         let mixed = name.bytes().fold(seed ^ 0x5eed_5eed, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
@@ -181,7 +181,7 @@ impl Sim {
             run: RUNS.fetch_add(1, Ordering::Relaxed),
             net: SimNet::default(),
             rng: Arc::new(Mutex::new(SplitMix64::new(mixed))),
-            trace: Trace::default(),
+            trace,
             start: Instant::now(),
             nodes: BTreeMap::new(),
             actors: BTreeMap::new(),
@@ -228,11 +228,6 @@ impl Sim {
     /// Writes an observation to the trace.
     pub fn note(&self, what: impl std::fmt::Display) {
         record(&self.trace, self.start, format_args!("note {what}"));
-    }
-
-    /// The trace so far.
-    pub fn trace(&self) -> Vec<String> {
-        lock(&self.trace).clone()
     }
 
     /// Starts (or restarts, after [`Sim::stop`]) the node `name` (`name@sim`).
@@ -394,6 +389,18 @@ pub fn run_seed<F>(name: &str, seed: u64, body: &F) -> Vec<String>
 where
     F: AsyncFn(&mut Sim),
 {
+    let trace = Trace::default();
+    run_traced(name, seed, body, trace.clone());
+    let mut steps = Vec::new();
+    std::mem::swap(&mut steps, &mut lock(&trace));
+    steps
+}
+
+/// Runs `body` for seed `seed`, recording into `trace` (kept when the run panics).
+fn run_traced<F>(name: &str, seed: u64, body: &F, trace: Trace)
+where
+    F: AsyncFn(&mut Sim),
+{
     // `SIM_LOG=debug` (any `EnvFilter` text) prints the nodes' logs.
     if let Ok(filter) = std::env::var("SIM_LOG") {
         let _ = tracing_subscriber::fmt()
@@ -407,8 +414,9 @@ where
         .start_paused(true)
         .build()
         .expect("a runtime");
-    let trace = runtime.block_on(async {
-        let mut sim = Sim::new(seed, name);
+    runtime.block_on(async {
+        let mut sim = Sim::new(seed, name, trace);
+        sim.note(format_args!("{name} seed {}", sim.seed()));
         sim.pump = Some(tokio::spawn(pump(
             sim.net.clone(),
             sim.rng.clone(),
@@ -419,12 +427,10 @@ where
         if let Some(p) = sim.pump.take() {
             p.abort();
         }
-        sim.trace()
     });
     // Tasks still running (nodes, actors) are dropped with the runtime.
     drop(runtime);
     node_server::random::seed_thread(None);
-    trace
 }
 
 /// Runs the property `name` over [`seeds`]`(default)`; a failing seed panics with its seed
@@ -434,9 +440,17 @@ where
     F: AsyncFn(&mut Sim),
 {
     for seed in seeds(default) {
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_seed(name, seed, &body)));
+        let trace = Trace::default();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_traced(name, seed, &body, trace.clone())
+        }));
         if let Err(panic) = outcome {
+            let steps = lock(&trace);
+            eprintln!("the last steps of {name} with seed {seed} (ms, decision or note):");
+            for step in &steps[steps.len().saturating_sub(40)..] {
+                eprintln!("  {step}");
+            }
+            drop(steps);
             node_server::random::seed_thread(None);
             let why = panic
                 .downcast_ref::<String>()

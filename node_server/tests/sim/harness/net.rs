@@ -18,9 +18,7 @@ use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use node_server::error::{ConnectError, NodeError};
-use node_server::network::{BoxFuture, Listener, Listening, Network};
-use node_server::session::BoxedTransport;
-use node_server::NodeConfig;
+use node_server::network::{BoxFuture, BoxedTransport, Listener, Listening, NetContext, Network};
 
 use super::lock;
 
@@ -157,11 +155,6 @@ impl SimNet {
         }
     }
 
-    /// The two nodes of a connection, the dialler first.
-    pub fn ends(&self, id: u64) -> Option<[String; 2]> {
-        lock(&self.state).conns.get(&id).map(|c| c.ends.clone())
-    }
-
     /// Cuts every connection between `a` and `b`; how many.
     pub fn cut_between(&self, a: &str, b: &str) -> usize {
         let mut s = lock(&self.state);
@@ -289,7 +282,7 @@ impl Network for Endpoint {
     fn listen<'a>(
         &'a self,
         node: &'a str,
-        _config: &'a NodeConfig,
+        _ctx: NetContext<'a>,
     ) -> BoxFuture<'a, Result<Listening, NodeError>> {
         Box::pin(async move {
             let (generation, creation) = self.net.listen(node);
@@ -310,7 +303,7 @@ impl Network for Endpoint {
         &'a self,
         node: &'a str,
         _addr: Option<SocketAddr>,
-        _config: &'a NodeConfig,
+        _ctx: NetContext<'a>,
     ) -> BoxFuture<'a, Result<BoxedTransport, ConnectError>> {
         Box::pin(async move {
             self.net
