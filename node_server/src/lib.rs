@@ -10,8 +10,9 @@
 //!    fragments).
 //! 2. **Protocol state machines**, pure: the handshake ([`dist::handshake`]) for both roles,
 //!    and the connection table with its simultaneous-connect rules ([`connections`]).
-//! 3. **Thin tokio drivers**: the listener, and per connection a reader task (frames, ticks,
-//!    decoding) and a writer task (drains the send queue into one write, ticks when idle);
+//! 3. **Thin tokio drivers**: the listener (the byte streams come from a [`network`]: TCP with
+//!    EPMD by default, an in-memory one in the deterministic simulator), and per connection a
+//!    reader task (frames, ticks, decoding) and a writer task (drains the send queue into one write, ticks when idle);
 //!    after writes the node busy-polls briefly so answers are read without waking a sleeping
 //!    CPU ([`busy`], [`NodeConfig::busy_wait`]).
 //! 4. **Actors**: [`NodeServer`] (listener, EPMD registration, sessions by node, connection
