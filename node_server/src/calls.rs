@@ -3,9 +3,10 @@
 //! caller giving up, the deadline, or the connection going ends each.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ractor::{ActorId, RpcReplyPort};
+use tokio::time::Instant;
 
 use crate::dist::control::ProcessRef;
 use crate::etf::{Atom, Reference, Term};
@@ -20,7 +21,7 @@ pub(crate) struct PendingCall {
     /// The session the call went out on.
     pub session: ActorId,
     /// When to give up on it.
-    pub deadline: Option<std::time::Instant>,
+    pub deadline: Option<Instant>,
 }
 
 /// Where a call's reply goes.

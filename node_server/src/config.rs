@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{NameProblem, NodeError};
+use crate::network::{NetContext, NetSettings, Network};
 use crate::tls::TlsConfig;
 
 /// How a node runs. Defaults follow `erl`: a short name on this host, the cookie from
@@ -19,19 +20,24 @@ pub struct NodeConfig {
     pub(crate) long_names: bool,
     pub(crate) cookie: Option<Vec<u8>>,
     pub(crate) hidden: bool,
-    pub(crate) listen: SocketAddr,
-    pub(crate) epmd_host: String,
-    pub(crate) epmd_port: u16,
-    pub(crate) register_with_epmd: bool,
+    /// Where and how it listens and connects.
+    pub(crate) net: NetSettings,
     pub(crate) net_ticktime: Duration,
     pub(crate) setup_time: Duration,
     pub(crate) max_frame: usize,
     pub(crate) tls: Option<Arc<TlsConfig>>,
     /// Nodes allowed to make rpc calls, stop the node and send exit signals (`None`: all).
     pub(crate) admin_allow: Option<Arc<Vec<String>>>,
-    pub(crate) pg_scopes: Vec<String>,
-    pub(crate) roles: Vec<String>,
+    pub(crate) pg: PgSettings,
     pub(crate) busy_wait: Duration,
+}
+
+/// The node's `pg` scopes (a part of [`NodeConfig`]).
+#[derive(Clone)]
+pub(crate) struct PgSettings {
+    pub(crate) scopes: Vec<String>,
+    /// Prefix of the `ractor::pg` scope names, for several nodes in one process.
+    pub(crate) namespace: Option<String>,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -41,8 +47,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("long_names", &self.long_names)
             .field("cookie", &self.cookie.as_ref().map(|_| "<hidden>"))
             .field("hidden", &self.hidden)
-            .field("listen", &self.listen)
-            .field("epmd", &(&self.epmd_host, self.epmd_port))
+            .field("net", &self.net)
             .field("net_ticktime", &self.net_ticktime)
             .field("tls", &self.tls.is_some())
             .field("admin_allow", &self.admin_allow)
@@ -60,17 +65,23 @@ impl NodeConfig {
             long_names: false,
             cookie: None,
             hidden: false,
-            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-            epmd_host: "localhost".into(),
-            epmd_port: epmd::env_port().unwrap_or(epmd::DEFAULT_PORT),
-            register_with_epmd: true,
+            net: NetSettings {
+                listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+                epmd_host: "localhost".into(),
+                epmd_port: epmd::env_port().unwrap_or(epmd::DEFAULT_PORT),
+                register_with_epmd: true,
+                roles: Vec::new(),
+                network: None,
+            },
             net_ticktime: Duration::from_secs(60),
             setup_time: Duration::from_secs(7),
             max_frame: 128 << 20,
             tls: None,
             admin_allow: None,
-            pg_scopes: vec!["pg".into()],
-            roles: Vec::new(),
+            pg: PgSettings {
+                scopes: vec!["pg".into()],
+                namespace: None,
+            },
             busy_wait: Duration::from_micros(50),
         }
     }
@@ -79,7 +90,7 @@ impl NodeConfig {
     /// [`epmd::roles`]), so `nodectl lookup --role` and [`epmd::Client`] users find it by
     /// role. Erlang tools ignore them. Invalid role names make [`NodeConfig::start`] fail.
     pub fn roles<S: Into<String>>(mut self, roles: impl IntoIterator<Item = S>) -> Self {
-        self.roles = roles.into_iter().map(Into::into).collect();
+        self.net.roles = roles.into_iter().map(Into::into).collect();
         self
     }
 
@@ -88,7 +99,7 @@ impl NodeConfig {
     /// any other scope keeps its name. `ractor::pg` is one registry per OS process, so when a
     /// process runs several nodes, give all but one of them an empty list.
     pub fn pg_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
-        self.pg_scopes = scopes.into_iter().map(Into::into).collect();
+        self.pg.scopes = scopes.into_iter().map(Into::into).collect();
         self
     }
 
@@ -96,9 +107,30 @@ impl NodeConfig {
     /// [`NodeConfig::pg_scopes`], so that [`crate::Node::phoenix_pubsub`] can join an Elixir
     /// app's PubSub.
     pub fn phoenix_pubsub(mut self) -> Self {
-        if !self.pg_scopes.iter().any(|s| s == PHOENIX_PUBSUB_SCOPE) {
-            self.pg_scopes.push(PHOENIX_PUBSUB_SCOPE.to_owned());
+        if !self.pg.scopes.iter().any(|s| s == PHOENIX_PUBSUB_SCOPE) {
+            self.pg.scopes.push(PHOENIX_PUBSUB_SCOPE.to_owned());
         }
+        self
+    }
+
+    /// The network the node listens and connects over (default: [`crate::network::TcpNetwork`], TCP with
+    /// EPMD). [`NodeConfig::listen`], [`NodeConfig::epmd`], [`NodeConfig::register_with_epmd`]
+    /// and [`NodeConfig::roles`] configure the TCP network; another network may read them
+    /// or not. TLS ([`NodeConfig::tls`]) is laid over whatever streams the network gives.
+    /// The deterministic simulator (`node_server/tests/sim`) uses this to run nodes in memory.
+    pub fn network(mut self, network: Arc<dyn Network>) -> Self {
+        self.net.network = Some(network);
+        self
+    }
+
+    /// Keeps this node's `pg` scopes apart from other nodes' in the same process: the
+    /// process-wide `ractor::pg` scope of each of its scopes is named `namespace` followed by
+    /// the scope's usual ractor name (see [`crate::pg::ractor_scope`]). For running several
+    /// nodes with `pg` in one process, as the simulator does; actors must then join through
+    /// [`crate::groups::Groups`], which knows the namespace.
+    #[doc(hidden)]
+    pub fn pg_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.pg.namespace = Some(namespace.into());
         self
     }
 
@@ -122,21 +154,21 @@ impl NodeConfig {
 
     /// Where the distribution listener binds (default: every IPv4 address, a free port).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
-        self.listen = addr;
+        self.net.listen = addr;
         self
     }
 
     /// Where EPMD is (default localhost at `ERL_EPMD_PORT` or 4369).
     pub fn epmd(mut self, host: impl Into<String>, port: u16) -> Self {
-        self.epmd_host = host.into();
-        self.epmd_port = port;
+        self.net.epmd_host = host.into();
+        self.net.epmd_port = port;
         self
     }
 
     /// Whether to register with EPMD (default yes). Without it, peers must be given the
     /// listener's address.
     pub fn register_with_epmd(mut self, register: bool) -> Self {
-        self.register_with_epmd = register;
+        self.net.register_with_epmd = register;
         self
     }
 
@@ -198,6 +230,15 @@ impl NodeConfig {
     {
         self.admin_allow = Some(Arc::new(nodes.into_iter().map(Into::into).collect()));
         self
+    }
+
+    /// What the node tells its network.
+    pub(crate) fn net_context(&self) -> NetContext<'_> {
+        NetContext {
+            settings: &self.net,
+            hidden: self.hidden,
+            setup_time: self.setup_time,
+        }
     }
 
     /// The full node name this configuration gives.

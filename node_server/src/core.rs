@@ -21,7 +21,7 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use ractor::{ActorCell, ActorId};
 
@@ -315,7 +315,14 @@ impl Core {
     pub fn session_ended(&self, node: &Atom, session: ActorId) -> bool {
         let current = self.sessions.remove_if(node, session);
         self.calls.fail_on(session);
-        self.signals().node_down(node);
+        let broken = self.signals().node_down(node);
+        for (local, remote) in broken {
+            if let Some(LocalProcess::Actor(actor)) = self.resolve(&ProcessRef::Pid(local)) {
+                let reason = Term::atom("noconnection");
+                self.router
+                    .exit_signal(remote, &actor, reason, ExitKind::Link);
+            }
+        }
         // Its proxies were stopped with it (without their post_stop): forget them.
         self.proxies.forget_node(node);
         current

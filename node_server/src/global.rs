@@ -43,18 +43,21 @@
 mod machine;
 mod wire;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
+use tokio::time::Instant;
 
 use crate::core::Core;
 use crate::dist::control::{Control, ProcessRef};
 use crate::etf::{Atom, Pid, Reference, Term};
 use crate::events::NodeEvent;
+// A fixed hasher, so runs repeat (the deterministic simulator replays a seed).
+use crate::hash::FastMap as HashMap;
 use crate::registry::LocalProcess;
 use crate::remote::RemoteTarget;
 pub use machine::GlobalError;
@@ -128,9 +131,8 @@ pub(crate) struct GlobalArgs {
 }
 
 fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    let _ = getrandom::fill(&mut b);
-    u64::from_le_bytes(b)
+    // Seeded in the simulator; the machine only spreads its retries with it.
+    crate::random::u64().unwrap_or(0x5eed)
 }
 
 impl Actor for GlobalServer {
@@ -168,13 +170,13 @@ impl Actor for GlobalServer {
             gns: args.gns,
             machine,
             epoch: Instant::now(),
-            requests: HashMap::new(),
+            requests: HashMap::default(),
             next_request: 0,
             timers: Vec::new(),
-            local: HashMap::new(),
-            remote: HashMap::new(),
+            local: HashMap::default(),
+            remote: HashMap::default(),
             tasks: vec![events],
-            deferred: HashMap::new(),
+            deferred: HashMap::default(),
         })
     }
 

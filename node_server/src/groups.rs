@@ -110,7 +110,7 @@ impl Groups {
     pub fn join<M: ErlangMessage>(&self, group: &str, actor: &ActorRef<M>) -> Pid {
         let pid = self.node.pid_of(actor);
         ractor::pg::join_scoped(
-            crate::pg::ractor_scope(self.scope.as_str()),
+            crate::pg::ractor_scope_of(&self.node.shared().id.config, self.scope.as_str()),
             group.to_owned(),
             vec![actor.get_cell()],
         );
@@ -120,7 +120,7 @@ impl Groups {
     /// Takes a local actor out of a group.
     pub fn leave<M: ErlangMessage>(&self, group: &str, actor: &ActorRef<M>) {
         ractor::pg::leave_scoped(
-            crate::pg::ractor_scope(self.scope.as_str()),
+            crate::pg::ractor_scope_of(&self.node.shared().id.config, self.scope.as_str()),
             group.to_owned(),
             vec![actor.get_cell()],
         );
@@ -255,10 +255,8 @@ fn weight(key: u64, pid: &Pid) -> u64 {
 }
 
 fn random_index(len: usize) -> usize {
-    let mut b = [0u8; 8];
     // Without randomness, the first member.
-    let _ = getrandom::fill(&mut b);
-    (u64::from_ne_bytes(b) % len as u64) as usize
+    (crate::random::u64().unwrap_or(0) % len as u64) as usize
 }
 
 /// Sends a term to a pid of this node or another.

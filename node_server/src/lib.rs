@@ -36,7 +36,8 @@
 //!    processes by pid, name and alias, links and monitors, and the one implementation of
 //!    local delivery and of exit signals that every path uses), rpc functions ([`rpc`]),
 //!    node events ([`events`]) and counters ([`ops`]).
-//! 4. **Actors and drivers**: [`NodeServer`] (listener, connection setup driving
+//! 4. **Actors and drivers**: [`NodeServer`] (listener and connection setup, over a [`network`]:
+//!    TCP with EPMD by default, an in-memory one in the deterministic simulator; it drives
 //!    [`connections`]), one [`session::NodeSession`] per peer with its reader and writer tasks
 //!    (the reader dispatches through a small trait, so dispatch is unit-tested with a fake
 //!    node), and [`proxy::RemoteActor`] proxies that let local code hold an `ActorRef<M>` for
@@ -114,6 +115,7 @@ mod hash;
 mod identity;
 pub mod info;
 pub mod message;
+pub mod network;
 pub mod node;
 pub mod ops;
 mod outgoing;
@@ -122,6 +124,7 @@ pub mod phoenix;
 pub mod priority;
 mod proxies;
 pub mod proxy;
+pub mod random;
 mod registry;
 pub mod remote;
 mod router;

@@ -29,7 +29,6 @@
 //! through [`crate::groups::Groups::join`] to get typed delivery and the fallback for terms that
 //! do not fit.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +41,8 @@ use crate::core::Core;
 use crate::dist::control::Control;
 use crate::etf::{Atom, Pid, Term};
 use crate::events::NodeEvent;
+// A fixed hasher: syncs list groups in map order, which must not differ between runs.
+use crate::hash::FastMap as HashMap;
 use crate::remote::RemoteTarget;
 
 /// The `ractor::pg` scope name of an Erlang `pg` scope.
@@ -50,6 +51,16 @@ pub fn ractor_scope(scope: &str) -> String {
         ractor::pg::DEFAULT_SCOPE.to_owned()
     } else {
         scope.to_owned()
+    }
+}
+
+/// The `ractor::pg` scope name of an Erlang `pg` scope on a node configured by `config`:
+/// [`ractor_scope`], after the node's `pg` namespace if it has one
+/// ([`crate::NodeConfig::pg_namespace`]).
+pub(crate) fn ractor_scope_of(config: &crate::NodeConfig, scope: &str) -> String {
+    match &config.pg.namespace {
+        Some(ns) => format!("{ns}{}", ractor_scope(scope)),
+        None => ractor_scope(scope),
     }
 }
 
@@ -154,7 +165,7 @@ impl Actor for PgScope {
         args: ScopeArgs,
     ) -> Result<ScopeState, ActorProcessingErr> {
         let ScopeArgs { shared, scope, pid } = args;
-        let ractor_scope = ractor_scope(scope.as_str());
+        let ractor_scope = ractor_scope_of(&shared.id.config, scope.as_str());
         ractor::pg::monitor_scope(ractor_scope.clone(), myself.get_cell());
         let events = crate::events::forward_node_events(&shared.events, myself.clone(), |event| {
             match event {
@@ -174,10 +185,10 @@ impl Actor for PgScope {
             scope,
             ractor_scope,
             pid,
-            peers: HashMap::new(),
-            local: HashMap::new(),
-            local_pids: HashMap::new(),
-            mirrored: HashMap::new(),
+            peers: HashMap::default(),
+            local: HashMap::default(),
+            local_pids: HashMap::default(),
+            mirrored: HashMap::default(),
             events,
         };
         // Actors that joined before the scope started.
@@ -316,7 +327,7 @@ impl ScopeState {
                         // Read just before its connection closed: the node is gone.
                         return;
                     }
-                    self.peers.insert(peer.clone(), HashMap::new());
+                    self.peers.insert(peer.clone(), HashMap::default());
                     self.send_to(&peer, self.sync_message());
                     let discover =
                         Term::tuple(vec![Term::atom("discover"), Term::from(self.pid.clone())]);
@@ -375,7 +386,7 @@ impl ScopeState {
 
     /// A peer's full membership replaces what we knew of it.
     async fn sync(&mut self, peer: Pid, groups: &[Term]) {
-        let mut new: HashMap<Term, Vec<Pid>> = HashMap::new();
+        let mut new: HashMap<Term, Vec<Pid>> = HashMap::default();
         for entry in groups {
             if let Some([group, members]) = entry.as_tuple() {
                 if let Some(pids) = pids_of(members) {

@@ -407,6 +407,11 @@ struct WorkerState {
 }
 
 impl WorkerState {
+    /// The `ractor::pg` scope of [`SCOPE`] on this node.
+    fn ractor_scope(&self) -> String {
+        crate::pg::ractor_scope_of(&self.node.shared().id.config, SCOPE)
+    }
+
     /// Joins `group` if it is a pool group not joined yet.
     fn consider(&mut self, myself: &ActorRef<Raw>, group: &str) {
         if !is_pool_group(self.adapter.as_str(), group) || self.joined.contains(group) {
@@ -455,7 +460,8 @@ impl Actor for Worker {
         myself: ActorRef<Raw>,
         args: WorkerArgs,
     ) -> Result<WorkerState, ActorProcessingErr> {
-        ractor::pg::monitor_scope(crate::pg::ractor_scope(SCOPE), myself.get_cell());
+        let scope = crate::pg::ractor_scope_of(&args.node.shared().id.config, SCOPE);
+        ractor::pg::monitor_scope(scope, myself.get_cell());
         let mut joined = HashSet::new();
         joined.insert(args.adapter.as_str().to_owned());
         Ok(WorkerState {
@@ -473,7 +479,7 @@ impl Actor for Worker {
         state: &mut WorkerState,
     ) -> Result<(), ActorProcessingErr> {
         if term.is_atom(RESCAN) {
-            for group in ractor::pg::which_scoped_groups(&crate::pg::ractor_scope(SCOPE)) {
+            for group in ractor::pg::which_scoped_groups(&state.ractor_scope()) {
                 state.consider(&myself, &group);
             }
         } else {
@@ -502,7 +508,7 @@ impl Actor for Worker {
         myself: ActorRef<Raw>,
         state: &mut WorkerState,
     ) -> Result<(), ActorProcessingErr> {
-        ractor::pg::demonitor_scope(crate::pg::ractor_scope(SCOPE), myself.get_id());
+        ractor::pg::demonitor_scope(state.ractor_scope(), myself.get_id());
         for group in &state.joined {
             state.node.unregister(group);
             state.node.groups().scope(SCOPE).leave(group, &myself);

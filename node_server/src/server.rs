@@ -1,4 +1,4 @@
-//! The [`NodeServer`] actor: the listener, one [`NodeSession`] per connected node, connection
+//! The [`NodeServer`] actor: the listener (whatever [`crate::network`] gives), one [`NodeSession`] per connected node, connection
 //! setup with simultaneous-connect resolution (the rules are [`crate::connections`]'s), and node
 //! up/down events.
 
@@ -10,7 +10,6 @@ use std::time::Duration;
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
-use tokio::net::{TcpListener, TcpStream};
 
 use crate::connections::{Action, Attempt, ConnectionTable};
 use crate::core::Core;
@@ -19,6 +18,7 @@ use crate::dist::DistFlags;
 use crate::error::{ConnectError, NameProblem};
 use crate::etf::Atom;
 use crate::events::NodeEvent;
+use crate::network::Listener;
 use crate::session::{self, BoxedTransport, NodeSession, SessionArgs};
 use crate::sessions::SessionHandle;
 
@@ -100,8 +100,8 @@ pub struct NodeServerState {
     /// The tasks of the outgoing attempts that run.
     attempts: HashMap<Attempt, tokio::task::JoinHandle<()>>,
     listener: tokio::task::JoinHandle<()>,
-    _registration: Option<epmd::Registration>,
-    _embedded_epmd: Option<epmd::ServerHandle>,
+    /// What the network keeps while the node listens (the EPMD registration, say).
+    _keep: Box<dyn std::any::Any + Send>,
 }
 
 impl std::fmt::Debug for NodeServerState {
@@ -161,9 +161,8 @@ impl NodeServerState {
 /// What the [`NodeServer`] starts with.
 pub struct NodeServerArgs {
     pub(crate) shared: Arc<Core>,
-    pub(crate) listener: TcpListener,
-    pub(crate) registration: Option<epmd::Registration>,
-    pub(crate) embedded_epmd: Option<epmd::ServerHandle>,
+    pub(crate) listener: Box<dyn Listener>,
+    pub(crate) keep: Box<dyn std::any::Any + Send>,
 }
 
 impl Actor for NodeServer {
@@ -201,8 +200,7 @@ impl Actor for NodeServer {
             table,
             attempts: HashMap::new(),
             listener,
-            _registration: args.registration,
-            _embedded_epmd: args.embedded_epmd,
+            _keep: args.keep,
         })
     }
 
@@ -400,9 +398,13 @@ impl Actor for NodeServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Core>, server: ActorRef<NodeServerMsg>) {
+async fn accept_loop(
+    mut listener: Box<dyn Listener>,
+    shared: Arc<Core>,
+    server: ActorRef<NodeServerMsg>,
+) {
     loop {
-        let (tcp, peer_addr) = match listener.accept().await {
+        let (raw, peer_addr) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -410,14 +412,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Core>, server: ActorRef<
                 continue;
             }
         };
-        let _ = tcp.set_nodelay(true);
         let shared = shared.clone();
         let server = server.clone();
         tokio::spawn(async move {
             let setup = shared.id.config.setup_time;
             let mut peer_cert_names = None;
             let mut stream: BoxedTransport = match &shared.id.config.tls {
-                Some(tls) => match tokio::time::timeout(setup, tls.acceptor.accept(tcp)).await {
+                Some(tls) => match tokio::time::timeout(setup, tls.acceptor.accept(raw)).await {
                     Ok(Ok(s)) => {
                         peer_cert_names =
                             crate::admin::peer_cert_names(&shared.id.config, s.get_ref().1);
@@ -432,7 +433,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Core>, server: ActorRef<
                         return;
                     }
                 },
-                None => Box::new(tcp),
+                None => raw,
             };
             match session::accept_handshake(
                 &mut stream,
@@ -512,7 +513,7 @@ async fn connect(
     ),
     ConnectError,
 > {
-    let (name, host) = match (NameProblem::of_full_name(node), node.split_once('@')) {
+    let (_, host) = match (NameProblem::of_full_name(node), node.split_once('@')) {
         (None, Some(parts)) => parts,
         (problem, _) => {
             return Err(ConnectError::BadName {
@@ -521,32 +522,12 @@ async fn connect(
             })
         }
     };
-    let unreachable = |reason: String| ConnectError::Unreachable {
-        node: node.to_owned(),
-        reason,
-    };
-    let addr = match addr {
-        Some(a) => a,
-        None => {
-            let epmd = epmd::Client::new(host, shared.id.config.epmd_port)
-                .timeout(shared.id.config.setup_time);
-            let info = epmd
-                .port_please(name)
-                .await
-                .map_err(|e| unreachable(e.to_string()))?
-                .ok_or_else(|| ConnectError::UnknownToEpmd(node.to_owned()))?;
-            let ip = tokio::net::lookup_host((host, info.port))
-                .await
-                .map_err(|e| unreachable(e.to_string()))?
-                .next()
-                .ok_or_else(|| unreachable("host has no address".into()))?;
-            ip
-        }
-    };
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|e| unreachable(format!("{addr}: {e}")))?;
-    let _ = tcp.set_nodelay(true);
+    let config = &shared.id.config;
+    let raw = config
+        .net
+        .network()
+        .connect(node, addr, config.net_context())
+        .await?;
     let mut peer_cert_names = None;
     let mut stream: BoxedTransport = if tls {
         let cfg = shared
@@ -559,13 +540,13 @@ async fn connect(
             .map_err(|e| ConnectError::Tls(e.to_string()))?;
         let s = cfg
             .connector
-            .connect(server_name, tcp)
+            .connect(server_name, raw)
             .await
             .map_err(|e| ConnectError::Tls(e.to_string()))?;
         peer_cert_names = crate::admin::peer_cert_names(&shared.id.config, s.get_ref().1);
         Box::new(s)
     } else {
-        Box::new(tcp)
+        raw
     };
     match session::connect_handshake(&mut stream, shared, node, tls).await {
         Ok((est, leftover)) => Ok((stream, est, leftover, peer_cert_names)),

@@ -30,7 +30,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -49,12 +48,7 @@ use writer::writer_task;
 
 pub(crate) use handshake::{accept_handshake, connect_handshake};
 
-/// A byte stream a session can run over: TCP or TLS.
-pub trait Transport: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}
-
-/// A boxed transport.
-pub type BoxedTransport = Box<dyn Transport>;
+pub use crate::network::{BoxedTransport, Transport};
 
 /// Messages of a [`NodeSession`].
 #[derive(Debug)]

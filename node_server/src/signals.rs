@@ -82,13 +82,16 @@ impl Signals {
     }
 
     /// Drops everything that involves processes of `node` (its connection went down), and
-    /// answers Rust monitors of its processes with `noconnection`.
-    pub fn node_down(&mut self, node: &Atom) {
+    /// answers Rust monitors of its processes with `noconnection`. Returns the links that
+    /// broke, `(local pid, remote pid)` in order: each local end gets a `noconnection` exit
+    /// signal, as in Erlang.
+    pub fn node_down(&mut self, node: &Atom) -> Vec<(Pid, Pid)> {
         let Signals {
             watched,
             monitor_owner,
             ..
         } = self;
+        let mut broken = Vec::new();
         for w in watched.values_mut() {
             w.monitors.retain(|(reference, p, _)| {
                 let keep = p.node != *node;
@@ -97,8 +100,16 @@ impl Signals {
                 }
                 keep
             });
-            w.links.retain(|p| p.node != *node);
+            w.links.retain(|p| {
+                let keep = p.node != *node;
+                if let (false, Some(local)) = (keep, &w.pid) {
+                    broken.push((local.clone(), p.clone()));
+                }
+                keep
+            });
         }
+        // The map's order is the actors' ids': signal in an order that does not depend on it.
+        broken.sort();
         let gone: Vec<Reference> = self
             .outgoing
             .iter()
@@ -110,6 +121,7 @@ impl Signals {
                 let _ = tx.send(Term::atom("noconnection"));
             }
         }
+        broken
     }
 }
 
@@ -224,5 +236,27 @@ mod tests {
         let w = s.forget_watched(&a).expect("watched");
         assert_eq!(w.monitors.len(), 1);
         assert!(s.monitor_owner.is_empty());
+    }
+
+    /// A node going breaks the links to its processes, and says which, in order.
+    #[test]
+    fn node_down_returns_the_broken_links() {
+        let mut s = Signals::default();
+        let (a, b) = (ActorId::Local(1), ActorId::Local(2));
+        for (id, local) in [(a, 5), (b, 4)] {
+            s.watched.entry(id).or_default().pid = Some(pid("rust@h", local));
+            s.add_link(id, pid("other@h", 20));
+            s.add_link(id, pid("erl@h", 21));
+        }
+        let broken = s.node_down(&Atom::new("other@h"));
+        assert_eq!(
+            broken,
+            vec![
+                (pid("rust@h", 4), pid("other@h", 20)),
+                (pid("rust@h", 5), pid("other@h", 20)),
+            ]
+        );
+        assert_eq!(s.watched[&a].links, vec![pid("erl@h", 21)]);
+        assert!(s.node_down(&Atom::new("other@h")).is_empty());
     }
 }

@@ -140,7 +140,7 @@ pub(crate) async fn connect_handshake(
 
 fn random_u32() -> u32 {
     let mut b = [0u8; 4];
-    if getrandom::fill(&mut b).is_err() {
+    if !crate::random::fill(&mut b) {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
