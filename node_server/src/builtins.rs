@@ -28,7 +28,7 @@
 use std::sync::{Arc, Weak};
 
 use crate::core::Core;
-use crate::etf::{Atom, Pid, Term, ToTerm};
+use crate::etf::{Atom, Term, ToTerm};
 use crate::info::{ConnectedNode, NodeIdentity, NodeInfo, Visibility};
 use crate::node::Node;
 use crate::rpc::{RpcFailure, RpcResult};
@@ -166,13 +166,9 @@ fn whereis(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
 }
 
 /// Whether `pid` is a pid of this node (this incarnation or an earlier one).
-fn is_local(shared: &Core, pid: &Pid) -> bool {
-    pid.node == shared.id.name
-}
-
 fn is_process_alive(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
     match &args[..] {
-        [Term::Pid(pid)] if is_local(shared, pid) => {
+        [Term::Pid(pid)] if shared.id.is_local(pid) => {
             let target = crate::dist::control::ProcessRef::Pid(pid.clone());
             Ok(Term::atom(if shared.resolve(&target).is_some() {
                 "true"
@@ -194,7 +190,7 @@ fn exit(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
             undef()
         });
     };
-    if !is_local(shared, to) {
+    if !shared.id.is_local(to) {
         // Sending to another node's process is not what this built-in is for.
         return Err(RpcFailure::badarg());
     }

@@ -313,27 +313,13 @@ impl GlobalState {
                     );
                 }
             }
-            Dest::Pid(pid) if pid.node == self.shared.id.name => {
-                match self.shared.resolve(&ProcessRef::Pid(pid)) {
-                    Some(LocalProcess::Actor(actor)) => {
-                        let _ = (actor.cast)(&msg);
-                    }
-                    Some(LocalProcess::Service(service)) => {
-                        (service.deliver)(&self.shared.id.name, msg)
-                    }
-                    _ => {}
-                }
-            }
-            Dest::Pid(pid) => {
-                if let Some(session) = self.shared.session(&pid.node) {
-                    session.send(Control::Send { to: pid }, Some(msg));
-                }
-            }
+            // Local or remote, the router's one rule of delivery.
+            Dest::Pid(pid) => self.shared.send_pid(&pid, msg),
         }
     }
 
     fn monitor(&mut self, pid: Pid) -> Option<Input> {
-        if pid.node == self.shared.id.name {
+        if self.shared.id.is_local(&pid) {
             return match self.shared.resolve(&ProcessRef::Pid(pid.clone())) {
                 Some(LocalProcess::Actor(actor)) => {
                     self.me.get_cell().monitor(actor.cell.clone());
@@ -381,7 +367,7 @@ impl GlobalState {
     }
 
     fn demonitor(&mut self, pid: &Pid) {
-        if pid.node == self.shared.id.name {
+        if self.shared.id.is_local(pid) {
             let id = self
                 .local
                 .iter()

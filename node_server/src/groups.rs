@@ -171,7 +171,7 @@ impl Groups {
         let members = self.members(group).await;
         let term = msg.to_term();
         for pid in &members {
-            send_to_pid(&self.node, pid, term.clone());
+            self.node.shared().send_pid(pid, term.clone());
         }
         members.len()
     }
@@ -259,11 +259,6 @@ fn random_index(len: usize) -> usize {
     (crate::random::u64().unwrap_or(0) % len as u64) as usize
 }
 
-/// Sends a term to a pid of this node or another.
-fn send_to_pid(node: &Node, pid: &Pid, msg: Term) {
-    node.shared().send_pid(pid, msg);
-}
-
 /// A `gen_server:call` to a pid of this node or another.
 async fn call_pid(
     node: &Node,
@@ -272,7 +267,7 @@ async fn call_pid(
     timeout: Duration,
 ) -> Result<Term, CallError> {
     let shared = node.shared();
-    if pid.node != shared.id.name {
+    if !shared.id.is_local(pid) {
         return node
             .call(&RemoteTarget::Pid(pid.clone()), request, timeout)
             .await;
