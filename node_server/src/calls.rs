@@ -30,6 +30,8 @@ pub(crate) enum CallReply {
     Bytes(RpcReplyPort<Vec<u8>>),
     /// A typed port of a call made on a proxy (see [`crate::message::typed_calls`]).
     Typed(Box<dyn crate::message::typed_calls::TypedReply>),
+    /// The reply term, for a caller that waits up to the timeout given.
+    Term(tokio::sync::oneshot::Sender<Term>, Duration),
 }
 
 impl CallReply {
@@ -37,6 +39,7 @@ impl CallReply {
         match self {
             CallReply::Bytes(port) => port.get_timeout(),
             CallReply::Typed(port) => port.timeout(),
+            CallReply::Term(_, timeout) => Some(*timeout),
         }
     }
 
@@ -44,6 +47,7 @@ impl CallReply {
         match self {
             CallReply::Bytes(port) => port.is_closed(),
             CallReply::Typed(port) => port.is_closed(),
+            CallReply::Term(tx, _) => tx.is_closed(),
         }
     }
 
@@ -53,6 +57,9 @@ impl CallReply {
                 let _ = port.send(reply.encode().to_vec());
             }
             CallReply::Typed(port) => port.complete(reply),
+            CallReply::Term(tx, _) => {
+                let _ = tx.send(reply.clone());
+            }
         }
     }
 }

@@ -30,6 +30,17 @@ pub struct NodeConfig {
     pub(crate) admin_allow: Option<Arc<Vec<String>>>,
     pub(crate) pg: PgSettings,
     pub(crate) busy_wait: Duration,
+    /// Connections' send queues (see [`crate::send_queue`]).
+    pub(crate) flow: FlowSettings,
+}
+
+/// Limits of the connections' send queues (a part of [`NodeConfig`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FlowSettings {
+    /// `dist_buf_busy_limit`: a connection is busy from this many queued bytes.
+    pub(crate) busy_limit: usize,
+    /// Senders that cannot wait drop from this many queued bytes.
+    pub(crate) queue_cap: usize,
 }
 
 /// The node's `pg` scopes (a part of [`NodeConfig`]).
@@ -52,6 +63,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("tls", &self.tls.is_some())
             .field("admin_allow", &self.admin_allow)
             .field("busy_wait", &self.busy_wait)
+            .field("flow", &self.flow)
             .finish()
     }
 }
@@ -83,6 +95,10 @@ impl NodeConfig {
                 namespace: None,
             },
             busy_wait: Duration::from_micros(50),
+            flow: FlowSettings {
+                busy_limit: crate::send_queue::DEFAULT_BUSY_LIMIT,
+                queue_cap: crate::send_queue::DEFAULT_QUEUE_CAP,
+            },
         }
     }
 
@@ -191,6 +207,26 @@ impl NodeConfig {
     /// round trips between nodes on one machine; see [`crate::busy`].
     pub fn busy_wait(mut self, window: Duration) -> Self {
         self.busy_wait = window;
+        self
+    }
+
+    /// `dist_buf_busy_limit` (default 1 MiB, as OTP's `+zdbbl`): a connection whose send queue
+    /// holds this many bytes is busy, and senders that can wait
+    /// ([`crate::ProcessHandle::send`], calls) wait until its writer brings it under again,
+    /// as the BEAM suspends a process sending on a busy connection. See [`crate::send_queue`].
+    pub fn dist_buf_busy_limit(mut self, bytes: usize) -> Self {
+        self.flow.busy_limit = bytes;
+        self
+    }
+
+    /// The hard cap of a connection's send queue for senders that cannot wait (a ractor
+    /// `cast` through a proxy, [`crate::Node::send`]; default 32 MiB, never under the busy
+    /// limit): from this many queued bytes their messages are dropped, counted
+    /// (`dist_dropped_total` in [`crate::metrics`]) and logged, so a stopped peer cannot make
+    /// the node grow without bound. Protocol messages (links, monitors, replies) are never
+    /// dropped. See [`crate::send_queue`].
+    pub fn dist_queue_cap(mut self, bytes: usize) -> Self {
+        self.flow.queue_cap = bytes;
         self
     }
 

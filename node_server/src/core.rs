@@ -134,7 +134,7 @@ impl Core {
     pub fn send_raw(&self, target: &RemoteTarget, payload: bytes::Bytes) {
         match self.session(target.node()) {
             Some(s) => {
-                s.send_raw(send_control(target, &self.id.router_pid), payload);
+                let _ = s.send_raw(send_control(target, &self.id.router_pid), payload);
             }
             None => tracing::debug!(
                 ?target,
@@ -147,7 +147,7 @@ impl Core {
     pub fn send_term(&self, target: &RemoteTarget, msg: Term) {
         match self.session(target.node()) {
             Some(s) => {
-                s.send(send_control(target, &self.id.router_pid), Some(msg));
+                let _ = s.send_capped(send_control(target, &self.id.router_pid), Some(msg));
             }
             None => tracing::debug!(
                 ?target,
@@ -189,11 +189,21 @@ impl Core {
     /// is monitored for the call's duration, so a call to a process that does not exist or
     /// dies fails at once (the reply port is dropped).
     pub fn call(&self, target: &RemoteTarget, request: Term, reply: impl Into<CallReply>) {
-        let reply = reply.into();
         let Some(session) = self.session(target.node()) else {
             tracing::debug!(?target, "call to a node without a connection fails");
             return;
         };
+        self.call_on(&session, target, request, reply.into());
+    }
+
+    /// [`Core::call`] on the session with the target's node, already looked up.
+    pub fn call_on(
+        &self,
+        session: &SessionHandle,
+        target: &RemoteTarget,
+        request: Term,
+        reply: CallReply,
+    ) {
         let mref = self.make_ref();
         let timeout = reply.timeout();
         self.calls.insert(
@@ -350,7 +360,7 @@ impl Core {
             .iter()
             .filter_map(|s| {
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                s.tx.send(Outgoing::Flush(tx)).ok().map(|()| rx)
+                s.queue.push(Outgoing::Flush(tx)).then_some(rx)
             })
             .collect();
         let flushed = tokio::time::timeout(crate::ops::GRACE, async {

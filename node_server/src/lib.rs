@@ -111,6 +111,7 @@ pub mod etf;
 pub mod events;
 pub mod global;
 pub mod groups;
+pub mod handle;
 mod hash;
 mod identity;
 pub mod info;
@@ -129,6 +130,7 @@ mod registry;
 pub mod remote;
 mod router;
 pub mod rpc;
+pub mod send_queue;
 pub mod server;
 pub mod session;
 mod sessions;
@@ -156,6 +158,7 @@ pub(crate) fn write<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<
 pub use config::NodeConfig;
 pub use error::{ConnectError, NameProblem, NodeError};
 pub use events::NodeEvent;
+pub use handle::{ProcessHandle, SendError};
 pub use node::{
     client_connect, client_connect_addr, client_connect_enc, CallError, Node, RegisterError,
 };

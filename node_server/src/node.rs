@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{ActorRef, RpcReplyPort};
+use ractor::ActorRef;
 use tokio::sync::broadcast;
 
 use crate::core::Core;
@@ -14,6 +14,7 @@ use crate::dist::DistFlags;
 use crate::error::{ConnectError, NameProblem};
 use crate::etf::{Atom, Pid, Reference, Term};
 use crate::events::NodeEvent;
+use crate::handle::ProcessHandle;
 use crate::message::ErlangMessage;
 use crate::registry::LocalProcess;
 use crate::remote::{Raw, RemoteTarget};
@@ -386,6 +387,9 @@ impl Node {
     }
 
     /// Sends a term to a remote process or name (no connection: dropped, as in Erlang).
+    /// It cannot wait: when the connection's queue holds its hard cap, the message is
+    /// dropped, counted and logged (see [`crate::send_queue`]); [`Node::process`] gives a
+    /// handle whose `send` waits while the connection is busy.
     pub fn send(&self, target: &RemoteTarget, msg: Term) {
         self.shared.send_term(target, msg);
     }
@@ -423,7 +427,7 @@ impl Node {
         } else {
             return false;
         };
-        session.send(control, Some(msg))
+        session.send_capped(control, Some(msg)).is_ok()
     }
 
     /// Calls a remote `gen_server` with a term and waits up to `timeout` for the reply term.
@@ -436,16 +440,18 @@ impl Node {
         if self.shared.session(target.node()).is_none() {
             self.connect(target.node().as_str(), None, false).await?;
         }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.shared
-            .call(target, request, RpcReplyPort::from((tx, timeout)));
-        match tokio::time::timeout(timeout, rx).await {
-            Err(_) => Err(CallError::Timeout),
-            Ok(Err(_)) => Err(CallError::NoProcess),
-            Ok(Ok(bytes)) => {
-                Term::decode_slice(&bytes).map_err(|e| CallError::BadReply(e.to_string()))
-            }
+        ProcessHandle::new(self.shared.clone(), target.clone())
+            .call_term(request, timeout)
+            .await
+    }
+
+    /// A handle for a remote process or name (see [`crate::handle`]): the direct send path,
+    /// whose `send` waits while the connection is busy. Connects to its node first.
+    pub async fn process(&self, target: &RemoteTarget) -> Result<ProcessHandle, ConnectError> {
+        if self.shared.session(target.node()).is_none() {
+            self.connect(target.node().as_str(), None, false).await?;
         }
+        Ok(ProcessHandle::new(self.shared.clone(), target.clone()))
     }
 }
 

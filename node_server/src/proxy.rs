@@ -102,7 +102,9 @@ fn forward(message: SerializedMessage, state: &mut ProxyState) {
     match message {
         SerializedMessage::Cast { args, .. } => match &state.session {
             Some(session) => {
-                session.send_prepared(state.control.clone(), args);
+                // At the hard cap the message is dropped, counted and logged (see
+                // `crate::send_queue`): a cast cannot wait.
+                let _ = session.send_prepared(state.control.clone(), args);
             }
             None => state.shared.send_raw(&state.target, Bytes::from(args)),
         },

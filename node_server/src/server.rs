@@ -279,7 +279,12 @@ impl Actor for NodeServer {
                 }
                 let flags = established.flags;
                 let hidden = !flags.contains(DistFlags::PUBLISHED);
-                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let flow = state.shared.id.config.flow;
+                let queue = std::sync::Arc::new(crate::send_queue::SendQueue::new(
+                    flags,
+                    flow.busy_limit,
+                    flow.queue_cap,
+                ));
                 let deferred = crate::sessions::Deferred::default();
                 let (actor, _) = Actor::spawn_linked(
                     None,
@@ -289,8 +294,7 @@ impl Actor for NodeServer {
                         stream,
                         established,
                         leftover,
-                        tx: tx.clone(),
-                        rx,
+                        queue: queue.clone(),
                         deferred: deferred.clone(),
                         peer_cert_names,
                     },
@@ -301,7 +305,7 @@ impl Actor for NodeServer {
                     peer: peer.clone(),
                     hidden,
                     flags,
-                    tx,
+                    queue,
                     actor: actor.get_cell(),
                     deferred,
                 };

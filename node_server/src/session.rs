@@ -30,7 +30,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::core::Core;
@@ -38,7 +37,7 @@ use crate::dist::handshake::Established;
 use crate::dist::packet::PacketDecoder;
 use crate::dist::DistFlags;
 use crate::etf::{Atom, DecodeOptions};
-use crate::outgoing::Outgoing;
+use crate::send_queue::SendQueue;
 use crate::sessions::{Deferred, SessionHandle};
 use crate::waiter::ReplyWaiter;
 use dispatch::Dispatcher;
@@ -70,8 +69,7 @@ pub struct SessionArgs {
     pub(crate) stream: BoxedTransport,
     pub(crate) established: Established,
     pub(crate) leftover: BytesMut,
-    pub(crate) tx: mpsc::UnboundedSender<Outgoing>,
-    pub(crate) rx: mpsc::UnboundedReceiver<Outgoing>,
+    pub(crate) queue: Arc<SendQueue>,
     pub(crate) deferred: Deferred,
     /// The names of the peer's verified certificate (mutual TLS), for the admin guard.
     pub(crate) peer_cert_names: Option<Vec<String>>,
@@ -82,6 +80,8 @@ pub struct SessionState {
     peer: Atom,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
+    /// Closed when the session ends, so senders waiting on it learn.
+    queue: Arc<SendQueue>,
 }
 
 /// A session killed rather than stopped (its supervisor going down kills it) skips
@@ -90,6 +90,7 @@ impl Drop for SessionState {
     fn drop(&mut self) {
         self.reader.abort();
         self.writer.abort();
+        self.queue.close();
     }
 }
 
@@ -116,8 +117,7 @@ impl Actor for NodeSession {
             stream,
             established,
             leftover,
-            tx,
-            rx,
+            queue,
             deferred,
             peer_cert_names,
         } = args;
@@ -128,10 +128,9 @@ impl Actor for NodeSession {
         let outbox = Arc::new(ReplyOutbox::default());
         let writer = tokio::spawn(writer_task(
             write_half,
-            rx,
+            queue.clone(),
             (waiter.clone(), outbox.clone()),
             deferred.clone(),
-            flags,
             tick / 4,
             (shared.ops.counters.clone(), shared.busy.clone()),
         ));
@@ -144,14 +143,14 @@ impl Actor for NodeSession {
             peer: peer.clone(),
             hidden: !flags.contains(DistFlags::PUBLISHED),
             flags,
-            tx: tx.clone(),
+            queue: queue.clone(),
             actor: myself.get_cell(),
             deferred,
         });
         let admin =
             crate::admin::allows(&shared.id.config, peer.as_str(), peer_cert_names.as_deref());
         let replies = SessionReplies {
-            tx,
+            queue: queue.clone(),
             flags,
             waiter,
             outbox,
@@ -170,6 +169,7 @@ impl Actor for NodeSession {
             peer,
             reader,
             writer,
+            queue,
         })
     }
 
@@ -180,6 +180,7 @@ impl Actor for NodeSession {
     ) -> Result<(), ActorProcessingErr> {
         state.reader.abort();
         state.writer.abort();
+        state.queue.close();
         // As in Erlang, everything read from a connection is delivered before its node-down:
         // the node server announces the node down only after this returns, so wait until
         // the reader has stopped (at its next await).

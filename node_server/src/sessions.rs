@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ractor::{ActorCell, ActorId};
-use tokio::sync::mpsc;
 
 use crate::dist::control::Control;
 use crate::dist::DistFlags;
 use crate::etf::{Atom, Term};
 use crate::hash::FastMap;
 use crate::outgoing::{GenCall, Outgoing};
+use crate::send_queue::{Refused, SendQueue};
 
 /// The way to reach a live session.
 #[derive(Debug, Clone)]
@@ -21,7 +21,8 @@ pub(crate) struct SessionHandle {
     pub hidden: bool,
     /// The distribution flags both nodes agreed on.
     pub flags: DistFlags,
-    pub tx: mpsc::UnboundedSender<Outgoing>,
+    /// The connection's send queue (see [`crate::send_queue`]).
+    pub queue: Arc<SendQueue>,
     /// The session actor (stopping it closes the connection).
     pub actor: ActorCell,
     /// Control messages that need not go at once (see [`SessionHandle::send_deferred`]).
@@ -36,24 +37,36 @@ pub(crate) type Deferred = Arc<std::sync::Mutex<Vec<Control>>>;
 pub(crate) const DEFERRED_FLUSH: Duration = Duration::from_millis(50);
 
 impl SessionHandle {
-    /// Queues a message; false when the session is gone.
+    /// Queues a message of the protocol (a control message, a reply): it always goes;
+    /// false when the session is gone.
     pub fn send(&self, control: Control, payload: Option<Term>) -> bool {
-        self.tx.send(Outgoing::Message(control, payload)).is_ok()
+        self.queue.push(Outgoing::Message(control, payload))
+    }
+
+    /// Queues a message from a sender that cannot wait: dropped (counted and logged) when
+    /// the queue holds its hard cap (see [`crate::send_queue`]).
+    pub fn send_capped(&self, control: Control, payload: Option<Term>) -> Result<(), Refused> {
+        self.queue
+            .push_capped(Outgoing::Message(control, payload), &self.peer)
     }
 
     /// Queues a `gen_server` call's request.
     pub(crate) fn send_call(&self, control: Control, call: GenCall) -> bool {
-        self.tx.send(Outgoing::Call(control, call)).is_ok()
+        self.queue.push(Outgoing::Call(control, call))
     }
 
-    /// Queues a message whose payload is ETF bytes with the leading 131.
-    pub fn send_raw(&self, control: Control, payload: Bytes) -> bool {
-        self.tx.send(Outgoing::Raw(control, payload)).is_ok()
+    /// Queues a message whose payload is ETF bytes with the leading 131, from a sender that
+    /// cannot wait (see [`SessionHandle::send_capped`]).
+    pub fn send_raw(&self, control: Control, payload: Bytes) -> Result<(), Refused> {
+        self.queue
+            .push_capped(Outgoing::Raw(control, payload), &self.peer)
     }
 
-    /// Queues a message whose control body (without 131) and payload (with 131) are encoded.
-    pub fn send_prepared(&self, control: Bytes, payload: Vec<u8>) -> bool {
-        self.tx.send(Outgoing::Prepared(control, payload)).is_ok()
+    /// Queues a message whose control body (without 131) and payload (with 131) are encoded,
+    /// from a sender that cannot wait (a proxy; see [`SessionHandle::send_capped`]).
+    pub fn send_prepared(&self, control: Bytes, payload: Vec<u8>) -> Result<(), Refused> {
+        self.queue
+            .push_capped(Outgoing::Prepared(control, payload), &self.peer)
     }
 
     /// Queues a control message without waking the writer: it goes with the next write (at the
@@ -83,6 +96,13 @@ impl Sessions {
     pub fn get(&self, node: &Atom) -> Option<SessionHandle> {
         let s = crate::read(&self.by_node).get(node).cloned()?;
         s.is_live().then_some(s)
+    }
+
+    /// The send queue of the live session with `node`.
+    pub fn queue(&self, node: &Atom) -> Option<Arc<SendQueue>> {
+        let by_node = crate::read(&self.by_node);
+        let s = by_node.get(node)?;
+        s.is_live().then(|| s.queue.clone())
     }
 
     /// The connected nodes and whether each connection is hidden.

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use ractor::ActorId;
-use tokio::sync::mpsc;
 
 use super::reply::SessionReplies;
 use crate::core::Core;
@@ -182,12 +181,12 @@ impl<N: Inbound> Dispatcher<N> {
         self.replies.flags
     }
 
-    pub(super) fn tx(&self) -> &mpsc::UnboundedSender<Outgoing> {
-        &self.replies.tx
+    pub(super) fn queue(&self) -> &Arc<crate::send_queue::SendQueue> {
+        &self.replies.queue
     }
 
     pub(super) fn send(&self, control: Control, payload: Option<Term>) {
-        let _ = self.replies.tx.send(Outgoing::Message(control, payload));
+        let _ = self.replies.queue.push(Outgoing::Message(control, payload));
     }
 
     pub fn dispatch(&mut self, msg: DistMessage) {
@@ -560,20 +559,49 @@ mod tests {
         }
     }
 
+    /// What a dispatcher queued for its peer, decoded.
+    struct Probe {
+        queue: Arc<crate::send_queue::SendQueue>,
+        seen: std::collections::VecDeque<DistMessage>,
+    }
+
+    impl Probe {
+        fn try_recv(&mut self) -> Option<DistMessage> {
+            if self.seen.is_empty() {
+                self.seen.extend(self.queue.drain_decoded());
+            }
+            self.seen.pop_front()
+        }
+
+        async fn recv(&mut self) -> DistMessage {
+            loop {
+                if let Some(m) = self.try_recv() {
+                    return m;
+                }
+                self.queue.queued().await;
+            }
+        }
+    }
+
     /// A dispatcher for peer `peer@host` and what it queues for the peer.
-    fn dispatcher(
-        node: &Arc<FakeNode>,
-        admin: bool,
-    ) -> (Dispatcher<FakeNode>, mpsc::UnboundedReceiver<Outgoing>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    fn dispatcher(node: &Arc<FakeNode>, admin: bool) -> (Dispatcher<FakeNode>, Probe) {
+        let queue = Arc::new(crate::send_queue::SendQueue::new(
+            DistFlags::OFFERED,
+            1 << 20,
+            1 << 25,
+        ));
         let replies = SessionReplies {
-            tx,
+            queue: queue.clone(),
             flags: DistFlags::OFFERED,
             waiter: Default::default(),
             outbox: Default::default(),
         };
         let d = Dispatcher::new(node.clone(), Atom::new("peer@host"), admin, replies);
-        (d, rx)
+        let probe = Probe {
+            queue,
+            seen: Default::default(),
+        };
+        (d, probe)
     }
 
     fn peer_pid(id: u32) -> Pid {
@@ -594,11 +622,8 @@ mod tests {
     }
 
     /// The next control message queued for the peer, and its payload.
-    fn sent(rx: &mut mpsc::UnboundedReceiver<Outgoing>) -> Option<(Control, Option<Term>)> {
-        match rx.try_recv().ok()? {
-            Outgoing::Message(c, p) => Some((c, p)),
-            other => panic!("unexpected item {other:?}"),
-        }
+    fn sent(rx: &mut Probe) -> Option<(Control, Option<Term>)> {
+        rx.try_recv().map(|m| (m.control, m.payload))
     }
 
     /// An idle actor exposed as a local process of `node`.
@@ -1073,10 +1098,9 @@ mod tests {
             ));
             let item = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
                 .await
-                .expect("rex answers")
-                .expect("an item");
-            let Outgoing::Message(Control::Send { to }, Some(reply)) = item else {
-                panic!("unexpected {item:?}");
+                .expect("rex answers");
+            let (Control::Send { to }, Some(reply)) = (item.control, item.payload) else {
+                panic!("unexpected message");
             };
             assert_eq!(to, peer_pid(1));
             assert_eq!(reply, Term::tuple(vec![Term::atom("rex"), expected]));
@@ -1099,11 +1123,13 @@ mod tests {
             },
             Some(call),
         ));
-        let item = rx.try_recv().expect("a reply");
-        let Outgoing::Reply(Control::Send { to }, reply) = item else {
-            panic!("unexpected {item:?}");
+        let (Control::Send { to }, Some(reply)) = sent(&mut rx).expect("a reply") else {
+            panic!("unexpected message");
         };
         assert_eq!(to, peer_pid(1));
-        assert_eq!(reply.reply, Term::atom("yes"));
+        assert_eq!(
+            reply,
+            Term::tuple(vec![Term::from(peer_ref(4)), Term::atom("yes")])
+        );
     }
 }

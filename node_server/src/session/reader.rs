@@ -11,6 +11,7 @@ use super::dispatch::{Dispatcher, Inbound};
 use super::{BoxedTransport, SessionMsg};
 use crate::dist::frame_pool::FramePool;
 use crate::dist::packet::{self, Frame, PacketDecoder};
+use crate::send_queue::ConnStats;
 
 pub(super) async fn reader_task<N: Inbound>(
     mut r: tokio::io::ReadHalf<BoxedTransport>,
@@ -22,7 +23,11 @@ pub(super) async fn reader_task<N: Inbound>(
     max_frame: usize,
 ) {
     let counters = dispatcher.counters();
+    // The connection's own counters (see `crate::send_queue::ConnStats`).
+    let queue = dispatcher.queue().clone();
+    let stats = &queue.stats;
     crate::ops::Counters::add(&counters.bytes_in, input.len() as u64);
+    ConnStats::add(&stats.bytes_in, input.len() as u64);
     // Counted locally and added once per read, so sessions do not contend on the counter.
     let mut received = 0u64;
     // Big frames are read into buffers of their own, reused once released (see
@@ -63,6 +68,7 @@ pub(super) async fn reader_task<N: Inbound>(
                 }
             }
         }
+        ConnStats::add(&stats.messages_in, received);
         crate::ops::Counters::add(&counters.messages_in, std::mem::take(&mut received));
         let read = tokio::select! {
             biased;
@@ -95,6 +101,7 @@ pub(super) async fn reader_task<N: Inbound>(
             Ok(0) => break "connection_closed".to_owned(),
             Ok(n) => {
                 heard = true;
+                ConnStats::add(&stats.bytes_in, n as u64);
                 crate::ops::Counters::add(&counters.bytes_in, n as u64)
             }
             // A TLS peer that closes without close_notify (as OTP does) is a plain close.
@@ -111,6 +118,7 @@ pub(super) async fn reader_task<N: Inbound>(
         }
     };
     crate::ops::Counters::add(&counters.messages_in, received);
+    ConnStats::add(&stats.messages_in, received);
     let _ = session.cast(SessionMsg::Closed(reason));
 }
 

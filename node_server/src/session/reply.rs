@@ -3,18 +3,17 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
 use crate::dist::control::Control;
 use crate::dist::DistFlags;
 use crate::etf::{Pid, Term};
 use crate::outgoing::{GenReply, Outgoing, ReplyTag};
+use crate::send_queue::SendQueue;
 use crate::waiter::ReplyWaiter;
 
 /// Sends `gen_server` replies on one session.
 #[derive(Debug, Clone)]
 pub(crate) struct Replier {
-    pub tx: mpsc::UnboundedSender<Outgoing>,
+    pub queue: Arc<SendQueue>,
     pub flags: DistFlags,
     pub from: Pid,
     /// Set for replies the writer waits for (see [`ReplyOutbox`]).
@@ -93,7 +92,7 @@ impl Replier {
         match &self.outbox {
             Some(outbox) => outbox.push(item),
             None => {
-                let _ = self.tx.send(item);
+                let _ = self.queue.push(item);
             }
         }
     }
@@ -101,14 +100,14 @@ impl Replier {
     /// Sends a plain message to a pid.
     pub fn send(&self, to: &Pid, msg: Term) {
         let control = Control::Send { to: to.clone() };
-        let _ = self.tx.send(Outgoing::Message(control, Some(msg)));
+        let _ = self.queue.push(Outgoing::Message(control, Some(msg)));
     }
 }
 
 /// The way back to the callers of one session: what the router needs to answer a remote
 /// caller's `gen_server` call to a local actor.
 pub(crate) struct SessionReplies {
-    pub tx: mpsc::UnboundedSender<Outgoing>,
+    pub queue: Arc<SendQueue>,
     pub flags: DistFlags,
     /// Waits for local actors' replies to the peer's calls, in the writer task.
     pub waiter: ReplyWaiter,
@@ -124,7 +123,7 @@ impl crate::router::ReplyPath for SessionReplies {
         tag: &crate::etf::Term,
     ) -> crate::message::ReplyTo {
         let replier = Replier {
-            tx: self.tx.clone(),
+            queue: self.queue.clone(),
             flags: self.flags,
             from: from.clone(),
             outbox: Some(self.outbox.clone()),

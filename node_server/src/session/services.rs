@@ -14,7 +14,7 @@ impl<N: Inbound> Dispatcher<N> {
     /// A replier from `from` on this session's queue.
     fn replier(&self, from: Pid) -> Replier {
         Replier {
-            tx: self.tx().clone(),
+            queue: self.queue().clone(),
             flags: self.flags(),
             from,
             outbox: None,
@@ -78,7 +78,7 @@ impl<N: Inbound> Dispatcher<N> {
             None,
         );
         let invocation = self.node.invocation((&self.peer, self.admin), m, f, a);
-        let tx = self.tx().clone();
+        let queue = self.queue().clone();
         let in_flight = self.node.rpc_started();
         tokio::spawn(async move {
             let _in_flight = in_flight;
@@ -97,7 +97,7 @@ impl<N: Inbound> Dispatcher<N> {
                     reference: req_id,
                     reason,
                 };
-                let _ = tx.send(Outgoing::Message(exit, None));
+                let _ = queue.push(Outgoing::Message(exit, None));
             }
         });
     }

@@ -1,53 +1,21 @@
-//! The writer task: drains the session's queue and the replies of local actors to the peer's
-//! calls into one buffer, writes it with one syscall (big binaries from where they are), and
-//! ticks when idle.
+//! The writer task: takes what senders encoded into the session's send queue, adds the
+//! replies of local actors to the peer's calls and the deferred control messages, writes it
+//! all with one syscall (big binaries from where they are), and ticks when idle.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 
 use super::reply::ReplyOutbox;
 use super::BoxedTransport;
 use crate::dist::control::Control;
-use crate::dist::packet::{self, SendForm, Shares};
-use crate::dist::DistFlags;
+use crate::dist::packet::Shares;
 use crate::outgoing::Outgoing;
+use crate::send_queue::{Batch, ConnStats, SendQueue};
 use crate::sessions::{Deferred, DEFERRED_FLUSH};
 use crate::waiter::ReplyWaiter;
-
-/// Encodes one queued message. Terms go through the connection's atom cache when the peer
-/// takes it (OTP receives cached atoms more cheaply, and it cuts bytes by 17-39%); a proxy's
-/// pre-encoded control and payload go out as they are, which is cheapest for the sender.
-fn encode_outgoing(
-    out: &mut BytesMut,
-    form: &mut SendForm,
-    flags: DistFlags,
-    msg: Outgoing,
-    shares: &mut Shares,
-) {
-    match msg {
-        Outgoing::Prepared(control, payload) => {
-            packet::encode_prepared_shared(out, flags, &control, payload, shares)
-        }
-        Outgoing::Message(control, payload) => {
-            packet::encode_frame_shared(out, form, &control, payload.as_ref(), Some(shares))
-        }
-        Outgoing::Call(control, call) => {
-            packet::encode_frame_shared(out, form, &control, Some(&call), Some(shares))
-        }
-        Outgoing::Reply(control, reply) => {
-            packet::encode_frame_shared(out, form, &control, Some(&reply), Some(shares))
-        }
-        Outgoing::Raw(control, payload) => {
-            packet::encode_raw_shared(out, form, &control, &payload, shares)
-        }
-        // The writer answers these itself.
-        Outgoing::Flush(_) => {}
-    }
-}
 
 /// Writes `buf` with the binaries `shares` left out of it in their places: the write path
 /// of a batch with big binaries, which are not copied.
@@ -77,48 +45,40 @@ async fn write_shared<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Ends the reply waits when the writer ends (returns, or is aborted with its session).
-struct CloseOnDrop(ReplyWaiter);
+/// Ends the reply waits and closes the queue when the writer ends (returns, or is aborted
+/// with its session).
+struct CloseOnDrop(ReplyWaiter, Arc<SendQueue>);
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
         self.0.close();
+        self.1.close();
     }
+}
+
+/// Why the writer woke.
+enum Wake {
+    /// Senders queued something, or replies are waiting.
+    Work,
+    /// Deferred control messages waited long enough.
+    Flush,
+    /// A tick interval passed.
+    Tick,
 }
 
 pub(super) async fn writer_task(
     mut w: tokio::io::WriteHalf<BoxedTransport>,
-    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    queue: Arc<SendQueue>,
     (waiter, outbox): (ReplyWaiter, Arc<ReplyOutbox>),
     deferred: Deferred,
-    flags: DistFlags,
     tick_every: Duration,
     // The node's counters and busy poller.
     (counters, busy): (Arc<crate::ops::Counters>, Arc<crate::busy::BusyPoll>),
 ) {
-    const BATCH: usize = 256 << 10;
-    // The most bytes one frame can take, its 4-byte length included.
-    const FRAME_MAX: usize = 4 + u32::MAX as usize;
-    let mut oversized = false;
-    let mut buf = BytesMut::with_capacity(64 << 10);
-    // Big binaries of this batch, written from where they are rather than copied into `buf`.
-    let mut shares = Shares::default();
-    let mut form = SendForm::with_atom_cache(flags);
-    let mut flushed = Vec::new();
-    let mut messages = 0u64;
-    let _close = CloseOnDrop(waiter.clone());
+    let mut batch = Batch::default();
+    let _close = CloseOnDrop(waiter.clone(), queue.clone());
     // The buffers the deferred controls and the replies are swapped into, kept across writes.
-    let (mut controls, mut replies) = (Vec::new(), Vec::new());
-    let take_deferred = |buf: &mut BytesMut,
-                         form: &mut SendForm,
-                         messages: &mut u64,
-                         controls: &mut Vec<Control>| {
-        std::mem::swap(&mut *crate::lock(&deferred), controls);
-        for control in controls.drain(..) {
-            *messages += 1;
-            packet::encode_message_as(buf, form, &control, None);
-        }
-    };
+    let (mut controls, mut replies): (Vec<Control>, Vec<Outgoing>) = (Vec::new(), Vec::new());
     // Timers are armed rarely, not per message: registering a timer earlier than the one the
     // runtime sleeps on wakes the thread parked in the I/O driver. The tick timer fires every
     // `tick_every` and sends a tick only when nothing was written since it last fired; the
@@ -129,7 +89,12 @@ pub(super) async fn writer_task(
     let flush = tokio::time::sleep(DEFERRED_FLUSH);
     tokio::pin!(flush);
     let mut flush_armed = false;
+    let queued = queue.queued();
+    tokio::pin!(queued);
     loop {
+        if queue.is_closed() {
+            return;
+        }
         if !flush_armed && !crate::lock(&deferred).is_empty() {
             flush
                 .as_mut()
@@ -140,69 +105,48 @@ pub(super) async fn writer_task(
         // `crate::waiter`); running their waits puts the replies in the outbox.
         let next = std::future::poll_fn(|cx| {
             outbox.poll_waits(&waiter, cx);
-            match rx.poll_recv(cx) {
-                std::task::Poll::Pending if outbox.has_items() => {
-                    std::task::Poll::Ready(Some(None))
-                }
-                other => other.map(|m| m.map(Some)),
+            if queued.as_mut().poll(cx).is_ready() {
+                queued.set(queue.queued());
+                return std::task::Poll::Ready(());
             }
+            if outbox.has_items() {
+                return std::task::Poll::Ready(());
+            }
+            std::task::Poll::Pending
         });
-        let first = tokio::select! {
+        let wake = tokio::select! {
             biased;
-            m = next => match m {
-                Some(m) => m,
-                None => return,
-            },
+            () = next => Wake::Work,
             () = &mut flush, if flush_armed => {
                 flush_armed = false;
-                take_deferred(&mut buf, &mut form, &mut messages, &mut controls);
-                None
+                Wake::Flush
             }
             () = &mut tick => {
                 tick.as_mut().reset(tokio::time::Instant::now() + tick_every);
                 if std::mem::take(&mut wrote) {
                     continue;
                 }
-                // Idle for a tick interval: keep the peer's view of us alive.
-                take_deferred(&mut buf, &mut form, &mut messages, &mut controls);
-                if buf.is_empty() {
-                    packet::encode_tick(&mut buf);
-                }
-                None
+                Wake::Tick
             }
         };
         outbox.take_into(&mut replies);
-        if first.is_some() || !replies.is_empty() {
-            let mut take = |buf: &mut BytesMut, shares: &mut Shares, msg: Outgoing| match msg {
-                Outgoing::Flush(ack) => flushed.push(ack),
-                msg => {
-                    messages += 1;
-                    let before = buf.len() + shares.bytes;
-                    encode_outgoing(buf, &mut form, flags, msg, shares);
-                    // A frame's length is 32 bits; this node does not fragment what it
-                    // sends, so a message of 4 GiB or more cannot go.
-                    oversized |= buf.len() + shares.bytes - before > FRAME_MAX;
-                }
-            };
+        std::mem::swap(&mut *crate::lock(&deferred), &mut controls);
+        queue.take(&mut batch, |enc| {
             for reply in replies.drain(..) {
-                take(&mut buf, &mut shares, reply);
+                enc.push(reply);
             }
-            if let Some(msg) = first {
-                take(&mut buf, &mut shares, msg);
+            for control in controls.drain(..) {
+                enc.control(&control);
             }
-            // Batch whatever else is queued into the same write.
-            while buf.len() + shares.bytes < BATCH {
-                match rx.try_recv() {
-                    Ok(msg) => take(&mut buf, &mut shares, msg),
-                    Err(_) => break,
-                }
+            // Idle for a tick interval: keep the peer's view of us alive.
+            if matches!(wake, Wake::Tick) && enc.is_empty() {
+                enc.tick();
             }
-            take_deferred(&mut buf, &mut form, &mut messages, &mut controls);
-        }
-        if buf.is_empty() && flushed.is_empty() {
+        });
+        if batch.is_empty() {
             continue;
         }
-        if oversized {
+        if batch.oversized {
             // Its length would wrap and the peer would read garbage; the atom cache already
             // counts it as sent, so the connection cannot go on without it either.
             tracing::error!(
@@ -212,24 +156,27 @@ pub(super) async fn writer_task(
             let _ = w.shutdown().await;
             return;
         }
-        let written = if shares.at.is_empty() {
-            w.write_all(&buf).await
+        let written = if batch.shares.at.is_empty() {
+            w.write_all(&batch.buf).await
         } else {
-            write_shared(&mut w, &buf, &shares).await
+            write_shared(&mut w, &batch.buf, &batch.shares).await
         };
         if written.is_err() {
             return;
         }
         busy.kick();
         // A tick written does not count: the next interval needs its own.
-        wrote = messages > 0;
-        crate::ops::Counters::add(&counters.bytes_out, (buf.len() + shares.bytes) as u64);
-        shares.clear();
-        crate::ops::Counters::add(&counters.messages_out, std::mem::take(&mut messages));
-        for ack in flushed.drain(..) {
+        wrote = batch.messages > 0;
+        let bytes = batch.len();
+        queue.written(bytes);
+        crate::ops::Counters::add(&counters.bytes_out, bytes as u64);
+        crate::ops::Counters::add(&counters.messages_out, batch.messages);
+        ConnStats::add(&queue.stats.bytes_out, bytes as u64);
+        ConnStats::add(&queue.stats.messages_out, batch.messages);
+        for ack in batch.flushes.drain(..) {
             let _ = ack.send(());
         }
-        buf.clear();
+        batch.clear();
     }
 }
 
@@ -237,9 +184,12 @@ pub(super) async fn writer_task(
 mod tests {
     use super::*;
     use crate::dist::control::Control;
+    use crate::dist::packet::{self, SendForm};
+    use crate::dist::DistFlags;
     use crate::etf::{Atom, Pid, Reference, Term};
     use crate::outgoing::{GenCall, GenReply, ReplyTag};
     use bytes::Bytes;
+    use bytes::BytesMut;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::{Context, Wake, Waker};
 
