@@ -2,7 +2,9 @@
 //! `echo` (on `{From, Msg}` sends `Msg` back to `From`), `kv` (a typed gen_server over any
 //! terms) and the rpc functions `echo_node:add/2`, `echo_node:call_back/4` and
 //! `echo_node:members/2` (the pids this node sees in a `pg` group) and
-//! `echo_node:whereis_global/1` (the pid of a `global` name, or `undefined`).
+//! `echo_node:whereis_global/1` (the pid of a `global` name, or `undefined`), and the flow
+//! control ones: `echo_node:flood/3`, `echo_node:flood_cast/3` and
+//! `echo_node:connection_stats/1`.
 // Each includer uses a subset.
 #![allow(dead_code)]
 
@@ -106,8 +108,108 @@ impl Actor for Echo {
     }
 }
 
+/// The most bytes `echo_node:flood/3` puts in one message.
+const FLOOD_MAX_BYTES: i64 = 16 << 20;
+
+/// The arguments of `flood/3` and `flood_cast/3`: (pid, count, the payload).
+fn flood_args(args: &[Term]) -> Result<(node_server::etf::Pid, i64, Term), RpcFailure> {
+    match args {
+        [Term::Pid(pid), Term::Int(count), Term::Int(bytes)]
+            if *count >= 0 && (0..=FLOOD_MAX_BYTES).contains(bytes) =>
+        {
+            let payload = Term::Binary(bytes::Bytes::from(vec![b'x'; *bytes as usize]));
+            Ok((pid.clone(), *count, payload))
+        }
+        _ => Err(RpcFailure::badarg()),
+    }
+}
+
+fn flood_message(seq: i64, payload: &Term) -> Term {
+    Term::tuple(vec![Term::atom("flood"), Term::Int(seq), payload.clone()])
+}
+
+/// `echo_node:flood(Pid, Count, Bytes)`, `echo_node:flood_cast(Pid, Count, Bytes)` and
+/// `echo_node:connection_stats(Node)`.
+///
+/// `flood` returns `ok` at once and sends `{flood, Seq, <<Bytes bytes>>}` with `Seq` =
+/// 1..Count to `Pid` through the flow-controlled path ([`node_server::ProcessHandle::send`],
+/// which waits while the connection is busy). `flood_cast` sends the same as ractor casts on
+/// an `ActorRef` (which cannot wait: at the connection queue's hard cap they are dropped and
+/// counted). `connection_stats` returns the counters of the connection with `Node` as a map
+/// (`queued_bytes`, `messages_out`, `bytes_out`, `messages_in`, `bytes_in`, `busy`,
+/// `dropped`), or `undefined`.
+pub fn register_flood(node: &Node) {
+    let flooder = node.clone();
+    node.register_fn("echo_node", "flood", move |args| {
+        let node = flooder.clone();
+        async move {
+            let (pid, count, payload) = flood_args(&args)?;
+            let target = RemoteTarget::Pid(pid);
+            let handle = node
+                .process(&target)
+                .await
+                .map_err(|e| RpcFailure::Error(Term::binary(e.to_string())))?;
+            tokio::spawn(async move {
+                for seq in 1..=count {
+                    if let Err(e) = handle.send_term(flood_message(seq, &payload)).await {
+                        tracing::warn!(error = %e, seq, "flood stopped");
+                        return;
+                    }
+                }
+            });
+            Ok(Term::atom("ok"))
+        }
+    });
+    let caster = node.clone();
+    node.register_fn("echo_node", "flood_cast", move |args| {
+        let node = caster.clone();
+        async move {
+            let (pid, count, payload) = flood_args(&args)?;
+            let actor: ActorRef<Raw> = node
+                .remote_pid(pid)
+                .await
+                .map_err(|e| RpcFailure::Error(Term::binary(e.to_string())))?;
+            tokio::spawn(async move {
+                for seq in 1..=count {
+                    if actor.cast(Raw(flood_message(seq, &payload))).is_err() {
+                        return;
+                    }
+                    // Let the proxy run while the loop goes (see `node_server::remote`).
+                    tokio::task::coop::consume_budget().await;
+                }
+            });
+            Ok(Term::atom("ok"))
+        }
+    });
+    let stats = node.clone();
+    node.register_fn("echo_node", "connection_stats", move |args| {
+        let node = stats.clone();
+        async move {
+            let [Term::Atom(peer)] = &args[..] else {
+                return Err(RpcFailure::badarg());
+            };
+            Ok(match node.connection_stats(peer.as_str()) {
+                None => Term::atom("undefined"),
+                Some(s) => {
+                    let int = |v: u64| Term::Int(i64::try_from(v).unwrap_or(i64::MAX));
+                    Term::from(node_server::etf::Map::from_iter([
+                        (Term::atom("queued_bytes"), int(s.queued_bytes)),
+                        (Term::atom("messages_out"), int(s.messages_out)),
+                        (Term::atom("bytes_out"), int(s.bytes_out)),
+                        (Term::atom("messages_in"), int(s.messages_in)),
+                        (Term::atom("bytes_in"), int(s.bytes_in)),
+                        (Term::atom("busy"), int(s.busy)),
+                        (Term::atom("dropped"), int(s.dropped)),
+                    ]))
+                }
+            })
+        }
+    });
+}
+
 /// `echo_node:add(A, B)` and `echo_node:call_back(Node, M, F, Args)` for `rpc:call`.
 pub fn register_functions(node: &Node) {
+    register_flood(node);
     let global = node.clone();
     node.register_fn("echo_node", "whereis_global", move |args| {
         let node = global.clone();

@@ -77,6 +77,12 @@ impl Node {
         let _ = self.actor.cast(NodeServerMsg::Disconnect(node.to_owned()));
     }
 
+    /// The counters of the connection with `node` (queued bytes, traffic, busy waits,
+    /// drops; see [`crate::send_queue`]); `None` when not connected.
+    pub fn connection_stats(&self, node: &str) -> Option<crate::send_queue::ConnSnapshot> {
+        Some(self.shared.sessions.queue(&Atom::new(node))?.snapshot())
+    }
+
     /// Traffic counters and uptime (see [`crate::ops`]).
     pub fn stats(&self) -> crate::ops::NodeStats {
         self.shared.ops.stats()

@@ -88,6 +88,26 @@ impl ConnStats {
     }
 }
 
+/// A connection's counters at one moment ([`crate::Node::connection_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnSnapshot {
+    /// Bytes queued and not yet written.
+    pub queued_bytes: u64,
+    /// Messages written.
+    pub messages_out: u64,
+    /// Bytes written.
+    pub bytes_out: u64,
+    /// Messages read.
+    pub messages_in: u64,
+    /// Bytes read.
+    pub bytes_in: u64,
+    /// Times a sender found the connection busy.
+    pub busy: u64,
+    /// Messages dropped at the hard cap.
+    pub dropped: u64,
+}
+
 /// What senders have queued and the writer has not taken yet.
 struct Pending {
     buf: BytesMut,
@@ -271,6 +291,20 @@ impl SendQueue {
     /// Bytes queued and not yet written.
     pub fn queued_bytes(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
+    }
+
+    /// The connection's counters now.
+    pub fn snapshot(&self) -> ConnSnapshot {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ConnSnapshot {
+            queued_bytes: self.queued_bytes() as u64,
+            messages_out: read(&self.stats.messages_out),
+            bytes_out: read(&self.stats.bytes_out),
+            messages_in: read(&self.stats.messages_in),
+            bytes_in: read(&self.stats.bytes_in),
+            busy: read(&self.stats.busy),
+            dropped: read(&self.stats.dropped),
+        }
     }
 
     /// Whether the queue holds `dist_buf_busy_limit` bytes or more.
