@@ -915,3 +915,119 @@ fn sim_replay_a_seed_gives_the_same_trace() {
     let b = run_seed("sim_replay", 2, &busy_scenario);
     assert_ne!(a, b);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Flow control (node_server::send_queue)
+// ---------------------------------------------------------------------------------------------
+
+/// Bytes of each flood message's binary: with the sim's 256 KiB window and the 1 MiB busy
+/// limit, about 160 of them fill everything on the way.
+const FLOOD_BYTES: usize = 8 << 10;
+
+/// `{I, <<FLOOD_BYTES bytes>>}`.
+fn flood_msg(i: i64) -> Term {
+    Term::tuple(vec![Term::Int(i), Term::binary(vec![0u8; FLOOD_BYTES])])
+}
+
+/// Starts a task sending `n` flood messages through `handle`; the count sent so far is in
+/// the returned counter, and the task's result is the first error, if any.
+fn producer(
+    handle: node_server::ProcessHandle,
+    n: i64,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicI64>,
+    tokio::task::JoinHandle<Result<(), node_server::SendError>>,
+) {
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let counter = sent.clone();
+    let task = tokio::spawn(async move {
+        for i in 0..n {
+            handle.send_term(flood_msg(i)).await?;
+            counter.store(i + 1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    });
+    (sent, task)
+}
+
+sim_test! {
+    fn sim_flow_a_stalled_link_makes_senders_wait_then_all_arrive(sim) {
+        use std::sync::atomic::Ordering;
+        mesh(sim, &["a", "b"]).await;
+        let mut pb = sim.probe("b").await;
+        let na = sim.node("a");
+        let handle = na
+            .process(&RemoteTarget::Pid(pb.pid.clone()))
+            .await
+            .expect("a handle");
+        sim.stall("a", "b", true);
+        let n = 400;
+        let (sent, task) = producer(handle.clone(), n);
+        sim.sleep(200 + sim.below(300)).await;
+        let stuck_at = sent.load(Ordering::SeqCst);
+        sim.note(format_args!("the producer waits after {stuck_at} of {n}"));
+        assert!(stuck_at < n, "the producer waits while the link is stalled");
+        assert!(handle.is_busy());
+        let stats = na.connection_stats(&full("b")).expect("connected");
+        assert!(stats.busy >= 1, "{stats:?}");
+        assert!(
+            stats.queued_bytes <= (1 << 20) + 2 * FLOOD_BYTES as u64,
+            "the queue stays at the busy limit: {stats:?}"
+        );
+        assert!(
+            matches!(handle.try_send_term(Term::atom("x")), Err(node_server::SendError::Busy { .. })),
+            "try_send is refused while busy"
+        );
+        sim.sleep(sim.below(200)).await;
+        assert_eq!(sent.load(Ordering::SeqCst), stuck_at, "still waiting");
+        sim.stall("a", "b", false);
+        for i in 0..n {
+            let got = next(sim, &mut pb, "the next flood message", SETTLE).await;
+            let [Term::Int(seq), _] = got.as_tuple().expect("a pair") else {
+                panic!("{got}")
+            };
+            assert_eq!(*seq, i, "in order, none missing");
+        }
+        let done = sim.within("the producer ends", SETTLE, task).await;
+        assert!(matches!(done, Ok(Ok(()))), "{done:?}");
+        assert!(!handle.is_busy());
+    }
+}
+
+sim_test! {
+    fn sim_flow_a_partition_while_busy_ends_the_wait_with_an_error(sim) {
+        use std::sync::atomic::Ordering;
+        mesh(sim, &["a", "b"]).await;
+        let mut pb = sim.probe("b").await;
+        let na = sim.node("a");
+        let handle = na
+            .process(&RemoteTarget::Pid(pb.pid.clone()))
+            .await
+            .expect("a handle");
+        sim.stall("a", "b", true);
+        let (sent, task) = producer(handle.clone(), 1000);
+        sim.sleep(100 + sim.below(300)).await;
+        assert!(handle.is_busy(), "busy after {}", sent.load(Ordering::SeqCst));
+        sim.partition(&["a"]);
+        let done = sim.within("the waiting sender learns", SETTLE, task).await;
+        assert!(
+            matches!(done, Ok(Err(node_server::SendError::NotConnected { .. }))),
+            "{done:?}"
+        );
+        sim.note(format_args!("{} sent before the partition", sent.load(Ordering::SeqCst)));
+        assert!(na.connection_stats(&full("b")).is_none(), "the connection is gone");
+        sim.stall("a", "b", false);
+        sim.heal();
+        // What arrived before the partition, then the same handle works again on a new
+        // connection.
+        while pb.try_next().is_some() {}
+        sim.must_connect("a", "b").await;
+        handle.send_term(Term::atom("after")).await.expect("sent");
+        loop {
+            let got = next(sim, &mut pb, "the message after healing", SETTLE).await;
+            if got.is_atom("after") {
+                break;
+            }
+        }
+    }
+}

@@ -7,6 +7,10 @@
 //! down) reaches the reader as end of file once what it wrote was delivered. Partitions cut
 //! every connection across them and refuse connects until healed; a stalled pair keeps its
 //! connections but delivers nothing, as a link that stops carrying packets.
+//!
+//! A pipe holds at most [`WINDOW`] bytes (in flight and readable together), as a TCP
+//! connection's buffers do: a writer that finds it full waits until its reader reads, so a
+//! stalled link or a reader that stops reading pushes back on the sender.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
@@ -22,6 +26,10 @@ use node_server::network::{BoxFuture, BoxedTransport, Listener, Listening, NetCo
 
 use super::lock;
 
+/// The most bytes a pipe holds, in flight and readable together (about what the kernel
+/// buffers of a loopback TCP connection hold).
+pub const WINDOW: usize = 256 << 10;
+
 /// One direction of a connection.
 #[derive(Default)]
 struct Pipe {
@@ -34,6 +42,8 @@ struct Pipe {
     /// The reader's end is gone: writes fail.
     reader_gone: bool,
     reader: Option<Waker>,
+    /// A writer waiting for room.
+    writer: Option<Waker>,
 }
 
 impl Pipe {
@@ -41,6 +51,16 @@ impl Pipe {
         if let Some(w) = self.reader.take() {
             w.wake();
         }
+    }
+
+    fn wake_writer(&mut self) {
+        if let Some(w) = self.writer.take() {
+            w.wake();
+        }
+    }
+
+    fn room(&self) -> usize {
+        WINDOW.saturating_sub(self.in_flight.len() + self.readable.len())
     }
 }
 
@@ -95,6 +115,7 @@ impl State {
             for p in &mut c.pipes {
                 p.in_flight.clear();
                 p.wake();
+                p.wake_writer();
             }
         }
     }
@@ -384,6 +405,7 @@ impl AsyncRead for SimStream {
             buf.put_slice(&a[..from_a]);
             buf.put_slice(&b[..n - from_a]);
             p.readable.drain(..n);
+            p.wake_writer();
             return Poll::Ready(Ok(()));
         }
         if cut {
@@ -400,7 +422,7 @@ impl AsyncRead for SimStream {
 impl AsyncWrite for SimStream {
     fn poll_write(
         self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let mut s = lock(&self.net.state);
@@ -411,11 +433,16 @@ impl AsyncWrite for SimStream {
         if c.cut || p.reader_gone || p.closed {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
-        p.in_flight.extend(data);
+        let n = data.len().min(p.room());
+        if n == 0 && !data.is_empty() {
+            p.writer = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        p.in_flight.extend(&data[..n]);
         if let Some(w) = s.activity.take() {
             w.wake();
         }
-        Poll::Ready(Ok(data.len()))
+        Poll::Ready(Ok(n))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -445,6 +472,7 @@ impl Drop for SimStream {
         c.pipes[1 - self.end].reader_gone = true;
         c.pipes[1 - self.end].in_flight.clear();
         c.pipes[1 - self.end].readable.clear();
+        c.pipes[1 - self.end].wake_writer();
         if c.dropped == [true, true] {
             s.conns.remove(&self.id);
         }
