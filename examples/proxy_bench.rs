@@ -3,7 +3,13 @@
 //!
 //! ```text
 //! cargo run --release --example proxy_bench [-- --proxies N] [--no-parts]
+//! cargo run --release --example proxy_bench -- --pg-members N
 //! ```
+//!
+//! With `--pg-members N`: N idle Erlang processes join the `pg` group `bench`, and the bench
+//! measures what our node (default settings: remote members kept as pids, no proxies; see
+//! `NodeConfig::pg_mirror_remote`) spends per member until it sees all N:
+//! `bytes_per_pg_member`, and the size of a `ProcessHandle`.
 //!
 //! Starts our node (with an embedded EPMD on a free port) and an `erl` peer that spawns N idle
 //! processes and hands their pids over in batches. Then:
@@ -43,6 +49,7 @@ const PEER_ERL: &str = r#"
 -export([main/0]).
 
 main() ->
+    {ok, _} = pg:start(pg),
     register(counter, spawn(fun() -> counter(0, #{}) end)),
     register(spawner, spawn(fun spawner/0)),
     spawn(fun() -> _ = io:get_line(""), halt() end),
@@ -52,6 +59,9 @@ spawner() ->
     receive
         {'$gen_call', From, {spawn, K}} ->
             gen_server:reply(From, [spawn(fun idle/0) || _ <- lists:seq(1, K)]);
+        {'$gen_call', From, {join, Group, K}} ->
+            ok = pg:join(Group, [spawn(fun idle/0) || _ <- lists:seq(1, K)]),
+            gen_server:reply(From, ok);
         {'$gen_call', From, {memory, Pid}} ->
             gen_server:reply(From, erlang:process_info(Pid, memory));
         _ ->
@@ -327,6 +337,74 @@ fn component_cost(name: &str, n: usize) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// `--pg-members N`: what N remote members of a `pg` group cost our node.
+async fn pg_members(n: usize) {
+    let epmd_port = free_port();
+    let node = NodeConfig::new(format!("pg_bench{}", std::process::id()))
+        .cookie(COOKIE)
+        .epmd("localhost", epmd_port)
+        .start()
+        .await
+        .expect("our node starts");
+    let dir = compile_peer();
+    let (peer_child, peer) = start_peer(&dir, epmd_port);
+    let spawner = RemoteTarget::Name {
+        name: Atom::new("spawner"),
+        node: Atom::new(&peer),
+    };
+    node_server::client_connect(&node, &peer)
+        .await
+        .expect("connects");
+    let groups = node.groups();
+    println!("node: {}  peer: {peer}  pg members: {n}", node.name());
+    let rss0 = settled_rss().await;
+    let t = Instant::now();
+    let mut joined = 0;
+    while joined < n {
+        let k = (n - joined).min(1000);
+        node.call(
+            &spawner,
+            Term::tuple(vec![
+                Term::atom("join"),
+                Term::atom("bench"),
+                Term::Int(k as i64),
+            ]),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("join call");
+        joined += k;
+    }
+    while groups.members("bench").await.len() < n {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "members never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let rss1 = settled_rss().await;
+    let per_member = (rss1.saturating_sub(rss0)) as f64 / n as f64;
+    println!("  members_seen_after_s: {secs:.3}");
+    println!("  rss_before_mib: {:.1}", mib(rss0));
+    println!("  rss_after_mib: {:.1}", mib(rss1));
+    println!(
+        "  bytes_per_pg_member: {per_member:.0}  (target < 2048: {})",
+        if per_member < 2048.0 {
+            "MET"
+        } else {
+            "NOT MET"
+        }
+    );
+    println!(
+        "  proxies_in_supervision_tree: {}  process_handle_bytes: {}",
+        proxies_in_tree(&node),
+        std::mem::size_of::<node_server::ProcessHandle>()
+    );
+    node.shutdown().await;
+    drop(peer_child);
+}
+
 /// Asks the peer's `spawner` for `n` idle processes, in batches of 1000.
 async fn spawn_remote(node: &Node, peer: &str, n: usize) -> Vec<Pid> {
     let spawner = RemoteTarget::Name {
@@ -453,6 +531,9 @@ async fn main() {
         return;
     }
 
+    if let Some(members) = arg("--pg-members").and_then(|s| s.parse().ok()) {
+        return pg_members(members).await;
+    }
     let epmd_port = free_port();
     let node = NodeConfig::new(format!("proxy_bench{}", std::process::id()))
         .cookie(COOKIE)

@@ -112,11 +112,19 @@ impl Erl {
     }
 }
 
-async fn start_node(name: &str, epmd_port: u16, hidden: bool, scopes: &[&str]) -> Node {
+/// Our node; with `mirror`, remote members also join `ractor::pg` groups as proxies
+/// ([`NodeConfig::pg_mirror_remote`]).
+async fn start_node(
+    name: &str,
+    epmd_port: u16,
+    (hidden, mirror): (bool, bool),
+    scopes: &[&str],
+) -> Node {
     NodeConfig::new(name)
         .cookie(COOKIE)
         .epmd("localhost", epmd_port)
         .hidden(hidden)
+        .pg_mirror_remote(mirror)
         .pg_scopes(scopes.iter().copied())
         .start()
         .await
@@ -142,7 +150,7 @@ async fn pg_membership_over_hidden_connections() {
     };
     let epmd = Epmd::start();
     let epmd_port = epmd.port();
-    let node = start_node(&unique("pgr"), epmd_port, true, &["pg"]).await;
+    let node = start_node(&unique("pgr"), epmd_port, (true, true), &["pg"]).await;
     let mut a = Erl::start(&erl, &unique("pga"), epmd_port).await;
     let mut b = Erl::start(&erl, &unique("pgb"), epmd_port).await;
     let b_name = b.name.clone();
@@ -328,7 +336,7 @@ async fn pg_membership_over_visible_connections_in_another_scope() {
     };
     let epmd = Epmd::start();
     let epmd_port = epmd.port();
-    let node = start_node(&unique("pgvr"), epmd_port, false, &["pg_vis"]).await;
+    let node = start_node(&unique("pgvr"), epmd_port, (false, false), &["pg_vis"]).await;
     let mut a = Erl::start(&erl, &unique("pgva"), epmd_port).await;
     a.ok("pg:start(pg_vis)").await;
     a.keep("p1", "pg_peer:member(pg_vis, workers)").await;
@@ -343,8 +351,11 @@ async fn pg_membership_over_visible_connections_in_another_scope() {
         "the connection is visible"
     );
     let groups = node.groups().scope("pg_vis");
+    let remote = || async {
+        groups.members("workers").await.len() - groups.local_members("workers").await.len()
+    };
     propagated("Erlang member seen over a visible connection", || async {
-        remote_members("pg_vis", "workers") == 1
+        remote().await == 1
     })
     .await;
     let (w, _w_rx) = probe().await;
@@ -355,9 +366,24 @@ async fn pg_membership_over_visible_connections_in_another_scope() {
     )
     .await;
     assert_eq!(groups.members("workers").await.len(), 2);
+    // Remote members are pids, not proxies (no pg_mirror_remote): ractor::pg has none, and
+    // an ActorRef is made when asked for, and works.
+    assert_eq!(remote_members("pg_vis", "workers"), 0, "no proxy made");
+    let refs = groups.actor_refs::<Raw>("workers").await;
+    assert_eq!(refs.len(), 2, "the local actor and a proxy");
+    for r in refs.iter().filter(|r| !r.get_id().is_local()) {
+        r.cast(Raw(Term::atom("via_ref"))).expect("proxy cast");
+    }
+    let got = a.ok("pg_peer:next(5000)").await;
+    assert!(got.ends_with(",via_ref}"), "{got}");
+    assert_eq!(
+        remote_members("pg_vis", "workers"),
+        0,
+        "still not in ractor::pg"
+    );
     node.disconnect(&a.name);
     propagated("disconnect clears the visible scope", || async {
-        remote_members("pg_vis", "workers") == 0
+        remote().await == 0
     })
     .await;
     a.wait(
@@ -372,12 +398,12 @@ async fn pg_membership_over_visible_connections_in_another_scope() {
         "pong"
     );
     propagated("members again after reconnecting", || async {
-        remote_members("pg_vis", "workers") == 1
+        remote().await == 1
     })
     .await;
     a.ok("gen_server:stop(pg_vis)").await;
     propagated("a stopped Erlang scope's members leave", || async {
-        remote_members("pg_vis", "workers") == 0
+        remote().await == 0
     })
     .await;
     w.stop(None);
@@ -433,7 +459,7 @@ async fn pg_between_three_nodes_of_ours() {
     let epmd = Epmd::start();
     let epmd_port = epmd.port();
     // The observer: no pg scope of its own, so this process's ractor::pg is left alone.
-    let observer = start_node(&unique("pgobs"), epmd_port, true, &[]).await;
+    let observer = start_node(&unique("pgobs"), epmd_port, (true, false), &[]).await;
     let (_n1, n1) = tokio::task::block_in_place(|| {
         start_echo_node(&unique("pgn1"), epmd_port, &[], &["--global", "echo_main"])
     });

@@ -49,6 +49,8 @@ pub(crate) struct PgSettings {
     pub(crate) scopes: Vec<String>,
     /// Prefix of the `ractor::pg` scope names, for several nodes in one process.
     pub(crate) namespace: Option<String>,
+    /// Whether remote members also join the `ractor::pg` groups, as proxies.
+    pub(crate) mirror_remote: bool,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -93,6 +95,7 @@ impl NodeConfig {
             pg: PgSettings {
                 scopes: vec!["pg".into()],
                 namespace: None,
+                mirror_remote: false,
             },
             busy_wait: Duration::from_micros(50),
             flow: FlowSettings {
@@ -116,6 +119,17 @@ impl NodeConfig {
     /// process runs several nodes, give all but one of them an empty list.
     pub fn pg_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
         self.pg.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether remote processes that join a `pg` group also appear in the `ractor::pg` group,
+    /// each as a proxy actor (`ActorRef`; location transparency for code that reads
+    /// `ractor::pg` directly). Off by default: a proxy is a ractor actor of about 11.5 KiB, so
+    /// remote members are kept as pids (about 0.3 KiB each) and an `ActorRef` is made only
+    /// when asked for ([`crate::groups::Groups::actor_refs`], [`crate::Node::remote_pid`]).
+    /// Local members are in `ractor::pg` either way.
+    pub fn pg_mirror_remote(mut self, mirror: bool) -> Self {
+        self.pg.mirror_remote = mirror;
         self
     }
 

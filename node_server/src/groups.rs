@@ -131,6 +131,29 @@ impl Groups {
         self.members_of(group_term(group), false).await
     }
 
+    /// Every member as an `ActorRef<M>`: local actors as they are, remote processes through
+    /// proxies made on this request (and cached until their node disconnects; see
+    /// [`crate::Node::remote_pid`]). Members whose node cannot be reached are left out.
+    pub async fn actor_refs<M: ractor::Message>(&self, group: &str) -> Vec<ActorRef<M>> {
+        let scope = crate::pg::ractor_scope_of(&self.node.shared().id.config, self.scope.as_str());
+        let mut refs: Vec<ActorRef<M>> =
+            ractor::pg::get_scoped_local_members(&scope, &group.to_owned())
+                .into_iter()
+                .map(Into::into)
+                .collect();
+        let me = &self.node.shared().id;
+        for pid in self.members(group).await {
+            if me.is_local(&pid) {
+                continue;
+            }
+            match self.node.remote_pid::<M>(pid).await {
+                Ok(r) => refs.push(r),
+                Err(e) => tracing::debug!(error = %e, "no proxy for a group member"),
+            }
+        }
+        refs
+    }
+
     /// This node's members' pids, sorted.
     pub async fn local_members(&self, group: &str) -> Vec<Pid> {
         self.members_of(group_term(group), true).await

@@ -13,10 +13,13 @@
 //! - a local actor that joins a group of the matching `ractor::pg` scope is announced to every
 //!   peer (with its Erlang pid, made on first use); when it leaves or stops, the leave is
 //!   announced;
-//! - a remote process that joins is put in the `ractor::pg` group as a
-//!   [`crate::proxy::RemoteActor`] proxy, taken out again when it leaves, when its node
-//!   disconnects, or when its scope process exits (peer scopes are monitored, as OTP's
-//!   scopes monitor each other).
+//! - a remote process that joins is a member of the scope's group (as a pid: see
+//!   [`crate::groups::Groups`]); it leaves when it leaves, when its node disconnects, or when
+//!   its scope process exits (peer scopes are monitored, as OTP's scopes monitor each other).
+//!   With [`crate::NodeConfig::pg_mirror_remote`] it is also put in the `ractor::pg` group as a
+//!   [`crate::proxy::RemoteActor`] proxy, and taken out again with it. Without (the default),
+//!   no proxy is made: an `ActorRef` comes only when asked for
+//!   ([`crate::groups::Groups::actor_refs`]).
 //!
 //! Names: the Erlang scope `pg` is ractor's default scope, any other scope keeps its name.
 //! A group that is an atom in Erlang has the atom's text as its ractor name; any other group
@@ -410,8 +413,11 @@ impl ScopeState {
         }
     }
 
-    /// Remote pids joined `group`: their proxies join the ractor group.
+    /// Remote pids joined `group`: with mirroring on, their proxies join the ractor group.
     async fn mirror_join(&mut self, group: &Term, pids: &[Pid]) {
+        if !self.shared.id.config.pg.mirror_remote {
+            return;
+        }
         let name = group_name(group);
         for pid in pids {
             let key = (group.clone(), pid.clone());
