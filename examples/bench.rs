@@ -5,6 +5,9 @@
 //! cargo run --release --example bench -- --peer NODE  # Rust to another node running bench_peer:serve()
 //! ```
 //!
+//! Rust to Rust also runs the same through a `ProcessHandle` (`process_handle:`, the direct
+//! send path whose sends wait while the connection is busy).
+//!
 //! Prints `oneway_msgs_per_s: N` (a one-way flood of `{hello, 42, <<"payload-0123456789">>}`
 //! to a counting actor, counted at the receiver), `rtt_us: X` (sequential `ping` calls) and
 //! `oneway_1mib_mib_per_s: Y` (a flood of `--big K`, default 200, hellos whose binary is
@@ -110,9 +113,14 @@ fn busy_wait() -> Option<Duration> {
 }
 
 async fn start_node(name: &str, epmd_port: u16) -> Node {
+    // A flood of ractor casts cannot wait for its connection: beyond the send queue's hard
+    // cap (32 MiB by default) its messages are dropped and counted. The floods without
+    // yielding queue all of theirs at once, so the cap is lifted here to measure throughput
+    // as before; the process-handle flood waits instead and needs no cap.
     let config = NodeConfig::new(name)
         .cookie(COOKIE)
-        .epmd("localhost", epmd_port);
+        .epmd("localhost", epmd_port)
+        .dist_queue_cap(usize::MAX);
     match busy_wait() {
         Some(window) => config.busy_wait(window),
         None => config,
@@ -180,6 +188,8 @@ async fn measure_with(
         if matches!(counted, ractor::rpc::CallResult::Success(c) if c >= n) {
             break;
         }
+        let dropped = node.connection_stats(peer).map_or(0, |s| s.dropped);
+        assert_eq!(dropped, 0, "messages were dropped at the send queue's cap");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
@@ -231,6 +241,54 @@ async fn measure_in_task_with(
     tokio::spawn(async move { measure_with(&node, &peer, n, m, flood, payload).await })
         .await
         .expect("measuring task")
+}
+
+/// [`measure_with`] through a [`node_server::ProcessHandle`] (the direct send path: encoded
+/// by the sending task into the connection's queue, waiting while it is busy) from a spawned
+/// task: the flood's rate and the mean round trip of `m` `ping` calls.
+async fn measure_handle(node: &Node, peer: &str, n: u64, m: u32, payload: Bytes) -> (f64, f64) {
+    use node_server::etf::Term;
+    let target = node_server::remote::RemoteTarget::Name {
+        name: Atom::new("counter"),
+        node: Atom::new(peer),
+    };
+    let handle = node.process(&target).await.expect("a handle");
+    tokio::spawn(async move {
+        let timeout = Duration::from_secs(60);
+        let _: Term = handle
+            .call(&Term::atom("reset"), timeout)
+            .await
+            .expect("reset");
+        let start = Instant::now();
+        for _ in 0..n {
+            handle
+                .send(&CounterMsg::Hello(42, payload.clone()))
+                .await
+                .expect("send");
+        }
+        loop {
+            let counted: u64 = handle
+                .call(&Term::atom("count"), timeout)
+                .await
+                .expect("count");
+            if counted >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let rate = n as f64 / start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        for _ in 0..m {
+            let _: Term = handle
+                .call(&Term::atom("ping"), Duration::from_secs(10))
+                .await
+                .expect("ping");
+        }
+        let rtt = start.elapsed().as_secs_f64() * 1e6 / f64::from(m.max(1));
+        (rate, rtt)
+    })
+    .await
+    .expect("measuring task")
 }
 
 /// MiB/s of a flood of `k` hellos with a 1 MiB payload from a spawned task, counted at the
@@ -453,6 +511,12 @@ async fn main() {
     println!("rust_to_rust:\n  oneway_msgs_per_s: {rate:.0}\n  rtt_us: {rtt:.1}");
     let big = big_flood(&node, &rx_name, k).await;
     println!("  oneway_1mib_mib_per_s: {big:.0}");
+    let (rate, rtt) = measure_handle(&node, &rx_name, n, m, Bytes::from_static(PAYLOAD)).await;
+    let (big_rate, _) = measure_handle(&node, &rx_name, k, 1, Bytes::from(vec![7u8; BIG])).await;
+    let big = big_rate * BIG as f64 / f64::from(1 << 20);
+    println!(
+        "  process_handle:\n    oneway_msgs_per_s: {rate:.0}\n    rtt_us: {rtt:.1}\n    oneway_1mib_mib_per_s: {big:.0}"
+    );
     let (rate, _) = measure_in_task(&node, &rx_name, n, 1, Flood::NoYield).await;
     println!("  without_yielding:\n    oneway_msgs_per_s: {rate:.0}");
     let (rate, rtt) = measure(&node, &rx_name, n, m, Flood::NoYield).await;

@@ -13,15 +13,15 @@
 //! A handle is 56 bytes, `Clone` and `Send`; it holds no actor and costs nothing while
 //! unused. It does not connect: make one with [`crate::Node::process`], which connects
 //! first, and a send after the connection went fails with [`SendError::NotConnected`]. For
-//! location transparency (an `ActorRef<M>`, `ractor::pg`), see [`crate::Node::actor_ref`].
+//! location transparency (an `ActorRef<M>`, `ractor::pg`), see [`crate::Node::remote_pid`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::calls::CallReply;
 use crate::core::Core;
+use crate::error::ConnectError;
 use crate::etf::{Atom, FromTerm, Pid, Term, ToTerm};
-use crate::node::CallError;
 use crate::outgoing::Outgoing;
 use crate::remote::{send_control, RemoteTarget};
 use crate::send_queue::{Refused, SendQueue};
@@ -42,6 +42,24 @@ pub enum SendError {
         /// The target's node.
         node: String,
     },
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No reply within the timeout.
+    #[error("no reply within the timeout")]
+    Timeout,
+    /// The target does not exist, died, or its node went down.
+    #[error("the target process does not exist or went down")]
+    NoProcess,
+    /// The reply did not decode.
+    #[error("reply did not decode: {0}")]
+    BadReply(String),
+    /// The target's node could not be reached.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
 }
 
 /// A handle for a process of another node; see the module docs.

@@ -14,6 +14,7 @@ use crate::dist::DistFlags;
 use crate::error::{ConnectError, NameProblem};
 use crate::etf::{Atom, Pid, Reference, Term};
 use crate::events::NodeEvent;
+pub use crate::handle::CallError;
 use crate::handle::ProcessHandle;
 use crate::message::ErlangMessage;
 use crate::registry::LocalProcess;
@@ -459,24 +460,6 @@ impl Node {
         }
         Ok(ProcessHandle::new(self.shared.clone(), target.clone()))
     }
-}
-
-/// Why a call failed.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum CallError {
-    /// No reply within the timeout.
-    #[error("no reply within the timeout")]
-    Timeout,
-    /// The target does not exist, died, or its node went down.
-    #[error("the target process does not exist or went down")]
-    NoProcess,
-    /// The reply did not decode.
-    #[error("reply did not decode: {0}")]
-    BadReply(String),
-    /// The target's node could not be reached.
-    #[error(transparent)]
-    Connect(#[from] ConnectError),
 }
 
 /// Connects `node` to `peer` (`name@host`), resolving it through EPMD on the peer's host, and

@@ -9,16 +9,15 @@
 //! producer never outruns its connection. This queue counts the bytes encoded and not yet
 //! written (in the buffer, and in the writer's batch while it writes) and offers the same:
 //!
-//! - [`SendQueue::push_waiting`]: waits while the queue is busy, then queues (the BEAM's
-//!   suspend); [`crate::ProcessHandle::send`] and calls use it;
-//! - [`SendQueue::try_push`]: [`Refused::Busy`] at once when busy
-//!   ([`crate::ProcessHandle::try_send`]);
-//! - [`SendQueue::push_capped`]: for senders that cannot wait (a ractor `cast` through a proxy,
+//! - waiting: while the queue is busy, the sender waits, then queues (the BEAM's suspend);
+//!   [`crate::ProcessHandle::send`] and calls do this ([`SendQueue::ready`]);
+//! - trying: [`Refused::Busy`] at once when busy ([`crate::ProcessHandle::try_send`]);
+//! - capped: for senders that cannot wait (a ractor `cast` through a proxy,
 //!   [`crate::Node::send`]): queues while the queue holds less than the hard cap
 //!   ([`crate::NodeConfig::dist_queue_cap`], 32 MiB by default), else drops the message,
 //!   counts it (`dist_dropped_total`) and logs it: memory stays bounded and no message is lost
 //!   silently;
-//! - [`SendQueue::push`]: always queues. For what the protocol itself sends (links, monitors,
+//! - always: for what the protocol itself sends (links, monitors,
 //!   exit signals, replies to the peer's calls, rpc results): bounded by the work that causes
 //!   it, and never dropped, as in Erlang.
 //!
