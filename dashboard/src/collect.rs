@@ -17,8 +17,8 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::MissedTickBehavior;
 
 use crate::model::{
-    EdgeView, EpmdView, GroupView, MemberView, NodeKind, NodeStatus, NodeView, Rates, Registration,
-    ReportedConnections, Snapshot, Standing,
+    EdgeView, EpmdView, GroupView, MemberView, NodeKind, NodeStatus, NodeView, QueueView, Rates,
+    Registration, ReportedConnections, Snapshot, Standing,
 };
 use crate::probe::{probe, LinkCounters, ProbeData, ProbeError};
 
@@ -485,8 +485,18 @@ fn build_snapshot(
                 hidden: false,
                 msgs_per_s: None,
                 bytes_per_s: None,
+                queues: Vec::new(),
             });
             edge.hidden |= is_hidden;
+            if let Some(q) = d.queues.iter().find(|q| q.node.as_str() == peer) {
+                edge.queues.push(QueueView {
+                    from: name.clone(),
+                    to: peer.clone(),
+                    queue_bytes: q.queue_bytes,
+                    busy: q.busy,
+                    dropped: q.dropped,
+                });
+            }
             if let Some(&(msgs, bytes)) = t.sample.link_rates.get(peer) {
                 edge.msgs_per_s = Some(edge.msgs_per_s.map_or(msgs, |m| m.max(msgs)));
                 edge.bytes_per_s = Some(edge.bytes_per_s.map_or(bytes, |b| b.max(bytes)));
@@ -539,6 +549,7 @@ mod tests {
             groups: Vec::new(),
             counters: vec![("io_in", 1000), ("io_out", 2000)],
             links: links.into_iter().map(|(p, c)| (p.to_owned(), c)).collect(),
+            queues: Vec::new(),
         }
     }
 
@@ -645,6 +656,17 @@ mod tests {
                 vec![("echo", vec!["<a@h.1.0>", "<b@h.2.0>"])],
             ),
         );
+        // b is a node of ours: it reports its queue to a.
+        let b = nodes.get_mut("b@h").unwrap();
+        b.kind = NodeKind::NodeServer;
+        if let Some(d) = b.sample.data.as_mut() {
+            d.queues = vec![node_server::info::ConnectionQueue {
+                node: node_server::etf::Atom::new("a@h"),
+                queue_bytes: 2048,
+                busy: 5,
+                dropped: 1,
+            }];
+        }
         let mut gone = up(&["a@h"], &[], vec![("old", vec!["<d@h.1.0>"])]);
         gone.set_status(NodeStatus::Gone);
         nodes.insert("d@h".to_owned(), gone);
@@ -657,6 +679,20 @@ mod tests {
             .map(|e| (e.a.as_str(), e.b.as_str(), e.hidden))
             .collect();
         assert_eq!(edges, vec![("a@h", "b@h", false), ("a@h", "c@h", true)]);
+        assert_eq!(
+            s.edges[0].queues,
+            vec![QueueView {
+                from: "b@h".into(),
+                to: "a@h".into(),
+                queue_bytes: 2048,
+                busy: 5,
+                dropped: 1
+            }]
+        );
+        assert!(
+            s.edges[1].queues.is_empty(),
+            "Erlang nodes report no queues"
+        );
         assert_eq!(s.groups.len(), 1, "a gone node's groups are dropped");
         assert_eq!(s.groups[0].name, "echo");
         assert_eq!(s.groups[0].members.len(), 2);

@@ -18,7 +18,8 @@
 //!   `pg:which_groups()` and `pg:get_members(G)` per group, `erlang:statistics(io)`, and
 //!   `inet:getstat/2` on each distribution socket (`erlang:system_info(dist_ctrl)`) for
 //!   packet and byte counters per connection. Nodes of ours are asked `node_server:info()`
-//!   first, and answer the `pg` calls; where a call fails with `{badrpc, _}` (no `pg` running,
+//!   first (which also gives each connection's send queue: queued bytes, busy and drop
+//!   counts, shown per connection), and answer the `pg` calls; where a call fails with `{badrpc, _}` (no `pg` running,
 //!   no such function) that part is simply empty. Rates come from two successive probes.
 //!   A slow node is answered for in a later round and delays nobody else.
 //! - **Liveness.** A node that leaves EPMD is marked `gone` in the next round (and dropped
@@ -32,7 +33,8 @@
 //!   and `GET /state.json` with the latest one. The page renders with DOM calls and
 //!   `textContent` only, so names from the cluster cannot inject markup. Its elements carry
 //!   stable attributes for scripts and tests: `data-node`, `data-status`, `data-edge`,
-//!   `data-group`, `data-member`, `data-member-node`, `data-registered`.
+//!   `data-queue-from` (with `data-queue-to`, `data-queue-bytes`, `data-busy`,
+//!   `data-dropped`), `data-group`, `data-member`, `data-member-node`, `data-registered`.
 //!
 //! ## Example
 //! ```no_run

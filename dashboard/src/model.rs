@@ -162,6 +162,23 @@ pub struct EdgeView {
     pub msgs_per_s: Option<f64>,
     /// Bytes per second both ways, likewise.
     pub bytes_per_s: Option<f64>,
+    /// The send queue of each end that reports it (nodes of ours), ordered by end.
+    pub queues: Vec<QueueView>,
+}
+
+/// One end's send queue on a connection, as `node_server:info()` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueView {
+    /// The end that queues (and sends).
+    pub from: String,
+    /// The end it sends to.
+    pub to: String,
+    /// Bytes queued and not yet written.
+    pub queue_bytes: u64,
+    /// Times a sender found the connection busy (it waited, or was told so).
+    pub busy: u64,
+    /// Messages dropped at the queue's hard cap.
+    pub dropped: u64,
 }
 
 /// A process group.

@@ -10,14 +10,14 @@
 //!   socket: packets and bytes per connection, the source of message rates.
 //!
 //! A node of ours (`node_server`) answers `pg:which_groups/0` and `pg:get_members/1`, and
-//! `node_server:info()` where it has it ([`NodeInfo`]: its counters, names and connections
-//! are used). It does not run Erlang's BIFs, so
+//! `node_server:info()` where it has it ([`NodeInfo`]: its counters, names, connections and
+//! each connection's send queue are used). It does not run Erlang's BIFs, so
 //! `erlang:nodes/1` fails there with `undef`: that is how the two kinds are told apart.
 
 use std::time::Duration;
 
 use node_server::etf::{FromTerm, Pid, Term};
-use node_server::info::{ConnectedNode, NodeInfo, Visibility};
+use node_server::info::{ConnectedNode, ConnectionQueue, NodeInfo, Visibility};
 use node_server::rpc::RpcError;
 use node_server::Node;
 
@@ -46,6 +46,8 @@ pub(crate) struct ProbeData {
     pub counters: Vec<(&'static str, u64)>,
     /// Counters of each connection, by peer node.
     pub links: Vec<(String, LinkCounters)>,
+    /// The send queue of each connection (nodes of ours), by peer node.
+    pub queues: Vec<ConnectionQueue>,
 }
 
 /// Why a probe failed: the node could not be reached or did not answer in time.
@@ -95,6 +97,7 @@ pub(crate) async fn probe(
         groups: Vec::new(),
         counters: Vec::new(),
         links: Vec::new(),
+        queues: Vec::new(),
     };
 
     if known != NodeKind::Erlang {
@@ -252,8 +255,8 @@ pub(crate) fn parse_getstat(t: &Term) -> Option<LinkCounters> {
     Some(c)
 }
 
-/// Reads a node's `node_server:info()` into `data`: its traffic counters, registered names and
-/// connections (`me` left out).
+/// Reads a node's `node_server:info()` into `data`: its traffic counters, registered names,
+/// connections and their send queues (`me` left out).
 pub(crate) fn read_info(info: &NodeInfo, me: &str, data: &mut ProbeData) {
     let traffic = &info.traffic;
     data.counters.extend([
@@ -281,6 +284,12 @@ pub(crate) fn read_info(info: &NodeInfo, me: &str, data: &mut ProbeData) {
         .map(name)
         .collect();
     data.connections = Some((all, hidden));
+    data.queues = info
+        .queues
+        .iter()
+        .filter(|q| q.node.as_str() != me)
+        .cloned()
+        .collect();
 }
 
 #[cfg(test)]
@@ -299,6 +308,7 @@ mod tests {
             groups: Vec::new(),
             counters: Vec::new(),
             links: Vec::new(),
+            queues: Vec::new(),
         }
     }
 
@@ -338,7 +348,9 @@ mod tests {
                connected => [{'a@h', visible}, {'c@h', visible}, {'b@h', hidden}, \
                {'dash@h', hidden}], messages_in => 10, messages_out => 11, bytes_in => 98, \
                bytes_out => 99, memory_total => 1, creation => 2, hidden => false, \
-               admin_guard => false, other => x}",
+               admin_guard => false, other => x, \
+               queues => [#{node => 'b@h', queue_bytes => 10, busy => 2, dropped => 1}, \
+                          #{node => 'dash@h', queue_bytes => 0, busy => 0, dropped => 0}]}",
         ))
         .unwrap();
         let mut data = empty();
@@ -360,6 +372,16 @@ mod tests {
                 vec!["a@h".into(), "c@h".into(), "b@h".into()],
                 vec!["b@h".into()]
             ))
+        );
+        assert_eq!(
+            data.queues,
+            vec![ConnectionQueue {
+                node: node_server::etf::Atom::new("b@h"),
+                queue_bytes: 10,
+                busy: 2,
+                dropped: 1
+            }],
+            "the dashboard's own connection left out"
         );
     }
 

@@ -3,7 +3,8 @@
 //!
 //! The dashboard's node and two nodes of ours use the test's EPMD ([`testkit::Epmd`], on a
 //! port the system picked); one of the two runs scope `pg` with a Rust actor in group
-//! `workers`. The stream must show both as `node_server` nodes with the group, and a node that
+//! `workers`. The stream must show both as `node_server` nodes with the group, their
+//! connection with each end's send queue (queued bytes, busy and drop counts), and a node that
 //! shuts down as gone within [`LIVE`].
 
 use std::time::{Duration, Instant};
@@ -189,6 +190,39 @@ async fn event_stream_follows_nodes_of_ours() {
     assert!(node(&state, dashboard.node_name()).is_none());
     assert_eq!(node(&state, &b_name).unwrap()["hidden"], true);
     assert_eq!(node(&state, &b_name).unwrap()["epmd_hidden"], true);
+
+    // Connected, both ends report their send queue on the connection.
+    node_server::client_connect(&a, &b_name)
+        .await
+        .expect("a connects to b");
+    let edge_of = |s: &Value| -> Option<Value> {
+        s["edges"]
+            .as_array()?
+            .iter()
+            .find(|e| {
+                let ends = [e["a"].as_str(), e["b"].as_str()];
+                ends.contains(&Some(a_name.as_str())) && ends.contains(&Some(b_name.as_str()))
+            })
+            .cloned()
+    };
+    let (state, _) = events
+        .until("the connection a-b with both send queues", SETUP, |s| {
+            edge_of(s).is_some_and(|e| e["queues"].as_array().is_some_and(|q| q.len() == 2))
+        })
+        .await;
+    let edge = edge_of(&state).unwrap();
+    for q in edge["queues"].as_array().unwrap() {
+        let (from, to) = (q["from"].as_str().unwrap(), q["to"].as_str().unwrap());
+        assert!(
+            (from, to) == (a_name.as_str(), b_name.as_str())
+                || (from, to) == (b_name.as_str(), a_name.as_str()),
+            "{q}"
+        );
+        for key in ["queue_bytes", "busy", "dropped"] {
+            assert!(q[key].is_u64(), "{key} in {q}");
+        }
+        assert_eq!(q["dropped"], 0);
+    }
 
     // The JSON snapshot says the same.
     let json = get(port, "GET /state.json HTTP/1.1\r\n\r\n").await;

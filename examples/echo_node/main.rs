@@ -6,7 +6,7 @@
 //! `pg`; `--connect` connects to other nodes once the node runs (a bare name gets this host's
 //! short name; a node that cannot be reached is reported and the node runs on), and
 //! `--global NAME` then registers `echo` under the `global` name `NAME`. `--roles` announces
-//! roles in EPMD. `--phoenix-pubsub NAME` joins the Elixir app's Phoenix.PubSub `NAME`,
+//! roles in EPMD. `--metrics ADDR` serves Prometheus metrics at `http://ADDR/metrics`. `--phoenix-pubsub NAME` joins the Elixir app's Phoenix.PubSub `NAME`,
 //! subscribes to topic `"echo"` and, for each message `M` published there, broadcasts
 //! `{echoed, M}` on topic `"echo:reply"`.
 //!
@@ -49,6 +49,8 @@ options (defaults in brackets):
   --roles A,B            roles announced in EPMD's extra field [none]
   --phoenix-pubsub NAME  join the Elixir PubSub NAME (e.g. MyApp.PubSub): subscribe to topic
                          \"echo\" and broadcast {echoed, M} on \"echo:reply\" for each M [off]
+  --metrics ADDR         serve Prometheus metrics at http://ADDR/metrics, ADDR as IP:PORT
+                         (port 0: a free port; the address is printed) [off]
   --tls-cert F --tls-key F [--tls-ca F]
                          distribution over TLS with this certificate and key (PEM); with
                          --tls-ca, peers must present a certificate signed by it [plain TCP]
@@ -56,7 +58,8 @@ options (defaults in brackets):
 
 environment: ERL_EPMD_PORT (EPMD's port) [4369]; RUST_LOG (log filter) [warn]
 
-prints `ready NODE` once it accepts connections, then `up NODE` / `down NODE REASON`;
+prints `ready NODE` once it accepts connections (then `metrics http://ADDR/metrics` with
+--metrics), then `up NODE` / `down NODE REASON`;
 stops on Ctrl-C or init:stop() from another node (prints `stopped STATUS`).
 ";
 
@@ -71,6 +74,7 @@ struct Args {
     tls_ca: Option<PathBuf>,
     connect: Vec<String>,
     phoenix_pubsub: Option<String>,
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// What the command line asks for: a node to run, or the help text.
@@ -91,6 +95,7 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Command, String>
         tls_ca: None,
         connect: Vec::new(),
         phoenix_pubsub: None,
+        metrics: None,
     };
     let mut it = argv.into_iter();
     while let Some(arg) = it.next() {
@@ -108,6 +113,15 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Command, String>
             "--global" => args.global = Some(value()?),
             "--roles" => args.roles = value()?.split(',').map(str::to_owned).collect(),
             "--phoenix-pubsub" => args.phoenix_pubsub = Some(value()?),
+            "--metrics" => {
+                let addr = value()?;
+                args.metrics = Some(addr.parse().map_err(|_| {
+                    format!(
+                        "--metrics {addr:?} is not an address: give IP:PORT, as \
+                         127.0.0.1:9100 or [::1]:0"
+                    )
+                })?);
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -147,6 +161,9 @@ async fn main() -> ExitCode {
     }
     if let Some(cookie) = &args.cookie {
         config = config.cookie(cookie);
+    }
+    if let Some(addr) = args.metrics {
+        config = config.metrics_listen(addr);
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         match TlsConfig::from_pem_files(cert, key, args.tls_ca.as_deref()) {
@@ -216,6 +233,9 @@ async fn main() -> ExitCode {
         }
     }
     println!("ready {}", node.name());
+    if let Some(addr) = node.metrics_addr() {
+        say(format_args!("metrics http://{addr}/metrics"));
+    }
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,

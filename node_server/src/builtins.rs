@@ -20,16 +20,17 @@
 //! | `erlang:memory/0,1` | best effort: `total` and `system` are the process's resident set size (`VmRSS`, Linux only, else 0); `processes`, `processes_used`, `atom`, `atom_used`, `binary`, `code` and `ets` are 0, as the node keeps no accounting by category; an unknown type is `badarg` |
 //! | `erlang:statistics/1` | `wall_clock`: `{MsSinceStart, MsSinceLastCall}`; `runtime`: `{CpuMs, CpuMsSinceLastCall}` of the whole process (user + system, from `/proc/self/stat` at 100 ticks a second; 0 where unavailable); `io`: `{{input, BytesIn}, {output, BytesOut}}` of the distribution connections (the BEAM counts all its ports); others `badarg` |
 //! | `init:stop/0,1` | `ok`, then a graceful stop of the node ([`crate::ops`]); `init:stop(Status)` with an integer status makes [`crate::Node::wait_stopped`] return it, a string status gives 1 |
-//! | `node_server:info/0` | a map ([`crate::info::NodeInfo`]): `node`, `version` (binary), `otp_release` (binary), `uptime_ms`, `process_count`, `registered` (the names, sorted), `connections` (how many), `connected` (`[{Node, visible \| hidden}]`), `messages_in`, `messages_out`, `bytes_in`, `bytes_out` ([`crate::ops`]), `memory_total`, `creation`, `hidden`, `admin_guard` (whether [`crate::NodeConfig::admin_allow`] is on) |
+//! | `node_server:info/0` | a map ([`crate::info::NodeInfo`]): `node`, `version` (binary), `otp_release` (binary), `uptime_ms`, `process_count`, `registered` (the names, sorted), `connections` (how many), `connected` (`[{Node, visible \| hidden}]`), `messages_in`, `messages_out`, `bytes_in`, `bytes_out` ([`crate::ops`]), `memory_total`, `creation`, `hidden`, `admin_guard` (whether [`crate::NodeConfig::admin_allow`] is on), `queues` (`[#{node, queue_bytes, busy, dropped}]`: each connection's send queue, [`crate::send_queue`]) |
 //!
 //! Under the admin guard ([`crate::admin`]) all of these are rpc calls like any other: only
 //! listed nodes get answers.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use crate::core::Core;
 use crate::etf::{Atom, Term, ToTerm};
-use crate::info::{ConnectedNode, NodeIdentity, NodeInfo, Visibility};
+use crate::info::{ConnectedNode, ConnectionQueue, NodeIdentity, NodeInfo, Visibility};
 use crate::node::Node;
 use crate::rpc::{RpcFailure, RpcResult};
 
@@ -368,6 +369,21 @@ fn info(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
         .chain(hidden.into_iter().map(|n| (n, Visibility::Hidden)))
         .map(|(node, visibility)| ConnectedNode { node, visibility })
         .collect();
+    let mut queues: Vec<ConnectionQueue> = shared
+        .sessions
+        .all()
+        .iter()
+        .map(|s| {
+            let stats = &s.queue.stats;
+            ConnectionQueue {
+                node: s.peer.clone(),
+                queue_bytes: s.queue.queued_bytes() as u64,
+                busy: stats.busy.load(Ordering::Relaxed),
+                dropped: stats.dropped.load(Ordering::Relaxed),
+            }
+        })
+        .collect();
+    queues.sort_by(|a, b| a.node.cmp(&b.node));
     let info = NodeInfo {
         identity: NodeIdentity {
             node: shared.id.name.clone(),
@@ -384,6 +400,7 @@ fn info(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
         traffic: stats.into(),
         memory_total: resident_bytes(),
         admin_guard: shared.id.config.admin_allow.is_some(),
+        queues,
     };
     Ok(info.to_term())
 }

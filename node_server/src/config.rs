@@ -32,6 +32,8 @@ pub struct NodeConfig {
     pub(crate) busy_wait: Duration,
     /// Connections' send queues (see [`crate::send_queue`]).
     pub(crate) flow: FlowSettings,
+    /// Where Prometheus metrics are served, if anywhere (see [`crate::metrics`]).
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 /// Limits of the connections' send queues (a part of [`NodeConfig`]).
@@ -66,6 +68,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("admin_allow", &self.admin_allow)
             .field("busy_wait", &self.busy_wait)
             .field("flow", &self.flow)
+            .field("metrics", &self.metrics)
             .finish()
     }
 }
@@ -102,6 +105,7 @@ impl NodeConfig {
                 busy_limit: crate::send_queue::DEFAULT_BUSY_LIMIT,
                 queue_cap: crate::send_queue::DEFAULT_QUEUE_CAP,
             },
+            metrics: None,
         }
     }
 
@@ -241,6 +245,19 @@ impl NodeConfig {
     /// dropped. See [`crate::send_queue`].
     pub fn dist_queue_cap(mut self, bytes: usize) -> Self {
         self.flow.queue_cap = bytes;
+        self
+    }
+
+    /// Serves Prometheus metrics at `GET /metrics` on `addr` (off by default): traffic, send
+    /// queue, busy and drop counts per connection, connections, failed handshakes by reason
+    /// and the actor count, read from the node at each scrape. Port 0 takes a free port;
+    /// [`crate::Node::metrics_addr`] tells which. The listener is bound when the node starts
+    /// (a failure to bind makes [`NodeConfig::start`] fail with [`NodeError::Metrics`]) and
+    /// closes when the node stops. Anyone who reaches the address can read the figures (and
+    /// the peers' node names): bind a loopback or private address. See [`crate::metrics`]
+    /// for the series.
+    pub fn metrics_listen(mut self, addr: SocketAddr) -> Self {
+        self.metrics = Some(addr);
         self
     }
 

@@ -72,6 +72,9 @@ pub enum NodeError {
     /// The configured roles cannot be announced.
     #[error("roles: {0}")]
     Roles(String),
+    /// The metrics listener ([`crate::NodeConfig::metrics_listen`]) could not bind.
+    #[error("cannot serve metrics: {0}")]
+    Metrics(std::io::Error),
 }
 
 /// Why a connection to another node failed.

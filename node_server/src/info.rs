@@ -14,24 +14,28 @@
 //!        uptime_ms => 1500, process_count => 4, registered => [echo, rex], \
 //!        connections => 1, connected => [{'b@h', hidden}], messages_in => 3, \
 //!        messages_out => 2, bytes_in => 300, bytes_out => 200, memory_total => 4096, \
-//!        creation => 7, hidden => false, admin_guard => false}",
+//!        creation => 7, hidden => false, admin_guard => false, \
+//!        queues => [#{node => 'b@h', queue_bytes => 0, busy => 2, dropped => 0}]}",
 //! )
 //! .unwrap();
 //! let info = NodeInfo::from_term(&reply).unwrap();
 //! assert_eq!(info.connected[0].node.as_str(), "b@h");
 //! assert_eq!(info.connected[0].visibility, Visibility::Hidden);
+//! assert_eq!(info.queues[0].busy, 2);
 //! ```
 //!
 //! The term is a map whose keys are the field names (an Erlang caller matches on them); a
-//! reader ignores keys it does not know, so the map may grow.
+//! reader ignores keys it does not know, so the map may grow. `queues` came later than the
+//! other keys: a reader takes a map without it as an empty list.
 
 use crate::etf::{Atom, ConversionError, FromTerm, Term, ToTerm};
 
 /// Figures of a running node, as `node_server:info/0` returns them: a map with one key a
 /// field, the fields of [`NodeIdentity`] and [`Traffic`] included (they are flattened into the
-/// same map, so the wire has the 16 keys `node`, `version`, `otp_release`, `uptime_ms`,
+/// same map, so the wire has the 17 keys `node`, `version`, `otp_release`, `uptime_ms`,
 /// `process_count`, `registered`, `connections`, `connected`, `messages_in`, `messages_out`,
-/// `bytes_in`, `bytes_out`, `memory_total`, `creation`, `hidden` and `admin_guard`).
+/// `bytes_in`, `bytes_out`, `memory_total`, `creation`, `hidden`, `admin_guard` and
+/// `queues`).
 #[derive(Debug, Clone, PartialEq, Eq, ToTerm, FromTerm)]
 pub struct NodeInfo {
     /// Which node this is and what it runs: `node`, `version`, `otp_release`, `creation`,
@@ -56,6 +60,24 @@ pub struct NodeInfo {
     pub memory_total: u64,
     /// Whether the admin guard ([`crate::NodeConfig::admin_allow`]) is on.
     pub admin_guard: bool,
+    /// The send queue of each connection, sorted by node (empty when the node did not say).
+    #[term(default)]
+    pub queues: Vec<ConnectionQueue>,
+}
+
+/// One connection's send queue ([`crate::send_queue`]): the map `#{node => Node,
+/// queue_bytes => N, busy => N, dropped => N}`, the same figures as the `/metrics` series
+/// `dist_send_queue_bytes`, `dist_busy_total` and `dist_dropped_total` ([`crate::metrics`]).
+#[derive(Debug, Clone, PartialEq, Eq, ToTerm, FromTerm)]
+pub struct ConnectionQueue {
+    /// The node at the other end.
+    pub node: Atom,
+    /// Bytes queued and not yet written.
+    pub queue_bytes: u64,
+    /// Times a sender found the connection busy (it waited, or was told so).
+    pub busy: u64,
+    /// Messages dropped at the queue's hard cap.
+    pub dropped: u64,
 }
 
 /// Which node answered [`NodeInfo`] and what it runs (keys of the same map).
@@ -167,6 +189,12 @@ mod tests {
             },
             memory_total: 4096,
             admin_guard: true,
+            queues: vec![ConnectionQueue {
+                node: Atom::new("b@h"),
+                queue_bytes: 1024,
+                busy: 3,
+                dropped: 1,
+            }],
         }
     }
 
@@ -179,7 +207,8 @@ mod tests {
                connections => 2, connected => [{'b@h', visible}, {'c@h', hidden}], \
                messages_in => 3, messages_out => 2, bytes_in => 300, \
                bytes_out => 18446744073709551615, memory_total => 4096, creation => 7, \
-               hidden => false, admin_guard => true}",
+               hidden => false, admin_guard => true, \
+               queues => [#{node => 'b@h', queue_bytes => 1024, busy => 3, dropped => 1}]}",
         )
         .unwrap();
         assert_eq!(sample().to_term(), expected);
@@ -193,7 +222,11 @@ mod tests {
             panic!("not a map")
         };
         map.insert(Term::atom("later_addition"), Term::atom("x"));
-        assert_eq!(NodeInfo::from_term(&Term::Map(map)).unwrap(), info);
+        assert_eq!(NodeInfo::from_term(&Term::Map(map.clone())).unwrap(), info);
+        // An older node's map, without `queues`.
+        map.remove(&Term::atom("queues"));
+        let older = NodeInfo::from_term(&Term::Map(map)).unwrap();
+        assert!(older.queues.is_empty());
     }
 
     #[test]

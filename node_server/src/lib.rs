@@ -14,7 +14,7 @@
 //!                 |                              |
 //!  actors     server (NodeServer + connections)  session (NodeSession; session/{handshake,
 //!                 |                              |   reader, writer, dispatch, services, reply})
-//!                 +--------------+---------------+   proxy (RemoteActor)
+//!                 +--------------+---------------+   proxy (RemoteActor)   metrics (/metrics)
 //!                                |
 //!  core       core::Core = identity + sessions + calls + proxies + router + rpc (functions)
 //!             + events + ops + services   (router = registry + signals + delivery rules)
@@ -41,7 +41,8 @@
 //!    [`connections`]), one [`session::NodeSession`] per peer with its reader and writer tasks
 //!    (the reader dispatches through a small trait, so dispatch is unit-tested with a fake
 //!    node), and [`proxy::RemoteActor`] proxies that let local code hold an `ActorRef<M>` for
-//!    an Erlang process. After writes the node busy-polls briefly so answers are read without
+//!    an Erlang process. [`metrics`] serves Prometheus text at `GET /metrics`
+//!    ([`NodeConfig::metrics_listen`]), read from the core at each scrape. After writes the node busy-polls briefly so answers are read without
 //!    waking a sleeping CPU ([`busy`], [`NodeConfig::busy_wait`]).
 //! 5. **The facade**: [`Node`] ([`node`]), what Rust code uses; [`NodeConfig::start`] builds
 //!    the core, the node server and the services.
@@ -116,6 +117,7 @@ mod hash;
 mod identity;
 pub mod info;
 pub mod message;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod ops;

@@ -27,6 +27,8 @@ pub struct Node {
     pub(crate) actor: ActorRef<NodeServerMsg>,
     pub(crate) shared: Arc<Core>,
     pub(crate) port: u16,
+    /// Where the metrics listener is bound, if it runs.
+    pub(crate) metrics_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Node {
@@ -52,6 +54,13 @@ impl Node {
     /// The distribution listener's port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The address of the Prometheus metrics listener (`GET /metrics`), when the node was
+    /// started with [`crate::NodeConfig::metrics_listen`]: the port the system picked when
+    /// port 0 was asked for. See [`crate::metrics`].
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     pub(crate) fn shared(&self) -> &Arc<Core> {

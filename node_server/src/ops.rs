@@ -8,6 +8,11 @@
 //! excluded). [`crate::Node::stats`] reads them in-process; other nodes get them from
 //! `node_server:info/0` (see [`crate::builtins`]).
 //!
+//! Failed handshakes are counted by [`HandshakeFailure`], a small fixed set of reasons, where
+//! the node server gives up on an incoming or outgoing connection (`dist_handshake_failures_total`
+//! in [`crate::metrics`]). A lost simultaneous-connect race is not a failure: the other
+//! connection goes on.
+//!
 //! A graceful stop lets the rpc calls in flight answer (for up to [`GRACE`]), makes every
 //! connection write what is queued for it (for up to [`GRACE`] more), then stops the node:
 //! connections close and the EPMD registration goes. [`crate::Node::wait_stopped`] resolves
@@ -18,6 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+
+use crate::dist::handshake::{HandshakeError, Refusal, Status};
+use crate::error::ConnectError;
 
 /// How long each phase of a graceful stop may take.
 pub const GRACE: Duration = Duration::from_secs(2);
@@ -39,11 +47,120 @@ impl Counters {
     }
 }
 
+/// Why a connection's setup failed, as counted (`dist_handshake_failures_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HandshakeFailure {
+    /// The cookies differ (our digest check failed, or the peer closed after our digest).
+    BadCookie,
+    /// Refused for the node's name or flags: `not_allowed`, missing distribution flags, a
+    /// name that is not `name@host` or not the node dialled.
+    NotAllowed,
+    /// A step took longer than `net_setuptime` (or the whole setup longer than three).
+    Timeout,
+    /// The peer broke the protocol: a malformed or unexpected message, an unknown status.
+    Protocol,
+    /// The TLS handshake failed.
+    Tls,
+    /// The peer closed the connection during the handshake (not after our digest).
+    Closed,
+    /// Anything else.
+    Other,
+}
+
+impl HandshakeFailure {
+    /// Every reason, in the order the metrics list them.
+    pub const ALL: [HandshakeFailure; 7] = [
+        HandshakeFailure::BadCookie,
+        HandshakeFailure::NotAllowed,
+        HandshakeFailure::Timeout,
+        HandshakeFailure::Protocol,
+        HandshakeFailure::Tls,
+        HandshakeFailure::Closed,
+        HandshakeFailure::Other,
+    ];
+
+    /// The `reason` label: `bad_cookie`, `not_allowed`, `timeout`, `protocol`, `tls`,
+    /// `closed`, `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandshakeFailure::BadCookie => "bad_cookie",
+            HandshakeFailure::NotAllowed => "not_allowed",
+            HandshakeFailure::Timeout => "timeout",
+            HandshakeFailure::Protocol => "protocol",
+            HandshakeFailure::Tls => "tls",
+            HandshakeFailure::Closed => "closed",
+            HandshakeFailure::Other => "other",
+        }
+    }
+
+    /// Why a handshake failed; `None` for a lost simultaneous-connect race (`nok`, an
+    /// `alive` answered with false, already connected), which is no failure.
+    pub fn of_handshake(error: &HandshakeError) -> Option<HandshakeFailure> {
+        Some(match error {
+            HandshakeError::BadDigest | HandshakeError::CookieRejected => {
+                HandshakeFailure::BadCookie
+            }
+            HandshakeError::MissingFlags { .. }
+            | HandshakeError::BadName(_)
+            | HandshakeError::WrongPeer { .. }
+            | HandshakeError::Refused(Refusal::Status(Status::NotAllowed)) => {
+                HandshakeFailure::NotAllowed
+            }
+            HandshakeError::Refused(
+                Refusal::Status(_) | Refusal::AliveDeclined | Refusal::AlreadyConnected,
+            ) => return None,
+            HandshakeError::Refused(Refusal::UnknownStatus(_))
+            | HandshakeError::Malformed(_)
+            | HandshakeError::Unexpected { .. } => HandshakeFailure::Protocol,
+            HandshakeError::TimedOut => HandshakeFailure::Timeout,
+            HandshakeError::Closed => HandshakeFailure::Closed,
+            HandshakeError::Misuse(_) => HandshakeFailure::Other,
+        })
+    }
+
+    /// Why an outgoing connection failed in its setup; `None` when it failed before any
+    /// handshake (the name, EPMD, an unreachable host, the node stopping) or lost a race.
+    pub fn of_connect(error: &ConnectError) -> Option<HandshakeFailure> {
+        match error {
+            ConnectError::CookieRejected(_) => Some(HandshakeFailure::BadCookie),
+            ConnectError::NotAllowed { .. } => Some(HandshakeFailure::NotAllowed),
+            ConnectError::Handshake { error, .. } => HandshakeFailure::of_handshake(error),
+            ConnectError::Tls(_) => Some(HandshakeFailure::Tls),
+            ConnectError::Timeout(_) => Some(HandshakeFailure::Timeout),
+            ConnectError::BadName { .. }
+            | ConnectError::Unreachable { .. }
+            | ConnectError::UnknownToEpmd(_)
+            | ConnectError::Stopping => None,
+        }
+    }
+}
+
+/// Failed handshakes by [`HandshakeFailure`], since the node started.
+#[derive(Debug, Default)]
+pub(crate) struct HandshakeFailures {
+    by_reason: [AtomicU64; HandshakeFailure::ALL.len()],
+}
+
+impl HandshakeFailures {
+    /// Counts one failure.
+    pub fn count(&self, reason: HandshakeFailure) {
+        self.by_reason[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Each reason with its count, in [`HandshakeFailure::ALL`]'s order.
+    pub fn snapshot(&self) -> [(HandshakeFailure, u64); HandshakeFailure::ALL.len()] {
+        HandshakeFailure::ALL.map(|r| (r, self.by_reason[r as usize].load(Ordering::Relaxed)))
+    }
+}
+
 /// The node's operations state.
 #[derive(Debug)]
 pub(crate) struct Ops {
     pub started: Instant,
     pub counters: Arc<Counters>,
+    /// Failed handshakes by reason.
+    pub handshake_failures: HandshakeFailures,
     /// rpc calls running now.
     in_flight: watch::Sender<usize>,
     stopping: AtomicBool,
@@ -58,6 +175,7 @@ impl Default for Ops {
         Ops {
             started: Instant::now(),
             counters: Arc::default(),
+            handshake_failures: HandshakeFailures::default(),
             in_flight: watch::Sender::new(0),
             stopping: AtomicBool::new(false),
             exit_status: AtomicI32::new(0),
@@ -99,6 +217,22 @@ impl Ops {
         InFlight(self.in_flight.clone())
     }
 
+    /// Counts a failed handshake of an incoming connection (`error`), unless it was a lost
+    /// race (see [`HandshakeFailure::of_handshake`]).
+    pub fn accept_failed(&self, error: &HandshakeError) {
+        if let Some(reason) = HandshakeFailure::of_handshake(error) {
+            self.handshake_failures.count(reason);
+        }
+    }
+
+    /// Counts a failed outgoing connection whose setup failed (see
+    /// [`HandshakeFailure::of_connect`]).
+    pub fn connect_failed(&self, error: &ConnectError) {
+        if let Some(reason) = HandshakeFailure::of_connect(error) {
+            self.handshake_failures.count(reason);
+        }
+    }
+
     /// The status the node was asked to stop with (`init:stop/1`), 0 otherwise.
     pub fn exit_status(&self) -> i32 {
         self.exit_status.load(Ordering::Relaxed)
@@ -131,4 +265,75 @@ pub struct NodeStats {
     pub bytes_in: u64,
     /// Bytes sent on distribution connections after their handshakes.
     pub bytes_out: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dist::DistFlags;
+
+    fn count_of(ops: &Ops, reason: HandshakeFailure) -> u64 {
+        ops.handshake_failures
+            .snapshot()
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map(|(_, n)| *n)
+            .unwrap()
+    }
+
+    #[test]
+    fn handshake_failures_are_counted_by_reason_and_lost_races_are_not() {
+        let ops = Ops::default();
+        ops.accept_failed(&HandshakeError::BadDigest);
+        ops.connect_failed(&ConnectError::CookieRejected("a@h".into()));
+        ops.accept_failed(&HandshakeError::MissingFlags {
+            peer: "a@h".into(),
+            missing: DistFlags(4),
+        });
+        ops.accept_failed(&HandshakeError::TimedOut);
+        ops.connect_failed(&ConnectError::Timeout("a@h".into()));
+        ops.accept_failed(&HandshakeError::Malformed("short"));
+        ops.connect_failed(&ConnectError::Tls("bad certificate".into()));
+        ops.accept_failed(&HandshakeError::Closed);
+        // Lost races and failures before any handshake are not counted.
+        ops.accept_failed(&HandshakeError::Refused(Refusal::Status(Status::Nok)));
+        ops.accept_failed(&HandshakeError::Refused(Refusal::AliveDeclined));
+        ops.connect_failed(&ConnectError::Handshake {
+            node: "a@h".into(),
+            error: HandshakeError::Refused(Refusal::AlreadyConnected),
+        });
+        ops.connect_failed(&ConnectError::UnknownToEpmd("a@h".into()));
+        ops.connect_failed(&ConnectError::Unreachable {
+            node: "a@h".into(),
+            reason: "refused".into(),
+        });
+
+        assert_eq!(count_of(&ops, HandshakeFailure::BadCookie), 2);
+        assert_eq!(count_of(&ops, HandshakeFailure::NotAllowed), 1);
+        assert_eq!(count_of(&ops, HandshakeFailure::Timeout), 2);
+        assert_eq!(count_of(&ops, HandshakeFailure::Protocol), 1);
+        assert_eq!(count_of(&ops, HandshakeFailure::Tls), 1);
+        assert_eq!(count_of(&ops, HandshakeFailure::Closed), 1);
+        assert_eq!(count_of(&ops, HandshakeFailure::Other), 0);
+        let total: u64 = ops
+            .handshake_failures
+            .snapshot()
+            .iter()
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(total, 8);
+        let labels: Vec<&str> = HandshakeFailure::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "bad_cookie",
+                "not_allowed",
+                "timeout",
+                "protocol",
+                "tls",
+                "closed",
+                "other"
+            ]
+        );
+    }
 }

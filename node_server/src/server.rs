@@ -19,6 +19,7 @@ use crate::error::{ConnectError, NameProblem};
 use crate::etf::Atom;
 use crate::events::NodeEvent;
 use crate::network::Listener;
+use crate::ops::HandshakeFailure;
 use crate::session::{self, BoxedTransport, NodeSession, SessionArgs};
 use crate::sessions::SessionHandle;
 
@@ -100,7 +101,8 @@ pub struct NodeServerState {
     /// The tasks of the outgoing attempts that run.
     attempts: HashMap<Attempt, tokio::task::JoinHandle<()>>,
     listener: tokio::task::JoinHandle<()>,
-    /// What the network keeps while the node listens (the EPMD registration, say).
+    /// What lives as long as the node: what the network keeps while the node listens (the
+    /// EPMD registration, say), and the metrics listener ([`crate::metrics`]).
     _keep: Box<dyn std::any::Any + Send>,
 }
 
@@ -327,6 +329,7 @@ impl Actor for NodeServer {
             } => {
                 state.attempts.remove(&attempt);
                 tracing::info!(%node, %attempt, %error, "connection attempt failed");
+                state.shared.ops.connect_failed(&error);
                 let actions = state.table.failed(&node, attempt, error);
                 state.apply(&myself, actions);
             }
@@ -430,23 +433,31 @@ async fn accept_loop(
                     }
                     Ok(Err(e)) => {
                         tracing::info!(%peer_addr, error = %e, "TLS handshake refused");
+                        shared.ops.handshake_failures.count(HandshakeFailure::Tls);
                         return;
                     }
                     Err(_) => {
                         tracing::info!(%peer_addr, "TLS handshake timed out");
+                        shared
+                            .ops
+                            .handshake_failures
+                            .count(HandshakeFailure::Timeout);
                         return;
                     }
                 },
                 None => raw,
             };
-            match session::accept_handshake(
+            let result = session::accept_handshake(
                 &mut stream,
                 &shared,
                 &server,
                 shared.id.config.tls.is_some(),
             )
-            .await
-            {
+            .await;
+            if let Err(e) = &result {
+                shared.ops.accept_failed(e);
+            }
+            match result {
                 Ok((established, leftover)) => {
                     let _ = server.cast(NodeServerMsg::Established(Box::new(PendingSession {
                         stream,

@@ -10,6 +10,9 @@
 //! - `writer`: drains the send queue and the replies of local actors to the peer's calls into
 //!   one buffer, writes it with one syscall, and ticks when idle.
 //!
+//! The reader and writer tasks run in a `tracing` span `connection` with the field `peer` (the
+//! peer's node name), so what they log says which connection it is about.
+//!
 //! A call from the peer to a typed actor costs no task of its own: the writer waits for the
 //! actor's reply. The session actor owns the two tasks and stops when the connection ends.
 //!
@@ -31,6 +34,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::core::Core;
 use crate::dist::handshake::Established;
@@ -124,19 +128,24 @@ impl Actor for NodeSession {
         let (read_half, write_half) = tokio::io::split(stream);
         let tick = shared.id.config.net_ticktime;
         let flags = established.flags;
+        let peer = Atom::new(&established.peer.name);
+        // What the reader and writer log carries the peer's name.
+        let span = tracing::info_span!("connection", peer = %peer);
         let waiter = ReplyWaiter::default();
         let outbox = Arc::new(ReplyOutbox::default());
-        let writer = tokio::spawn(writer_task(
-            write_half,
-            queue.clone(),
-            (waiter.clone(), outbox.clone()),
-            deferred.clone(),
-            tick / 4,
-            (shared.ops.counters.clone(), shared.busy.clone()),
-        ));
+        let writer = tokio::spawn(
+            writer_task(
+                write_half,
+                queue.clone(),
+                (waiter.clone(), outbox.clone()),
+                deferred.clone(),
+                tick / 4,
+                (shared.ops.counters.clone(), shared.busy.clone()),
+            )
+            .instrument(span.clone()),
+        );
         let decoder = PacketDecoder::new(DecodeOptions::new(), shared.id.config.max_frame);
         let max_frame = shared.id.config.max_frame;
-        let peer = Atom::new(&established.peer.name);
         // Reachable by name before the reader delivers anything: an actor answering the
         // peer's first message must find this session.
         shared.sessions.insert(SessionHandle {
@@ -156,15 +165,18 @@ impl Actor for NodeSession {
             outbox,
         };
         let dispatcher = Dispatcher::new(shared, peer.clone(), admin, replies);
-        let reader = tokio::spawn(reader_task(
-            read_half,
-            leftover,
-            decoder,
-            dispatcher,
-            myself.clone(),
-            tick,
-            max_frame,
-        ));
+        let reader = tokio::spawn(
+            reader_task(
+                read_half,
+                leftover,
+                decoder,
+                dispatcher,
+                myself.clone(),
+                tick,
+                max_frame,
+            )
+            .instrument(span),
+        );
         Ok(SessionState {
             peer,
             reader,

@@ -1,5 +1,6 @@
 //! Starting a node ([`NodeConfig::start`]): the listener its network gives (TCP with EPMD by
-//! default, see [`crate::network`]), the core, the node server, and the services built on them.
+//! default, see [`crate::network`]), the metrics listener when asked for ([`crate::metrics`]), the
+//! core, the node server, and the services built on them.
 
 use std::sync::Arc;
 
@@ -21,6 +22,11 @@ impl NodeConfig {
     pub async fn start(self) -> Result<Node, NodeError> {
         let full = self.full_name()?;
         let cookie = self.resolve_cookie()?;
+        // Bound first: a taken address fails the start before the node registers anywhere.
+        let metrics_listener = match self.metrics {
+            Some(addr) => Some(crate::metrics::bind(addr).await?),
+            None => None,
+        };
         let listening = self.net.network().listen(&full, self.net_context()).await?;
         let (port, creation) = (listening.port, listening.creation);
         let mut flags = DistFlags::OFFERED;
@@ -37,13 +43,16 @@ impl NodeConfig {
         let busy_wait = self.busy_wait;
         let id = Identity::new(name, self, cookie, flags, creation, pids);
         let shared = Arc::new(Core::new(id, registry, busy_wait));
+        let metrics = metrics_listener.map(|bound| crate::metrics::serve(bound, &shared));
+        let metrics_addr = metrics.as_ref().map(|m| m.addr());
         let (actor, _) = Actor::spawn(
             None,
             NodeServer,
             NodeServerArgs {
                 shared: shared.clone(),
                 listener: listening.listener,
-                keep: listening.keep,
+                // The node server keeps the metrics listener too: it stops when the node does.
+                keep: Box::new((listening.keep, metrics)),
             },
         )
         .await
@@ -61,6 +70,7 @@ impl NodeConfig {
             actor,
             shared,
             port,
+            metrics_addr,
         };
         crate::builtins::install(&node);
         crate::groups::register_functions(&node);
