@@ -25,7 +25,6 @@
 //! Under the admin guard ([`crate::admin`]) all of these are rpc calls like any other: only
 //! listed nodes get answers.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use crate::core::Core;
@@ -374,12 +373,12 @@ fn info(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
         .all()
         .iter()
         .map(|s| {
-            let stats = &s.queue.stats;
+            let stats = s.queue.snapshot();
             ConnectionQueue {
                 node: s.peer.clone(),
-                queue_bytes: s.queue.queued_bytes() as u64,
-                busy: stats.busy.load(Ordering::Relaxed),
-                dropped: stats.dropped.load(Ordering::Relaxed),
+                queue_bytes: stats.queued_bytes,
+                busy: stats.busy,
+                dropped: stats.dropped,
             }
         })
         .collect();

@@ -131,7 +131,8 @@ impl NodeConfig {
     /// `ractor::pg` directly). Off by default: a proxy is a ractor actor of about 11.5 KiB, so
     /// remote members are kept as pids (about 0.3 KiB each) and an `ActorRef` is made only
     /// when asked for ([`crate::groups::Groups::actor_refs`], [`crate::Node::remote_pid`]).
-    /// Local members are in `ractor::pg` either way.
+    /// Local members are in `ractor::pg` either way, and Phoenix.PubSub's scope always
+    /// mirrors (its pool groups have a few members per node).
     pub fn pg_mirror_remote(mut self, mirror: bool) -> Self {
         self.pg.mirror_remote = mirror;
         self

@@ -140,6 +140,11 @@ pub(crate) struct ScopeState {
     local_pids: HashMap<ActorId, Pid>,
     /// Remote members put into ractor groups: (group, pid) -> entry.
     mirrored: HashMap<(Term, Pid), Mirrored>,
+    /// Whether remote members join the ractor groups as proxies: with
+    /// [`crate::NodeConfig::pg_mirror_remote`], and always in Phoenix.PubSub's scope, whose
+    /// worker ([`crate::phoenix`]) learns the pool groups of Elixir nodes from them (a few
+    /// members per node).
+    mirror_remote: bool,
     events: tokio::task::JoinHandle<()>,
 }
 
@@ -169,6 +174,8 @@ impl Actor for PgScope {
     ) -> Result<ScopeState, ActorProcessingErr> {
         let ScopeArgs { shared, scope, pid } = args;
         let ractor_scope = ractor_scope_of(&shared.id.config, scope.as_str());
+        let mirror_remote = shared.id.config.pg.mirror_remote
+            || scope.as_str() == crate::config::PHOENIX_PUBSUB_SCOPE;
         ractor::pg::monitor_scope(ractor_scope.clone(), myself.get_cell());
         let events = crate::events::forward_node_events(&shared.events, myself.clone(), |event| {
             match event {
@@ -192,6 +199,7 @@ impl Actor for PgScope {
             local: HashMap::default(),
             local_pids: HashMap::default(),
             mirrored: HashMap::default(),
+            mirror_remote,
             events,
         };
         // Actors that joined before the scope started.
@@ -415,7 +423,7 @@ impl ScopeState {
 
     /// Remote pids joined `group`: with mirroring on, their proxies join the ractor group.
     async fn mirror_join(&mut self, group: &Term, pids: &[Pid]) {
-        if !self.shared.id.config.pg.mirror_remote {
+        if !self.mirror_remote {
             return;
         }
         let name = group_name(group);
