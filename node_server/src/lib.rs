@@ -10,14 +10,15 @@
 //! ```text
 //!  services   pg  groups  global (+ global/machine, global/wire)  phoenix  priority  builtins
 //!  (above)      \    |      |                                       |        |         |
-//!  facade     node (Node: the public API)   start (NodeConfig::start)   info (NodeInfo)
+//!  facade     node (Node: the public API)   handle (ProcessHandle)   start   info (NodeInfo)
 //!                 |                              |
 //!  actors     server (NodeServer + connections)  session (NodeSession; session/{handshake,
 //!                 |                              |   reader, writer, dispatch, services, reply})
 //!                 +--------------+---------------+   proxy (RemoteActor)   metrics (/metrics)
 //!                                |
-//!  core       core::Core = identity + sessions + calls + proxies + router + rpc (functions)
-//!             + events + ops + services   (router = registry + signals + delivery rules)
+//!  core       core::Core = identity + sessions (each with its send_queue) + calls + proxies
+//!             + router + rpc (functions) + events + ops + services
+//!             (router = registry + signals + delivery rules)
 //!                                |
 //!  protocol   dist::handshake, connections, global/machine   (sans-IO state machines)
 //!  codecs     etf (terms, codec, text), dist (flags, control, packet, atom cache, fragments),
@@ -54,11 +55,14 @@
 //!    shell and `nodectl` work on it; `node_server:info/0` answers an [`info::NodeInfo`]).
 //!    [`admin`] guards rpc and exit signals ([`NodeConfig::admin_allow`]).
 //!
-//! A message's path **out**: `ActorRef<M>::cast` on a proxy (`proxy`), ractor serializes it
-//! with [`ErlangMessage`] (the term's ETF bytes), the proxy queues `SEND` + bytes on its
-//! session's queue (`sessions::SessionHandle`), the writer (`session/writer`) frames it into
-//! its batch and writes. Without a proxy, [`Node::send`] and the services go through
-//! `core::Core::send_term` / `send_pid` to the same queue, or to the router for a local pid.
+//! A message's path **out**: [`ProcessHandle::send`] ([`handle`]) looks up the session's
+//! [`send_queue`] once, waits while it is busy (`dist_buf_busy_limit`), and encodes the frame
+//! straight into the queue's buffer; the writer (`session/writer`) takes the buffer whole and
+//! writes it with one syscall. `ActorRef<M>::cast` on a proxy (`proxy`): ractor serializes it
+//! with [`ErlangMessage`] (the term's ETF bytes), the proxy frames `SEND` + bytes into the same
+//! queue, up to its hard cap (`dist_queue_cap`; past it the message is dropped and counted).
+//! [`Node::send`] and the services go through `core::Core::send_term` / `send_pid` to the same
+//! queue, or to the router for a local pid.
 //!
 //! A message's path **in**: the reader (`session/reader`) cuts frames, decodes control and
 //! payload (`dist::packet`), and `session/dispatch` acts on the control message: a message to a
