@@ -31,7 +31,7 @@ use crate::etf::{Atom, Pid, Reference, Term};
 use crate::events::Events;
 use crate::identity::Identity;
 use crate::lock;
-use crate::outgoing::Outgoing;
+use crate::outgoing::{CallRequest, Outgoing};
 use crate::proxies::Proxies;
 use crate::registry::{LocalActor, LocalProcess, Registry};
 use crate::remote::{send_control, RemoteTarget};
@@ -193,15 +193,16 @@ impl Core {
             tracing::debug!(?target, "call to a node without a connection fails");
             return;
         };
-        self.call_on(&session, target, request, reply.into());
+        self.call_on(&session, target, request.into(), reply.into());
     }
 
-    /// [`Core::call`] on the session with the target's node, already looked up.
-    pub fn call_on(
+    /// [`Core::call`] on the session with the target's node, already looked up, with the
+    /// request as a term or already encoded.
+    pub(crate) fn call_on(
         &self,
         session: &SessionHandle,
         target: &RemoteTarget,
-        request: Term,
+        request: CallRequest,
         reply: CallReply,
     ) {
         let mref = self.make_ref();

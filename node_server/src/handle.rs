@@ -167,7 +167,7 @@ impl ProcessHandle {
         self.core.call_on(
             &session,
             &self.target,
-            request,
+            request.into(),
             CallReply::Term(tx, timeout),
         );
         drop(session);

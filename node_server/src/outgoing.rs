@@ -35,7 +35,22 @@ pub(crate) struct GenCall {
     /// The call's monitor reference, also its reply alias.
     pub mref: Reference,
     /// The request.
-    pub request: Term,
+    pub request: CallRequest,
+}
+
+/// A call's request: a term, or a term already encoded by the caller (a proxy's call, which
+/// ractor serialized), sent without decoding it.
+#[derive(Debug)]
+pub(crate) enum CallRequest {
+    Term(Term),
+    /// The encoding without its version byte 131.
+    Encoded(Bytes),
+}
+
+impl From<Term> for CallRequest {
+    fn from(t: Term) -> Self {
+        CallRequest::Term(t)
+    }
 }
 
 impl GenCall {
@@ -46,7 +61,12 @@ impl GenCall {
         Term::tuple(vec![
             Term::atom("$gen_call"),
             Term::tuple(vec![Term::Pid(self.from.clone()), tag]),
-            self.request.clone(),
+            match &self.request {
+                CallRequest::Term(t) => t.clone(),
+                CallRequest::Encoded(b) => {
+                    Term::decode_slice(&[&[131u8][..], b].concat()).expect("a valid body")
+                }
+            },
         ])
     }
 }
@@ -65,7 +85,10 @@ impl packet::Payload for GenCall {
             w.tuple(2);
             w.pid(&self.from);
             alias_tag(w, &self.mref);
-            w.term(&self.request);
+            match &self.request {
+                CallRequest::Term(t) => w.term(t),
+                CallRequest::Encoded(body) => w.encoded(body),
+            }
         });
     }
 }

@@ -15,6 +15,7 @@ use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef};
 use crate::core::Core;
 use crate::error::ConnectError;
 use crate::etf::{Atom, Term};
+use crate::outgoing::CallRequest;
 use crate::remote::{send_control, RemoteTarget};
 
 /// The message type a proxy is spawned with; nothing sends it (senders use their own types,
@@ -113,26 +114,35 @@ fn forward(message: SerializedMessage, state: &mut ProxyState) {
             reply,
             metadata,
             ..
-        } => match Term::decode(&Bytes::from(args)) {
-            Ok(request) => {
-                // A call of a derived message type: its typed port, parked at
-                // serialization, gets the reply term directly.
-                let typed = metadata
-                    .as_deref()
-                    .and_then(crate::message::typed_calls::take);
-                match typed {
-                    Some(port) => state.shared.call(
-                        &state.target,
-                        request,
-                        crate::calls::CallReply::Typed(port),
-                    ),
-                    None => state.shared.call(&state.target, request, reply),
+        } => {
+            // A call of a derived message type: its typed port, parked at serialization,
+            // gets the reply term directly, and its request (the derive's own encoding) goes
+            // out as it is. Anything else is decoded first, so that bytes which are not ETF
+            // never reach the peer.
+            let typed = metadata
+                .as_deref()
+                .and_then(crate::message::typed_calls::take);
+            let args = Bytes::from(args);
+            let (request, reply) = match typed {
+                Some(port) => (
+                    CallRequest::Encoded(args.slice(1.min(args.len())..)),
+                    crate::calls::CallReply::Typed(port),
+                ),
+                None => match Term::decode(&args) {
+                    Ok(request) => (CallRequest::Term(request), reply.into()),
+                    Err(e) => {
+                        tracing::warn!(target = ?state.target, error = %e, "call request did not decode; dropped");
+                        return;
+                    }
+                },
+            };
+            match &state.session {
+                Some(session) => state.shared.call_on(session, &state.target, request, reply),
+                None => {
+                    tracing::debug!(target = ?state.target, "call on a proxy without a connection fails")
                 }
             }
-            Err(e) => {
-                tracing::warn!(target = ?state.target, error = %e, "call request did not decode; dropped")
-            }
-        },
+        }
         SerializedMessage::CallReply(..) => {}
     }
 }

@@ -201,6 +201,12 @@ impl<A: AtomWriter> Pieces<'_, '_, A> {
     pub(crate) fn reference(&mut self, r: &Reference) {
         self.p = self.w.reference(self.out, r, self.p);
     }
+
+    /// A term already encoded (without its version byte), copied as it is: its atoms stay
+    /// inline, which a message with atom cache references may mix in.
+    pub(crate) fn encoded(&mut self, body: &[u8]) {
+        self.p = self.w.put_slice(self.out, self.p, body);
+    }
 }
 
 /// The encoder. Its methods take the output and the position in it to write at, and return

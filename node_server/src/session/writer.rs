@@ -187,7 +187,7 @@ mod tests {
     use crate::dist::packet::{self, SendForm};
     use crate::dist::DistFlags;
     use crate::etf::{Atom, Pid, Reference, Term};
-    use crate::outgoing::{GenCall, GenReply, ReplyTag};
+    use crate::outgoing::{CallRequest, GenCall, GenReply, ReplyTag};
     use bytes::Bytes;
     use bytes::BytesMut;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -305,7 +305,15 @@ mod tests {
             .map(|i| GenCall {
                 from: pid(i),
                 mref: Reference::new(Atom::new("caller@host"), 7, &[i, 2, 3]).unwrap(),
-                request: Term::tuple(vec![Term::atom("get"), Term::Int(i64::from(i))]),
+                request: {
+                    // Both forms of a request: a term, and one a proxy passes on encoded.
+                    let t = Term::tuple(vec![Term::atom("get"), Term::Int(i64::from(i))]);
+                    if i % 2 == 0 {
+                        CallRequest::Term(t)
+                    } else {
+                        CallRequest::Encoded(t.encode().slice(1..))
+                    }
+                },
             })
             .collect();
         let control = Control::RegSend {
@@ -319,12 +327,28 @@ mod tests {
         };
         for i in 0..3 {
             let (mut parts_form, mut term_form) = (form(i), form(i));
+            let mut decoders = [(); 2]
+                .map(|()| packet::PacketDecoder::new(crate::etf::DecodeOptions::new(), usize::MAX));
             for call in &calls {
                 let (mut parts, mut term) = (BytesMut::new(), BytesMut::new());
                 packet::encode_frame_as(&mut parts, &mut parts_form, &control, Some(call));
                 let t = call.to_term();
                 packet::encode_message_as(&mut term, &mut term_form, &control, Some(&t));
-                assert_eq!(parts, term, "form {i}");
+                // An encoded request keeps its atoms inline where the term's go through the
+                // atom cache: the same message, other bytes.
+                if matches!(call.request, CallRequest::Term(_)) || i < 2 {
+                    assert_eq!(parts, term, "form {i}");
+                }
+                let [a, b] = &mut decoders;
+                let decode = |d: &mut packet::PacketDecoder, mut frame: BytesMut| {
+                    let Ok(Some(packet::Frame::Data(data))) =
+                        packet::next_frame(&mut frame, usize::MAX)
+                    else {
+                        panic!("a frame")
+                    };
+                    d.decode(data).expect("decodes").expect("whole")
+                };
+                assert_eq!(decode(a, parts), decode(b, term), "form {i}");
             }
         }
     }
