@@ -77,6 +77,68 @@ impl Actor for Kv {
     }
 }
 
+/// The messages of kind `counter`.
+#[derive(Debug, ErlangMessage)]
+pub enum CounterMsg {
+    /// `{add, N}`: adds N.
+    Add(i64),
+    /// `{get, From}`: sends `{count, Value}` to From.
+    #[term(rename = "get")]
+    GetTo(node_server::etf::Pid),
+    /// `gen_server:call(Pid, get)` -> Value
+    #[rpc]
+    Get(RpcReplyPort<i64>),
+    /// `crash`: exits with reason `crashed`.
+    Crash,
+}
+
+/// Kind `counter` (see [`register_kinds`]): a counter that starts at its one argument.
+pub struct Counter {
+    node: Node,
+}
+
+impl Actor for Counter {
+    type Msg = CounterMsg;
+    type State = i64;
+    type Arguments = i64;
+
+    async fn pre_start(
+        &self,
+        _me: ActorRef<CounterMsg>,
+        initial: i64,
+    ) -> Result<i64, ActorProcessingErr> {
+        Ok(initial)
+    }
+
+    async fn handle(
+        &self,
+        me: ActorRef<CounterMsg>,
+        msg: CounterMsg,
+        count: &mut i64,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            CounterMsg::Add(n) => *count = count.saturating_add(n),
+            CounterMsg::GetTo(from) => self.node.send(
+                &RemoteTarget::Pid(from),
+                Term::tuple(vec![Term::atom("count"), Term::Int(*count)]),
+            ),
+            CounterMsg::Get(reply) => {
+                let _ = reply.send(*count);
+            }
+            CounterMsg::Crash => self.node.exit_actor(&me, Term::atom("crashed")),
+        }
+        Ok(())
+    }
+}
+
+/// Registers the spawnable kinds of `echo_node`: `counter` (args `[Initial]`, an integer).
+pub fn register_kinds(node: &Node) {
+    node.spawnable_made(node_server::kinds::KindSpec::new("counter"), |node| {
+        Counter { node: node.clone() }
+    })
+    .expect("a valid kind name");
+}
+
 /// Registered as `echo`: on `{From, Msg}` sends `Msg` back to `From`, whatever the term.
 pub struct Echo;
 
@@ -210,6 +272,7 @@ pub fn register_flood(node: &Node) {
 /// `echo_node:add(A, B)` and `echo_node:call_back(Node, M, F, Args)` for `rpc:call`.
 pub fn register_functions(node: &Node) {
     register_flood(node);
+    register_kinds(node);
     let global = node.clone();
     node.register_fn("echo_node", "whereis_global", move |args| {
         let node = global.clone();

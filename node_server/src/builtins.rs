@@ -64,6 +64,21 @@ pub(crate) fn install(node: &Node) {
     reg("erlang", "statistics", statistics);
     reg("init", "stop", init_stop);
     reg("node_server", "info", info);
+    reg("node_server", "kinds", kinds);
+}
+
+/// `node_server:kinds()`: the spawnable kinds ([`crate::kinds::KindInfo`] maps).
+fn kinds(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
+    if !args.is_empty() {
+        return Err(undef());
+    }
+    Ok(Term::list(
+        crate::kinds::Kinds::of(shared)
+            .list()
+            .iter()
+            .map(crate::etf::ToTerm::to_term)
+            .collect::<Vec<_>>(),
+    ))
 }
 
 fn undef() -> RpcFailure {

@@ -31,6 +31,13 @@ pub struct Node {
     pub(crate) metrics_addr: Option<SocketAddr>,
 }
 
+/// What [`Node::from_core`] needs besides the core.
+pub(crate) struct NodeParts {
+    pub(crate) actor: ActorRef<NodeServerMsg>,
+    pub(crate) port: u16,
+    pub(crate) metrics_addr: Option<SocketAddr>,
+}
+
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
@@ -85,6 +92,85 @@ impl Node {
     /// Closes the connection to `node`, if any.
     pub fn disconnect(&self, node: &str) {
         let _ = self.actor.cast(NodeServerMsg::Disconnect(node.to_owned()));
+    }
+
+    /// Registers actor type `A` as spawnable kind `name` (`counter`, or `counter/2` for a
+    /// version): Erlang's `spawn(Node, counter, start, [5])` and
+    /// [`Node::spawn_on`] from other nodes start it here; see [`crate::kinds`] for how the
+    /// arguments convert and what a failed spawn gives.
+    pub fn spawnable<A>(
+        &self,
+        name: &str,
+    ) -> Result<crate::kinds::KindInfo, crate::kinds::KindError>
+    where
+        A: ractor::Actor + Default,
+        A::Msg: ErlangMessage,
+        A::Arguments: crate::etf::FromTerm,
+    {
+        self.spawnable_with::<A>(crate::kinds::KindSpec::new(name))
+    }
+
+    /// [`Node::spawnable`] with a spec: a version in the name and required capabilities.
+    pub fn spawnable_with<A>(
+        &self,
+        spec: crate::kinds::KindSpec,
+    ) -> Result<crate::kinds::KindInfo, crate::kinds::KindError>
+    where
+        A: ractor::Actor + Default,
+        A::Msg: ErlangMessage,
+        A::Arguments: crate::etf::FromTerm,
+    {
+        self.spawnable_made(spec, |_| A::default())
+    }
+
+    /// [`Node::spawnable_with`] for an actor type made by `make` (given this node) at each
+    /// spawn, for actors that hold the node or other state.
+    pub fn spawnable_made<A>(
+        &self,
+        spec: crate::kinds::KindSpec,
+        make: impl Fn(&Node) -> A + Send + Sync + 'static,
+    ) -> Result<crate::kinds::KindInfo, crate::kinds::KindError>
+    where
+        A: ractor::Actor,
+        A::Msg: ErlangMessage,
+        A::Arguments: crate::etf::FromTerm,
+    {
+        crate::kinds::Kinds::of(&self.shared)
+            .register::<A>(spec, move |core| Node::from_core(core).map(|n| make(&n)))
+    }
+
+    /// The node of `core`, while it runs (the node facade's parts are kept in a service slot,
+    /// so that what the core holds does not hold the core).
+    pub(crate) fn from_core(core: &Arc<Core>) -> Option<Node> {
+        let parts = core.services.get::<NodeParts>()?;
+        Some(Node {
+            actor: parts.actor.clone(),
+            shared: core.clone(),
+            port: parts.port,
+            metrics_addr: parts.metrics_addr,
+        })
+    }
+
+    /// The kinds registered here, by name and version.
+    pub fn kinds(&self) -> Vec<crate::kinds::KindInfo> {
+        crate::kinds::Kinds::of(&self.shared).list()
+    }
+
+    /// Stops a local actor with an Erlang exit reason, as `exit(Reason)` ends an Erlang
+    /// process: its links and monitors see `reason` (a plain `stop` gives `normal` or
+    /// `{shutdown, Text}`).
+    pub fn exit_actor<M: ractor::Message>(&self, actor: &ActorRef<M>, reason: Term) {
+        let text = match &reason {
+            Term::Atom(a) => a.as_str().to_owned(),
+            other => other.to_string(),
+        };
+        if !reason.is_atom("normal") {
+            self.shared
+                .signals()
+                .exit_reasons
+                .insert(actor.get_id(), reason);
+        }
+        actor.stop(Some(text));
     }
 
     /// The counters of the connection with `node` (queued bytes, traffic, busy waits,

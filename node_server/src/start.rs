@@ -72,6 +72,13 @@ impl NodeConfig {
             port,
             metrics_addr,
         };
+        node.shared
+            .services
+            .get_or_insert(|| crate::node::NodeParts {
+                actor: node.actor.clone(),
+                port,
+                metrics_addr,
+            });
         crate::builtins::install(&node);
         crate::groups::register_functions(&node);
         crate::global::register_functions(&node);

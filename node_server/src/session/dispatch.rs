@@ -82,6 +82,14 @@ pub(crate) trait Inbound: Send + Sync + 'static {
     fn rpc_started(&self) -> Option<crate::ops::InFlight>;
     /// The traffic counters.
     fn counters(&self) -> Arc<crate::ops::Counters>;
+    /// The answer to a spawn request this node made ([`crate::spawn`]).
+    fn spawn_replied(&self, to: &Pid, req_id: &Reference, flags: u32, result: Term);
+    /// Starts the spawnable kind `kind` with `args` ([`crate::kinds`]).
+    fn start_kind(
+        self: &Arc<Self>,
+        kind: &str,
+        args: &[Term],
+    ) -> crate::network::BoxFuture<'static, Result<Arc<LocalActor>, crate::kinds::KindError>>;
 }
 
 impl Inbound for Core {
@@ -145,6 +153,18 @@ impl Inbound for Core {
 
     fn counters(&self) -> Arc<crate::ops::Counters> {
         self.ops.counters.clone()
+    }
+
+    fn start_kind(
+        self: &Arc<Self>,
+        kind: &str,
+        args: &[Term],
+    ) -> crate::network::BoxFuture<'static, Result<Arc<LocalActor>, crate::kinds::KindError>> {
+        crate::kinds::Kinds::of(self).start(self, kind, args)
+    }
+
+    fn spawn_replied(&self, to: &Pid, req_id: &Reference, flags: u32, result: Term) {
+        crate::spawn::Spawns::of(self).replied(to, req_id, flags, result);
     }
 }
 
@@ -307,6 +327,12 @@ impl<N: Inbound> Dispatcher<N> {
                 opts,
                 ..
             } => self.spawn_request(req_id, from, (module, function, arity), &opts, payload),
+            Control::SpawnReply {
+                req_id,
+                to,
+                flags,
+                result,
+            } => self.node.spawn_replied(&to, &req_id, flags, result),
             other => {
                 tracing::debug!(peer = %self.peer, control = ?other, "ignored control message");
             }
@@ -557,6 +583,16 @@ mod tests {
         fn counters(&self) -> Arc<crate::ops::Counters> {
             Arc::default()
         }
+        fn start_kind(
+            self: &Arc<Self>,
+            kind: &str,
+            _args: &[Term],
+        ) -> crate::network::BoxFuture<'static, Result<Arc<LocalActor>, crate::kinds::KindError>>
+        {
+            let kind = kind.to_owned();
+            Box::pin(async move { Err(crate::kinds::KindError::Unknown(kind)) })
+        }
+        fn spawn_replied(&self, _: &Pid, _: &Reference, _: u32, _: Term) {}
     }
 
     /// What a dispatcher queued for its peer, decoded.

@@ -3,7 +3,7 @@
 //! Both rpc paths run [`crate::rpc::Invocation`], so the admin guard and the failure shapes
 //! are one rule.
 
-use super::dispatch::{Dispatcher, Inbound};
+use super::dispatch::{Dispatcher, Inbound, WatchFor};
 use super::reply::Replier;
 use crate::dist::control::{Control, ProcessRef};
 use crate::etf::{Atom, Pid, Reference, Term};
@@ -22,8 +22,8 @@ impl<N: Inbound> Dispatcher<N> {
     }
 
     /// A spawn request. `erpc:execute_call(Ref, M, F, A)` (what `erpc:call` and OTP 25's
-    /// `rpc:call` send) runs a registered function as a short-lived "process"; anything
-    /// else is refused with `notsup`.
+    /// `rpc:call` send) runs a registered function as a short-lived "process"; any other
+    /// module names a spawnable kind ([`crate::kinds`]).
     pub(super) fn spawn_request(
         &mut self,
         req_id: Reference,
@@ -34,7 +34,7 @@ impl<N: Inbound> Dispatcher<N> {
     ) {
         // `execute_call(Ref, M, F, A)` reports through the monitor; `execute_cast(M, F, A)`
         // (rpc:cast, erpc:cast) runs the function and reports nothing.
-        let call = match (module.as_str(), function.as_str(), arity, args) {
+        let call = match (module.as_str(), function.as_str(), arity, &args) {
             ("erpc", "execute_call", 4, Some(Term::List(args))) => match &args[..] {
                 [res, Term::Atom(m), Term::Atom(f), Term::List(a)] => {
                     Some((Some(res.clone()), m.clone(), f.clone(), a.clone()))
@@ -49,23 +49,9 @@ impl<N: Inbound> Dispatcher<N> {
             },
             _ => None,
         };
+        let (link, monitor) = spawn_options(opts);
         let Some((res, m, f, a)) = call else {
-            self.send(
-                Control::SpawnReply {
-                    req_id,
-                    to: from,
-                    flags: 0,
-                    result: Term::atom("notsup"),
-                },
-                None,
-            );
-            return;
-        };
-        let monitor = match opts {
-            Term::List(o) => o.iter().any(|o| {
-                o.is_atom("monitor") || matches!(o.as_tuple(), Some([k, _]) if k.is_atom("monitor"))
-            }),
-            _ => false,
+            return self.spawn_kind(req_id, from, (module, function), (link, monitor), args);
         };
         let pid = self.node.fresh_pid();
         self.send(
@@ -98,6 +84,88 @@ impl<N: Inbound> Dispatcher<N> {
                     reason,
                 };
                 let _ = queue.push(Outgoing::Message(exit, None));
+            }
+        });
+    }
+
+    /// A spawn of a kind: the actor starts (in a task of its own, the reader goes on), its
+    /// link and monitor are made, then the reply goes; a spawn that fails still gives a pid,
+    /// whose link or monitor fires at once with the reason, as OTP's would.
+    fn spawn_kind(
+        &mut self,
+        req_id: Reference,
+        from: Pid,
+        (kind, function): (Atom, Atom),
+        (link, monitor): (bool, bool),
+        args: Option<Term>,
+    ) {
+        let reply =
+            move |req_id: &Reference, from: &Pid, result: Term, flags: u32| Control::SpawnReply {
+                req_id: req_id.clone(),
+                to: from.clone(),
+                flags,
+                result,
+            };
+        if !self.admin {
+            tracing::warn!(peer = %self.peer, %kind, "spawn refused by the admin guard");
+            return self.send(reply(&req_id, &from, Term::atom("not_allowed"), 0), None);
+        }
+        let args = match args {
+            Some(Term::List(args)) => args,
+            None => Vec::new(),
+            Some(_) => return self.send(reply(&req_id, &from, Term::atom("badarg"), 0), None),
+        };
+        let flags = u32::from(link) | (u32::from(monitor) << 1);
+        let start = self.node.start_kind(kind.as_str(), &args);
+        let node = self.node.clone();
+        let queue = self.queue().clone();
+        tokio::spawn(async move {
+            let (pid, failed) = match start.await {
+                Ok(actor) => {
+                    if link {
+                        node.watch(&actor, WatchFor::Link(from.clone()));
+                    }
+                    if monitor {
+                        let to = ProcessRef::Pid(actor.pid.clone());
+                        node.watch(
+                            &actor,
+                            WatchFor::Monitor {
+                                reference: req_id.clone(),
+                                from: from.clone(),
+                                to,
+                            },
+                        );
+                    }
+                    (actor.pid.clone(), None)
+                }
+                Err(e) => {
+                    tracing::warn!(%kind, error = %e, "spawn failed");
+                    (
+                        node.fresh_pid(),
+                        Some(e.exit_reason(&kind, &function, &args)),
+                    )
+                }
+            };
+            let answer = reply(&req_id, &from, Term::Pid(pid.clone()), flags);
+            queue.push(Outgoing::Message(answer, None));
+            if let Some(reason) = failed {
+                if link {
+                    let exit = Control::Exit {
+                        from: pid.clone(),
+                        to: from.clone(),
+                        reason: reason.clone(),
+                    };
+                    queue.push(Outgoing::Message(exit, None));
+                }
+                if monitor {
+                    let down = Control::MonitorPExit {
+                        from: ProcessRef::Pid(pid),
+                        to: from,
+                        reference: req_id,
+                        reason,
+                    };
+                    queue.push(Outgoing::Message(down, None));
+                }
             }
         });
     }
@@ -173,4 +241,16 @@ impl<N: Inbound> Dispatcher<N> {
         self.replier(self.node.identity().net_kernel_pid.clone())
             .reply(caller, &ReplyTag::new(tag), reply);
     }
+}
+
+/// The `link` and `monitor` options of a spawn request (`monitor` also as `{monitor, Opts}`).
+fn spawn_options(opts: &Term) -> (bool, bool) {
+    let Term::List(opts) = opts else {
+        return (false, false);
+    };
+    let link = opts.iter().any(|o| o.is_atom("link"));
+    let monitor = opts.iter().any(|o| {
+        o.is_atom("monitor") || matches!(o.as_tuple(), Some([k, _]) if k.is_atom("monitor"))
+    });
+    (link, monitor)
 }
