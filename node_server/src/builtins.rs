@@ -28,9 +28,11 @@
 use std::sync::{Arc, Weak};
 
 use crate::core::Core;
+use crate::dist::control::ProcessRef;
 use crate::etf::{Atom, Term, ToTerm};
 use crate::info::{ConnectedNode, ConnectionQueue, NodeIdentity, NodeInfo, Visibility};
 use crate::node::Node;
+use crate::registry::LocalProcess;
 use crate::rpc::{RpcFailure, RpcResult};
 
 /// The Erlang/OTP release whose distribution protocol this node speaks.
@@ -57,6 +59,7 @@ pub(crate) fn install(node: &Node) {
     reg("erlang", "nodes", nodes);
     reg("erlang", "registered", registered);
     reg("erlang", "whereis", whereis);
+    reg("erlang", "register", register);
     reg("erlang", "is_process_alive", is_process_alive);
     reg("erlang", "exit", exit);
     reg("erlang", "system_info", system_info);
@@ -65,6 +68,29 @@ pub(crate) fn install(node: &Node) {
     reg("init", "stop", init_stop);
     reg("node_server", "info", info);
     reg("node_server", "kinds", kinds);
+}
+
+/// `erlang:register(Name, Pid)` for a local actor: `true`, or `badarg` as in Erlang (the
+/// name taken, no such actor, a bad name).
+fn register(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
+    let [Term::Atom(name), Term::Pid(pid)] = &args[..] else {
+        return Err(RpcFailure::badarg());
+    };
+    if name.as_str() == "undefined" {
+        return Err(RpcFailure::badarg());
+    }
+    let actor = match shared.resolve(&ProcessRef::Pid(pid.clone())) {
+        Some(LocalProcess::Actor(actor)) => actor,
+        _ => return Err(RpcFailure::badarg()),
+    };
+    if shared
+        .registry()
+        .register(name.clone(), LocalProcess::Actor(actor))
+    {
+        Ok(Term::atom("true"))
+    } else {
+        Err(RpcFailure::badarg())
+    }
 }
 
 /// `node_server:kinds()`: the spawnable kinds ([`crate::kinds::KindInfo`] maps).
@@ -370,6 +396,11 @@ fn info(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
     if !args.is_empty() {
         return Err(undef());
     }
+    Ok(node_info(shared).to_term())
+}
+
+/// What `node_server:info/0` answers.
+pub(crate) fn node_info(shared: &Core) -> NodeInfo {
     let stats = shared.ops.stats();
     let (mut registered, processes) = {
         let registry = shared.registry();
@@ -398,7 +429,7 @@ fn info(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
         })
         .collect();
     queues.sort_by(|a, b| a.node.cmp(&b.node));
-    let info = NodeInfo {
+    NodeInfo {
         identity: NodeIdentity {
             node: shared.id.name.clone(),
             version: VERSION.into(),
@@ -415,8 +446,7 @@ fn info(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
         memory_total: resident_bytes(),
         admin_guard: shared.id.config.admin_allow.is_some(),
         queues,
-    };
-    Ok(info.to_term())
+    }
 }
 
 #[cfg(test)]

@@ -34,6 +34,8 @@ pub struct NodeConfig {
     pub(crate) flow: FlowSettings,
     /// Where Prometheus metrics are served, if anywhere (see [`crate::metrics`]).
     pub(crate) metrics: Option<SocketAddr>,
+    /// What this node offers spawnable kinds (see [`crate::placement`]).
+    pub(crate) capabilities: Vec<(String, String)>,
 }
 
 /// Limits of the connections' send queues (a part of [`NodeConfig`]).
@@ -106,7 +108,22 @@ impl NodeConfig {
                 queue_cap: crate::send_queue::DEFAULT_QUEUE_CAP,
             },
             metrics: None,
+            capabilities: Vec::new(),
         }
+    }
+
+    /// Capabilities this node offers (`("gpu", "yes")`): a spawnable kind that requires them
+    /// ([`crate::kinds::KindSpec::requires`]) is placed only on nodes that have them (see
+    /// [`crate::placement`]). Told to other nodes by `node_server:placement/0`.
+    pub fn capabilities<K: Into<String>, V: Into<String>>(
+        mut self,
+        capabilities: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.capabilities = capabilities
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        self
     }
 
     /// Roles announced in the node's EPMD registration (EXTRA as `roles=a,b`, see

@@ -129,6 +129,7 @@ pub mod ops;
 mod outgoing;
 pub mod pg;
 pub mod phoenix;
+pub mod placement;
 pub mod priority;
 mod proxies;
 pub mod proxy;

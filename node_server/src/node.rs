@@ -209,7 +209,7 @@ impl Node {
             .await;
     }
 
-    async fn connect(
+    pub(crate) async fn connect(
         &self,
         node: &str,
         addr: Option<SocketAddr>,

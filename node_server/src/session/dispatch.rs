@@ -1060,22 +1060,53 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_spawn_request_other_than_erpc_is_refused_notsup() {
+    /// A spawn of an unknown kind gives a pid whose monitor fires at once with `undef`, as
+    /// OTP's spawn of an undefined function; outside the admin guard it is refused.
+    #[tokio::test]
+    async fn a_spawn_of_an_unknown_kind_fails_as_undef_and_the_guard_refuses() {
         let node = FakeNode::new();
+        let request = |opts: Term| {
+            msg(
+                Control::SpawnRequest {
+                    req_id: peer_ref(1),
+                    from: peer_pid(1),
+                    group_leader: peer_pid(2),
+                    module: Atom::new("lists"),
+                    function: Atom::new("seq"),
+                    arity: 2,
+                    opts,
+                },
+                Some(Term::list(vec![Term::Int(1), Term::Int(2)])),
+            )
+        };
         let (mut d, mut rx) = dispatcher(&node, true);
-        d.dispatch(msg(
-            Control::SpawnRequest {
-                req_id: peer_ref(1),
-                from: peer_pid(1),
-                group_leader: peer_pid(2),
-                module: Atom::new("lists"),
-                function: Atom::new("seq"),
-                arity: 2,
-                opts: Term::NIL,
-            },
-            Some(Term::list(vec![Term::Int(1), Term::Int(2)])),
-        ));
+        d.dispatch(request(Term::list(vec![Term::atom("monitor")])));
+        let wait = std::time::Duration::from_secs(5);
+        let reply = tokio::time::timeout(wait, rx.recv())
+            .await
+            .expect("a reply");
+        let Control::SpawnReply {
+            flags,
+            result: Term::Pid(pid),
+            ..
+        } = reply.control
+        else {
+            panic!("{:?}", reply.control)
+        };
+        assert_eq!(flags, 2, "the monitor is made");
+        let down = tokio::time::timeout(wait, rx.recv()).await.expect("a DOWN");
+        assert_eq!(
+            down.control,
+            Control::MonitorPExit {
+                from: ProcessRef::Pid(pid),
+                to: peer_pid(1),
+                reference: peer_ref(1),
+                reason: Term::parse("{undef,[{lists,seq,[1,2],[]}]}").unwrap(),
+            }
+        );
+
+        let (mut d, mut rx) = dispatcher(&node, false);
+        d.dispatch(request(Term::NIL));
         let (control, _) = sent(&mut rx).expect("a reply");
         assert_eq!(
             control,
@@ -1083,7 +1114,7 @@ mod tests {
                 req_id: peer_ref(1),
                 to: peer_pid(1),
                 flags: 0,
-                result: Term::atom("notsup"),
+                result: Term::atom("not_allowed"),
             }
         );
     }
