@@ -160,3 +160,236 @@ async fn a_node_the_admin_guard_refuses_cannot_spawn() {
     assert_eq!(a.ok_in_place(&format!("net_adm:ping('{rust}')")), "pong");
     node.shutdown().await;
 }
+
+/// A node of ours named `name` for the placement test: `pg` scopes only when `pg` (one per
+/// process), roles and capabilities as given, kind `counter`, and kind `trainer` (a counter
+/// that requires `gpu = yes`).
+async fn placement_node(
+    name: &str,
+    epmd_port: u16,
+    pg: bool,
+    roles: &[&str],
+    capabilities: &[(&str, &str)],
+) -> Node {
+    let config = NodeConfig::new(name)
+        .cookie(COOKIE)
+        .epmd("localhost", epmd_port)
+        .roles(roles.iter().copied())
+        .capabilities(capabilities.iter().copied())
+        .pg_scopes(if pg { vec!["pg"] } else { vec![] });
+    let node = config.start().await.expect("node starts");
+    services::register_kinds(&node);
+    node.spawnable_made(
+        node_server::kinds::KindSpec::new("trainer").requires("gpu", "yes"),
+        |n| services::Counter::new(n),
+    )
+    .expect("kind");
+    node
+}
+
+/// The value of the counter `pid` (a `gen_server` call from `node`).
+async fn counter_value(node: &Node, pid: &node_server::etf::Pid) -> i64 {
+    let handle = node
+        .process(&node_server::remote::RemoteTarget::Pid(pid.clone()))
+        .await
+        .expect("a handle");
+    handle
+        .call(&node_server::etf::Term::atom("get"), Duration::from_secs(5))
+        .await
+        .expect("the counter answers")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_places_and_spawns_across_nodes() {
+    use node_server::etf::Term;
+    use node_server::placement::{Placement, SpawnError, SpawnOpts};
+    testkit::init_logging();
+    let Some(erl) = testkit::require_erl() else {
+        return;
+    };
+    let epmd = Epmd::start();
+    let id = std::process::id();
+    let a = placement_node(&format!("pla_{id}"), epmd.port(), true, &["web"], &[]).await;
+    let b = placement_node(
+        &format!("plb_{id}"),
+        epmd.port(),
+        false,
+        &["db"],
+        &[("gpu", "yes")],
+    )
+    .await;
+    let c = placement_node(&format!("plc_{id}"), epmd.port(), false, &[], &[]).await;
+    node_server::client_connect(&a, b.name())
+        .await
+        .expect("a-b");
+    let (an, bn, cn) = (
+        a.name().to_owned(),
+        b.name().to_owned(),
+        c.name().to_owned(),
+    );
+    let opts = SpawnOpts::default;
+    let spawn = |p: Placement, kind: &'static str, initial: i64| {
+        let a = a.clone();
+        async move {
+            a.spawn_on(&p, kind, vec![Term::Int(initial)], SpawnOpts::default())
+                .await
+        }
+    };
+
+    // Explicit node (c is not connected yet: EPMD finds it, spawn_on connects).
+    let s = spawn(Placement::Node(cn.clone()), "counter", 5)
+        .await
+        .expect("spawned on c");
+    assert_eq!(s.node, cn);
+    assert_eq!(counter_value(&a, &s.pid).await, 5);
+    // Role, capability requirement, host.
+    assert_eq!(
+        spawn(Placement::Role("db".into()), "counter", 0)
+            .await
+            .unwrap()
+            .node,
+        bn
+    );
+    assert_eq!(
+        spawn(Placement::Random, "trainer", 0).await.unwrap().node,
+        bn
+    );
+    let host = an.split_once('@').unwrap().1.to_owned();
+    assert!(spawn(Placement::Host(host), "counter", 0).await.is_ok());
+    // Round-robin: each node once, in name order.
+    let mut rr = Vec::new();
+    for _ in 0..3 {
+        rr.push(
+            spawn(Placement::RoundRobin, "counter", 0)
+                .await
+                .unwrap()
+                .node,
+        );
+    }
+    assert_eq!(rr, vec![an.clone(), bn.clone(), cn.clone()]);
+    // Least loaded: load a and b, c has the fewest actors.
+    for n in [&an, &an, &bn, &bn] {
+        spawn(Placement::Node(n.clone()), "counter", 0)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        spawn(Placement::LeastLoaded, "counter", 0)
+            .await
+            .unwrap()
+            .node,
+        cn
+    );
+    // Affinity and repulsion: a member of group `cache` on a.
+    let (member, _) = ractor::Actor::spawn(None, services::Kv, ()).await.unwrap();
+    a.groups().join("cache", &member);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while a.groups().members("cache").await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "join seen");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        spawn(Placement::Affinity("cache".into()), "counter", 0)
+            .await
+            .unwrap()
+            .node,
+        an
+    );
+    assert_eq!(
+        spawn(Placement::Repulsion("cache".into()), "counter", 0)
+            .await
+            .unwrap()
+            .node,
+        bn
+    );
+    // No candidate: each names what failed.
+    for (p, kind, names) in [
+        (Placement::Role("nosuch".into()), "counter", "role:nosuch"),
+        (Placement::Host("nohost".into()), "counter", "host:nohost"),
+        (
+            Placement::Affinity("empty".into()),
+            "counter",
+            "affinity:empty",
+        ),
+        (Placement::Random, "nosuch", "nosuch"),
+    ] {
+        match spawn(p, kind, 0).await {
+            Err(e @ SpawnError::NoCandidate { .. }) => {
+                assert!(e.to_string().contains(names), "{e}")
+            }
+            other => panic!("{names}: {other:?}"),
+        }
+    }
+
+    // Link from the first moment: the counter's crash takes the linked probe down.
+    let (probe, _) = ractor::Actor::spawn(None, services::Kv, ()).await.unwrap();
+    let probe_pid = a.pid_of(&probe);
+    let linked = a
+        .spawn_on(
+            &Placement::Node(bn.clone()),
+            "counter",
+            vec![Term::Int(1)],
+            opts().link(probe_pid),
+        )
+        .await
+        .expect("linked spawn");
+    // And a monitor: it resolves with the exit reason.
+    let monitored = a
+        .spawn_on(
+            &Placement::Node(cn.clone()),
+            "counter",
+            vec![Term::Int(1)],
+            opts().monitor().register("the_counter"),
+        )
+        .await
+        .expect("monitored spawn");
+    assert_eq!(
+        a.rpc(
+            &cn,
+            "erlang",
+            "whereis",
+            vec![Term::atom("the_counter")],
+            Duration::from_secs(5)
+        )
+        .await
+        .expect("whereis"),
+        Term::Pid(monitored.pid.clone()),
+        "registered on its node"
+    );
+    for pid in [&linked.pid, &monitored.pid] {
+        a.send(
+            &node_server::remote::RemoteTarget::Pid(pid.clone()),
+            Term::atom("crash"),
+        );
+    }
+    let reason = tokio::time::timeout(
+        Duration::from_secs(5),
+        monitored.monitor.expect("a monitor").down(),
+    )
+    .await
+    .expect("down in time");
+    assert_eq!(reason, Term::atom("crashed"));
+    tokio::time::timeout(Duration::from_secs(5), probe.get_cell().wait(None))
+        .await
+        .expect("the linked probe went down")
+        .ok();
+
+    // An Erlang node: the MFA Module:start(Args).
+    let mut e = EvalPeer::start_in_place(
+        &erl,
+        &format!("ple_{id}"),
+        COOKIE,
+        epmd.port(),
+        &beam_dirs(),
+        Duration::from_secs(30),
+    );
+    assert_eq!(e.ok_in_place(&format!("net_adm:ping('{an}')")), "pong");
+    let on_erlang = spawn(Placement::Node(e.name().to_owned()), "spawn_peer", 42)
+        .await
+        .expect("spawned on Erlang");
+    assert_eq!(on_erlang.node, e.name());
+    assert_eq!(counter_value(&a, &on_erlang.pid).await, 42);
+    for n in [a, b, c] {
+        n.shutdown().await;
+    }
+}

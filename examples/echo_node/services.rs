@@ -97,6 +97,13 @@ pub struct Counter {
     node: Node,
 }
 
+impl Counter {
+    /// A counter on `node`.
+    pub fn new(node: &Node) -> Counter {
+        Counter { node: node.clone() }
+    }
+}
+
 impl Actor for Counter {
     type Msg = CounterMsg;
     type State = i64;
