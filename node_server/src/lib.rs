@@ -9,6 +9,7 @@
 //!
 //! ```text
 //!  services   pg  groups  global (+ global/machine, global/wire)  phoenix  priority  builtins
+//!             placement (spawn_on)  kinds (spawnable actors)  spawn (spawn requests)
 //!  (above)      \    |      |                                       |        |         |
 //!  facade     node (Node: the public API)   handle (ProcessHandle)   start   info (NodeInfo)
 //!                 |                              |
@@ -53,7 +54,10 @@
 //!    apps' Phoenix.PubSub over `pg` ([`phoenix`]), priority inboxes ([`priority`]), and
 //!    [`builtins`] (the rpc functions every node answers, so `erl_call`, `rpc:call` from a
 //!    shell and `nodectl` work on it; `node_server:info/0` answers an [`info::NodeInfo`]).
-//!    [`admin`] guards rpc and exit signals ([`NodeConfig::admin_allow`]).
+//!    [`admin`] guards rpc and exit signals ([`NodeConfig::admin_allow`]). Spawnable
+//!    [`kinds`] are started by other nodes' spawn requests (read by `session/services`), and
+//!    [`placement`] picks a node for [`Node::spawn_on`], which sends its request through
+//!    [`spawn`].
 //!
 //! A message's path **out**: [`ProcessHandle::send`] ([`handle`]) looks up the session's
 //! [`send_queue`] once, waits while it is busy (`dist_buf_busy_limit`), and encodes the frame

@@ -1,12 +1,12 @@
 //! Spawning on other nodes: [`crate::Node::spawn_on`] sends a `SPAWN_REQUEST` (what
 //! `erlang:spawn_request/5` sends) to the node [`crate::placement`] picks, and waits for its
 //! `SPAWN_REPLY`. On a node of ours the module is a spawnable kind ([`crate::kinds`]); on an
-//! Erlang node it is an MFA (`Module:start(Args...)`, or the function given in [`SpawnOpts`]).
+//! Erlang node it is an MFA (`Module:start(Args...)`, or the function given in [`crate::placement::SpawnOpts`]).
 //!
-//! The requester is the node's router pid, or, with [`SpawnOpts::link`], the local actor to
+//! The requester is the node's router pid, or, with [`crate::placement::SpawnOpts::link`], the local actor to
 //! link: the link holds from the first moment, as `spawn_link` gives it (the spawned process
 //! and that actor take each other down, unless trapping exits). With
-//! [`SpawnOpts::monitor`], the result carries a [`crate::signals::RemoteMonitor`] that
+//! [`crate::placement::SpawnOpts::monitor`], the result carries a [`crate::signals::RemoteMonitor`] that
 //! resolves with the new process's exit reason.
 
 use std::sync::{Arc, Mutex};
