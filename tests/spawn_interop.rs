@@ -186,7 +186,7 @@ async fn placement_node(
     services::register_kinds(&node);
     node.spawnable_made(
         node_server::kinds::KindSpec::new("trainer").requires("gpu", "yes"),
-        |n| services::Counter::new(n),
+        services::Counter::new,
     )
     .expect("kind");
     node
