@@ -72,7 +72,7 @@ pub(crate) fn install(node: &Node) {
 
 /// `erlang:register(Name, Pid)` for a local actor: `true`, or `badarg` as in Erlang (the
 /// name taken, no such actor, a bad name).
-fn register(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
+pub(crate) fn register(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
     let [Term::Atom(name), Term::Pid(pid)] = &args[..] else {
         return Err(RpcFailure::badarg());
     };
@@ -223,7 +223,7 @@ fn is_process_alive(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
 }
 
 /// `exit(Pid, Reason)` to a local actor, from the node's router pid.
-fn exit(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
+pub(crate) fn exit(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
     let [Term::Pid(to), reason] = &args[..] else {
         return Err(if args.len() == 2 {
             RpcFailure::badarg()

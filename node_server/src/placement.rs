@@ -141,7 +141,7 @@ pub enum SpawnError {
     },
     /// The process started and exited at once (an unknown kind, arguments that do not fit):
     /// the reason, as Erlang would see it.
-    #[error("spawned process exited at once: {reason}")]
+    #[error("spawned process exited at once: {reason:#}")]
     Exited {
         /// The node.
         node: String,
@@ -435,6 +435,11 @@ impl Node {
     /// Starts `kind` with `args` on the node `placement` picks (see [`crate::placement`]):
     /// on a node of ours a spawnable kind ([`crate::kinds`]), on an Erlang node named by
     /// [`Placement::Node`] the MFA `kind:start(Args...)` ([`SpawnOpts::function`]).
+    ///
+    /// A process that exits at once (an unknown kind, arguments that do not fit) is
+    /// [`SpawnError::Exited`], not a dead pid (unless linked with [`SpawnOpts::link`], whose
+    /// actor gets the exit signal instead); a name of [`SpawnOpts::register`] that cannot be
+    /// registered stops the new process again and is [`SpawnError::Refused`].
     pub async fn spawn_on(
         &self,
         placement: &Placement,
@@ -449,23 +454,76 @@ impl Node {
             self.spawn_there(&target, kind, args, &opts).await?
         };
         if let Some(name) = &opts.register {
-            let registered = self
-                .rpc(
-                    &spawned.node,
-                    "erlang",
-                    "register",
-                    vec![Term::atom(name), Term::Pid(spawned.pid.clone())],
-                    opts.timeout,
-                )
-                .await;
+            let args = vec![Term::atom(name), Term::Pid(spawned.pid.clone())];
+            // This node's own actor is registered here: an rpc does not go to oneself.
+            let registered = if spawned.node == self.name() {
+                crate::builtins::register(self.shared(), args).map_err(|e| match e {
+                    crate::rpc::RpcFailure::Error(t)
+                    | crate::rpc::RpcFailure::Exit(t)
+                    | crate::rpc::RpcFailure::Throw(t) => t.to_string(),
+                })
+            } else {
+                self.rpc(&spawned.node, "erlang", "register", args, opts.timeout)
+                    .await
+                    .map_err(|e| match e {
+                        // `{'EXIT', {badarg, Stack}}`: the reason without the stack.
+                        crate::rpc::RpcError::BadRpc(reason) => match reason.as_tuple() {
+                            Some([exit, inner]) if exit.is_atom("EXIT") => inner
+                                .as_tuple()
+                                .and_then(|t| t.first())
+                                .unwrap_or(inner)
+                                .to_string(),
+                            _ => reason.to_string(),
+                        },
+                        other => other.to_string(),
+                    })
+            };
             if !matches!(&registered, Ok(t) if t.is_atom("true")) {
+                // Nothing is left half-started: the new process goes again.
+                self.kill_spawned(&spawned, opts.timeout).await;
+                let why = match registered {
+                    Ok(other) => other.to_string(),
+                    Err(e) => e,
+                };
                 return Err(SpawnError::Refused {
                     node: spawned.node,
-                    reason: format!("cannot register {name}: {registered:?}"),
+                    reason: format!(
+                        "cannot register {name}: {why} (the name is taken, or not a valid name)"
+                    ),
                 });
             }
         }
         Ok(spawned)
+    }
+
+    /// Stops a process [`Node::spawn_on`] started (`exit(Pid, kill)`) and waits (up to
+    /// `timeout`) until it is gone; best effort.
+    async fn kill_spawned(&self, spawned: &Spawned, timeout: Duration) {
+        let pid = spawned.pid.clone();
+        let args = vec![Term::Pid(pid.clone()), Term::atom("kill")];
+        if spawned.node == self.name() {
+            let actor = match self
+                .shared()
+                .resolve(&crate::dist::control::ProcessRef::Pid(pid))
+            {
+                Some(crate::registry::LocalProcess::Actor(actor)) => Some(actor),
+                _ => None,
+            };
+            let _ = crate::builtins::exit(self.shared(), args);
+            if let Some(actor) = actor {
+                let _ = actor.cell.wait(Some(timeout)).await;
+            }
+        } else {
+            let monitor = self
+                .shared()
+                .monitor_remote(&crate::remote::RemoteTarget::Pid(pid));
+            let _ = self
+                .rpc(&spawned.node, "erlang", "exit", args, timeout)
+                .await;
+            if let Some((_, down)) = monitor {
+                let _ = tokio::time::timeout(timeout, down).await;
+            }
+        }
     }
 
     async fn spawn_here(&self, kind: &str, args: &[Term]) -> Result<Spawned, SpawnError> {
@@ -512,6 +570,16 @@ impl Node {
         if linked.is_some() {
             spawn_opts.push(Term::atom("link"));
         }
+        // Without a link, the router monitors the new process from the first moment, so a
+        // spawn that fails at once (an unknown kind, arguments that do not fit: the node
+        // answers with a pid whose DOWN follows the reply) is an error here, not a dead pid.
+        let (down, down_rx) = match linked {
+            Some(_) => (None, None),
+            None => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+        };
         let reply = crate::spawn::request(
             core,
             &Atom::new(target),
@@ -519,6 +587,7 @@ impl Node {
             (Atom::new(kind), Atom::new(&opts.function), args),
             spawn_opts,
             opts.timeout,
+            down,
         )
         .await
         .map_err(|e| match e {
@@ -540,12 +609,49 @@ impl Node {
             let remote = pid.clone();
             core.watch(&actor, move |s, id| s.add_link(id, remote));
         }
-        let monitor = if opts.monitor {
-            let target = crate::remote::RemoteTarget::Pid(pid.clone());
-            core.monitor_remote(&target)
-                .map(|(reference, rx)| crate::signals::RemoteMonitor { reference, rx })
-        } else {
-            None
+        let remote = crate::remote::RemoteTarget::Pid(pid.clone());
+        let monitor = match down_rx {
+            Some(mut rx) => {
+                // A round trip behind the reply: a DOWN sent at once has arrived by its end.
+                let _ = self
+                    .rpc(
+                        target,
+                        "erlang",
+                        "is_process_alive",
+                        vec![Term::Pid(pid.clone())],
+                        opts.timeout,
+                    )
+                    .await;
+                let rx = match rx.try_recv() {
+                    Ok(reason) if !reason.is_atom("normal") => {
+                        return Err(SpawnError::Exited {
+                            node: target.to_owned(),
+                            reason,
+                        })
+                    }
+                    // It ran and finished (an MFA on an Erlang node): its monitor has fired.
+                    Ok(normal) => {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        let _ = tx.send(normal);
+                        rx
+                    }
+                    Err(_) => rx,
+                };
+                let monitor = crate::signals::RemoteMonitor {
+                    reference: reply.req_id,
+                    rx,
+                };
+                if opts.monitor {
+                    Some(monitor)
+                } else {
+                    self.demonitor(&remote, monitor);
+                    None
+                }
+            }
+            None if opts.monitor => core
+                .monitor_remote(&remote)
+                .map(|(reference, rx)| crate::signals::RemoteMonitor { reference, rx }),
+            None => None,
         };
         Ok(Spawned {
             pid,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use node_server::etf::Term;
+use node_server::placement::Placement;
 
 use crate::client::{self, Ctl, Options, TlsFiles};
 use crate::error::CtlError;
@@ -120,6 +121,50 @@ pub enum Command {
         #[arg(allow_negative_numbers = true)]
         args: Vec<String>,
     },
+    /// List the spawnable kinds of a node of ours (name/version, and what each requires).
+    ///
+    /// One line per kind: `name/version`, then `requires key=value,...` when the kind
+    /// requires capabilities of the node it runs on.
+    ListKinds {
+        /// The node.
+        node: String,
+    },
+    /// Start an actor of a spawnable kind on a node of ours; print its pid and node.
+    ///
+    /// Where it starts: the node --on names, else the one --strategy picks among the nodes
+    /// that have KIND and meet its requirements [default: random]. Without --via, nodectl's
+    /// own node decides: the candidates are the nodes in EPMD on this host and the nodes it
+    /// connects to. With --via NODE, NODE decides (rpc node_server:spawn/3 there), from the
+    /// nodes it knows (itself, its connections, the nodes in EPMD on their hosts).
+    /// round-robin's turn is kept on the deciding node, per kind, in memory: with --via it
+    /// is NODE's and goes on from one run to the next (until NODE restarts); without --via
+    /// it is nodectl's, which lives for one command, so each run starts at the first
+    /// candidate (by name).
+    ///
+    /// Prints `<PID> on NODE` (and `registered as NAME`). An unknown kind, arguments that do
+    /// not fit it, no candidate or a name that cannot be registered are errors, and leave
+    /// nothing running.
+    Spawn {
+        /// Start it on this node.
+        #[arg(long, value_name = "NODE", conflicts_with = "strategy")]
+        on: Option<String>,
+        /// How to choose the node: random, round-robin, least-loaded, role:R, affinity:G
+        /// (pg group), repulsion:G, host:H [default: random].
+        #[arg(long, value_name = "STRATEGY")]
+        strategy: Option<String>,
+        /// Let this node (a node of ours) choose and spawn, instead of nodectl.
+        #[arg(long, value_name = "NODE")]
+        via: Option<String>,
+        /// Register the new actor under NAME on its node.
+        #[arg(long, value_name = "NAME")]
+        register: Option<String>,
+        /// The kind: `counter`, or `counter/2` for version 2 (a bare name: the highest).
+        kind: String,
+        /// Its arguments, one Erlang term each (`5`, `-3`, `{a,<<"b">>}`); options such as
+        /// --cookie may follow them.
+        #[arg(allow_negative_numbers = true)]
+        args: Vec<String>,
+    },
     /// Stop a node (init:stop/0) or one of its registered actors (exit/2).
     Shutdown {
         /// The node (omit with --all).
@@ -193,6 +238,61 @@ fn parse_args(args: &[String]) -> Result<Vec<Term>, CtlError> {
         .collect()
 }
 
+/// The strategy of `spawn` when neither --on nor --strategy is given.
+pub const DEFAULT_STRATEGY: &str = "random";
+
+/// The placement of `spawn`: --on's node, --strategy's strategy, or [`DEFAULT_STRATEGY`]. A
+/// bare node name (in --on or `node:N`) gets this host's short name.
+fn placement(on: Option<&str>, strategy: Option<&str>) -> Result<Placement, CtlError> {
+    let placement = match (on, strategy) {
+        (Some(_), Some(_)) => {
+            return Err(CtlError::Usage(
+                "--on and --strategy exclude each other".into(),
+            ))
+        }
+        (Some(node), None) => Placement::Node(node.to_owned()),
+        (None, strategy) => strategy.unwrap_or(DEFAULT_STRATEGY).parse().map_err(
+            |e: node_server::placement::SpawnError| CtlError::Usage(format!("--strategy: {e}")),
+        )?,
+    };
+    Ok(match placement {
+        Placement::Node(n) => Placement::Node(client::full_node_name(&n)),
+        other => other,
+    })
+}
+
+/// Checks what `spawn` is given before anything is asked of a node.
+fn spawn_request(command: &Command) -> Result<Option<client::SpawnRequest>, CtlError> {
+    let Command::Spawn {
+        on,
+        strategy,
+        via,
+        register,
+        kind,
+        args,
+    } = command
+    else {
+        return Ok(None);
+    };
+    let placement = placement(on.as_deref(), strategy.as_deref())?;
+    node_server::kinds::parse_kind(kind).map_err(|e| CtlError::Usage(e.to_string()))?;
+    if let Some(name) = register {
+        if name.is_empty() || name.chars().count() > 255 || name == "undefined" {
+            return Err(CtlError::Usage(format!(
+                "--register {name:?}: a name is 1 to 255 characters, and not `undefined`"
+            )));
+        }
+    }
+    let request = client::SpawnRequest {
+        kind: kind.clone(),
+        args: parse_args(args)?,
+        placement,
+        via: via.as_deref().map(client::full_node_name),
+        register: register.clone(),
+    };
+    Ok(Some(request))
+}
+
 /// Carries out the command.
 pub async fn run(cli: &Cli) -> Result<Report, CtlError> {
     let opts = cli.options()?;
@@ -238,6 +338,8 @@ pub async fn run(cli: &Cli) -> Result<Report, CtlError> {
         }
         _ => {}
     }
+    // A wrong spawn command line fails before our node starts.
+    spawn_request(&cli.command)?;
     let ctl = Ctl::new(opts)?;
     let result = run_with(&ctl, &cli.command).await;
     ctl.close().await;
@@ -290,6 +392,19 @@ async fn run_with(ctl: &Ctl, command: &Command) -> Result<Report, CtlError> {
                 node,
                 result: crate::pretty::pretty(&result),
             }
+        }
+        Command::ListKinds { node } => {
+            let node = full(node);
+            Report::Kinds {
+                kinds: ctl.list_kinds(&node).await?,
+                node,
+            }
+        }
+        Command::Spawn { .. } => {
+            let Some(request) = spawn_request(command)? else {
+                return Err(CtlError::Usage("not spawn".into()));
+            };
+            Report::Spawned(ctl.spawn(&request).await?)
         }
         Command::Shutdown {
             all: true, host, ..
@@ -401,6 +516,47 @@ mod tests {
         assert_eq!(args, &["1", "10"]);
         assert_eq!(cli.cookie.as_deref(), Some("abc"));
         assert!(cli.json);
+    }
+
+    #[test]
+    fn spawn_takes_a_placement_a_kind_and_terms() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["nodectl", "spawn"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|cli| spawn_request(&cli.command))
+        };
+        let req = parse(&["counter", "5", "{a,-1}", "--via", "n@h"])
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.kind, "counter");
+        assert_eq!(req.args, vec![Term::Int(5), Term::parse("{a,-1}").unwrap()]);
+        assert_eq!(req.placement, Placement::Random, "the default");
+        assert_eq!(req.via.as_deref(), Some("n@h"));
+        let req = parse(&["--strategy", "role:db", "--register", "c1", "counter/2"])
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.placement, Placement::Role("db".into()));
+        assert_eq!(req.register.as_deref(), Some("c1"));
+        // A bare node gets this host's short name.
+        let req = parse(&["--on", "a", "counter"]).unwrap().unwrap().unwrap();
+        assert_eq!(req.placement, Placement::Node(client::full_node_name("a")));
+        // Wrong command lines: clap's, or ours (usage errors, exit 2).
+        assert!(parse(&["--on", "a", "--strategy", "random", "counter"]).is_err());
+        assert!(parse(&[]).is_err());
+        for bad in [
+            &["--strategy", "fastest", "counter"][..],
+            &["--strategy", "role:", "counter"],
+            &["counter", "{1"],
+            &["counter/0"],
+            &["--register", "undefined", "counter"],
+        ] {
+            assert!(
+                matches!(parse(bad).unwrap(), Err(CtlError::Usage(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -28,6 +29,8 @@ use std::time::{Duration, Instant};
 use node_server::dist::handshake::HandshakeError;
 use node_server::etf::{Atom, FromTerm, Pid, Term};
 use node_server::info::NodeInfo;
+use node_server::kinds::KindInfo;
+use node_server::placement::{Placement, SpawnError, SpawnOpts};
 use node_server::remote::RemoteTarget;
 use node_server::rpc::RpcError;
 use node_server::{CallError, Node, NodeConfig, NodeEvent, TlsConfig};
@@ -400,6 +403,75 @@ pub struct StopOutcome {
     pub error: Option<String>,
     /// The error's kind ([`CtlError::kind`]).
     pub error_kind: Option<String>,
+}
+
+/// A spawnable kind of a node of ours ([`node_server::kinds`]), as `list-kinds` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Kind {
+    /// Its name, without version.
+    pub name: String,
+    /// Its version.
+    pub version: u32,
+    /// The capabilities it requires of the node it runs on, key to value.
+    pub requires: BTreeMap<String, String>,
+}
+
+impl Kind {
+    /// `name/version`.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.name, self.version)
+    }
+
+    /// Whether `kind` (`name`, or `name/N`) names this kind.
+    fn is(&self, kind: &str) -> bool {
+        match node_server::kinds::parse_kind(kind) {
+            Ok((name, version)) => name == self.name && version.is_none_or(|v| v == self.version),
+            Err(_) => false,
+        }
+    }
+}
+
+impl From<KindInfo> for Kind {
+    fn from(k: KindInfo) -> Kind {
+        Kind {
+            name: k.name,
+            version: k.version,
+            requires: k.requires.into_iter().collect(),
+        }
+    }
+}
+
+/// What `nodectl spawn` asks for.
+#[derive(Debug, Clone)]
+pub struct SpawnRequest {
+    /// The kind (`counter`, or `counter/2` for a version).
+    pub kind: String,
+    /// Its arguments.
+    pub args: Vec<Term>,
+    /// Where ([`Placement::Node`] for `--on`).
+    pub placement: Placement,
+    /// The node that decides and spawns (`node_server:spawn/3` there); `None`: this
+    /// `nodectl`'s own node decides ([`Node::spawn_on`]).
+    pub via: Option<String>,
+    /// A name to register the new actor under on its node.
+    pub register: Option<String>,
+}
+
+/// What `nodectl spawn` started.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpawnResult {
+    /// The new actor's pid, in Erlang syntax (with the node name: `<node@host.85.0>`).
+    pub pid: String,
+    /// Its node.
+    pub node: String,
+    /// The kind asked for.
+    pub kind: String,
+    /// The placement used (`random`, `role:db`, `node:a@host`, ...).
+    pub placement: String,
+    /// The node that chose where to spawn: `--via`'s, or this `nodectl`'s own.
+    pub decided_by: String,
+    /// The name it is registered under on its node, if any.
+    pub registered: Option<String>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -856,6 +928,149 @@ impl Ctl {
             }
         }
         Ok(Some(sums))
+    }
+
+    /// The spawnable kinds of `target` (`node_server:kinds/0`), by name then version. A node
+    /// that does not have that function (an Erlang node) is [`CtlError::NotOurs`].
+    pub async fn list_kinds(&self, target: &str) -> Result<Vec<Kind>, CtlError> {
+        match self.rpc_raw(target, "node_server", "kinds", vec![]).await? {
+            Ok(reply) => {
+                let kinds = Vec::<KindInfo>::from_term(&reply)
+                    .map_err(|_| Self::unexpected(target, &reply))?;
+                let mut kinds: Vec<Kind> = kinds.into_iter().map(Kind::from).collect();
+                kinds.sort_by(|a, b| (&a.name, a.version).cmp(&(&b.name, b.version)));
+                Ok(kinds)
+            }
+            Err(reason) if is_undef(&reason) => Err(CtlError::NotOurs {
+                node: target.to_owned(),
+                function: "kinds/0".into(),
+            }),
+            Err(reason) => Err(CtlError::from_badrpc(target, &self.us(), &reason)),
+        }
+    }
+
+    /// Starts an actor of a spawnable kind where `request` says; see [`SpawnRequest`].
+    ///
+    /// With [`Placement::Node`] the node's kinds are checked first, so an unknown kind (or a
+    /// node that is not ours) is an error before anything starts. Whoever decides,
+    /// [`Node::spawn_on`] does the spawn: a process that exits at once (arguments that do not
+    /// fit) is an error, and a name that cannot be registered stops the new process again.
+    pub async fn spawn(&self, request: &SpawnRequest) -> Result<SpawnResult, CtlError> {
+        if let Placement::Node(target) = &request.placement {
+            let kinds = self.list_kinds(target).await?;
+            if !kinds.iter().any(|k| k.is(&request.kind)) {
+                let known: Vec<String> = kinds.iter().map(Kind::full_name).collect();
+                return Err(CtlError::UnknownKind {
+                    kind: request.kind.clone(),
+                    node: target.clone(),
+                    known: if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(",")
+                    },
+                });
+            }
+        }
+        let (pid, decided_by) = match &request.via {
+            Some(via) => (self.spawn_via(via, request).await?, via.clone()),
+            None => self.spawn_here(request).await?,
+        };
+        Ok(SpawnResult {
+            node: pid.node.as_str().to_owned(),
+            pid: Term::Pid(pid).to_string(),
+            kind: request.kind.clone(),
+            placement: request.placement.to_string(),
+            decided_by,
+            registered: request.register.clone(),
+        })
+    }
+
+    /// Our own node decides ([`Node::spawn_on`]): the new pid and our node's name.
+    async fn spawn_here(&self, request: &SpawnRequest) -> Result<(Pid, String), CtlError> {
+        // Our node takes the naming mode (short or long) of the nodes it will talk to.
+        let naming = match &request.placement {
+            Placement::Node(n) => n.clone(),
+            Placement::Host(h) => format!("nodectl@{h}"),
+            _ => full_node_name("nodectl"),
+        };
+        if let Placement::Node(n) = &request.placement {
+            // Through our own connect (TLS when asked for), with our errors.
+            self.connect(n).await?;
+        }
+        let node = self.node(&naming).await?;
+        let mut opts = SpawnOpts::default().timeout(self.opts.timeout);
+        if let Some(name) = &request.register {
+            opts = opts.register(name);
+        }
+        let spawned = node
+            .spawn_on(
+                &request.placement,
+                &request.kind,
+                request.args.clone(),
+                opts,
+            )
+            .await
+            .map_err(|e| self.spawn_error(e))?;
+        Ok((spawned.pid, node.name().to_owned()))
+    }
+
+    /// The [`CtlError`] for a failed [`Node::spawn_on`].
+    fn spawn_error(&self, e: SpawnError) -> CtlError {
+        match e {
+            SpawnError::BadPlacement(_) => CtlError::Usage(e.to_string()),
+            SpawnError::NoCandidate { .. } => CtlError::NoCandidate(e.to_string()),
+            SpawnError::Unreachable { node, reason } => CtlError::Unreachable { node, reason },
+            SpawnError::Refused { node, reason } if reason == "not_allowed" => {
+                CtlError::AdminRefused {
+                    node,
+                    us: self.us(),
+                }
+            }
+            SpawnError::Timeout { node } => {
+                self.timeout_error(format!("{node} did not answer the spawn"))
+            }
+            other => CtlError::Spawn(other.to_string()),
+        }
+    }
+
+    /// `node_server:spawn(Kind, Args, #{placement => P, register => Name})` on `via`: the
+    /// new pid.
+    async fn spawn_via(&self, via: &str, request: &SpawnRequest) -> Result<Pid, CtlError> {
+        let mut opts = vec![(
+            Term::atom("placement"),
+            Term::binary(request.placement.to_string()),
+        )];
+        if let Some(name) = &request.register {
+            opts.push((Term::atom("register"), Term::atom(name)));
+        }
+        let args = vec![
+            Term::binary(request.kind.as_str()),
+            Term::list(request.args.clone()),
+            Term::Map(opts.into_iter().collect()),
+        ];
+        let reply = match self.rpc_raw(via, "node_server", "spawn", args).await? {
+            Ok(reply) => reply,
+            Err(reason) if is_undef(&reason) => {
+                return Err(CtlError::NotOurs {
+                    node: via.to_owned(),
+                    function: "spawn/3".into(),
+                })
+            }
+            Err(reason) => return Err(CtlError::from_badrpc(via, &self.us(), &reason)),
+        };
+        match reply.as_tuple() {
+            Some([ok, Term::Pid(pid)]) if ok.is_atom("ok") => Ok(pid.clone()),
+            Some([error, Term::Binary(text)]) if error.is_atom("error") => {
+                let text = String::from_utf8_lossy(text).into_owned();
+                // The text of node_server's SpawnError, told on `via`.
+                Err(if text.starts_with("no candidate node") {
+                    CtlError::NoCandidate(text)
+                } else {
+                    CtlError::Spawn(format!("{text} (decided on {via})"))
+                })
+            }
+            _ => Err(Self::unexpected(via, &reply)),
+        }
     }
 
     /// Stops `target` with `init:stop()` and waits until its connection closes.

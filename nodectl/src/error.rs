@@ -88,6 +88,32 @@ pub enum CtlError {
     /// The actor asked for is not registered, or not alive.
     #[error("no actor: {0}")]
     NoActor(String),
+    /// The node is not a node of ours (an Erlang node): it has no `node_server:kinds/0`.
+    #[error("not ours: {node} is not a node_server node (it has no node_server:{function}), so it has no spawnable kinds")]
+    NotOurs {
+        /// The node.
+        node: String,
+        /// The function it lacks, `kinds/0` or `spawn/3`.
+        function: String,
+    },
+    /// The node has no spawnable kind of that name (and version).
+    #[error("unknown kind: {node} has no kind {kind} (it has: {known})")]
+    UnknownKind {
+        /// The kind asked for.
+        kind: String,
+        /// The node.
+        node: String,
+        /// Its kinds, `name/version` separated by commas, or `none`.
+        known: String,
+    },
+    /// No node satisfies the placement and the kind's requirements; the text names the
+    /// requirement (`no candidate node for kind counter: role:db: ...`).
+    #[error("{0}")]
+    NoCandidate(String),
+    /// The spawn was refused, or the new process exited at once (arguments that do not fit
+    /// the kind, say); nothing is left running.
+    #[error("spawn failed: {0}")]
+    Spawn(String),
     /// Our own node could not start.
     #[error("cannot start nodectl's node: {0}")]
     Start(#[from] node_server::NodeError),
@@ -121,6 +147,10 @@ impl CtlError {
             CtlError::BadRpc { .. } => "badrpc",
             CtlError::Unexpected { .. } => "unexpected",
             CtlError::NoActor(_) => "no_actor",
+            CtlError::NotOurs { .. } => "not_ours",
+            CtlError::UnknownKind { .. } => "unknown_kind",
+            CtlError::NoCandidate(_) => "no_candidate",
+            CtlError::Spawn(_) => "spawn",
             CtlError::Start(_) => "start",
             CtlError::Dashboard(_) => "dashboard",
             CtlError::Partial { .. } => "partial",

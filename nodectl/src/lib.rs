@@ -14,6 +14,9 @@
 //!   list-connections NODE               connected nodes, hidden or visible
 //!   info NODE                           version, uptime, processes, memory, counters
 //!   rpc NODE MODULE FUNCTION [ARG ...]  arguments and result in Erlang syntax
+//!   list-kinds NODE                     spawnable kinds of a node of ours (name/version)
+//!   spawn [--on NODE | --strategy S] [--via NODE] [--register NAME] KIND [ARG ...]
+//!                                       start a kind where a placement says; pid and node
 //!   shutdown NODE [ACTOR] [--kill]      init:stop/0, or exit(whereis(ACTOR), shutdown)
 //!   shutdown --all --force [--host H]   init:stop/0 on every node in EPMD
 //! ```
@@ -23,6 +26,12 @@
 //! JSON object with `"ok"` under `--json`; exit status 0 on success, 1 with one line saying
 //! why on failure (`unknown: ...`, `refused cookie: ...`, `timeout: ...`, `refused: ...` for
 //! a node's admin guard), 2 for a wrong command line.
+//!
+//! `spawn` places with [`node_server::placement`]: without `--via`, nodectl's own node
+//! decides ([`node_server::Node::spawn_on`]), with `--via NODE` that node does
+//! (`node_server:spawn/3`). The default strategy is `random`. Round-robin's turn lives on the
+//! deciding node, per kind, in memory: NODE's with `--via`; without it, nodectl's node, which
+//! lives for one command, so each run starts over at the first candidate.
 //!
 //! The crate is a library with a thin binary: [`client`] holds the typed queries (a
 //! dashboard reuses them), [`report`] the text and JSON forms, [`cli`] the command line.

@@ -2,7 +2,9 @@
 
 use serde::Serialize;
 
-use crate::client::{Connection, CookieWritten, Info, Ping, Server, StopOutcome, Stopped};
+use crate::client::{
+    Connection, CookieWritten, Info, Kind, Ping, Server, SpawnResult, StopOutcome, Stopped,
+};
 use crate::error::CtlError;
 
 /// The result of a command.
@@ -48,6 +50,15 @@ pub enum Report {
         /// The result in Erlang syntax.
         result: String,
     },
+    /// `list-kinds`.
+    Kinds {
+        /// The node asked.
+        node: String,
+        /// Its spawnable kinds.
+        kinds: Vec<Kind>,
+    },
+    /// `spawn`.
+    Spawned(SpawnResult),
     /// `shutdown NODE [ACTOR]`.
     Stopped(Stopped),
     /// `shutdown --all`.
@@ -214,6 +225,28 @@ impl Report {
                 .join("\n")
             }
             Report::Rpc { result, .. } => result.clone(),
+            Report::Kinds { node, kinds } => {
+                if kinds.is_empty() {
+                    return format!("{node} has no spawnable kinds");
+                }
+                kinds
+                    .iter()
+                    .map(|k| {
+                        let mut line = k.full_name();
+                        if !k.requires.is_empty() {
+                            let requires: Vec<String> =
+                                k.requires.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                            line.push_str(&format!(" requires {}", requires.join(",")));
+                        }
+                        line
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+            Report::Spawned(s) => match &s.registered {
+                Some(name) => format!("{} on {} registered as {name}", s.pid, s.node),
+                None => format!("{} on {}", s.pid, s.node),
+            },
             Report::Dashboard { url } => format!("dashboard at {url} stopped"),
             Report::Stopped(s) => match &s.actor {
                 Some(actor) => format!(
@@ -295,6 +328,55 @@ mod tests {
         assert_eq!(
             error_json(&e),
             r#"{"error":"not_found","message":"not found: x","ok":false}"#
+        );
+    }
+
+    #[test]
+    fn kinds_and_spawns_read_well() {
+        let kind = |name: &str, version, requires: &[(&str, &str)]| Kind {
+            name: name.into(),
+            version,
+            requires: requires
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        let r = Report::Kinds {
+            node: "a@b".into(),
+            kinds: vec![
+                kind("counter", 1, &[]),
+                kind("trainer", 2, &[("os", "linux"), ("gpu", "yes")]),
+            ],
+        };
+        assert_eq!(r.human(), "counter/1\ntrainer/2 requires gpu=yes,os=linux");
+        assert_eq!(
+            r.json(),
+            r#"{"kinds":[{"name":"counter","requires":{},"version":1},{"name":"trainer","requires":{"gpu":"yes","os":"linux"},"version":2}],"node":"a@b","ok":true}"#
+        );
+        let none = Report::Kinds {
+            node: "a@b".into(),
+            kinds: vec![],
+        };
+        assert_eq!(none.human(), "a@b has no spawnable kinds");
+        let spawned = SpawnResult {
+            pid: "<a@b.90.0>".into(),
+            node: "a@b".into(),
+            kind: "counter".into(),
+            placement: "random".into(),
+            decided_by: "nodectl_1@b".into(),
+            registered: None,
+        };
+        assert_eq!(
+            Report::Spawned(spawned.clone()).human(),
+            "<a@b.90.0> on a@b"
+        );
+        let named = SpawnResult {
+            registered: Some("c1".into()),
+            ..spawned
+        };
+        assert_eq!(
+            Report::Spawned(named).human(),
+            "<a@b.90.0> on a@b registered as c1"
         );
     }
 

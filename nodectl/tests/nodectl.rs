@@ -1027,3 +1027,330 @@ fn dashboard_on_a_taken_port_fails_with_status_1() {
     assert!(err.contains("in use"), "{err}");
     drop(taken);
 }
+
+// ---------------------------------------------------------------------------------------------
+// list-kinds, spawn
+// ---------------------------------------------------------------------------------------------
+
+/// The `echo_node` example (it registers kind `counter`), built once per test process by
+/// cargo into this test's target directory and profile (a no-op when it is up to date).
+fn echo_node_exe() -> PathBuf {
+    static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| {
+        // target/<profile>/deps/nodectl-HASH -> target/<profile>
+        let exe = std::env::current_exe().expect("the test's path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test lives in target/<profile>/deps");
+        let target_dir = profile_dir.parent().expect("the target directory");
+        let profile = profile_dir
+            .file_name()
+            .and_then(|p| p.to_str())
+            .expect("the profile's directory name");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "erlang-node-suite"])
+            .args(["--example", "echo_node"])
+            .arg("--target-dir")
+            .arg(target_dir)
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+        match profile {
+            "debug" => {}
+            "release" => {
+                cmd.arg("--release");
+            }
+            other => {
+                cmd.args(["--profile", other]);
+            }
+        }
+        let out = testkit::output_within(&mut cmd, Duration::from_secs(900))
+            .expect("cargo builds echo_node in time");
+        assert!(
+            out.status.success(),
+            "cargo build --example echo_node: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        profile_dir.join("examples").join("echo_node")
+    })
+    .clone()
+}
+
+/// An `echo_node` process of a test cluster, killed when dropped.
+struct EchoNode {
+    /// Its full name.
+    name: String,
+    _child: testkit::ChildGuard,
+}
+
+impl Cluster {
+    /// Starts `echo_node --roles ROLES` under a unique name in this cluster and waits
+    /// (bounded) for its `ready` line.
+    fn echo_node(&self, label: &str, roles: &[&str]) -> EchoNode {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let name = unique(label);
+        let mut cmd = Command::new(echo_node_exe());
+        cmd.args(["--name", &name, "--cookie", COOKIE])
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
+            .env("HOME", &self.home)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if !roles.is_empty() {
+            cmd.args(["--roles", &roles.join(",")]);
+        }
+        let mut child = testkit::ChildGuard::spawn(&mut cmd, format!("echo_node {name}"))
+            .expect("echo_node starts");
+        let stdout = child.child_mut().stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Read to the end, so that the node never blocks on a full pipe.
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let full = format!("{name}@{}", short_host());
+        let ready = rx.recv_timeout(DEADLINE).expect("echo_node says ready");
+        assert_eq!(ready, format!("ready {full}"));
+        EchoNode {
+            name: full,
+            _child: child,
+        }
+    }
+
+    /// `process_count` of a node of ours, as `nodectl info` reports it.
+    fn process_count(&self, node: &str) -> u64 {
+        let info = self.ctl(&["--json", "info", node]).json();
+        info["process_count"].as_u64().expect("a process count")
+    }
+}
+
+/// `nodectl spawn ... --json`: the JSON of a successful spawn.
+fn spawned(cluster: &Cluster, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json", "spawn"];
+    all.extend_from_slice(args);
+    let json = cluster.ctl(&all).json();
+    assert_eq!(json["ok"], true, "{args:?}: {json}");
+    json
+}
+
+/// `list-kinds` and `spawn` over three `echo_node` processes (roles `web`, `db`, none): each
+/// lists `counter/1`; `--on` is obeyed and the counter works there (`--register` makes its
+/// name resolve on that node); `role:db` picks the one node with that role, whoever decides;
+/// round-robin through one node touches each node once; an unknown kind, no candidate,
+/// arguments that do not parse or do not fit, and a name that is taken are clear errors that
+/// leave nothing running.
+#[test]
+fn list_kinds_and_spawn_place_counters_on_echo_nodes() {
+    use node_server::etf::{Atom, Term};
+    use node_server::remote::RemoteTarget;
+
+    let cluster = Cluster::new();
+    let web = cluster.echo_node("sp_web", &["web"]);
+    let db = cluster.echo_node("sp_db", &["db"]);
+    let plain = cluster.echo_node("sp_plain", &[]);
+    let (w, d, p) = (web.name.as_str(), db.name.as_str(), plain.name.as_str());
+
+    // list-kinds
+    for node in [w, d, p] {
+        assert_eq!(cluster.ctl(&["list-kinds", node]).ok(), "counter/1");
+    }
+    let json = cluster.ctl(&["--json", "list-kinds", d]).json();
+    assert_eq!(
+        json["kinds"],
+        serde_json::json!([{"name": "counter", "version": 1, "requires": {}}])
+    );
+    assert_eq!(json["node"], d);
+    let missing = format!("{}@{}", unique("absent"), short_host());
+    cluster.ctl(&["list-kinds", &missing]).fails(
+        1,
+        &format!("unknown: {missing} is not registered with epmd"),
+    );
+
+    // --on: that node, and --register names the actor there.
+    let out = cluster
+        .ctl(&["spawn", "--on", d, "--register", "c5", "counter", "5"])
+        .ok();
+    let pid = out
+        .strip_suffix(&format!(" on {d} registered as c5"))
+        .unwrap_or_else(|| panic!("not a spawn of c5 on {d}: {out}"))
+        .to_owned();
+    assert!(pid.starts_with(&format!("<{d}.")), "{out}");
+    assert_eq!(
+        cluster.ctl(&["rpc", d, "erlang", "whereis", "c5"]).ok(),
+        pid
+    );
+    // The counter works: a node of ours calls it (gen_server:call(c5, get)) and casts to it.
+    let probe = cluster.start(cluster.config(&unique("sp_probe")).hidden(true));
+    let c5 = RemoteTarget::Name {
+        name: Atom::new("c5"),
+        node: Atom::new(d),
+    };
+    let (first, after_add) = cluster.rt.block_on(async {
+        let first = probe.call(&c5, Term::atom("get"), DEADLINE).await;
+        probe.send(&c5, Term::tuple(vec![Term::atom("add"), Term::Int(3)]));
+        let after = probe.call(&c5, Term::atom("get"), DEADLINE).await;
+        (first, after)
+    });
+    assert_eq!(first.expect("c5 answers get"), Term::Int(5));
+    assert_eq!(after_add.expect("c5 answers get"), Term::Int(8));
+    for node in [w, p] {
+        let json = spawned(&cluster, &["--on", node, "counter", "-1"]);
+        assert_eq!(json["node"], node);
+        assert!(
+            json["pid"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("<{node}.")),
+            "{json}"
+        );
+        assert_eq!(json["placement"], format!("node:{node}"));
+        assert!(json["decided_by"].as_str().unwrap().starts_with("nodectl_"));
+        assert_eq!(json["registered"], serde_json::Value::Null);
+    }
+
+    // role:db: the one node with that role, decided by nodectl or by another node.
+    for _ in 0..2 {
+        let out = cluster
+            .ctl(&["spawn", "--strategy", "role:db", "counter", "0"])
+            .ok();
+        assert!(out.ends_with(&format!(" on {d}")), "{out}");
+    }
+    let json = spawned(
+        &cluster,
+        &["--via", w, "--strategy", "role:db", "counter", "0"],
+    );
+    assert_eq!(json["node"], d);
+    assert_eq!(json["decided_by"], w);
+
+    // round-robin through `web`: its turn for `counter` goes over the three nodes in turn.
+    let mut touched: Vec<String> = (0..3)
+        .map(|_| {
+            let json = spawned(
+                &cluster,
+                &["--via", w, "--strategy", "round-robin", "counter", "0"],
+            );
+            json["node"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    touched.sort();
+    let mut all = vec![w.to_owned(), d.to_owned(), p.to_owned()];
+    all.sort();
+    assert_eq!(touched, all, "each node exactly once");
+    // The other strategies and the default place it somewhere.
+    for args in [
+        &["counter", "1"][..],
+        &["--strategy", "least-loaded", "counter", "1"],
+        &["--strategy", "repulsion:nosuch_group", "counter", "1"],
+        &["--strategy", "host:nosuch_host", "counter", "1"],
+    ] {
+        let out = cluster.ctl(&[&["spawn"][..], args].concat());
+        if args.contains(&"host:nosuch_host") {
+            out.fails(1, "host:nosuch_host");
+        } else {
+            let node = out.ok();
+            assert!(
+                all.iter().any(|n| node.ends_with(&format!(" on {n}"))),
+                "{node}"
+            );
+        }
+    }
+
+    // Errors: one clear line each, and nothing is left running.
+    let before: Vec<u64> = [w, d, p].map(|n| cluster.process_count(n)).to_vec();
+    cluster
+        .ctl(&["spawn", "nosuch_kind", "1"])
+        .fails(1, "no candidate node for kind nosuch_kind");
+    cluster
+        .ctl(&["spawn", "--via", w, "nosuch_kind", "1"])
+        .fails(1, "no candidate node for kind nosuch_kind");
+    cluster
+        .ctl(&["spawn", "--on", d, "nosuch_kind", "1"])
+        .fails(
+            1,
+            &format!("unknown kind: {d} has no kind nosuch_kind (it has: counter/1)"),
+        );
+    cluster
+        .ctl(&["spawn", "counter/2", "1"])
+        .fails(1, "no candidate node for kind counter/2");
+    for via in [&[][..], &["--via", w]] {
+        let args = [
+            &["spawn"][..],
+            via,
+            &["--strategy", "role:nosuch", "counter", "1"],
+        ]
+        .concat();
+        let err = cluster
+            .ctl(&args)
+            .fails(1, "no candidate node for kind counter");
+        assert!(
+            err.contains("role:nosuch") && err.contains("no candidate has role nosuch"),
+            "{err}"
+        );
+        let args = [&["spawn"][..], via, &["--on", d, "counter", "abc"]].concat();
+        let err = cluster
+            .ctl(&args)
+            .fails(1, "spawn failed: spawned process exited at once");
+        assert!(
+            err.contains("function_clause") && err.contains("expected an integer"),
+            "{err}"
+        );
+        let args = [
+            &["spawn"][..],
+            via,
+            &["--on", d, "--register", "c5", "counter", "1"],
+        ]
+        .concat();
+        cluster.ctl(&args).fails(1, "cannot register c5");
+    }
+    let json = cluster
+        .ctl(&[
+            "--json",
+            "spawn",
+            "--strategy",
+            "role:nosuch",
+            "counter",
+            "1",
+        ])
+        .json();
+    assert_eq!(json["ok"], false);
+    assert_eq!(json["error"], "no_candidate");
+    cluster
+        .ctl(&["spawn", "--on", d, "counter", "{1"])
+        .fails(2, "argument 1 ({1)");
+    cluster
+        .ctl(&["spawn", "--strategy", "fastest", "counter", "1"])
+        .fails(2, "bad placement \"fastest\"");
+    cluster
+        .ctl(&["spawn", "--on", d, "--strategy", "random", "counter", "1"])
+        .fails(2, "cannot be used with");
+    let after: Vec<u64> = [w, d, p].map(|n| cluster.process_count(n)).to_vec();
+    assert_eq!(after, before, "no process was left behind");
+    assert_eq!(
+        cluster.ctl(&["rpc", d, "erlang", "whereis", "c5"]).ok(),
+        pid
+    );
+
+    // An Erlang node has no kinds and does not place.
+    if let Some(erl) = testkit::require_erl() {
+        let peer = cluster.erl(&erl, "sp_erl");
+        let en = peer.name().to_owned();
+        cluster
+            .ctl(&["list-kinds", &en])
+            .fails(1, &format!("not ours: {en} is not a node_server node"));
+        cluster
+            .ctl(&["spawn", "--on", &en, "counter", "1"])
+            .fails(1, "not ours");
+        cluster
+            .ctl(&["spawn", "--via", &en, "counter", "1"])
+            .fails(1, "not ours");
+    }
+}
