@@ -273,6 +273,11 @@ impl Kinds {
         .ok_or_else(|| KindError::Unknown(kind.to_owned()))
     }
 
+    /// Whether `kind` names a registered kind.
+    pub fn contains(&self, kind: &str) -> bool {
+        self.find(kind).is_ok()
+    }
+
     /// Starts `kind` with `args` on `core`'s node: the exposed actor.
     pub fn start(
         &self,

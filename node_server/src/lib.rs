@@ -135,6 +135,7 @@ pub mod pg;
 pub mod phoenix;
 pub mod placement;
 pub mod priority;
+pub mod processes;
 mod proxies;
 pub mod proxy;
 pub mod random;

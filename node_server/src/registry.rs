@@ -64,6 +64,8 @@ pub(crate) struct LocalActor {
     pub cast: CastFn,
     pub call: CallFn,
     pub accepts_call: fn(&Term) -> bool,
+    /// Messages and calls the router handed it (its "reductions" for Erlang's tools).
+    pub delivered: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for LocalActor {
@@ -194,6 +196,7 @@ impl Registry {
             cast,
             call,
             accepts_call,
+            delivered: std::sync::atomic::AtomicU64::new(0),
         });
         self.by_pid
             .insert(self.next_id, LocalProcess::Actor(actor.clone()));
@@ -223,6 +226,36 @@ impl Registry {
     }
 
     /// Registers `name`; false when a live process already has it.
+    /// Every local process with its pid and registered name (if any): the node's services
+    /// and the live exposed actors, by pid.
+    pub fn processes(&self) -> Vec<(Pid, Option<Atom>, LocalProcess)> {
+        let mut names: FastMap<u32, Atom> = FastMap::default();
+        for (name, p) in &self.names {
+            if let Some(id) = self.id_of(p) {
+                names.insert(id, name.clone());
+            }
+        }
+        let mut out: Vec<(Pid, Option<Atom>, LocalProcess)> = self
+            .by_pid
+            .iter()
+            .filter(|(_, p)| !matches!(p, LocalProcess::Actor(a) if !a.alive()))
+            .map(|(id, p)| (self.pid(*id), names.get(id).cloned(), p.clone()))
+            .collect();
+        out.sort_by_key(|(pid, ..)| pid.id);
+        out
+    }
+
+    /// The pid number of a process in `by_pid`.
+    fn id_of(&self, p: &LocalProcess) -> Option<u32> {
+        Some(match p {
+            LocalProcess::Actor(a) => a.pid.id,
+            LocalProcess::Service(s) => s.pid.id,
+            LocalProcess::NetKernel => NET_KERNEL_ID,
+            LocalProcess::Router => ROUTER_ID,
+            LocalProcess::Rex => REX_ID,
+        })
+    }
+
     pub fn register(&mut self, name: Atom, process: LocalProcess) -> bool {
         if let Some(existing) = self.names.get(&name) {
             let live = match existing {

@@ -136,6 +136,9 @@ impl Router {
         msg: Term,
         path: Option<&dyn ReplyPath>,
     ) {
+        actor
+            .delivered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let (Some(path), Some((caller, tag, request))) = (path, gen_call_parts(&msg)) {
             if (actor.call)(request, path.reply_to(&actor.pid, caller, tag)) {
                 return;

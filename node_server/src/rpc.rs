@@ -20,7 +20,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
-use crate::etf::{Atom, Term};
+use crate::etf::{Atom, Pid, Term};
 
 /// How a registered function fails, mapped onto Erlang's exception classes.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,13 +122,29 @@ impl Invocation {
 
     /// Runs it: the result, and the stack Erlang would report with an error.
     pub async fn run(self) -> (RpcResult, Term) {
+        self.run_as(None).await
+    }
+
+    /// [`Invocation::run`] as the process `pid` (a spawn of the function): the function
+    /// reads it with [`current_pid`].
+    pub async fn run_as(self, pid: Option<Pid>) -> (RpcResult, Term) {
         let stack = stack(&self.module, &self.function, &self.args);
         let result = match self.func {
             Err(refusal) => Err(refusal),
-            Ok(func) => apply(func, &self.module, &self.function, self.args).await,
+            Ok(func) => apply(func, &self.module, &self.function, self.args, pid).await,
         };
         (result, stack)
     }
+}
+
+tokio::task_local! {
+    static SELF: Pid;
+}
+
+/// The pid of the process a function runs as, when it was spawned (`spawn(Node, M, F, A)`
+/// of a registered function, see [`crate::kinds`]): what `self()` is for it. `None` in an rpc.
+pub fn current_pid() -> Option<Pid> {
+    SELF.try_with(Pid::clone).ok()
 }
 
 /// Runs `M:F(Args)` against the registered functions, as Erlang's `apply/3` would.
@@ -137,11 +153,15 @@ pub(crate) async fn apply(
     module: &Atom,
     function: &Atom,
     args: Vec<Term>,
+    pid: Option<Pid>,
 ) -> RpcResult {
     match f {
         Some(f) => {
             // A panicking function is an error, not a dead node.
-            let task = tokio::spawn(f(args));
+            let task = match pid {
+                Some(pid) => tokio::spawn(SELF.scope(pid, f(args))),
+                None => tokio::spawn(f(args)),
+            };
             match task.await {
                 Ok(result) => result,
                 Err(e) => Err(RpcFailure::Error(Term::tuple(vec![
@@ -158,6 +178,20 @@ pub(crate) async fn apply(
 }
 
 impl RpcFailure {
+    /// The exit reason of a process that failed this way (`stack` as [`Invocation::run`]
+    /// gives it): `{Reason, Stack}` for an error, the reason of an exit, `{{nocatch, Value},
+    /// Stack}` for a throw.
+    pub(crate) fn exit_reason(&self, stack: Term) -> Term {
+        match self {
+            RpcFailure::Error(r) => Term::tuple(vec![r.clone(), stack]),
+            RpcFailure::Exit(r) => r.clone(),
+            RpcFailure::Throw(t) => Term::tuple(vec![
+                Term::tuple(vec![Term::atom("nocatch"), t.clone()]),
+                stack,
+            ]),
+        }
+    }
+
     /// The `erpc:execute_call` exit reason for this failure.
     pub(crate) fn erpc_reason(&self, res: &Term, stack: Term) -> Term {
         match self {

@@ -454,26 +454,40 @@ impl SendQueue {
         self.wake.notify_one();
     }
 
-    /// Takes what is queued and decodes it (tests: what a session queued for its peer).
+    /// Takes what is queued (tests: what a session queued for its peer): its frames, to be
+    /// decoded in order by one decoder (the atom cache spans them).
     #[cfg(test)]
-    pub(crate) fn drain_decoded(&self) -> Vec<crate::dist::packet::DistMessage> {
+    pub(crate) fn drain_frames(&self) -> BytesMut {
         let mut batch = Batch::default();
         self.take(&mut batch, |_| {});
         let n = batch.len();
         self.written(n);
         assert!(batch.shares.at.is_empty(), "tests queue small messages");
-        let mut decoder =
-            crate::dist::packet::PacketDecoder::new(crate::etf::DecodeOptions::new(), usize::MAX);
-        let mut input = batch.buf;
+        batch.buf
+    }
+
+    /// [`SendQueue::drain_frames`], decoded by `decoder`.
+    #[cfg(test)]
+    pub(crate) fn drain_decoded_with(
+        &self,
+        decoder: &mut crate::dist::packet::PacketDecoder,
+    ) -> Vec<crate::dist::packet::DistMessage> {
+        let mut input = self.drain_frames();
         let mut out = Vec::new();
-        while let Ok(Some(frame)) = packet::next_frame(&mut input, usize::MAX) {
+        while let Some(frame) = packet::next_frame(&mut input, usize::MAX).expect("frames") {
             if let packet::Frame::Data(data) = frame {
-                if let Ok(Some(msg)) = decoder.decode(data) {
-                    out.push(msg);
-                }
+                out.extend(decoder.decode(data).expect("a message"));
             }
         }
         out
+    }
+
+    /// [`SendQueue::drain_decoded_with`] a fresh decoder.
+    #[cfg(test)]
+    pub(crate) fn drain_decoded(&self) -> Vec<crate::dist::packet::DistMessage> {
+        let mut decoder =
+            crate::dist::packet::PacketDecoder::new(crate::etf::DecodeOptions::new(), usize::MAX);
+        self.drain_decoded_with(&mut decoder)
     }
 }
 

@@ -82,6 +82,7 @@ impl NodeConfig {
         crate::builtins::install(&node);
         crate::groups::register_functions(&node);
         crate::placement::register_functions(&node);
+        crate::processes::register_functions(&node);
         crate::global::register_functions(&node);
         Ok(node)
     }

@@ -82,6 +82,8 @@ pub(crate) trait Inbound: Send + Sync + 'static {
     fn rpc_started(&self) -> Option<crate::ops::InFlight>;
     /// The traffic counters.
     fn counters(&self) -> Arc<crate::ops::Counters>;
+    /// Whether `kind` names a spawnable kind of this node ([`crate::kinds`]).
+    fn has_kind(&self, kind: &str) -> bool;
     /// The answer to a spawn request this node made ([`crate::spawn`]).
     fn spawn_replied(&self, to: &Pid, req_id: &Reference, flags: u32, result: Term);
     /// Starts the spawnable kind `kind` with `args` ([`crate::kinds`]).
@@ -165,6 +167,10 @@ impl Inbound for Core {
 
     fn spawn_replied(&self, to: &Pid, req_id: &Reference, flags: u32, result: Term) {
         crate::spawn::Spawns::of(self).replied(to, req_id, flags, result);
+    }
+
+    fn has_kind(&self, kind: &str) -> bool {
+        crate::kinds::Kinds::of(self).contains(kind)
     }
 }
 
@@ -593,18 +599,24 @@ mod tests {
             Box::pin(async move { Err(crate::kinds::KindError::Unknown(kind)) })
         }
         fn spawn_replied(&self, _: &Pid, _: &Reference, _: u32, _: Term) {}
+        fn has_kind(&self, _: &str) -> bool {
+            false
+        }
     }
 
     /// What a dispatcher queued for its peer, decoded.
     struct Probe {
         queue: Arc<crate::send_queue::SendQueue>,
         seen: std::collections::VecDeque<DistMessage>,
+        /// One decoder for everything queued: the atom cache spans the frames.
+        decoder: crate::dist::packet::PacketDecoder,
     }
 
     impl Probe {
         fn try_recv(&mut self) -> Option<DistMessage> {
             if self.seen.is_empty() {
-                self.seen.extend(self.queue.drain_decoded());
+                let got = self.queue.drain_decoded_with(&mut self.decoder);
+                self.seen.extend(got);
             }
             self.seen.pop_front()
         }
@@ -636,6 +648,10 @@ mod tests {
         let probe = Probe {
             queue,
             seen: Default::default(),
+            decoder: crate::dist::packet::PacketDecoder::new(
+                crate::etf::DecodeOptions::new(),
+                usize::MAX,
+            ),
         };
         (d, probe)
     }

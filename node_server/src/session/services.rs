@@ -51,7 +51,35 @@ impl<N: Inbound> Dispatcher<N> {
         };
         let (link, monitor) = spawn_options(opts);
         let Some((res, m, f, a)) = call else {
-            return self.spawn_kind(req_id, from, (module, function), (link, monitor), args);
+            if !self.admin {
+                tracing::warn!(peer = %self.peer, %module, "spawn refused by the admin guard");
+                let refused = Control::SpawnReply {
+                    req_id,
+                    to: from,
+                    flags: 0,
+                    result: Term::atom("not_allowed"),
+                };
+                return self.send(refused, None);
+            }
+            let args = match args {
+                Some(Term::List(args)) => args,
+                None => Vec::new(),
+                Some(_) => {
+                    let bad = Control::SpawnReply {
+                        req_id,
+                        to: from,
+                        flags: 0,
+                        result: Term::atom("badarg"),
+                    };
+                    return self.send(bad, None);
+                }
+            };
+            let target = (module, function);
+            return if self.node.has_kind(target.0.as_str()) {
+                self.spawn_kind(req_id, from, target, (link, monitor), args)
+            } else {
+                self.spawn_function(req_id, from, target, (link, monitor), args)
+            };
         };
         let pid = self.node.fresh_pid();
         self.send(
@@ -97,7 +125,7 @@ impl<N: Inbound> Dispatcher<N> {
         from: Pid,
         (kind, function): (Atom, Atom),
         (link, monitor): (bool, bool),
-        args: Option<Term>,
+        args: Vec<Term>,
     ) {
         let reply =
             move |req_id: &Reference, from: &Pid, result: Term, flags: u32| Control::SpawnReply {
@@ -106,15 +134,6 @@ impl<N: Inbound> Dispatcher<N> {
                 flags,
                 result,
             };
-        if !self.admin {
-            tracing::warn!(peer = %self.peer, %kind, "spawn refused by the admin guard");
-            return self.send(reply(&req_id, &from, Term::atom("not_allowed"), 0), None);
-        }
-        let args = match args {
-            Some(Term::List(args)) => args,
-            None => Vec::new(),
-            Some(_) => return self.send(reply(&req_id, &from, Term::atom("badarg"), 0), None),
-        };
         let flags = u32::from(link) | (u32::from(monitor) << 1);
         let start = self.node.start_kind(kind.as_str(), &args);
         let node = self.node.clone();
@@ -166,6 +185,63 @@ impl<N: Inbound> Dispatcher<N> {
                     };
                     queue.push(Outgoing::Message(down, None));
                 }
+            }
+        });
+    }
+
+    /// A spawn of a registered function (`spawn(Node, M, F, A)` where `M:F` is one of the
+    /// node's rpc functions, as OTP's tools do: `etop` spawns `observer_backend:etop_collect/1`):
+    /// it runs as a short-lived process with a fresh pid, which the function reads as
+    /// `self()` ([`crate::rpc::current_pid`]), and exits `normal` when it returns, or with
+    /// the reason of its failure (`{undef, [{M, F, Args, []}]}` for a function that is not
+    /// there, as OTP's), through the link and monitor asked for.
+    fn spawn_function(
+        &mut self,
+        req_id: Reference,
+        from: Pid,
+        (module, function): (Atom, Atom),
+        (link, monitor): (bool, bool),
+        args: Vec<Term>,
+    ) {
+        let pid = self.node.fresh_pid();
+        let flags = u32::from(link) | (u32::from(monitor) << 1);
+        self.send(
+            Control::SpawnReply {
+                req_id: req_id.clone(),
+                to: from.clone(),
+                flags,
+                result: Term::Pid(pid.clone()),
+            },
+            None,
+        );
+        let invocation = self
+            .node
+            .invocation((&self.peer, self.admin), module, function, args);
+        let queue = self.queue().clone();
+        let in_flight = self.node.rpc_started();
+        tokio::spawn(async move {
+            let _in_flight = in_flight;
+            let (result, stack) = invocation.run_as(Some(pid.clone())).await;
+            let reason = match result {
+                Ok(_) => Term::atom("normal"),
+                Err(failure) => failure.exit_reason(stack),
+            };
+            if link {
+                let exit = Control::Exit {
+                    from: pid.clone(),
+                    to: from.clone(),
+                    reason: reason.clone(),
+                };
+                queue.push(Outgoing::Message(exit, None));
+            }
+            if monitor {
+                let down = Control::MonitorPExit {
+                    from: ProcessRef::Pid(pid),
+                    to: from,
+                    reference: req_id,
+                    reason,
+                };
+                queue.push(Outgoing::Message(down, None));
             }
         });
     }
