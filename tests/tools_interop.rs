@@ -4,7 +4,9 @@
 //! and OTP's `etop` in text mode lists the node's processes with their names (`kv`).
 //!
 //! Needs Erlang/OTP (`erl`) and its observer application (Debian's `erlang-observer`, for
-//! `etop`): skipped on a developer machine without them, fails in CI (`CI=true`).
+//! `etop`): skipped on a developer machine without them, fails in CI (`CI=true`). OTP 27's
+//! etop cannot watch our node (it always sets up `dbg` tracing there): that part is skipped
+//! on OTP 27.
 
 use std::process::Command;
 use std::time::Duration;
@@ -101,7 +103,14 @@ async fn processes_process_info_and_etop_see_our_actors() {
         "{undef,[{nosuch,start,[1],[]}]}"
     );
 
-    // etop in text mode, from its own node: it lists kv.
+    // etop in text mode, from its own node: it lists kv. OTP 27's etop (observer 2.17)
+    // sets up `dbg` tracing on a remote node whatever `{tracing, off}` says, and our node has
+    // no `dbg`: that release's etop cannot watch it (OTP 25's and 29's can).
+    if testkit::otp_release() == Some(27) {
+        eprintln!("OTP 27's etop always traces a remote node with dbg: its part skipped");
+        node.shutdown().await;
+        return;
+    }
     let has_etop = e.ok_in_place("code:which(etop) =/= non_existing");
     if has_etop != "true" {
         assert!(
