@@ -23,7 +23,8 @@
 //! An Erlang spawn of a function that is undefined, or that crashes at once, still gives a
 //! pid, whose link or monitor then fires. A spawn here does the same, with a reason that names
 //! the problem, and nothing is left running:
-//! - unknown kind: `{undef, [{Kind, Function, Args, []}]}`;
+//! - unknown kind (and no rpc function `Kind:Function/N` either; one that exists runs as a
+//!   short-lived process, see [`crate::processes`]): `{undef, [{Kind, Function, Args, []}]}`;
 //! - arguments that do not convert: `{function_clause, [{Kind, Function, Args, [{reason,
 //!   Text}]}]}`;
 //! - the actor's `pre_start` failing: `{start_failed, Text}`.
