@@ -50,6 +50,13 @@ pub enum Report {
         /// The result in Erlang syntax.
         result: String,
     },
+    /// `eval`.
+    Eval {
+        /// The node that evaluated.
+        node: String,
+        /// The value as the Erlang shell prints it (after what `b()` printed, if called).
+        result: String,
+    },
     /// `list-kinds`.
     Kinds {
         /// The node asked.
@@ -224,7 +231,7 @@ impl Report {
                 .collect::<Vec<_>>()
                 .join("\n")
             }
-            Report::Rpc { result, .. } => result.clone(),
+            Report::Rpc { result, .. } | Report::Eval { result, .. } => result.clone(),
             Report::Kinds { node, kinds } => {
                 if kinds.is_empty() {
                     return format!("{node} has no spawnable kinds");
