@@ -57,7 +57,8 @@
 //! foo:bar/0`, `** exception error: no case clause matching x`, `** exception error: no true
 //! branch found when evaluating an if expression`, `** exception exit: ...`,
 //! `** exception throw: ...`; and what the shell's compiler says: `* 1:5: variable 'Y' is
-//! unbound`, `* 1:7: syntax error before: ')'`. The shell's further lines (`in function
+//! unbound` (with OTP 28's `, did you mean 'X'?` when a bound name is similar), `* 1:7:
+//! syntax error before: ')'`. The shell's further lines (`in function
 //! hd/1`, `called as ...`) and its line breaking of long values are left out. As in the
 //! shell, an evaluation that raises leaves the bindings as they were.
 //!
@@ -121,6 +122,68 @@ pub const MAX_INTEGER_BITS: u64 = 1 << 20;
 
 /// The most elements a list result (or bytes a binary result) may have.
 pub const MAX_LIST_LEN: usize = 1 << 22;
+
+/// `variable 'V' is unbound`, with the suggestion OTP 28 and later add when a bound
+/// variable's name is similar enough (`, did you mean 'V1'?`): the most similar of `bound` by
+/// Jaro similarity (`string:jaro_similarity/2`), above 0.66, the greater name on a tie, as
+/// `erl_lint` picks it.
+fn unbound_message<'a>(name: &str, bound: impl IntoIterator<Item = &'a str>) -> String {
+    let mut text = format!("variable {} is unbound", Term::atom(name));
+    let best = bound
+        .into_iter()
+        .map(|b| (jaro(name, b), b))
+        .max_by(|x, y| x.0.total_cmp(&y.0).then_with(|| x.1.cmp(y.1)));
+    if let Some((sim, guess)) = best {
+        if sim > 0.66 {
+            text.push_str(&format!(", did you mean '{guess}'?"));
+        }
+    }
+    text
+}
+
+/// The Jaro similarity of two strings, as OTP's `string:jaro_similarity/2` computes it
+/// (over characters; variable names have no multi-character graphemes).
+fn jaro(a: &str, b: &str) -> f64 {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    if a.is_empty() && b.is_empty() {
+        return 1.0;
+    }
+    if a.is_empty() || b.is_empty() {
+        return 0.0;
+    }
+    // Matches are at most `window - 1` apart.
+    let window = (a.len().max(b.len()) / 2).max(1);
+    let mut used = vec![false; b.len()];
+    let mut a_matched = Vec::new();
+    let mut b_matched_at = Vec::new();
+    for (i, ca) in a.iter().enumerate() {
+        let lo = (i + 1).saturating_sub(window);
+        let hi = (i + window).min(b.len());
+        if let Some(j) = (lo..hi).find(|&j| !used[j] && b[j] == *ca) {
+            used[j] = true;
+            a_matched.push(*ca);
+            b_matched_at.push(j);
+        }
+    }
+    let m = a_matched.len();
+    if m == 0 {
+        return 0.0;
+    }
+    b_matched_at.sort_unstable();
+    let t = a_matched
+        .iter()
+        .zip(&b_matched_at)
+        .filter(|(ca, j)| **ca != b[**j])
+        .count();
+    let (m, t) = (m as f64, t as f64);
+    (m / a.len() as f64 + m / b.len() as f64 + (m - t / 2.0) / m) / 3.0
+}
+
+/// The reason of the exception that a variable bound in only some clauses of an earlier
+/// `case` or `if` raises when it is not bound after all: `{UNBOUND, Name, Offset}`. The
+/// shell reports it as it reports an unbound variable.
+const UNBOUND: &str = "$unbound_var";
 
 /// The class of an Erlang exception.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -347,14 +410,44 @@ pub async fn eval(text: &str, bindings: &mut Bindings, env: &dyn Env) -> Outcome
         })
         .await
     };
+    let printed = std::mem::take(&mut run.printed);
     if value.is_ok() {
-        bindings.0 = run.vars;
+        bindings.0 = std::mem::take(&mut run.vars);
     }
     Outcome {
-        printed: run.printed,
-        value: value.map_err(EvalError::Exception),
+        printed,
+        value: value.map_err(|e| match e.reason.as_tuple() {
+            Some([tag, Term::Atom(name), Term::Int(pos)]) if tag.is_atom(UNBOUND) => {
+                EvalError::syntax(
+                    text,
+                    usize::try_from(*pos).unwrap_or(0),
+                    unbound_message(name.as_str(), run.vars.keys().map(String::as_str)),
+                )
+            }
+            _ => EvalError::Exception(e),
+        }),
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod jaro_tests {
+    #[test]
+    fn jaro_similarity_as_otp() {
+        // What OTP 29's string:jaro_similarity/2 gives.
+        assert_eq!(super::jaro("A2", "A1"), 0.6666666666666666);
+        assert_eq!(super::jaro("Unbound2", "Z"), 0.0);
+        assert_eq!(super::jaro("MARTHA", "MARHTA"), 0.9444444444444445);
+        assert_eq!(super::jaro("", ""), 1.0);
+        assert_eq!(
+            super::unbound_message("A2", ["A1", "B"]),
+            "variable 'A2' is unbound, did you mean 'A1'?"
+        );
+        assert_eq!(
+            super::unbound_message("Y", ["X"]),
+            "variable 'Y' is unbound"
+        );
+    }
+}

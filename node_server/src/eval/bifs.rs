@@ -171,9 +171,6 @@ pub(super) fn binary(op: &str, a: &Term, b: &Term) -> R {
         },
         "++" => {
             let Some(x) = list(a) else {
-                if let Term::ImproperList(..) = a {
-                    return Err(badarg());
-                }
                 return Err(badarg());
             };
             if x.is_empty() {

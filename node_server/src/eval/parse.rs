@@ -488,7 +488,7 @@ fn lint_expr(text: &str, e: &Expr, bound: &mut BTreeSet<String>) -> R<()> {
                 Err(EvalError::syntax(
                     text,
                     *pos,
-                    format!("variable {} is unbound", Term::atom(v)),
+                    super::unbound_message(v, bound.iter().map(String::as_str)),
                 ))
             }
         }
@@ -516,8 +516,8 @@ fn lint_expr(text: &str, e: &Expr, bound: &mut BTreeSet<String>) -> R<()> {
         }
         Expr::Op(op, a, b) if *op == "andalso" || *op == "orelse" => {
             lint_expr(text, a, bound)?;
-            // What the right side binds is not safe to use after it.
-            lint_expr(text, b, &mut bound.clone())
+            // What the right side binds may be bound after it (checked when it is used).
+            lint_expr(text, b, bound)
         }
         Expr::Op(_, a, b) => {
             lint_expr(text, a, bound)?;
@@ -548,7 +548,8 @@ fn lint_expr(text: &str, e: &Expr, bound: &mut BTreeSet<String>) -> R<()> {
     }
 }
 
-/// The variables bound in every clause are bound after the `case` or `if`.
+/// The variables bound in any clause count as bound after the `case` or `if`, as the shell
+/// takes them (one bound in some clauses only is an error when it is used and not bound).
 fn lint_clauses(text: &str, clauses: &[Clause], bound: &mut BTreeSet<String>) -> R<()> {
     let mut after: Option<BTreeSet<String>> = None;
     for c in clauses {
@@ -562,7 +563,7 @@ fn lint_clauses(text: &str, clauses: &[Clause], bound: &mut BTreeSet<String>) ->
         lint(text, &c.body, &mut inner)?;
         after = Some(match after {
             None => inner,
-            Some(a) => a.intersection(&inner).cloned().collect(),
+            Some(a) => a.union(&inner).cloned().collect(),
         });
     }
     if let Some(a) = after {

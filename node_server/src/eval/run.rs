@@ -86,11 +86,14 @@ impl<'e> Run<'e> {
             }
             match e {
                 Expr::Lit(t) => Ok(t.clone()),
-                Expr::Var(v, _) => self
-                    .vars
-                    .get(v)
-                    .cloned()
-                    .ok_or_else(|| error(tagged("unbound", Term::atom(v)))),
+                // Bound in some clauses of an earlier `case` only: the shell finds out here.
+                Expr::Var(v, pos) => self.vars.get(v).cloned().ok_or_else(|| {
+                    error(Term::tuple(vec![
+                        Term::atom(super::UNBOUND),
+                        Term::atom(v),
+                        Term::Int(*pos as i64),
+                    ]))
+                }),
                 Expr::Tuple(elems) => Ok(Term::Tuple(self.all(elems).await?)),
                 Expr::Cons(elems, tail) => {
                     let elems = self.all(elems).await?;
@@ -356,6 +359,13 @@ impl<'e> Run<'e> {
             ("f", [Expr::Var(v, _)]) => {
                 self.vars.remove(v);
                 return Ok(Term::atom("ok"));
+            }
+            ("f", [_]) => {
+                return Err(error(Term::tuple(vec![
+                    Term::atom("shell_function_clause"),
+                    Term::atom("f"),
+                    Term::Int(1),
+                ])))
             }
             _ => {}
         }

@@ -207,6 +207,13 @@ fn explain(reason: &Term, call: Option<&(Atom, Atom, Vec<Term>)>) -> String {
         if tag.is_atom("shell_undef") {
             return format!("undefined shell command {}/{}", pretty(f), pretty(arity));
         }
+        if tag.is_atom("shell_function_clause") {
+            return format!(
+                "no function clause matching call to {}/{}",
+                pretty(f),
+                pretty(arity)
+            );
+        }
     }
     pretty(reason)
 }

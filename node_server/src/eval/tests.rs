@@ -447,9 +447,18 @@ fn errors_print_as_the_shell_prints_them() {
         ("M = #{}, M#{a := 1}", "** exception error: bad key: a"),
         ("Y", "* 1:1: variable 'Y' is unbound"),
         ("X = 1, X + Y", "* 1:12: variable 'Y' is unbound"),
+        ("case 1 of 1 -> A = 1; 2 -> ok end, A", "1"),
         (
-            "case 1 of 1 -> A = 1; 2 -> ok end, A",
+            "case 2 of 1 -> A = 1; 2 -> ok end, A",
             "* 1:36: variable 'A' is unbound",
+        ),
+        (
+            "false andalso (B = 1), B",
+            "* 1:24: variable 'B' is unbound",
+        ),
+        (
+            "f(1)",
+            "** exception error: no function clause matching call to f/1",
         ),
         ("1 + )", "* 1:5: syntax error before: ')'"),
         ("1 + .", "* 1:5: syntax error before: '.'"),
