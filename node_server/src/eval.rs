@@ -44,35 +44,46 @@
 //! one is `undef`.
 //!
 //! # What it prints
-//! [`Outcome::text`] is what the Erlang shell prints (checked against OTP 25, 27 and 29 by
-//! `tests/eval_vs_erl.rs`; they agree on every form here): a value as `~p` writes it on one
-//! line (`"abc"`, `<<"abc">>`, `{ok,[1,2]}`, pids as `<node.N.S>`); map keys in term order,
-//! as OTP 25 prints them (OTP 26 and later print the atom keys of a small map in the order
-//! of the atoms' indexes in their atom table, which only that runtime knows);
-//! `term_to_binary/1` writes atoms as OTP 26 and later do (`SMALL_ATOM_UTF8_EXT`, where OTP
-//! 25 writes `ATOM_EXT`); an exception as the first line of the
-//! shell's report: `** exception error: no match of right hand side value 3`,
-//! `** exception error: bad argument`, `** exception error: an error occurred when
-//! evaluating an arithmetic expression`, `** exception error: undefined function
-//! foo:bar/0`, `** exception error: no case clause matching x`, `** exception error: no true
-//! branch found when evaluating an if expression`, `** exception exit: ...`,
-//! `** exception throw: ...`; and what the shell's compiler says: `* 1:5: variable 'Y' is
-//! unbound` (with OTP 28's `, did you mean 'X'?` when a bound name is similar), `* 1:7:
-//! syntax error before: ')'`. The shell's further lines (`in function
-//! hd/1`, `called as ...`) and its line breaking of long values are left out. As in the
-//! shell, an evaluation that raises leaves the bindings as they were.
+//! [`Outcome::text`] is what the Erlang shell prints, checked against the shells of OTP 25,
+//! 27 and 29 by `tests/eval_vs_erl.rs`:
+//! - a value as `~p` writes it, on one line (`"abc"`, `<<"abc">>`, `{ok,[1,2]}`; pids as
+//!   the term syntax writes them, `<node.N.S>`). The shell breaks long values over lines;
+//!   this does not;
+//! - an exception as the first line of the shell's report: `** exception error: no match of
+//!   right hand side value 3`, `** exception error: bad argument`, `** exception error: an
+//!   error occurred when evaluating an arithmetic expression`, `** exception error:
+//!   undefined function foo:bar/0`, `** exception error: no case clause matching x`,
+//!   `** exception error: no true branch found when evaluating an if expression`,
+//!   `** exception exit: ...`, `** exception throw: ...` (the shell's further lines, `in
+//!   function hd/1`, `called as ...`, are left out);
+//! - what the shell's compiler says: `* 1:5: variable 'Y' is unbound`, `* 1:7: syntax error
+//!   before: ')'`.
+//!
+//! Where releases differ, the newest is followed: an unbound variable gets OTP 28's
+//! suggestion (`variable 'A2' is unbound, did you mean 'A1'?`), and `term_to_binary/1`
+//! writes atoms as OTP 26 and later do (`SMALL_ATOM_UTF8_EXT`, where OTP 25 writes
+//! `ATOM_EXT`). One difference cannot be followed: OTP 26 and later print the atom keys of a
+//! small map (and `maps:keys/1` lists them) in the order of the atoms' indexes in their own
+//! atom table; here keys come in term order, as OTP 25 prints them. As in the shell, an
+//! evaluation that raises leaves the bindings as they were.
 //!
 //! # Limits
 //! Input is treated as hostile; each limit is an error, never a panic or an unbounded
 //! allocation:
 //! - the text is at most [`MAX_INPUT`] bytes (64 KiB);
-//! - expressions nest at most [`MAX_NESTING`] (256) levels, counting each operator of a
-//!   chain such as `1 + 2 + 3` as a level (the evaluator recurses once per level);
+//! - expressions nest at most [`MAX_NESTING`] (100) levels, counting each operator of a
+//!   chain such as `1 + 2 + 3` as a level (the evaluator recurses once per level), and the
+//!   parser and the evaluator use at most [`STACK_BUDGET`] (1 MiB) of the thread's stack
+//!   (an unoptimised build, whose frames are large, reaches that well before 100 levels):
+//!   deeper text is `* L:C: expression nests deeper than 100 levels` (or `nests too
+//!   deeply`, for the stack), a deeper evaluation raises `system_limit`;
 //! - the term syntax's own limits apply to literals (100 000 digits, binary sizes);
 //! - an integer result may have at most [`MAX_INTEGER_BITS`] bits (2^20, about 315 000
 //!   digits) and a list or binary result at most [`MAX_LIST_LEN`] (2^22) elements or
 //!   bytes: past that the evaluation raises `system_limit`, as the BEAM does at its own
-//!   (larger) limits.
+//!   (larger) limits;
+//! - values print with at most 200 levels of the shell's layout; deeper parts are written
+//!   as the term syntax writes them (without recursion).
 //!
 //! # On a node
 //! Every node answers `node_server_eval:eval(Text, Bindings)` by rpc (see [`NodeEnv`] and

@@ -7,6 +7,7 @@
 //! | `Dest ! Msg` | a local pid or registered name through the router (an unknown name is `badarg`), `{Name, Node}` and remote pids through the connection (dropped when there is none, as Erlang drops it) |
 //! | `gen_server:call(Dest, Req[, Timeout])` | a local actor's call (Rust actors that take the request), or a remote `gen_server` call (connecting first); the default timeout is 5 s; a local actor that takes no such request fails the call with `exit:{{bad_call, Req}, {gen_server, call, Args}}` |
 //! | `gen_server:cast(Dest, Req)` | `{'$gen_cast', Req}` sent as `!` sends it |
+//! | `gen_server:call` to a built-in service (`rex`, `net_kernel`, `global_name_server`, ...) | not there: `exit:{noproc, ...}` (their answers go to the caller's pid, and the evaluator has none of its own) |
 //! | `M:F(Args)` | the node's rpc functions (built-in and registered) |
 //!
 //! `node_server_eval:eval(Text, Bindings)` takes the text (a binary or a string) and the

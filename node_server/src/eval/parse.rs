@@ -137,19 +137,22 @@ impl Parser<'_> {
         }
     }
 
-    /// One level deeper; an error past [`MAX_NESTING`].
+    /// One level deeper; an error past [`MAX_NESTING`] or [`super::STACK_BUDGET`].
     fn enter(&mut self) -> R<()> {
         self.depth += 1;
-        if self.depth > MAX_NESTING
-            || super::stack_here().abs_diff(self.stack_base) > super::STACK_BUDGET
-        {
-            return Err(EvalError::syntax(
-                self.text,
-                self.pos(),
-                format!("expression nests deeper than {MAX_NESTING} levels"),
-            ));
-        }
-        Ok(())
+        let message = if self.depth > MAX_NESTING {
+            format!("expression nests deeper than {MAX_NESTING} levels")
+        } else if super::stack_here().abs_diff(self.stack_base) > super::STACK_BUDGET {
+            format!(
+                "expression nests too deeply ({} levels use more than the {} KiB of stack \
+                 allowed)",
+                self.depth,
+                super::STACK_BUDGET >> 10
+            )
+        } else {
+            return Ok(());
+        };
+        Err(EvalError::syntax(self.text, self.pos(), message))
     }
 
     fn exprs(&mut self) -> R<Vec<Expr>> {
@@ -655,7 +658,7 @@ mod tests {
         assert!(parse_text(&deep).is_err());
         let long = vec!["1"; 5000].join(" + ");
         let e = parse_text(&long).unwrap_err();
-        assert!(e.to_string().contains("nests deeper"), "{e}");
+        assert!(e.to_string().contains("nests "), "{e}");
         let unary = format!("{}1", "- ".repeat(MAX_NESTING + 1));
         assert!(parse_text(&unary).is_err());
         let update = format!("#{{}}{}", "#{a => 1}".repeat(MAX_NESTING + 1));

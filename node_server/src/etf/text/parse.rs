@@ -74,14 +74,7 @@ impl<'a> Literals<'a> {
         self.p.pos = pos;
         let p = &mut self.p;
         let term = match p.peek() {
-            Some('"') => {
-                let s = p.string()?;
-                Term::List(
-                    s.chars()
-                        .map(|c| Term::Int(i64::from(u32::from(c))))
-                        .collect(),
-                )
-            }
+            Some('"') => p.string_term()?,
             Some('\'') => Term::Atom(p.quoted_atom()?),
             Some('<') if p.rest().starts_with("<<") => p.binary()?,
             Some('<') => p.pid()?,
@@ -464,14 +457,7 @@ impl<'a> Parser<'a> {
             }
             '<' if self.rest().starts_with("<<") => self.binary()?,
             '<' => self.pid()?,
-            '"' => {
-                let s = self.string()?;
-                Term::List(
-                    s.chars()
-                        .map(|c| Term::Int(i64::from(u32::from(c))))
-                        .collect(),
-                )
-            }
+            '"' => self.string_term()?,
             '\'' => Term::Atom(self.quoted_atom()?),
             '$' | '+' | '-' | '0'..='9' => self.number()?,
             c if is_atom_start(c) => {
@@ -539,6 +525,16 @@ impl<'a> Parser<'a> {
             return Err(self.error_at(start, "atom is longer than 255 characters"));
         }
         Ok(Atom::from(name))
+    }
+
+    /// Reads a string literal (and any that follow it) as the list of its code points.
+    fn string_term(&mut self) -> Result<Term> {
+        let s = self.string()?;
+        Ok(Term::List(
+            s.chars()
+                .map(|c| Term::Int(i64::from(u32::from(c))))
+                .collect(),
+        ))
     }
 
     /// Reads a string literal and any that follow it (they concatenate).
