@@ -3,7 +3,8 @@
 //!
 //! [`eval`] parses text with the project's term syntax extended to expressions (literals are
 //! read by the same scanner as [`crate::etf::Term::parse`]), checks it as the shell's
-//! `erl_lint` does (unbound variables), and evaluates it against an [`Env`]: the small trait
+//! `erl_lint` does (unbound variables, illegal patterns, illegal guard expressions), and
+//! evaluates it against an [`Env`]: the small trait
 //! through which it reaches the world (rpc functions, messages, `gen_server` calls, the
 //! node's name and registered processes). Everything but the environment is pure, so the
 //! evaluator is unit-tested with a fake one; [`NodeEnv`] is the environment of a running

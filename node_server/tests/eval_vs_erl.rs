@@ -201,6 +201,11 @@ const EXPRESSIONS: &[&str] = &[
     "lists:keydelete(a, 1, [{a, 1}, {b, 2}]).",
     "lists:nthtail(1, [a, b]).",
     "lists:delete(b, [a, b, c, b]).",
+    "case 1 of Q when foo(Q) -> 1; _ -> 2 end.",
+    "case 1 of Q when Q = 1 -> 1; _ -> 2 end.",
+    "if lists:member(1, [1]) -> a; true -> b end.",
+    "case 1 of Q when is_integer(Q), Q > 0; Q == a -> y end.",
+    "case {1} of Q when element(1, Q) == 1, erlang:tuple_size(Q) =:= 1 -> y end.",
 ];
 
 /// An environment with nothing in it: the expressions above need none.

@@ -49,6 +49,8 @@ pub(super) struct Clause {
     pub pattern: Option<Expr>,
     /// Alternatives separated by `;`, each a conjunction separated by `,`.
     pub guards: Vec<Vec<Expr>>,
+    /// Where each guard test starts, as `guards`.
+    pub guard_at: Vec<Vec<usize>>,
     pub body: Vec<Expr>,
 }
 
@@ -437,6 +439,7 @@ impl Parser<'_> {
                 None
             };
             let mut guards = Vec::new();
+            let mut guard_at = Vec::new();
             let has_guard = if with_pattern {
                 if self.is_kw("when") {
                     self.bump();
@@ -449,7 +452,17 @@ impl Parser<'_> {
             };
             if has_guard {
                 loop {
-                    guards.push(self.exprs()?);
+                    let mut tests = Vec::new();
+                    let mut starts = Vec::new();
+                    loop {
+                        starts.push(self.pos());
+                        tests.push(self.expr()?);
+                        if !self.eat_op(",") {
+                            break;
+                        }
+                    }
+                    guards.push(tests);
+                    guard_at.push(starts);
                     if !self.eat_op(";") {
                         break;
                     }
@@ -460,6 +473,7 @@ impl Parser<'_> {
             out.push(Clause {
                 pattern,
                 guards,
+                guard_at,
                 body,
             });
             if self.is_kw("end") {
@@ -560,6 +574,17 @@ fn lint_clauses(text: &str, clauses: &[Clause], bound: &mut BTreeSet<String>) ->
         if let Some(p) = &c.pattern {
             lint_pattern(text, p, 0, &mut inner)?;
         }
+        for (tests, starts) in c.guards.iter().zip(&c.guard_at) {
+            for (test, at) in tests.iter().zip(starts) {
+                if !is_guard(test) {
+                    return Err(EvalError::syntax(
+                        text,
+                        *at,
+                        "illegal guard expression".to_owned(),
+                    ));
+                }
+            }
+        }
         for g in &c.guards {
             lint(text, g, &mut inner.clone())?;
         }
@@ -573,6 +598,86 @@ fn lint_clauses(text: &str, clauses: &[Clause], bound: &mut BTreeSet<String>) ->
         *bound = a;
     }
     Ok(())
+}
+
+/// Whether `e` may stand in a guard: literals, variables, constructions, operators (not `!`
+/// or `=`) and the guard BIFs (`erl_internal:guard_bif/2` and the type tests), called bare
+/// or as `erlang:F(...)`.
+fn is_guard(e: &Expr) -> bool {
+    match e {
+        Expr::Lit(_) | Expr::Var(..) => true,
+        Expr::Tuple(elems) => elems.iter().all(is_guard),
+        Expr::Cons(elems, tail) => {
+            elems.iter().all(is_guard) && tail.as_deref().is_none_or(is_guard)
+        }
+        Expr::Map(base, assocs) => {
+            base.as_deref().is_none_or(is_guard)
+                && assocs.iter().all(|(k, v, _)| is_guard(k) && is_guard(v))
+        }
+        Expr::Op("!", ..) => false,
+        Expr::Op(_, a, b) => is_guard(a) && is_guard(b),
+        Expr::Unary(_, a) => is_guard(a),
+        Expr::Call(m, f, args) => {
+            let module_ok = match m.as_deref() {
+                None => true,
+                Some(m) => atom_of(m).is_some_and(|a| a == "erlang"),
+            };
+            module_ok
+                && atom_of(f).is_some_and(|f| is_guard_bif(f.as_str(), args.len()))
+                && args.iter().all(is_guard)
+        }
+        Expr::Match(..) | Expr::Case(..) | Expr::If(..) | Expr::Block(_) => false,
+    }
+}
+
+/// The BIFs allowed in guards.
+fn is_guard_bif(f: &str, arity: usize) -> bool {
+    matches!(
+        (f, arity),
+        (
+            "is_atom"
+                | "is_binary"
+                | "is_bitstring"
+                | "is_boolean"
+                | "is_float"
+                | "is_function"
+                | "is_integer"
+                | "is_list"
+                | "is_map"
+                | "is_number"
+                | "is_pid"
+                | "is_port"
+                | "is_reference"
+                | "is_tuple"
+                | "abs"
+                | "bit_size"
+                | "byte_size"
+                | "ceil"
+                | "float"
+                | "floor"
+                | "hd"
+                | "length"
+                | "map_size"
+                | "node"
+                | "round"
+                | "size"
+                | "tl"
+                | "trunc"
+                | "tuple_size",
+            1
+        ) | (
+            "is_function"
+                | "is_record"
+                | "element"
+                | "is_map_key"
+                | "map_get"
+                | "max"
+                | "min"
+                | "binary_part",
+            2
+        ) | ("is_record" | "binary_part", 3)
+            | ("node" | "self", 0)
+    )
 }
 
 /// Binds the variables of pattern `p`; map keys must be bound already.

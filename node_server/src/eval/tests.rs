@@ -477,6 +477,18 @@ fn errors_print_as_the_shell_prints_them() {
         ("{a 1}.", "* 1:4: syntax error before: 1"),
         ("1 ++ ++ 2.", "* 1:6: syntax error before: '++'"),
         ("f(1) = 1", "* 1:6: illegal pattern"),
+        (
+            "case 1 of X when foo(X) -> 1; _ -> 2 end",
+            "* 1:18: illegal guard expression",
+        ),
+        (
+            "case 1 of X when X = 1 -> 1; _ -> 2 end",
+            "* 1:18: illegal guard expression",
+        ),
+        (
+            "if lists:member(1, [1]) -> a; true -> b end",
+            "* 1:4: illegal guard expression",
+        ),
         ("\n  x y", "* 2:5: syntax error before: y"),
     ]);
 }
