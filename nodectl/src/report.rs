@@ -339,6 +339,26 @@ mod tests {
     }
 
     #[test]
+    fn eval_reads_as_the_shell() {
+        let r = Report::Eval {
+            node: "a@b".into(),
+            result: "{ok,\"x\"}".into(),
+        };
+        assert_eq!(r.human(), "{ok,\"x\"}");
+        assert_eq!(
+            r.json(),
+            r#"{"node":"a@b","ok":true,"result":"{ok,\"x\"}"}"#
+        );
+        let e = CtlError::Eval("** exception error: bad argument".into());
+        assert_eq!(e.to_string(), "** exception error: bad argument");
+        assert_eq!(e.exit_code(), 1);
+        assert_eq!(
+            error_json(&e),
+            r#"{"error":"eval","message":"** exception error: bad argument","ok":false}"#
+        );
+    }
+
+    #[test]
     fn kinds_and_spawns_read_well() {
         let kind = |name: &str, version, requires: &[(&str, &str)]| Kind {
             name: name.into(),
