@@ -83,6 +83,9 @@
 //!   digits) and a list or binary result at most [`MAX_LIST_LEN`] (2^22) elements or
 //!   bytes: past that the evaluation raises `system_limit`, as the BEAM does at its own
 //!   (larger) limits;
+//! - an evaluation copies at most [`MAX_CELLS`] (2^23) term cells (each use of a
+//!   variable copies its value, as do bindings and `lists:duplicate/2`): past that it
+//!   raises `system_limit`;
 //! - values print with at most 200 levels of the shell's layout; deeper parts are written
 //!   as the term syntax writes them (without recursion).
 //!
@@ -134,6 +137,12 @@ pub const MAX_INTEGER_BITS: u64 = 1 << 20;
 
 /// The most elements a list result (or bytes a binary result) may have.
 pub const MAX_LIST_LEN: usize = 1 << 22;
+
+/// The most term cells (one per term, container or leaf) an evaluation may copy: each use
+/// of a variable copies its value, each binding and `lists:duplicate/2` too. Past it the
+/// evaluation raises `system_limit`, so that `{X, X, X, ...}` of a large `X` cannot take all
+/// memory.
+pub const MAX_CELLS: u64 = 1 << 23;
 
 /// `variable 'V' is unbound`, with the suggestion OTP 28 and later add when a bound
 /// variable's name is similar enough (`, did you mean 'V1'?`): the most similar of `bound` by
@@ -412,6 +421,7 @@ pub async fn eval(text: &str, bindings: &mut Bindings, env: &dyn Env) -> Outcome
         vars: bindings.0.clone(),
         printed: String::new(),
         stack_base: base.clone(),
+        cells_left: MAX_CELLS,
     };
     let value = {
         let mut fut = run.exprs(&exprs);

@@ -24,6 +24,36 @@ pub(super) struct Run<'e> {
     pub printed: String,
     /// Where the stack was when the evaluation was last polled ([`super::STACK_BUDGET`]).
     pub stack_base: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// How many more term cells the evaluation may copy ([`super::MAX_CELLS`]).
+    pub cells_left: u64,
+}
+
+/// The cells of `t` (one per term, container or leaf), counted up to `limit` + 1 (so that
+/// counting a huge term costs no more than the budget left). Without recursion.
+pub(super) fn cells(t: &Term, limit: u64) -> u64 {
+    let mut n = 0u64;
+    let mut stack = vec![t];
+    while let Some(t) = stack.pop() {
+        n += 1;
+        if n > limit {
+            break;
+        }
+        match t {
+            Term::List(items) | Term::Tuple(items) => stack.extend(items.iter()),
+            Term::ImproperList(items, tail) => {
+                stack.extend(items.iter());
+                stack.push(tail);
+            }
+            Term::Map(m) => {
+                for (k, v) in m.iter() {
+                    stack.push(k);
+                    stack.push(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    n
 }
 
 fn error(reason: Term) -> Exception {
@@ -54,6 +84,28 @@ impl From<RpcFailure> for Exception {
 }
 
 impl<'e> Run<'e> {
+    /// Takes `n` cells from the budget; `system_limit` when it runs out.
+    fn charge(&mut self, n: u64) -> Result<(), Exception> {
+        match self.cells_left.checked_sub(n) {
+            Some(left) => {
+                self.cells_left = left;
+                Ok(())
+            }
+            None => Err(error(Term::atom("system_limit"))),
+        }
+    }
+
+    /// Binds `new` (names not bound yet), charging the copies; the names go to `added`.
+    fn bind(&mut self, added: &mut Vec<String>, new: Vec<(String, Term)>) -> Result<(), Exception> {
+        for (name, value) in new {
+            let n = cells(&value, self.cells_left);
+            self.charge(n)?;
+            added.push(name.clone());
+            self.vars.insert(name, value);
+        }
+        Ok(())
+    }
+
     /// Evaluates a sequence; its value is the last expression's.
     pub fn exprs<'a>(&'a mut self, exprs: &'a [Expr]) -> Fut<'a> {
         Box::pin(async move {
@@ -87,13 +139,20 @@ impl<'e> Run<'e> {
             match e {
                 Expr::Lit(t) => Ok(t.clone()),
                 // Bound in some clauses of an earlier `case` only: the shell finds out here.
-                Expr::Var(v, pos) => self.vars.get(v).cloned().ok_or_else(|| {
-                    error(Term::tuple(vec![
-                        Term::atom(super::UNBOUND),
-                        Term::atom(v),
-                        Term::Int(*pos as i64),
-                    ]))
-                }),
+                Expr::Var(v, pos) => {
+                    if let Some(t) = self.vars.get(v) {
+                        // A copy as big as the value: it counts.
+                        let cells = cells(t, self.cells_left);
+                        self.charge(cells)?;
+                    }
+                    self.vars.get(v).cloned().ok_or_else(|| {
+                        error(Term::tuple(vec![
+                            Term::atom(super::UNBOUND),
+                            Term::atom(v),
+                            Term::Int(*pos as i64),
+                        ]))
+                    })
+                }
                 Expr::Tuple(elems) => Ok(Term::Tuple(self.all(elems).await?)),
                 Expr::Cons(elems, tail) => {
                     let elems = self.all(elems).await?;
@@ -125,7 +184,7 @@ impl<'e> Run<'e> {
                     let value = self.expr(e).await?;
                     let mut new = Vec::new();
                     if self.pmatch(p, &value, &mut new)? {
-                        self.vars.extend(new);
+                        self.bind(&mut Vec::new(), new)?;
                         Ok(value)
                     } else {
                         Err(error(tagged("badmatch", value)))
@@ -160,18 +219,22 @@ impl<'e> Run<'e> {
         value: Option<&Term>,
     ) -> Result<Option<Term>, Exception> {
         for c in clauses {
-            let saved = self.vars.clone();
+            // A pattern only adds names, and guards bind nothing (the lint sees to it): a
+            // clause that does not hold takes back exactly what its pattern added.
+            let mut added = Vec::new();
             if let (Some(p), Some(v)) = (&c.pattern, value) {
                 let mut new = Vec::new();
                 if !self.pmatch(p, v, &mut new)? {
                     continue;
                 }
-                self.vars.extend(new);
+                self.bind(&mut added, new)?;
             }
             if self.guards(&c.guards).await {
                 return self.exprs(&c.body).await.map(Some);
             }
-            self.vars = saved;
+            for name in added {
+                self.vars.remove(&name);
+            }
         }
         Ok(None)
     }
@@ -452,6 +515,11 @@ impl<'e> Run<'e> {
                 return Ok(Term::atom("ok"));
             }
             _ => {}
+        }
+        if let ("lists", "duplicate", [Term::Int(n), x]) = (m.as_str(), f.as_str(), &args[..]) {
+            // The one function whose result outgrows its arguments many times over.
+            let each = cells(x, self.cells_left);
+            self.charge(each.saturating_mul(u64::try_from(*n).unwrap_or(0)))?;
         }
         let native = if m == "erlang" {
             bifs::erlang(f.as_str(), &args)

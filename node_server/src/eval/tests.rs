@@ -547,6 +547,15 @@ fn limits() {
             "** exception error: a system limit has been reached",
         ),
         (
+            "L = lists:seq(1, 4000000), lists:duplicate(4000000, L)",
+            "** exception error: a system limit has been reached",
+        ),
+        (
+            "L = lists:seq(1, 3000000), {L, L, L}",
+            "** exception error: a system limit has been reached",
+        ),
+        ("L = lists:seq(1, 1000000), length(L ++ L)", "2000000"),
+        (
             "1.0e308 * 10",
             "** exception error: an error occurred when evaluating an arithmetic expression",
         ),
