@@ -407,9 +407,8 @@ pub(super) fn erlang(f: &str, args: &[Term]) -> Option<R> {
             .ok()
             .and_then(parse_int)
             .ok_or_else(badarg),
-        ("binary_to_list", [Term::Binary(b)]) => Ok(Term::List(
-            b.iter().map(|x| Term::Int(i64::from(*x))).collect(),
-        )),
+        ("binary_to_list", [Term::Binary(b)]) => check_len(b.len())
+            .map(|()| Term::List(b.iter().map(|x| Term::Int(i64::from(*x))).collect())),
         ("list_to_binary" | "iolist_to_binary", [l]) => {
             let mut out = Vec::new();
             if let Term::Binary(b) = l {
