@@ -22,6 +22,9 @@
 //! | `init:stop/0,1` | `ok`, then a graceful stop of the node ([`crate::ops`]); `init:stop(Status)` with an integer status makes [`crate::Node::wait_stopped`] return it, a string status gives 1 |
 //! | `node_server:info/0` | a map ([`crate::info::NodeInfo`]): `node`, `version` (binary), `otp_release` (binary), `uptime_ms`, `process_count`, `registered` (the names, sorted), `connections` (how many), `connected` (`[{Node, visible \| hidden}]`), `messages_in`, `messages_out`, `bytes_in`, `bytes_out` ([`crate::ops`]), `memory_total`, `creation`, `hidden`, `admin_guard` (whether [`crate::NodeConfig::admin_allow`] is on), `queues` (`[#{node, queue_bytes, busy, dropped}]`: each connection's send queue, [`crate::send_queue`]) |
 //!
+//! [`crate::eval`] registers `node_server_eval:eval/1,2` beside these (Erlang expressions,
+//! what `nodectl eval` runs).
+//!
 //! Under the admin guard ([`crate::admin`]) all of these are rpc calls like any other: only
 //! listed nodes get answers.
 

@@ -29,7 +29,7 @@ mod decode;
 mod encode;
 pub mod tag;
 mod term;
-mod text;
+pub(crate) mod text;
 
 pub use convert::{ConversionError, FromTerm, ToMapEntries, ToTerm};
 // The derive macros of the same names (macro namespace), so `#[derive(etf::ToTerm)]` works.

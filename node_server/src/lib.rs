@@ -9,6 +9,7 @@
 //!
 //! ```text
 //!  services   pg  groups  global (+ global/machine, global/wire)  phoenix  priority  builtins
+//!             eval (+ eval/{lex, parse, run, bifs, show, node_env}: Erlang expressions)
 //!             placement (spawn_on)  kinds (spawnable actors)  spawn (spawn requests)
 //!  (above)      \    |      |                                       |        |         |
 //!  facade     node (Node: the public API)   handle (ProcessHandle)   start   info (NodeInfo)
@@ -54,6 +55,8 @@
 //!    apps' Phoenix.PubSub over `pg` ([`phoenix`]), priority inboxes ([`priority`]), and
 //!    [`builtins`] (the rpc functions every node answers, so `erl_call`, `rpc:call` from a
 //!    shell and `nodectl` work on it; `node_server:info/0` answers an [`info::NodeInfo`]).
+//!    [`eval`] evaluates Erlang expressions against a small environment trait (sans-IO but
+//!    for it) and answers `node_server_eval:eval/2`, what `nodectl eval` calls.
 //!    [`admin`] guards rpc and exit signals ([`NodeConfig::admin_allow`]). Spawnable
 //!    [`kinds`] are started by other nodes' spawn requests (read by `session/services`), and
 //!    [`placement`] picks a node for [`Node::spawn_on`], which sends its request through
@@ -117,6 +120,7 @@ mod core;
 pub mod dist;
 pub mod error;
 pub mod etf;
+pub mod eval;
 pub mod events;
 pub mod global;
 pub mod groups;

@@ -80,6 +80,7 @@ impl NodeConfig {
                 metrics_addr,
             });
         crate::builtins::install(&node);
+        crate::eval::install(&node);
         crate::groups::register_functions(&node);
         crate::placement::register_functions(&node);
         crate::processes::register_functions(&node);

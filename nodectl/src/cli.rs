@@ -121,6 +121,23 @@ pub enum Command {
         #[arg(allow_negative_numbers = true)]
         args: Vec<String>,
     },
+    /// Evaluate Erlang expressions on a node of ours, as its shell would.
+    ///
+    /// EXPR is one or more expressions separated by commas, with or without the final `.`
+    /// (`'X = 20, X + 22.'`): literals, variables and `=` matching, arithmetic, comparison
+    /// and boolean operators, tuples, lists, maps, `case`, `if`, `begin`, `M:F(Args)` (the
+    /// node's rpc functions, and `lists`, `maps`, `proplists` and the common BIFs natively),
+    /// `Dest ! Msg`, `gen_server:call/2,3` and `gen_server:cast/2`. Prints the value as the
+    /// Erlang shell prints it (`"abc"`, `{ok,[1,2]}`) and exits 0; on an error prints the
+    /// shell's text (`** exception error: ...`, `* 1:5: variable 'Y' is unbound`) on stderr
+    /// and exits 1. Runs `node_server_eval:eval/2` on the node, so its admin guard applies.
+    Eval {
+        /// The node.
+        node: String,
+        /// The expressions (several arguments are joined with spaces).
+        #[arg(required = true, allow_hyphen_values = true, num_args = 1..)]
+        expr: Vec<String>,
+    },
     /// List the spawnable kinds of a node of ours (name/version, and what each requires).
     ///
     /// One line per kind: `name/version`, then `requires key=value,...` when the kind
@@ -393,6 +410,11 @@ async fn run_with(ctl: &Ctl, command: &Command) -> Result<Report, CtlError> {
                 result: crate::pretty::pretty(&result),
             }
         }
+        Command::Eval { node, expr } => {
+            let node = full(node);
+            let result = ctl.eval(&node, &expr.join(" ")).await?;
+            Report::Eval { node, result }
+        }
         Command::ListKinds { node } => {
             let node = full(node);
             Report::Kinds {
@@ -557,6 +579,16 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn eval_takes_expressions() {
+        let cli = Cli::try_parse_from(["nodectl", "eval", "n@h", "-1 + X", "."]).unwrap();
+        let Command::Eval { expr, .. } = &cli.command else {
+            panic!("not eval");
+        };
+        assert_eq!(expr.join(" "), "-1 + X .");
+        assert!(Cli::try_parse_from(["nodectl", "eval", "n@h"]).is_err());
     }
 
     #[test]

@@ -930,6 +930,36 @@ impl Ctl {
         Ok(Some(sums))
     }
 
+    /// Evaluates Erlang expressions on `target`, a node of ours (`node_server_eval:eval/2`,
+    /// see `node_server::eval`), with no bindings: the value as the Erlang shell prints it,
+    /// or [`CtlError::Eval`] with the shell's error text.
+    pub async fn eval(&self, target: &str, text: &str) -> Result<String, CtlError> {
+        let args = vec![Term::binary(text), Term::NIL];
+        match self
+            .rpc_raw(target, "node_server_eval", "eval", args)
+            .await?
+        {
+            Ok(reply) => match reply.as_tuple() {
+                Some([tag, Term::Binary(printed), _])
+                    if tag.is_atom("ok") || tag.is_atom("error") =>
+                {
+                    let printed = String::from_utf8_lossy(printed).into_owned();
+                    if tag.is_atom("ok") {
+                        Ok(printed)
+                    } else {
+                        Err(CtlError::Eval(printed))
+                    }
+                }
+                _ => Err(Self::unexpected(target, &reply)),
+            },
+            Err(reason) if is_undef(&reason) => Err(CtlError::Eval(format!(
+                "nodectl: not ours: {target} is not a node_server node (it has no \
+                 node_server_eval:eval/2)"
+            ))),
+            Err(reason) => Err(CtlError::from_badrpc(target, &self.us(), &reason)),
+        }
+    }
+
     /// The spawnable kinds of `target` (`node_server:kinds/0`), by name then version. A node
     /// that does not have that function (an Erlang node) is [`CtlError::NotOurs`].
     pub async fn list_kinds(&self, target: &str) -> Result<Vec<Kind>, CtlError> {

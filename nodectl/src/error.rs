@@ -117,6 +117,10 @@ pub enum CtlError {
     /// Our own node could not start.
     #[error("cannot start nodectl's node: {0}")]
     Start(#[from] node_server::NodeError),
+    /// `eval` gave an error: the text the Erlang shell prints for it
+    /// (`** exception error: ...`, `* 1:5: variable 'Y' is unbound`).
+    #[error("{0}")]
+    Eval(String),
     /// The dashboard could not serve (its address is taken, say).
     #[error("dashboard: {0}")]
     Dashboard(String),
@@ -153,6 +157,7 @@ impl CtlError {
             CtlError::Spawn(_) => "spawn",
             CtlError::Start(_) => "start",
             CtlError::Dashboard(_) => "dashboard",
+            CtlError::Eval(_) => "eval",
             CtlError::Partial { .. } => "partial",
         }
     }

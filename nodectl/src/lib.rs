@@ -14,6 +14,8 @@
 //!   list-connections NODE               connected nodes, hidden or visible
 //!   info NODE                           version, uptime, processes, memory, counters
 //!   rpc NODE MODULE FUNCTION [ARG ...]  arguments and result in Erlang syntax
+//!   eval NODE EXPR                      Erlang expressions on a node of ours, printed as
+//!                                       the Erlang shell prints them (node_server::eval)
 //!   list-kinds NODE                     spawnable kinds of a node of ours (name/version)
 //!   spawn [--on NODE | --strategy S] [--via NODE] [--register NAME] KIND [ARG ...]
 //!                                       start a kind where a placement says; pid and node

@@ -53,6 +53,9 @@ fn main() -> ExitCode {
                 if !matches!(e, nodectl::CtlError::Partial { .. }) {
                     let _ = writeln!(out, "{}", error_json(&e));
                 }
+            } else if let nodectl::CtlError::Eval(text) = &e {
+                // As the Erlang shell prints it, without nodectl's prefix.
+                eprintln!("{text}");
             } else {
                 eprintln!("nodectl: {e}");
             }

@@ -50,6 +50,13 @@ pub enum Report {
         /// The result in Erlang syntax.
         result: String,
     },
+    /// `eval`.
+    Eval {
+        /// The node that evaluated.
+        node: String,
+        /// The value as the Erlang shell prints it (after what `b()` printed, if called).
+        result: String,
+    },
     /// `list-kinds`.
     Kinds {
         /// The node asked.
@@ -224,7 +231,7 @@ impl Report {
                 .collect::<Vec<_>>()
                 .join("\n")
             }
-            Report::Rpc { result, .. } => result.clone(),
+            Report::Rpc { result, .. } | Report::Eval { result, .. } => result.clone(),
             Report::Kinds { node, kinds } => {
                 if kinds.is_empty() {
                     return format!("{node} has no spawnable kinds");
@@ -328,6 +335,26 @@ mod tests {
         assert_eq!(
             error_json(&e),
             r#"{"error":"not_found","message":"not found: x","ok":false}"#
+        );
+    }
+
+    #[test]
+    fn eval_reads_as_the_shell() {
+        let r = Report::Eval {
+            node: "a@b".into(),
+            result: "{ok,\"x\"}".into(),
+        };
+        assert_eq!(r.human(), "{ok,\"x\"}");
+        assert_eq!(
+            r.json(),
+            r#"{"node":"a@b","ok":true,"result":"{ok,\"x\"}"}"#
+        );
+        let e = CtlError::Eval("** exception error: bad argument".into());
+        assert_eq!(e.to_string(), "** exception error: bad argument");
+        assert_eq!(e.exit_code(), 1);
+        assert_eq!(
+            error_json(&e),
+            r#"{"error":"eval","message":"** exception error: bad argument","ok":false}"#
         );
     }
 

@@ -1354,3 +1354,77 @@ fn list_kinds_and_spawn_place_counters_on_echo_nodes() {
             .fails(1, "not ours");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// eval
+// ---------------------------------------------------------------------------------------------
+
+/// `nodectl eval` against an `echo_node`: values print as the Erlang shell prints them (exit
+/// 0), errors as the shell's text on stderr (exit 1); `gen_server` calls reach `kv`, rpc
+/// functions and BIFs work; bindings hold within one evaluation.
+#[test]
+fn eval_runs_erlang_expressions_on_an_echo_node() {
+    let cluster = Cluster::new();
+    let echo = cluster.echo_node("ev_echo", &[]);
+    let n = echo.name.as_str();
+    let eval = |expr: &str| cluster.ctl(&["eval", n, expr]);
+    assert_eq!(eval("node().").ok(), n);
+    assert_eq!(eval("gen_server:call(kv, {put, a, 1})").ok(), "ok");
+    assert_eq!(eval("gen_server:call(kv, {get, a}).").ok(), "{ok,1}");
+    assert_eq!(eval("X = 20, X + 22.").ok(), "42");
+    assert_eq!(eval("echo_node:add(40, 2).").ok(), "42");
+    assert_eq!(eval("lists:member(kv, registered()).").ok(), "true");
+    assert_eq!(
+        eval("{ok, \"text\", <<\"bin\">>, lists:seq(1, 3)}").ok(),
+        "{ok,\"text\",<<\"bin\">>,[1,2,3]}"
+    );
+    assert_eq!(
+        eval("is_pid(whereis(kv)) andalso node(whereis(kv)) == node()").ok(),
+        "true"
+    );
+    // Several arguments are one text.
+    assert_eq!(cluster.ctl(&["eval", n, "-1", "+", "3."]).ok(), "2");
+    let err = eval("X = 1, X + Y.").fails(1, "* 1:12: variable 'Y' is unbound");
+    assert_eq!(err, "* 1:12: variable 'Y' is unbound");
+    eval("foo:bar().").fails(1, "** exception error: undefined function foo:bar/0");
+    eval("1 = 2.").fails(1, "** exception error: no match of right hand side value 2");
+    eval("1 + ).").fails(1, "* 1:5: syntax error before: ')'");
+    eval("gen_server:call(nosuch, x).").fails(
+        1,
+        "** exception exit: {noproc,{gen_server,call,[nosuch,x]}}",
+    );
+    let json = cluster.ctl(&["--json", "eval", n, "1 + 1."]).json();
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["result"], "2");
+    let json = cluster.ctl(&["--json", "eval", n, "1 / 0."]);
+    assert_eq!(json.code, 1);
+    let json = json.json();
+    assert_eq!(json["error"], "eval");
+    assert_eq!(
+        json["message"],
+        "** exception error: an error occurred when evaluating an arithmetic expression"
+    );
+}
+
+/// The admin guard covers `eval` as every rpc: a `nodectl` outside the list is refused with
+/// the same text, one on it evaluates.
+#[test]
+fn admin_guard_applies_to_eval() {
+    let cluster = Cluster::new();
+    let admin = unique("evadmin");
+    let admin_full = format!("{admin}@{}", short_host());
+    let (ours, _inbox) = cluster.node_with_inbox(
+        cluster
+            .config(&unique("evguarded"))
+            .admin_allow([admin_full.clone()]),
+    );
+    let rs = ours.name().to_owned();
+    let err = cluster.ctl(&["eval", &rs, "node()."]).fails(1, "refused:");
+    assert!(err.contains("is not one of them"), "{err}");
+    assert_eq!(
+        cluster
+            .ctl(&["--name", &admin, "eval", &rs, "node()."])
+            .ok(),
+        rs
+    );
+}

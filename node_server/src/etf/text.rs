@@ -68,6 +68,9 @@ use super::term::{Atom, Term};
 mod parse;
 mod print;
 
+pub(crate) use parse::{is_var_start, Literals};
+pub(crate) use print::{is_atom_char, is_atom_start, RESERVED_WORDS};
+
 /// The deepest containers may nest in [`Term::parse`] input (the decoder's default too).
 pub(crate) const MAX_DEPTH: usize = 512;
 
@@ -94,7 +97,7 @@ pub struct ParseError {
 
 impl ParseError {
     /// An error at byte `offset` of `text`, with its line and column worked out.
-    fn at(text: &str, offset: usize, message: String) -> ParseError {
+    pub(crate) fn at(text: &str, offset: usize, message: String) -> ParseError {
         let offset = offset.min(text.len());
         // Offsets always fall on character boundaries, but stay safe if one did not.
         let before = text.get(..offset).unwrap_or(text);

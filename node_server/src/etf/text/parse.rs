@@ -33,6 +33,60 @@ pub(super) fn parse(text: &str) -> Result<Term> {
     }
 }
 
+/// The literal reading of this parser, shared with the expression parser of [`crate::eval`]:
+/// it scans the text with the same rules (whitespace and comments, atoms, numbers, strings,
+/// binaries, pids, ports, references and export funs) so that both read literals alike.
+pub(crate) struct Literals<'a> {
+    p: Parser<'a>,
+}
+
+impl<'a> Literals<'a> {
+    /// A scanner over `text`, with the binary budget of one [`Term::parse`] of it.
+    pub fn new(text: &'a str) -> Literals<'a> {
+        let budget_bytes = MAX_BINARY_BYTES.saturating_add((text.len() as u64).saturating_mul(4));
+        Literals {
+            p: Parser {
+                text,
+                pos: 0,
+                binary_budget_bits: budget_bytes.saturating_mul(8),
+            },
+        }
+    }
+
+    /// The offset of the first character at or after `pos` that is not whitespace or part of
+    /// a `%` comment.
+    pub fn skip_ws(&mut self, pos: usize) -> usize {
+        self.p.pos = pos;
+        self.p.skip_ws();
+        self.p.pos
+    }
+
+    /// An error at `offset`.
+    pub fn error_at(&self, offset: usize, message: impl Into<String>) -> ParseError {
+        self.p.error_at(offset, message)
+    }
+
+    /// Reads the literal at `pos` that starts with a digit, `$`, `"`, `'`, `<<`, `<`,
+    /// `#Ref<`, `#Port<` or the word `fun`: an unsigned number, a character, a string (as a
+    /// list of code points, adjacent strings joined), a quoted atom, a binary, a pid, a
+    /// reference, a port or an export fun. Returns the term and the offset past it.
+    pub fn literal(&mut self, pos: usize) -> Result<(Term, usize)> {
+        self.p.pos = pos;
+        let p = &mut self.p;
+        let term = match p.peek() {
+            Some('"') => p.string_term()?,
+            Some('\'') => Term::Atom(p.quoted_atom()?),
+            Some('<') if p.rest().starts_with("<<") => p.binary()?,
+            Some('<') => p.pid()?,
+            Some('#') if p.eat_str("#Ref<") => p.reference()?,
+            Some('#') if p.eat_str("#Port<") => p.port()?,
+            Some('f') if p.eat_str("fun") => p.export_fun()?,
+            _ => p.number()?,
+        };
+        Ok((term, p.pos))
+    }
+}
+
 /// Quotes a character for an error message.
 fn show(c: char) -> String {
     format!("`{}`", c.escape_debug())
@@ -44,7 +98,7 @@ fn is_ws(c: char) -> bool {
 }
 
 /// Whether `c` starts an Erlang variable: `_` or an uppercase Latin-1 letter.
-fn is_var_start(c: char) -> bool {
+pub(crate) fn is_var_start(c: char) -> bool {
     c == '_' || c.is_ascii_uppercase() || (('\u{C0}'..='\u{DE}').contains(&c) && c != '\u{D7}')
 }
 
@@ -403,14 +457,7 @@ impl<'a> Parser<'a> {
             }
             '<' if self.rest().starts_with("<<") => self.binary()?,
             '<' => self.pid()?,
-            '"' => {
-                let s = self.string()?;
-                Term::List(
-                    s.chars()
-                        .map(|c| Term::Int(i64::from(u32::from(c))))
-                        .collect(),
-                )
-            }
+            '"' => self.string_term()?,
             '\'' => Term::Atom(self.quoted_atom()?),
             '$' | '+' | '-' | '0'..='9' => self.number()?,
             c if is_atom_start(c) => {
@@ -478,6 +525,16 @@ impl<'a> Parser<'a> {
             return Err(self.error_at(start, "atom is longer than 255 characters"));
         }
         Ok(Atom::from(name))
+    }
+
+    /// Reads a string literal (and any that follow it) as the list of its code points.
+    fn string_term(&mut self) -> Result<Term> {
+        let s = self.string()?;
+        Ok(Term::List(
+            s.chars()
+                .map(|c| Term::Int(i64::from(u32::from(c))))
+                .collect(),
+        ))
     }
 
     /// Reads a string literal and any that follow it (they concatenate).

@@ -11,7 +11,7 @@ use crate::etf::term::{Fun, Term};
 
 /// Erlang's reserved words in every release from OTP 25 on: `erl_parse` rejects them as bare
 /// atoms, so the printer quotes them and the parser asks for quotes.
-pub(super) const RESERVED_WORDS: [&str; 27] = [
+pub(crate) const RESERVED_WORDS: [&str; 27] = [
     "after", "and", "andalso", "band", "begin", "bnot", "bor", "bsl", "bsr", "bxor", "case",
     "catch", "cond", "div", "end", "fun", "if", "let", "not", "of", "or", "orelse", "receive",
     "rem", "try", "when", "xor",
@@ -29,13 +29,13 @@ fn is_reserved(name: &str) -> bool {
 }
 
 /// Whether `c` is a lowercase letter that may start a bare atom: `a`-`z`, or `ß`-`ÿ` but `÷`.
-pub(super) fn is_atom_start(c: char) -> bool {
+pub(crate) fn is_atom_start(c: char) -> bool {
     c.is_ascii_lowercase() || (('\u{DF}'..='\u{FF}').contains(&c) && c != '\u{F7}')
 }
 
 /// Whether `c` may follow the first character of a bare atom in `~w` output: a Latin-1 letter,
 /// a digit, `_` or `@`.
-pub(super) fn is_atom_char(c: char) -> bool {
+pub(crate) fn is_atom_char(c: char) -> bool {
     is_latin1_alnum(c) || c == '_' || c == '@'
 }
 
