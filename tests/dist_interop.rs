@@ -619,6 +619,7 @@ async fn simultaneous_round(
 /// side wins the race) and one whose name sorts after (ours wins).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simultaneous_connect_gives_one_session() {
+    testkit::init_logging();
     let Some(erl) = require_erl() else { return };
     let epmd = Epmd::start();
     let epmd_port = epmd.port();

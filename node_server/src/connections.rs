@@ -102,6 +102,9 @@ enum Link<W> {
     Connecting { attempt: Attempt, waiters: Vec<W> },
     /// Our attempt lost a simultaneous connect; the peer's connection is awaited.
     LostRace { attempt: Attempt, waiters: Vec<W> },
+    /// We accepted the peer's connection (answered `ok`) and its handshake runs: a connect
+    /// request waits for it rather than racing it, as `net_kernel` waits on a pending entry.
+    Accepting { waiters: Vec<W> },
     /// A session is up.
     Connected,
 }
@@ -161,12 +164,23 @@ impl<W> ConnectionTable<W> {
                     .insert(node.to_owned(), Link::Connecting { attempt, waiters });
                 return Vec::new();
             }
+            Some(Link::Accepting { mut waiters }) => {
+                waiters.push(waiter);
+                self.links
+                    .insert(node.to_owned(), Link::Accepting { waiters });
+                return Vec::new();
+            }
             Some(Link::LostRace { mut waiters, .. }) => {
                 waiters.push(waiter);
                 waiters
             }
             None => vec![waiter],
         };
+        self.start(node, waiters)
+    }
+
+    /// Starts a new attempt to `node` for `waiters`.
+    fn start(&mut self, node: &str, waiters: Vec<W>) -> Vec<Action<W>> {
         self.last_attempt += 1;
         let attempt = Attempt(self.last_attempt);
         self.links
@@ -186,7 +200,66 @@ impl<W> ConnectionTable<W> {
             // Both sides are connecting: the greater name keeps its own attempt.
             Some(Link::Connecting { .. }) if self.me.as_str() > peer => Status::Nok,
             Some(Link::Connecting { .. }) => Status::OkSimultaneous,
-            Some(Link::LostRace { .. }) | None => Status::Ok,
+            Some(Link::LostRace { .. } | Link::Accepting { .. }) | None => Status::Ok,
+        }
+    }
+
+    /// We answered `peer`'s connection `ok`: its handshake runs, and connect requests wait
+    /// for it ([`ConnectionTable::accept_ended`] if it fails).
+    pub fn accepting(&mut self, peer: &str) {
+        self.links
+            .entry(peer.to_owned())
+            .or_insert_with(|| Link::Accepting {
+                waiters: Vec::new(),
+            });
+    }
+
+    /// The handshake of a connection we accepted from `peer` (answered `ok` or
+    /// `ok_simultaneous`) failed: whoever waited for it gets a new attempt of ours.
+    pub fn accept_ended(&mut self, peer: &str) -> Vec<Action<W>> {
+        match self.links.remove(peer) {
+            Some(Link::Accepting { waiters } | Link::LostRace { waiters, .. }) => {
+                if waiters.is_empty() {
+                    Vec::new()
+                } else {
+                    self.start(peer, waiters)
+                }
+            }
+            Some(other) => {
+                self.links.insert(peer.to_owned(), other);
+                Vec::new()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// We answered `peer`'s connection `ok_simultaneous` ([`ConnectionTable::peer_named`]):
+    /// its attempt wins, so ours ends now, as `net_kernel` kills its pending handshake when it
+    /// yields. Left running, our attempt could meet the peer's `alive` (its connection up on
+    /// its side, not yet on ours) and answer it `true`, which makes the peer drop the winning
+    /// connection. The waiters wait for the peer's connection, as after a lost race.
+    pub fn yielded(&mut self, peer: &str) -> Vec<Action<W>> {
+        match self.links.remove(peer) {
+            Some(Link::Connecting { attempt, waiters }) => {
+                self.links
+                    .insert(peer.to_owned(), Link::LostRace { attempt, waiters });
+                vec![
+                    Action::Abort {
+                        node: peer.to_owned(),
+                        attempt,
+                    },
+                    Action::SetTimer {
+                        node: peer.to_owned(),
+                        attempt,
+                        after: self.race_wait,
+                    },
+                ]
+            }
+            Some(other) => {
+                self.links.insert(peer.to_owned(), other);
+                Vec::new()
+            }
+            None => Vec::new(),
         }
     }
 
@@ -202,7 +275,9 @@ impl<W> ConnectionTable<W> {
                 });
                 actions.push(answer(waiters, Ok(())));
             }
-            Some(Link::LostRace { waiters, .. }) => actions.push(answer(waiters, Ok(()))),
+            Some(Link::LostRace { waiters, .. } | Link::Accepting { waiters }) => {
+                actions.push(answer(waiters, Ok(())))
+            }
             Some(Link::Connected) | None => {}
         }
         actions
@@ -275,7 +350,7 @@ impl<W> ConnectionTable<W> {
                     });
                     waiters
                 }
-                Link::LostRace { waiters, .. } => waiters,
+                Link::LostRace { waiters, .. } | Link::Accepting { waiters } => waiters,
                 Link::Connected => continue,
             };
             actions.push(answer(waiters, Err(ConnectError::Stopping)));
@@ -411,6 +486,71 @@ mod tests {
         let mut table = connecting("a@h", "b@h");
         assert_eq!(table.peer_named("b@h"), Status::OkSimultaneous);
         assert_eq!(table.established("b@h"), vec![abort("b@h", 1), ok(vec![1])]);
+    }
+
+    #[test]
+    fn yielding_to_the_peer_ends_our_attempt_and_waits_for_its_connection() {
+        let mut table = ConnectionTable::new("a@h", Duration::from_secs(14));
+        let start = table.connect("b@h", 1);
+        assert_eq!(start.len(), 1);
+        assert_eq!(table.peer_named("b@h"), Status::OkSimultaneous);
+        let actions = table.yielded("b@h");
+        assert_eq!(
+            actions,
+            vec![
+                Action::Abort {
+                    node: "b@h".into(),
+                    attempt: Attempt(1)
+                },
+                Action::SetTimer {
+                    node: "b@h".into(),
+                    attempt: Attempt(1),
+                    after: Duration::from_secs(14)
+                },
+            ]
+        );
+        // The aborted attempt's failure changes nothing; the peer's connection answers.
+        assert!(table
+            .failed("b@h", Attempt(1), ConnectError::Timeout("b@h".into()))
+            .is_empty());
+        assert_eq!(
+            table.established("b@h"),
+            vec![Action::Answer {
+                waiters: vec![1],
+                result: Ok(())
+            }]
+        );
+    }
+
+    #[test]
+    fn a_connect_waits_for_a_connection_being_accepted_and_retries_if_it_fails() {
+        let mut table = ConnectionTable::new("a@h", Duration::from_secs(14));
+        assert_eq!(table.peer_named("b@h"), Status::Ok);
+        table.accepting("b@h");
+        assert!(table.connect("b@h", 1).is_empty(), "no racing attempt");
+        assert_eq!(
+            table.established("b@h"),
+            vec![Action::Answer {
+                waiters: vec![1],
+                result: Ok(())
+            }]
+        );
+        table.session_down("b@h");
+        // The accepted handshake fails: the waiter gets an attempt of ours.
+        table.accepting("b@h");
+        assert!(table.connect("b@h", 2).is_empty());
+        assert_eq!(
+            table.accept_ended("b@h"),
+            vec![Action::Start {
+                node: "b@h".into(),
+                attempt: Attempt(1)
+            }]
+        );
+        // Nobody waited: nothing to do.
+        table.links.clear();
+        table.accepting("c@h");
+        assert!(table.accept_ended("c@h").is_empty());
+        assert_eq!(table.attempt("c@h"), None);
     }
 
     #[test]

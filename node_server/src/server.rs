@@ -44,6 +44,11 @@ pub enum NodeServerMsg {
         /// The status.
         reply: RpcReplyPort<Status>,
     },
+    /// The handshake of a connection accepted with `ok` or `ok_simultaneous` failed.
+    AcceptEnded {
+        /// The peer it named.
+        peer: String,
+    },
     /// A handshake finished.
     Established(Box<PendingSession>),
     /// An outgoing connection attempt failed.
@@ -258,6 +263,14 @@ impl Actor for NodeServer {
                 state.forget_stale(&peer);
                 let status = state.table.peer_named(&peer);
                 tracing::debug!(%peer, ?status, "peer named itself");
+                match status {
+                    crate::dist::handshake::Status::OkSimultaneous => {
+                        let actions = state.table.yielded(&peer);
+                        state.apply(&myself, actions);
+                    }
+                    crate::dist::handshake::Status::Ok => state.table.accepting(&peer),
+                    _ => {}
+                }
                 let _ = reply.send(status);
             }
             NodeServerMsg::Established(pending) => {
@@ -335,6 +348,10 @@ impl Actor for NodeServer {
             }
             NodeServerMsg::RaceTimedOut { node, attempt } => {
                 let actions = state.table.race_timed_out(&node, attempt);
+                state.apply(&myself, actions);
+            }
+            NodeServerMsg::AcceptEnded { peer } => {
+                let actions = state.table.accept_ended(&peer);
                 state.apply(&myself, actions);
             }
             NodeServerMsg::Connected(reply) => {

@@ -153,7 +153,7 @@ impl Env for NodeEnv {
         let func = self.core.functions.get(module, function)?;
         let (m, f) = (module.clone(), function.clone());
         Some(Box::pin(async move {
-            crate::rpc::apply(Some(func), &m, &f, args).await
+            crate::rpc::apply(Some(func), &m, &f, args, None).await
         }))
     }
 

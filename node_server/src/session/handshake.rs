@@ -59,8 +59,34 @@ pub(crate) async fn accept_handshake(
     let mut input = BytesMut::with_capacity(256);
     let mut out = BytesMut::with_capacity(256);
     let setup = core.id.config.setup_time;
+    // The peer we accepted, once we have: if its handshake then fails, the node server must
+    // know, as connect requests may be waiting for it.
+    let mut accepted: Option<String> = None;
+    let result = accept_steps(
+        stream,
+        server,
+        (&mut hs, &mut input, &mut out),
+        setup,
+        &mut accepted,
+    )
+    .await;
+    if let (Err(_), Some(peer)) = (&result, accepted) {
+        let _ = server.cast(NodeServerMsg::AcceptEnded { peer });
+    }
+    result.map(|est| (est, input))
+}
+
+/// The acceptor's steps; `accepted` is set once the peer was answered `ok` or
+/// `ok_simultaneous`.
+async fn accept_steps(
+    stream: &mut BoxedTransport,
+    server: &ActorRef<NodeServerMsg>,
+    (hs, input, out): (&mut Handshake, &mut BytesMut, &mut BytesMut),
+    setup: std::time::Duration,
+    accepted: &mut Option<String>,
+) -> Result<Established, HandshakeError> {
     loop {
-        match read_step(stream, &mut hs, &mut input, &mut out, setup).await? {
+        match read_step(stream, hs, input, out, setup).await? {
             Step::PeerNamed(peer) => {
                 let status = server
                     .call(
@@ -77,14 +103,17 @@ pub(crate) async fn accept_handshake(
                         _ => None,
                     })
                     .unwrap_or(Status::Nok);
-                hs.set_status(status, &mut out)?;
-                stream.write_all(&out).await.map_err(|_| hs.closed())?;
+                if matches!(status, Status::Ok | Status::OkSimultaneous) {
+                    *accepted = Some(peer.name.clone());
+                }
+                hs.set_status(status, out)?;
+                stream.write_all(out).await.map_err(|_| hs.closed())?;
                 out.clear();
                 if matches!(status, Status::Nok | Status::NotAllowed) {
                     return Err(HandshakeError::Refused(Refusal::Status(status)));
                 }
             }
-            Step::Established(est) => return Ok((est, input)),
+            Step::Established(est) => return Ok(est),
             Step::PeerAlive | Step::NeedMore => {
                 return Err(HandshakeError::Misuse("acceptor step"))
             }
