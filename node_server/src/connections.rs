@@ -14,8 +14,12 @@
 //! - `nok` when we are connecting to it too and our name is the greater: our attempt wins, and
 //!   the peer's attempt ends;
 //! - `ok_simultaneous` when we are connecting to it too and its name is the greater: its
-//!   connection will do for our waiters, and our attempt (which the peer answers `nok`) ends;
-//! - `ok` otherwise.
+//!   connection will do for our waiters, and our attempt ends at once
+//!   ([`ConnectionTable::yielded`]; left running it could meet the peer's `alive` and answer
+//!   it `true`, which drops the winning connection);
+//! - `ok` otherwise; while that handshake runs, a connect request waits for it rather than
+//!   starting a racing attempt ([`ConnectionTable::accepting`]), and if it fails the waiters
+//!   get an attempt of ours ([`ConnectionTable::accept_ended`]).
 //!
 //! An attempt refused with `nok` lost such a race: the peer's own connection to us is on its
 //! way, so the waiters wait for it, for as long as the table's race wait, and then get
