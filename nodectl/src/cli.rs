@@ -138,6 +138,20 @@ pub enum Command {
         #[arg(required = true, allow_hyphen_values = true, num_args = 1..)]
         expr: Vec<String>,
     },
+    /// An interactive Erlang shell on a node of ours, as erl's: `(node@host)N> `.
+    ///
+    /// Each expression, ended by a `.` and possibly spread over lines, is evaluated on the
+    /// node as `eval` evaluates it, with the bindings of the expressions before it: `X = 20.`
+    /// then `X + 22.` gives 42; `b()` lists the bindings, `f()` and `f(X)` forget them.
+    /// Values and errors print as the Erlang shell prints them, and the repl goes on. On a
+    /// terminal, lines can be edited and the session's history recalled; from a pipe, plain
+    /// lines are read. `q().` or Ctrl-D leaves the repl (exit 0) and, unlike erl's `q()`,
+    /// leaves the node running; Ctrl-C drops the expression being typed. A node that cannot
+    /// be reached any more ends the repl with `connection to NODE lost: ...` (exit 1).
+    Repl {
+        /// The node.
+        node: String,
+    },
     /// List the spawnable kinds of a node of ours (name/version, and what each requires).
     ///
     /// One line per kind: `name/version`, then `requires key=value,...` when the kind
@@ -414,6 +428,13 @@ async fn run_with(ctl: &Ctl, command: &Command) -> Result<Report, CtlError> {
             let node = full(node);
             let result = ctl.eval(&node, &expr.join(" ")).await?;
             Report::Eval { node, result }
+        }
+        Command::Repl { node } => {
+            let node = full(node);
+            Report::Repl {
+                evaluated: crate::repl::run(ctl, &node).await?,
+                node,
+            }
         }
         Command::ListKinds { node } => {
             let node = full(node);

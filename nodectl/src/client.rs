@@ -934,21 +934,36 @@ impl Ctl {
     /// see `node_server::eval`), with no bindings: the value as the Erlang shell prints it,
     /// or [`CtlError::Eval`] with the shell's error text.
     pub async fn eval(&self, target: &str, text: &str) -> Result<String, CtlError> {
-        let args = vec![Term::binary(text), Term::NIL];
+        let (ok, printed, _) = self.eval_with(target, text, Term::NIL).await?;
+        if ok {
+            Ok(printed)
+        } else {
+            Err(CtlError::Eval(printed))
+        }
+    }
+
+    /// Evaluates Erlang expressions on `target` with `bindings` (`[{'X', Value}, ...]`, as
+    /// an earlier call returned them, or `[]`): whether it gave a value, what the Erlang
+    /// shell prints (the value or the error text) and the bindings after it. An error of
+    /// the evaluation is `Ok((false, ...))`; `Err` is a failure to ask (the node is gone,
+    /// not ours, refused, ...).
+    pub async fn eval_with(
+        &self,
+        target: &str,
+        text: &str,
+        bindings: Term,
+    ) -> Result<(bool, String, Term), CtlError> {
+        let args = vec![Term::binary(text), bindings];
         match self
             .rpc_raw(target, "node_server_eval", "eval", args)
             .await?
         {
             Ok(reply) => match reply.as_tuple() {
-                Some([tag, Term::Binary(printed), _])
+                Some([tag, Term::Binary(printed), bindings])
                     if tag.is_atom("ok") || tag.is_atom("error") =>
                 {
                     let printed = String::from_utf8_lossy(printed).into_owned();
-                    if tag.is_atom("ok") {
-                        Ok(printed)
-                    } else {
-                        Err(CtlError::Eval(printed))
-                    }
+                    Ok((tag.is_atom("ok"), printed, bindings.clone()))
                 }
                 _ => Err(Self::unexpected(target, &reply)),
             },

@@ -121,6 +121,14 @@ pub enum CtlError {
     /// (`** exception error: ...`, `* 1:5: variable 'Y' is unbound`).
     #[error("{0}")]
     Eval(String),
+    /// `repl`: the node could not be reached any more.
+    #[error("connection to {node} lost: {reason}")]
+    Lost {
+        /// The node.
+        node: String,
+        /// Why the last call failed.
+        reason: String,
+    },
     /// The dashboard could not serve (its address is taken, say).
     #[error("dashboard: {0}")]
     Dashboard(String),
@@ -158,6 +166,7 @@ impl CtlError {
             CtlError::Start(_) => "start",
             CtlError::Dashboard(_) => "dashboard",
             CtlError::Eval(_) => "eval",
+            CtlError::Lost { .. } => "lost",
             CtlError::Partial { .. } => "partial",
         }
     }

@@ -16,6 +16,9 @@
 //!   rpc NODE MODULE FUNCTION [ARG ...]  arguments and result in Erlang syntax
 //!   eval NODE EXPR                      Erlang expressions on a node of ours, printed as
 //!                                       the Erlang shell prints them (node_server::eval)
+//!   repl NODE                           an interactive Erlang shell on a node of ours
+//!                                       (bindings kept; q(). or Ctrl-D leaves, the node
+//!                                       keeps running)
 //!   list-kinds NODE                     spawnable kinds of a node of ours (name/version)
 //!   spawn [--on NODE | --strategy S] [--via NODE] [--register NAME] KIND [ARG ...]
 //!                                       start a kind where a placement says; pid and node
@@ -43,6 +46,7 @@ pub mod cli;
 pub mod client;
 pub mod error;
 pub mod pretty;
+pub mod repl;
 pub mod report;
 
 pub use error::CtlError;

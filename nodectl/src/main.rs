@@ -40,7 +40,9 @@ fn main() -> ExitCode {
             } else {
                 report.human()
             };
-            let _ = writeln!(out, "{text}");
+            if !text.is_empty() {
+                let _ = writeln!(out, "{text}");
+            }
             report.failure()
         }
         Err(e) => Some(e),

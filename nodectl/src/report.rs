@@ -57,6 +57,13 @@ pub enum Report {
         /// The value as the Erlang shell prints it (after what `b()` printed, if called).
         result: String,
     },
+    /// `repl`, once left.
+    Repl {
+        /// The node it ran on.
+        node: String,
+        /// How many expressions it evaluated.
+        evaluated: u64,
+    },
     /// `list-kinds`.
     Kinds {
         /// The node asked.
@@ -255,6 +262,8 @@ impl Report {
                 None => format!("{} on {}", s.pid, s.node),
             },
             Report::Dashboard { url } => format!("dashboard at {url} stopped"),
+            // The repl printed all it had to say.
+            Report::Repl { .. } => String::new(),
             Report::Stopped(s) => match &s.actor {
                 Some(actor) => format!(
                     "stopped {actor} on {} (exit reason {}, {:.1} ms)",

@@ -9,6 +9,8 @@
 //! synchronise: each waits for the event it needs (a line from `erl`, a node's stop, a
 //! message in an actor's mailbox).
 //!
+//! `repl` runs through a pipe, and through a pseudo-terminal driven by `rexpect`.
+//!
 //! Needs Erlang/OTP (`erl`, `erlc`) for most tests and `openssl` for the mutual TLS one:
 //! without `erl` those tests are skipped on a developer machine and fail in CI (`CI=true`),
 //! see [`testkit::require_erl`].
@@ -1427,4 +1429,169 @@ fn admin_guard_applies_to_eval() {
             .ok(),
         rs
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// repl
+// ---------------------------------------------------------------------------------------------
+
+impl Cluster {
+    /// Runs `nodectl --cookie COOKIE repl NODE` with `input` on its stdin (a pipe, closed
+    /// after `input`), for at most [`CTL_LIMIT`].
+    fn repl(&self, node: &str, input: &str) -> Out {
+        use std::io::{Read, Write};
+        use std::process::Stdio;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodectl"));
+        cmd.args(["--cookie", COOKIE, "repl", node])
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
+            .env("HOME", &self.home)
+            .env_remove("ERLANG_COOKIE")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = testkit::ChildGuard::spawn(&mut cmd, "nodectl repl").expect("starts");
+        let mut stdin = child.child_mut().stdin.take().expect("stdin");
+        let input = input.to_owned();
+        // Written on a thread of its own, so that a full pipe cannot block the test.
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(input.as_bytes());
+        });
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = pipe.read_to_string(&mut text);
+                text
+            })
+        };
+        let stdout = drain(Box::new(child.child_mut().stdout.take().expect("stdout")));
+        let stderr = drain(Box::new(child.child_mut().stderr.take().expect("stderr")));
+        let status = child
+            .wait_timeout(CTL_LIMIT)
+            .expect("wait")
+            .expect("nodectl repl ends in time");
+        let _ = writer.join();
+        Out {
+            code: status.code().unwrap_or(-1),
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+        }
+    }
+}
+
+/// `nodectl repl` driven through a pipe against an `echo_node`: the erl shell's prompts,
+/// bindings kept from one expression to the next, an expression over two lines, an error
+/// and then a working expression, `b()`, `f()`, then `q().` (exit 0, the node still
+/// running); the end of input leaves too; a node that is gone is a clear error.
+#[test]
+fn repl_keeps_bindings_across_expressions_through_a_pipe() {
+    let cluster = Cluster::new();
+    let echo = cluster.echo_node("repl_echo", &[]);
+    let n = echo.name.as_str();
+    let input =
+        "X = 20.\nX + 22.\n{X,\n X * 2}.\n1 = 2.\nX - 1.\nb().\n1 + ).\nf().\nX.\nq().\nnode().\n";
+    let out = cluster.repl(n, input);
+    assert_eq!(
+        out.code, 0,
+        "stdout {:?} stderr {:?}",
+        out.stdout, out.stderr
+    );
+    let p = |i: u32| format!("({n}){i}> ");
+    let expected = [
+        format!("{}20\n", p(1)),
+        format!("{}42\n", p(2)),
+        // The second line of an expression is asked for with the same prompt, as erl does.
+        format!("{}{}{{20,40}}\n", p(3), p(3)),
+        format!(
+            "{}** exception error: no match of right hand side value 2\n",
+            p(4)
+        ),
+        format!("{}19\n", p(5)),
+        format!("{}X = 20\nok\n", p(6)),
+        // A syntax error does not count, as in erl.
+        format!("{}* 1:5: syntax error before: ')'\n", p(7)),
+        format!("{}ok\n", p(7)),
+        format!("{}* 1:1: variable 'X' is unbound\n", p(8)),
+        // q(). leaves: what follows it is not read.
+        p(9),
+    ]
+    .concat();
+    assert_eq!(out.stdout, expected, "stderr {:?}", out.stderr);
+    assert!(
+        out.stderr.contains("the node keeps running"),
+        "{}",
+        out.stderr
+    );
+    // The node is still there; the end of input leaves as q(). does.
+    let out = cluster.repl(n, "node().\n");
+    assert_eq!(out.code, 0, "{:?}", out.stderr);
+    assert_eq!(out.stdout, format!("{}{n}\n{}", p(1), p(2)));
+    // A node that is not there.
+    let missing = format!("{}@{}", unique("absent"), short_host());
+    let out = cluster.repl(&missing, "node().\n");
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("is not registered with epmd"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// `nodectl repl NODE` in a pseudo-terminal (so with line editing), as [`rexpect`] drives it.
+fn repl_in_pty(cluster: &Cluster, node: &str) -> rexpect::session::PtySession {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodectl"));
+    cmd.args(["--cookie", COOKIE, "repl", node])
+        .env("ERL_EPMD_PORT", cluster.epmd_port.to_string())
+        .env("HOME", &cluster.home)
+        .env("TERM", "xterm")
+        .env_remove("ERLANG_COOKIE")
+        .env_remove("RUST_LOG");
+    // Every expectation waits at most DEADLINE; the session kills nodectl when dropped.
+    let mut session =
+        rexpect::session::spawn_command(cmd, Some(DEADLINE.as_millis() as u64)).expect("a pty");
+    session.process.set_kill_timeout(Some(5_000));
+    session
+}
+
+/// How a process in a pty exited, as `Exited(Pid(N), CODE)`.
+fn pty_exit(session: &mut rexpect::session::PtySession) -> String {
+    session.exp_eof().expect("nodectl ends");
+    format!("{:?}", session.process.wait().expect("its status"))
+}
+
+/// `nodectl repl` through a pseudo-terminal: the prompt appears, bindings hold, the up arrow
+/// recalls the last line from the history, `q().` leaves with exit 0; a node that goes away
+/// meanwhile ends the repl with a clear message and exit 1.
+#[test]
+fn repl_in_a_terminal_prompts_edits_and_notices_a_lost_node() {
+    let cluster = Cluster::new();
+    let echo = cluster.echo_node("repl_pty", &[]);
+    let n = echo.name.clone();
+    let prompt = |i: u32| format!("({n}){i}> ");
+    let mut s = repl_in_pty(&cluster, &n);
+    s.exp_string(&prompt(1)).expect("the first prompt");
+    s.send_line("X = 20.").unwrap();
+    s.exp_string("20").unwrap();
+    s.exp_string(&prompt(2)).expect("the second prompt");
+    s.send_line("X + 22.").unwrap();
+    s.exp_string("42").unwrap();
+    s.exp_string(&prompt(3)).unwrap();
+    // The up arrow brings `X + 22.` back; Enter evaluates it again.
+    s.send("\x1b[A").unwrap();
+    s.send_line("").unwrap();
+    s.exp_string("42").unwrap();
+    s.exp_string(&prompt(4)).unwrap();
+    s.send_line("q().").unwrap();
+    let status = pty_exit(&mut s);
+    assert!(status.ends_with(", 0)"), "{status}");
+
+    // The node goes away while the repl waits for a line.
+    let mut s = repl_in_pty(&cluster, &n);
+    s.exp_string(&prompt(1)).unwrap();
+    drop(echo);
+    s.send_line("node().").unwrap();
+    s.exp_string(&format!("connection to {n} lost: "))
+        .expect("a clear message");
+    let status = pty_exit(&mut s);
+    assert!(status.ends_with(", 1)"), "{status}");
 }
