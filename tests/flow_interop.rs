@@ -13,7 +13,6 @@
 //! Needs Erlang/OTP (`erl`, `erlc`): skipped on a developer machine without it, fails in CI
 //! (`CI=true`), see [`testkit::require_erl`].
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,26 +61,8 @@ fn start_echo_node(name: &str, epmd_port: u16) -> (ChildGuard, String) {
         .env("ERL_EPMD_PORT", epmd_port.to_string())
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    let mut child = ChildGuard::spawn(&mut cmd, "echo_node").expect("echo_node starts");
-    let stdout = child.child_mut().stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            let _ = tx.send(line);
-        }
-    });
-    let ready = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("echo_node prints ready");
-    let full = ready
-        .strip_prefix("ready ")
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line {ready}"))
-        .to_owned();
-    (child, full)
+    testkit::spawn_ready(&mut cmd, "echo_node", Duration::from_secs(30))
 }
 
 /// Starts the flood `function` to a new collector, stops the peer for [`STOPPED`] while

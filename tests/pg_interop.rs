@@ -422,32 +422,16 @@ fn start_echo_node(
     connect: &[String],
     extra: &[&str],
 ) -> (ChildGuard, String) {
-    use std::io::BufRead;
     let mut cmd = Command::new(echo_node_exe());
     cmd.args(["--name", name, "--cookie", COOKIE])
         .args(extra)
         .env("ERL_EPMD_PORT", epmd_port.to_string())
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     for peer in connect {
         cmd.args(["--connect", peer]);
     }
-    let mut child = ChildGuard::spawn(&mut cmd, name).expect("echo_node starts");
-    let stdout = child.child_mut().stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if let Some(full) = line.strip_prefix("ready ") {
-                let _ = tx.send(full.to_owned());
-            }
-        }
-    });
-    let full = rx
-        .recv_timeout(DEADLINE)
-        .unwrap_or_else(|_| panic!("{name} did not print ready"));
-    (child, full)
+    testkit::spawn_ready(&mut cmd, name, DEADLINE)
 }
 
 /// A cluster of three nodes of ours, each in its own process (`echo_node`, whose `echo` is in

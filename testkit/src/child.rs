@@ -171,3 +171,34 @@ mod tests {
         assert!(status.is_some_and(|s| s.success()));
     }
 }
+
+/// Starts `command` (its stdout piped) under a [`ChildGuard`] labelled `label`, and waits up
+/// to `limit` for the line `ready NAME ...` that the project's node programs print once
+/// running (`echo_node`); returns the guard and `NAME`. The rest of stdout is read and
+/// dropped, so the program never blocks on it.
+///
+/// # Panics
+/// When the program does not start or prints no such line in time.
+pub fn spawn_ready(command: &mut Command, label: &str, limit: Duration) -> (ChildGuard, String) {
+    use std::io::BufRead;
+    command.stdout(Stdio::piped());
+    let mut child =
+        ChildGuard::spawn(command, label).unwrap_or_else(|e| panic!("{label} starts: {e}"));
+    let stdout = child.child_mut().stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for line in io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if let Some(name) = line
+                .strip_prefix("ready ")
+                .and_then(|r| r.split_whitespace().next())
+            {
+                let _ = tx.send(name.to_owned());
+            }
+        }
+    });
+    let name = rx
+        .recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("{label} did not print ready within {limit:?}"));
+    (child, name)
+}

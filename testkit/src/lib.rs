@@ -45,7 +45,7 @@ mod peer;
 mod ports;
 
 pub use self::epmd::Epmd;
-pub use child::{output_within, ChildGuard};
+pub use child::{output_within, spawn_ready, ChildGuard};
 pub use erl::{
     compile_erlang, find_erlc, find_executable, find_otp_tool, in_ci, otp_release, require_elixir,
     require_erl, unique_temp_dir, OTP_ENV,

@@ -51,46 +51,37 @@ impl<N: Inbound> Dispatcher<N> {
         };
         let (link, monitor) = spawn_options(opts);
         let Some((res, m, f, a)) = call else {
+            let spawner = Spawner {
+                req_id,
+                from,
+                link,
+                monitor,
+            };
             if !self.admin {
                 tracing::warn!(peer = %self.peer, %module, "spawn refused by the admin guard");
-                let refused = Control::SpawnReply {
-                    req_id,
-                    to: from,
-                    flags: 0,
-                    result: Term::atom("not_allowed"),
-                };
-                return self.send(refused, None);
+                return self.send(spawner.refused("not_allowed"), None);
             }
             let args = match args {
                 Some(Term::List(args)) => args,
                 None => Vec::new(),
-                Some(_) => {
-                    let bad = Control::SpawnReply {
-                        req_id,
-                        to: from,
-                        flags: 0,
-                        result: Term::atom("badarg"),
-                    };
-                    return self.send(bad, None);
-                }
+                Some(_) => return self.send(spawner.refused("badarg"), None),
             };
             let target = (module, function);
             return if self.node.has_kind(target.0.as_str()) {
-                self.spawn_kind(req_id, from, target, (link, monitor), args)
+                self.spawn_kind(spawner, target, args)
             } else {
-                self.spawn_function(req_id, from, target, (link, monitor), args)
+                self.spawn_function(spawner, target, args)
             };
         };
+        // erpc asks for a monitor only, and reports through it.
+        let spawner = Spawner {
+            req_id,
+            from,
+            link: false,
+            monitor,
+        };
         let pid = self.node.fresh_pid();
-        self.send(
-            Control::SpawnReply {
-                req_id: req_id.clone(),
-                to: from.clone(),
-                flags: if monitor { 2 } else { 0 },
-                result: Term::Pid(pid.clone()),
-            },
-            None,
-        );
+        self.send(spawner.reply(&pid), None);
         let invocation = self.node.invocation((&self.peer, self.admin), m, f, a);
         let queue = self.queue().clone();
         let in_flight = self.node.rpc_started();
@@ -104,86 +95,41 @@ impl<N: Inbound> Dispatcher<N> {
                 Ok(value) => Term::tuple(vec![res, Term::atom("return"), value]),
                 Err(failure) => failure.erpc_reason(&res, stack),
             };
-            if monitor {
-                let exit = Control::MonitorPExit {
-                    from: ProcessRef::Pid(pid),
-                    to: from,
-                    reference: req_id,
-                    reason,
-                };
-                let _ = queue.push(Outgoing::Message(exit, None));
-            }
+            spawner.exited(&queue, pid, &reason);
         });
     }
 
     /// A spawn of a kind: the actor starts (in a task of its own, the reader goes on), its
     /// link and monitor are made, then the reply goes; a spawn that fails still gives a pid,
     /// whose link or monitor fires at once with the reason, as OTP's would.
-    fn spawn_kind(
-        &mut self,
-        req_id: Reference,
-        from: Pid,
-        (kind, function): (Atom, Atom),
-        (link, monitor): (bool, bool),
-        args: Vec<Term>,
-    ) {
-        let reply =
-            move |req_id: &Reference, from: &Pid, result: Term, flags: u32| Control::SpawnReply {
-                req_id: req_id.clone(),
-                to: from.clone(),
-                flags,
-                result,
-            };
-        let flags = u32::from(link) | (u32::from(monitor) << 1);
+    fn spawn_kind(&mut self, spawner: Spawner, (kind, function): (Atom, Atom), args: Vec<Term>) {
         let start = self.node.start_kind(kind.as_str(), &args);
         let node = self.node.clone();
         let queue = self.queue().clone();
         tokio::spawn(async move {
-            let (pid, failed) = match start.await {
+            match start.await {
                 Ok(actor) => {
-                    if link {
-                        node.watch(&actor, WatchFor::Link(from.clone()));
+                    if spawner.link {
+                        node.watch(&actor, WatchFor::Link(spawner.from.clone()));
                     }
-                    if monitor {
+                    if spawner.monitor {
                         let to = ProcessRef::Pid(actor.pid.clone());
                         node.watch(
                             &actor,
                             WatchFor::Monitor {
-                                reference: req_id.clone(),
-                                from: from.clone(),
+                                reference: spawner.req_id.clone(),
+                                from: spawner.from.clone(),
                                 to,
                             },
                         );
                     }
-                    (actor.pid.clone(), None)
+                    queue.push(Outgoing::Message(spawner.reply(&actor.pid), None));
                 }
                 Err(e) => {
                     tracing::warn!(%kind, error = %e, "spawn failed");
-                    (
-                        node.fresh_pid(),
-                        Some(e.exit_reason(&kind, &function, &args)),
-                    )
-                }
-            };
-            let answer = reply(&req_id, &from, Term::Pid(pid.clone()), flags);
-            queue.push(Outgoing::Message(answer, None));
-            if let Some(reason) = failed {
-                if link {
-                    let exit = Control::Exit {
-                        from: pid.clone(),
-                        to: from.clone(),
-                        reason: reason.clone(),
-                    };
-                    queue.push(Outgoing::Message(exit, None));
-                }
-                if monitor {
-                    let down = Control::MonitorPExit {
-                        from: ProcessRef::Pid(pid),
-                        to: from,
-                        reference: req_id,
-                        reason,
-                    };
-                    queue.push(Outgoing::Message(down, None));
+                    let pid = node.fresh_pid();
+                    queue.push(Outgoing::Message(spawner.reply(&pid), None));
+                    spawner.exited(&queue, pid, &e.exit_reason(&kind, &function, &args));
                 }
             }
         });
@@ -197,23 +143,12 @@ impl<N: Inbound> Dispatcher<N> {
     /// there, as OTP's), through the link and monitor asked for.
     fn spawn_function(
         &mut self,
-        req_id: Reference,
-        from: Pid,
+        spawner: Spawner,
         (module, function): (Atom, Atom),
-        (link, monitor): (bool, bool),
         args: Vec<Term>,
     ) {
         let pid = self.node.fresh_pid();
-        let flags = u32::from(link) | (u32::from(monitor) << 1);
-        self.send(
-            Control::SpawnReply {
-                req_id: req_id.clone(),
-                to: from.clone(),
-                flags,
-                result: Term::Pid(pid.clone()),
-            },
-            None,
-        );
+        self.send(spawner.reply(&pid), None);
         let invocation = self
             .node
             .invocation((&self.peer, self.admin), module, function, args);
@@ -226,23 +161,7 @@ impl<N: Inbound> Dispatcher<N> {
                 Ok(_) => Term::atom("normal"),
                 Err(failure) => failure.exit_reason(stack),
             };
-            if link {
-                let exit = Control::Exit {
-                    from: pid.clone(),
-                    to: from.clone(),
-                    reason: reason.clone(),
-                };
-                queue.push(Outgoing::Message(exit, None));
-            }
-            if monitor {
-                let down = Control::MonitorPExit {
-                    from: ProcessRef::Pid(pid),
-                    to: from,
-                    reference: req_id,
-                    reason,
-                };
-                queue.push(Outgoing::Message(down, None));
-            }
+            spawner.exited(&queue, pid, &reason);
         });
     }
 
@@ -329,4 +248,56 @@ fn spawn_options(opts: &Term) -> (bool, bool) {
         o.is_atom("monitor") || matches!(o.as_tuple(), Some([k, _]) if k.is_atom("monitor"))
     });
     (link, monitor)
+}
+
+/// Who asked for a spawn, and what it asked to hold on the new process.
+struct Spawner {
+    req_id: Reference,
+    from: Pid,
+    link: bool,
+    monitor: bool,
+}
+
+impl Spawner {
+    /// `SPAWN_REPLY` with the new pid, and the link and monitor made (flags 1 and 2).
+    fn reply(&self, pid: &Pid) -> Control {
+        Control::SpawnReply {
+            req_id: self.req_id.clone(),
+            to: self.from.clone(),
+            flags: u32::from(self.link) | (u32::from(self.monitor) << 1),
+            result: Term::Pid(pid.clone()),
+        }
+    }
+
+    /// `SPAWN_REPLY` with the error `why`: nothing started.
+    fn refused(&self, why: &str) -> Control {
+        Control::SpawnReply {
+            req_id: self.req_id.clone(),
+            to: self.from.clone(),
+            flags: 0,
+            result: Term::atom(why),
+        }
+    }
+
+    /// The new process `pid` (one that holds no actor) exited with `reason`: the spawner
+    /// hears it through the link and the monitor it asked for, by the one rule of exit
+    /// signals ([`crate::signals::exit_signals`]; the monitor's reference is the request's).
+    fn exited(self, queue: &crate::send_queue::SendQueue, pid: Pid, reason: &Term) {
+        let watched = crate::signals::Watched {
+            monitors: if self.monitor {
+                vec![(self.req_id, self.from.clone(), ProcessRef::Pid(pid.clone()))]
+            } else {
+                Vec::new()
+            },
+            links: if self.link {
+                vec![self.from]
+            } else {
+                Vec::new()
+            },
+            pid: Some(pid),
+        };
+        for (_, signal) in crate::signals::exit_signals(watched, reason) {
+            queue.push(Outgoing::Message(signal, None));
+        }
+    }
 }

@@ -950,17 +950,24 @@ fn producer(
     (sent, task)
 }
 
+/// Nodes `a` and `b` connected, a probe on `b`, `a`'s handle for it, and the link between
+/// them stalled.
+async fn stalled_pair(sim: &mut Sim) -> (Probe, node_server::Node, node_server::ProcessHandle) {
+    mesh(sim, &["a", "b"]).await;
+    let pb = sim.probe("b").await;
+    let na = sim.node("a");
+    let handle = na
+        .process(&RemoteTarget::Pid(pb.pid.clone()))
+        .await
+        .expect("a handle");
+    sim.stall("a", "b", true);
+    (pb, na, handle)
+}
+
 sim_test! {
     fn sim_flow_a_stalled_link_makes_senders_wait_then_all_arrive(sim) {
         use std::sync::atomic::Ordering;
-        mesh(sim, &["a", "b"]).await;
-        let mut pb = sim.probe("b").await;
-        let na = sim.node("a");
-        let handle = na
-            .process(&RemoteTarget::Pid(pb.pid.clone()))
-            .await
-            .expect("a handle");
-        sim.stall("a", "b", true);
+        let (mut pb, na, handle) = stalled_pair(sim).await;
         let n = 400;
         let (sent, task) = producer(handle.clone(), n);
         sim.sleep(200 + sim.below(300)).await;
@@ -997,14 +1004,7 @@ sim_test! {
 sim_test! {
     fn sim_flow_a_partition_while_busy_ends_the_wait_with_an_error(sim) {
         use std::sync::atomic::Ordering;
-        mesh(sim, &["a", "b"]).await;
-        let mut pb = sim.probe("b").await;
-        let na = sim.node("a");
-        let handle = na
-            .process(&RemoteTarget::Pid(pb.pid.clone()))
-            .await
-            .expect("a handle");
-        sim.stall("a", "b", true);
+        let (mut pb, na, handle) = stalled_pair(sim).await;
         let (sent, task) = producer(handle.clone(), 1000);
         sim.sleep(100 + sim.below(300)).await;
         assert!(handle.is_busy(), "busy after {}", sent.load(Ordering::SeqCst));
