@@ -211,7 +211,19 @@ impl Erl {
 
     /// The nodes a `nodes`, `nodes_hidden` or `nodes_connected` request lists.
     async fn nodes(&mut self, which: &str) -> Vec<String> {
-        let reply = self.request(which).await;
+        Self::node_list(which, &self.request(which).await)
+    }
+
+    /// The `which` list once it holds `node` (the peer awaits net_kernel's nodeup: a connect
+    /// that finished on our side may not be marked up on Erlang's yet), or as it is after 5 s.
+    async fn nodes_once_listed(&mut self, which: &str, node: &str) -> Vec<String> {
+        let reply = self
+            .request(&format!("wait_listed {which} {node} 5000"))
+            .await;
+        Self::node_list(which, &reply)
+    }
+
+    fn node_list(which: &str, reply: &str) -> Vec<String> {
         let mut words = reply.split_whitespace();
         assert_eq!(words.next(), Some("ok"), "bad reply to {which}: {reply}");
         words.map(str::to_owned).collect()
@@ -226,9 +238,9 @@ impl Erl {
     }
 }
 
-/// Panics unless the Erlang node lists `node` among `which` (`nodes`, `nodes_hidden`).
+/// Panics unless the Erlang node lists `node` among `which` (`nodes`, `nodes_hidden`) within 5 s.
 async fn assert_listed(erl: &mut Erl, which: &str, node: &str) {
-    let listed = erl.nodes(which).await;
+    let listed = erl.nodes_once_listed(which, node).await;
     assert_eq!(
         listed.iter().filter(|n| *n == node).count(),
         1,

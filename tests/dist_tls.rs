@@ -207,8 +207,11 @@ async fn tls_both_directions_and_plain_refused() {
     client_connect_enc(&ours, &etls2_name)
         .await
         .expect("TLS connect to Erlang");
-    let seen = eval(&mut etls2, "nodes(connected)");
-    assert!(seen.contains(ours.name()), "{seen}");
+    let up = eval(
+        &mut etls2,
+        &format!("eval_peer:connected('{}', 5000)", ours.name()),
+    );
+    assert_eq!(up, "ok true", "{}", eval(&mut etls2, "nodes(connected)"));
 
     // A plain-TCP Erlang node cannot talk to the TLS listener.
     let mut plain = erl_peer(&erl, &beams, &format!("eplain{pid}"), epmd_port, None);

@@ -10,6 +10,9 @@
 %%   nodes                       -> ok NODE...              nodes()         (visible)
 %%   nodes_hidden                -> ok NODE...              nodes(hidden)
 %%   nodes_connected             -> ok NODE...              nodes(connected)
+%%   wait_listed WHICH NODE MS   -> ok NODE...              the WHICH list (nodes, nodes_hidden,
+%%                                  nodes_connected) once it holds NODE, or as it is after MS
+%%                                  (waits for net_kernel's nodeup, not by polling)
 %%   ticktime                    -> ok SECONDS              net_kernel:get_net_ticktime()
 %%   set_cookie NODE COOKIE      -> ok                      erlang:set_cookie(NODE, COOKIE)
 %%   monitor_node NODE           -> ok | error REASON       monitor_node(NODE, true)
@@ -90,6 +93,14 @@ handle([<<"nodes_hidden">>]) ->
     node_list(nodes(hidden));
 handle([<<"nodes_connected">>]) ->
     node_list(nodes(connected));
+handle([<<"wait_listed">>, Which, Node, Ms]) ->
+    N = atom(Node),
+    ok = net_kernel:monitor_nodes(true, [{node_type, all}]),
+    Deadline = erlang:monotonic_time(millisecond) + int(Ms),
+    Listed = wait_listed(Which, N, Deadline),
+    ok = net_kernel:monitor_nodes(false, [{node_type, all}]),
+    flush_nodeups(),
+    node_list(Listed);
 handle([<<"ticktime">>]) ->
     [<<"ok ">>, fmt(net_kernel:get_net_ticktime())];
 handle([<<"set_cookie">>, Node, Cookie]) ->
@@ -142,4 +153,29 @@ flush_nodedowns(N) ->
     receive
         {nodedown, _} -> flush_nodedowns(N + 1)
     after 0 -> N
+    end.
+
+listed(<<"nodes">>) -> nodes();
+listed(<<"nodes_hidden">>) -> nodes(hidden);
+listed(<<"nodes_connected">>) -> nodes(connected).
+
+%% The list once it holds Node: checked again after each nodeup until Deadline.
+wait_listed(Which, Node, Deadline) ->
+    Listed = listed(Which),
+    case lists:member(Node, Listed) of
+        true ->
+            Listed;
+        false ->
+            Left = max(0, Deadline - erlang:monotonic_time(millisecond)),
+            receive
+                {nodeup, _, _} -> wait_listed(Which, Node, Deadline)
+            after Left -> Listed
+            end
+    end.
+
+flush_nodeups() ->
+    receive
+        {nodeup, _, _} -> flush_nodeups();
+        {nodedown, _, _} -> flush_nodeups()
+    after 0 -> ok
     end.
