@@ -19,11 +19,15 @@
 //! | `erlang:system_info/1` | `otp_release`: `"25"`, the Erlang/OTP release whose distribution protocol the node speaks (it also sets the flags OTP 26 requires); `version`: this crate's version (where the BEAM gives its ERTS version); `system_version`: `"node_server VERSION (Rust) ..."`; `process_count`: live actors exposed to Erlang plus the built-in services; `creation`; `machine`: `"node_server"`; `wordsize`: 8; `schedulers`, `schedulers_online`, `logical_processors`: the CPUs available to the process; `port_count`: 0. Other items: `badarg` |
 //! | `erlang:memory/0,1` | best effort: `total` and `system` are the process's resident set size (`VmRSS`, Linux only, else 0); `processes`, `processes_used`, `atom`, `atom_used`, `binary`, `code` and `ets` are 0, as the node keeps no accounting by category; an unknown type is `badarg` |
 //! | `erlang:statistics/1` | `wall_clock`: `{MsSinceStart, MsSinceLastCall}`; `runtime`: `{CpuMs, CpuMsSinceLastCall}` of the whole process (user + system, from `/proc/self/stat` at 100 ticks a second; 0 where unavailable); `io`: `{{input, BytesIn}, {output, BytesOut}}` of the distribution connections (the BEAM counts all its ports); others `badarg` |
+//! | `code:ensure_loaded/1` | `{module, M}` when a function of `M` is registered (the node's modules are its rpc functions), else `{error, nofile}` |
+//! | `application:get_env/2,3` | `undefined`, or the default: the node runs no OTP applications |
+//! | `net_kernel:get_net_ticktime/0` | the tick time ([`crate::NodeConfig::net_ticktime`]) in whole seconds |
 //! | `init:stop/0,1` | `ok`, then a graceful stop of the node ([`crate::ops`]); `init:stop(Status)` with an integer status makes [`crate::Node::wait_stopped`] return it, a string status gives 1 |
 //! | `node_server:info/0` | a map ([`crate::info::NodeInfo`]): `node`, `version` (binary), `otp_release` (binary), `uptime_ms`, `process_count`, `registered` (the names, sorted), `connections` (how many), `connected` (`[{Node, visible \| hidden}]`), `messages_in`, `messages_out`, `bytes_in`, `bytes_out` ([`crate::ops`]), `memory_total`, `creation`, `hidden`, `admin_guard` (whether [`crate::NodeConfig::admin_allow`] is on), `queues` (`[#{node, queue_bytes, busy, dropped}]`: each connection's send queue, [`crate::send_queue`]) |
 //!
 //! [`crate::eval`] registers `node_server_eval:eval/1,2` beside these (Erlang expressions,
-//! what `nodectl eval` runs).
+//! what `nodectl eval` runs), and [`crate::remote_shell`] `shell:start/0` and
+//! `edlin_expand:expand/1,2` (what `erl -remsh` calls).
 //!
 //! Under the admin guard ([`crate::admin`]) all of these are rpc calls like any other: only
 //! listed nodes get answers.
@@ -69,6 +73,9 @@ pub(crate) fn install(node: &Node) {
     reg("erlang", "memory", memory);
     reg("erlang", "statistics", statistics);
     reg("init", "stop", init_stop);
+    reg("code", "ensure_loaded", ensure_loaded);
+    reg("application", "get_env", get_env);
+    reg("net_kernel", "get_net_ticktime", get_net_ticktime);
     reg("node_server", "info", info);
     reg("node_server", "kinds", kinds);
 }
@@ -108,6 +115,44 @@ fn kinds(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
             .map(crate::etf::ToTerm::to_term)
             .collect::<Vec<_>>(),
     ))
+}
+
+/// `code:ensure_loaded(M)`: `{module, M}` when some function of `M` is registered (the
+/// node's "modules" are its rpc functions), else `{error, nofile}` as for a module that is
+/// not there.
+fn ensure_loaded(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
+    let [Term::Atom(module)] = &args[..] else {
+        return Err(if args.len() == 1 {
+            RpcFailure::Error(Term::atom("function_clause"))
+        } else {
+            undef()
+        });
+    };
+    Ok(if shared.functions.has_module(module) {
+        Term::tuple(vec![Term::atom("module"), Term::Atom(module.clone())])
+    } else {
+        Term::tuple(vec![Term::atom("error"), Term::atom("nofile")])
+    })
+}
+
+/// `application:get_env(App, Key[, Default])`: the node runs no OTP applications, so no
+/// key has a value: `undefined`, or the default.
+fn get_env(_: &Arc<Core>, args: Vec<Term>) -> RpcResult {
+    match &args[..] {
+        [Term::Atom(_), Term::Atom(_)] => Ok(Term::atom("undefined")),
+        [Term::Atom(_), Term::Atom(_), default] => Ok(default.clone()),
+        [_, _] | [_, _, _] => Err(RpcFailure::Error(Term::atom("function_clause"))),
+        _ => Err(undef()),
+    }
+}
+
+/// `net_kernel:get_net_ticktime()`: the node's tick time in whole seconds (at least 1).
+fn get_net_ticktime(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
+    if !args.is_empty() {
+        return Err(undef());
+    }
+    let secs = shared.id.config.net_ticktime.as_secs().max(1);
+    Ok(Term::Int(i64::try_from(secs).unwrap_or(i64::MAX)))
 }
 
 fn undef() -> RpcFailure {

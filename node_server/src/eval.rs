@@ -22,7 +22,9 @@
 //!   raises is false), `begin ... end`;
 //! - calls: `M:F(Args)` and auto-imported BIFs `F(Args)`; `Dest ! Msg` to a pid, a registered
 //!   name or `{Name, Node}`;
-//! - the shell commands `b()` (print the bindings), `f()` (forget them all), `f(X)`.
+//! - the shell commands `b()` (print the bindings), `f()` (forget them all), `f(X)`, and
+//!   `q()`, which is `init:stop()` as in erl's shell: the node stops (`nodectl repl` takes a
+//!   `q().` of its own and leaves only the repl).
 //!
 //! Not there: funs other than `fun M:F/A` literals (so no higher-order `lists` functions),
 //! `receive`, `try`/`catch`, comprehensions, records, binaries built from variables.
@@ -104,11 +106,13 @@ use crate::rpc::RpcResult;
 
 mod bifs;
 mod lex;
+mod lines;
 mod node_env;
 mod parse;
 mod run;
 mod show;
 
+pub use lines::{expression_ends, Lines};
 pub(crate) use node_env::install;
 pub use node_env::NodeEnv;
 
@@ -373,6 +377,50 @@ pub trait Env: Send + Sync {
     fn gen_call(&self, dest: Term, request: Term, timeout: Option<Duration>) -> EnvFuture<'_>;
     /// `gen_server:cast(Dest, Request)`.
     fn gen_cast(&self, dest: Term, request: Term);
+}
+
+/// The environment of an Erlang that is not distributed and runs nothing else: `node()` is
+/// `nonode@nohost`, `self()` is `<0.1.0>` of it, there are no other nodes, processes,
+/// registered names or functions (`M:F(Args)` not done natively is `undef`), a send to a
+/// name is `badarg` and a `gen_server` call exits `noproc`. For pure expressions (tests,
+/// checks); a node's is [`NodeEnv`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoNode;
+
+impl Env for NoNode {
+    fn node(&self) -> Atom {
+        Atom::new("nonode@nohost")
+    }
+    fn self_pid(&self) -> Pid {
+        Pid {
+            node: Atom::new("nonode@nohost"),
+            id: 1,
+            serial: 0,
+            creation: 0,
+        }
+    }
+    fn nodes(&self) -> Vec<Atom> {
+        Vec::new()
+    }
+    fn whereis(&self, _: &Atom) -> Option<Pid> {
+        None
+    }
+    fn registered(&self) -> Vec<Atom> {
+        Vec::new()
+    }
+    fn make_ref(&self) -> Term {
+        Term::NIL
+    }
+    fn send(&self, dest: &Term, _: Term) -> bool {
+        matches!(dest, Term::Pid(_))
+    }
+    fn call(&self, _: &Atom, _: &Atom, _: Vec<Term>) -> Option<EnvFuture<'_>> {
+        None
+    }
+    fn gen_call(&self, _: Term, _: Term, _: Option<Duration>) -> EnvFuture<'_> {
+        Box::pin(async { Err(crate::rpc::RpcFailure::Exit(Term::atom("noproc"))) })
+    }
+    fn gen_cast(&self, _: Term, _: Term) {}
 }
 
 /// The result of [`eval`].

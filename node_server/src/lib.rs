@@ -145,6 +145,7 @@ pub mod proxy;
 pub mod random;
 mod registry;
 pub mod remote;
+pub mod remote_shell;
 mod router;
 pub mod rpc;
 pub mod send_queue;

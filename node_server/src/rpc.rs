@@ -81,6 +81,11 @@ impl Functions {
             .cloned()
     }
 
+    /// Whether some function of `module` is registered.
+    pub fn has_module(&self, module: &Atom) -> bool {
+        crate::read(&self.by_key).keys().any(|(m, _)| m == module)
+    }
+
     /// Registers (or replaces) `module:function`.
     pub fn insert(&self, module: Atom, function: Atom, f: RpcFn) {
         crate::write(&self.by_key).insert((module, function), f);
@@ -95,6 +100,8 @@ pub(crate) struct Invocation {
     args: Vec<Term>,
     /// The function, or why the caller may not call it.
     func: Result<Option<RpcFn>, RpcFailure>,
+    /// The caller's group leader (what a spawn request or a `rex` call names).
+    group_leader: Option<Pid>,
 }
 
 impl Invocation {
@@ -117,7 +124,15 @@ impl Invocation {
             function,
             args,
             func,
+            group_leader: None,
         }
+    }
+
+    /// The group leader the caller named: the function reads it with
+    /// [`current_group_leader`] (the remote shell talks to it, [`crate::remote_shell`]).
+    pub fn with_group_leader(mut self, group_leader: Pid) -> Invocation {
+        self.group_leader = Some(group_leader);
+        self
     }
 
     /// Runs it: the result, and the stack Erlang would report with an error.
@@ -131,7 +146,13 @@ impl Invocation {
         let stack = stack(&self.module, &self.function, &self.args);
         let result = match self.func {
             Err(refusal) => Err(refusal),
-            Ok(func) => apply(func, &self.module, &self.function, self.args, pid).await,
+            Ok(func) => {
+                let caller = Caller {
+                    pid,
+                    group_leader: self.group_leader,
+                };
+                apply(func, &self.module, &self.function, self.args, caller).await
+            }
         };
         (result, stack)
     }
@@ -139,6 +160,7 @@ impl Invocation {
 
 tokio::task_local! {
     static SELF: Pid;
+    static GROUP_LEADER: Pid;
 }
 
 /// The pid of the process a function runs as, when it was spawned (`spawn(Node, M, F, A)`
@@ -147,21 +169,39 @@ pub fn current_pid() -> Option<Pid> {
     SELF.try_with(Pid::clone).ok()
 }
 
+/// The group leader of the process that called the function, as the caller's node named
+/// it (`group_leader()` for it): the process that takes its I/O. `None` when the call named
+/// none (a call from Rust, or from the evaluator).
+pub fn current_group_leader() -> Option<Pid> {
+    GROUP_LEADER.try_with(Pid::clone).ok()
+}
+
+/// Who a function runs for: its own pid when spawned, and the caller's group leader.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Caller {
+    pub pid: Option<Pid>,
+    pub group_leader: Option<Pid>,
+}
+
 /// Runs `M:F(Args)` against the registered functions, as Erlang's `apply/3` would.
 pub(crate) async fn apply(
     f: Option<RpcFn>,
     module: &Atom,
     function: &Atom,
     args: Vec<Term>,
-    pid: Option<Pid>,
+    caller: Caller,
 ) -> RpcResult {
     match f {
         Some(f) => {
+            let mut run = f(args);
+            if let Some(gl) = caller.group_leader {
+                run = Box::pin(GROUP_LEADER.scope(gl, run));
+            }
+            if let Some(pid) = caller.pid {
+                run = Box::pin(SELF.scope(pid, run));
+            }
             // A panicking function is an error, not a dead node.
-            let task = match pid {
-                Some(pid) => tokio::spawn(SELF.scope(pid, f(args))),
-                None => tokio::spawn(f(args)),
-            };
+            let task = tokio::spawn(run);
             match task.await {
                 Ok(result) => result,
                 Err(e) => Err(RpcFailure::Error(Term::tuple(vec![

@@ -81,6 +81,7 @@ impl NodeConfig {
             });
         crate::builtins::install(&node);
         crate::eval::install(&node);
+        crate::remote_shell::install(&node);
         crate::groups::register_functions(&node);
         crate::placement::register_functions(&node);
         crate::processes::register_functions(&node);

@@ -16,8 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use node_server::etf::{Atom, Pid, Term};
-use node_server::eval::{eval, Bindings, Env, EnvFuture};
+use node_server::eval::{eval, Bindings};
 
 /// The expressions compared. Nothing here depends on the node (no pids, references or node
 /// names), and each fits one line of the shell's output. Maps of more than one key have
@@ -208,45 +207,6 @@ const EXPRESSIONS: &[&str] = &[
     "case {1} of Q when element(1, Q) == 1, erlang:tuple_size(Q) =:= 1 -> y end.",
 ];
 
-/// An environment with nothing in it: the expressions above need none.
-struct NoNode;
-
-impl Env for NoNode {
-    fn node(&self) -> Atom {
-        Atom::new("nonode@nohost")
-    }
-    fn self_pid(&self) -> Pid {
-        Pid {
-            node: Atom::new("nonode@nohost"),
-            id: 1,
-            serial: 0,
-            creation: 0,
-        }
-    }
-    fn nodes(&self) -> Vec<Atom> {
-        Vec::new()
-    }
-    fn whereis(&self, _: &Atom) -> Option<Pid> {
-        None
-    }
-    fn registered(&self) -> Vec<Atom> {
-        Vec::new()
-    }
-    fn make_ref(&self) -> Term {
-        Term::NIL
-    }
-    fn send(&self, _: &Term, _: Term) -> bool {
-        false
-    }
-    fn call(&self, _: &Atom, _: &Atom, _: Vec<Term>) -> Option<EnvFuture<'_>> {
-        None
-    }
-    fn gen_call(&self, _: Term, _: Term, _: Option<Duration>) -> EnvFuture<'_> {
-        Box::pin(async { Err(node_server::rpc::RpcFailure::Exit(Term::atom("noproc"))) })
-    }
-    fn gen_cast(&self, _: Term, _: Term) {}
-}
-
 /// Whether `line` starts with a shell prompt `N> `; the rest of the line if so.
 fn after_prompt(line: &str) -> Option<&str> {
     let digits = line.bytes().take_while(u8::is_ascii_digit).count();
@@ -313,7 +273,11 @@ fn eval_prints_what_the_erlang_shell_prints() {
             let mut bindings = Bindings::new();
             let mut out = Vec::new();
             for e in EXPRESSIONS {
-                out.push(eval(e, &mut bindings, &NoNode).await.text());
+                out.push(
+                    eval(e, &mut bindings, &node_server::eval::NoNode)
+                        .await
+                        .text(),
+                );
             }
             out
         });

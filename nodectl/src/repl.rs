@@ -20,62 +20,15 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use node_server::etf::Term;
+use node_server::eval::Lines;
 
 use crate::client::Ctl;
 use crate::error::CtlError;
-
-/// The end of each complete expression in `text`: the byte offset just past its
-/// terminating `.`. A `.` terminates when it is followed by whitespace, a `%` or the end
-/// of the text, and is not inside a string, a quoted atom, a character literal (`$.`) or a
-/// comment (so `1.5`, `<0.1.2>` and `"a. b"` do not end anything).
-pub fn expression_ends(text: &str) -> Vec<usize> {
-    let mut ends = Vec::new();
-    let mut chars = text.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '%' => {
-                for (_, c) in chars.by_ref() {
-                    if c == '\n' {
-                        break;
-                    }
-                }
-            }
-            '"' | '\'' => {
-                while let Some((_, d)) = chars.next() {
-                    if d == '\\' {
-                        chars.next();
-                    } else if d == c {
-                        break;
-                    }
-                }
-            }
-            '$' => {
-                if let Some((_, '\\')) = chars.next() {
-                    chars.next();
-                }
-            }
-            '.' if chars
-                .peek()
-                .is_none_or(|&(_, n)| n.is_whitespace() || n == '%') =>
-            {
-                ends.push(i + 1);
-            }
-            _ => {}
-        }
-    }
-    ends
-}
 
 /// Whether `expr` (one complete expression) is `q().`, which leaves the repl.
 fn is_quit(expr: &str) -> bool {
     let compact: String = expr.chars().filter(|c| !c.is_whitespace()).collect();
     compact == "q()."
-}
-
-/// Whether the erl shell counts an evaluation that printed `printed` (it does not count
-/// input that does not parse).
-fn counts(ok: bool, printed: &str) -> bool {
-    ok || !(printed.starts_with("* ") && printed.contains(": syntax error"))
 }
 
 /// Where the lines come from.
@@ -150,35 +103,26 @@ pub async fn run(ctl: &Ctl, node: &str) -> Result<u64, CtlError> {
     let mut input = Input::new();
     eprintln!("nodectl repl on {node}: q(). or Ctrl-D leaves the repl (the node keeps running)");
     let mut bindings = Term::NIL;
-    let mut n: u64 = 1;
-    let mut pending = String::new();
+    let mut lines = Lines::new();
     loop {
-        let prompt = format!("({node}){n}> ");
+        let prompt = lines.prompt(node);
         let line = match tokio::task::block_in_place(|| input.read(&prompt))? {
             Line::Text(line) => line,
             Line::Interrupted => {
-                pending.clear();
+                lines.clear();
                 continue;
             }
             Line::Eof => break,
         };
-        pending.push_str(&line);
-        pending.push('\n');
-        let ends = expression_ends(&pending);
-        let mut start = 0;
-        for end in ends {
-            let expr = pending[start..end].trim().to_owned();
-            start = end;
+        for expr in lines.push_line(&line) {
             if is_quit(&expr) {
-                return Ok(n - 1);
+                return Ok(lines.number() - 1);
             }
             match ctl.eval_with(node, &expr, bindings.clone()).await {
                 Ok((ok, printed, new_bindings)) => {
                     println!("{printed}");
                     bindings = new_bindings;
-                    if counts(ok, &printed) {
-                        n += 1;
-                    }
+                    lines.evaluated(ok, &printed);
                 }
                 Err(e @ CtlError::Timeout { .. }) => println!("nodectl: {e}"),
                 Err(e) => {
@@ -189,61 +133,22 @@ pub async fn run(ctl: &Ctl, node: &str) -> Result<u64, CtlError> {
                 }
             }
         }
-        pending.drain(..start);
-        if pending.trim().is_empty() {
-            pending.clear();
-        }
     }
     // Ctrl-D: leave the prompt's line.
     if matches!(input, Input::Editor(_)) {
         println!();
     }
-    Ok(n - 1)
+    Ok(lines.number() - 1)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn exprs(text: &str) -> Vec<&str> {
-        let mut start = 0;
-        expression_ends(text)
-            .into_iter()
-            .map(|end| {
-                let e = text[start..end].trim();
-                start = end;
-                e
-            })
-            .collect()
-    }
-
     #[test]
-    fn expressions_end_at_a_terminating_dot() {
-        assert_eq!(exprs("X = 20.\n"), ["X = 20."]);
-        assert_eq!(exprs("X = 20"), Vec::<&str>::new());
-        assert_eq!(exprs("{1,\n 2}.\n"), ["{1,\n 2}."]);
-        assert_eq!(exprs("1. 2.\n"), ["1.", "2."]);
-        assert_eq!(exprs("1.5 + 2.\n"), ["1.5 + 2."]);
-        assert_eq!(exprs("\"a. b\" ++ \"c\".\n"), ["\"a. b\" ++ \"c\"."]);
-        assert_eq!(exprs("'a. \\' b'.\n"), ["'a. \\' b'."]);
-        assert_eq!(exprs("\"a\\\". \n"), Vec::<&str>::new());
-        assert_eq!(exprs("[$., $\\\", $%].\n"), ["[$., $\\\", $%]."]);
-        assert_eq!(
-            exprs("1 % a comment. \n + 2.\n"),
-            ["1 % a comment. \n + 2."]
-        );
-        assert_eq!(exprs("<0.1.2>.%c\n"), ["<0.1.2>."]);
-        assert_eq!(exprs("X.\n"), ["X."]);
-    }
-
-    #[test]
-    fn quit_and_counting() {
+    fn quit() {
         assert!(is_quit("q()."));
         assert!(is_quit("q ( ) ."));
         assert!(!is_quit("q(1)."));
-        assert!(counts(true, "42"));
-        assert!(counts(false, "** exception error: bad argument"));
-        assert!(counts(false, "* 1:1: variable 'X' is unbound"));
-        assert!(!counts(false, "* 1:5: syntax error before: ')'"));
     }
 }

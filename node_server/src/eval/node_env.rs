@@ -3,7 +3,7 @@
 //!
 //! | Erlang | here |
 //! |---|---|
-//! | `self()` | the node's router pid, which stands for every process of the node that is not an actor |
+//! | `self()` | the node's router pid, which stands for every process of the node that is not an actor (in the remote shell, the shell's own pid) |
 //! | `Dest ! Msg` | a local pid or registered name through the router (an unknown name is `badarg`), `{Name, Node}` and remote pids through the connection (dropped when there is none, as Erlang drops it) |
 //! | `gen_server:call(Dest, Req[, Timeout])` | a local actor's call (Rust actors that take the request), or a remote `gen_server` call (connecting first); the default timeout is 5 s; a local actor that takes no such request fails the call with `exit:{{bad_call, Req}, {gen_server, call, Args}}` |
 //! | `gen_server:cast(Dest, Req)` | `{'$gen_cast', Req}` sent as `!` sends it |
@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use crate::core::Core;
 use crate::dist::control::ProcessRef;
-use crate::etf::{Atom, Pid, Term};
+use crate::etf::{Atom, FromTerm, Pid, Term};
 use crate::node::Node;
 use crate::remote::RemoteTarget;
 use crate::rpc::RpcFailure;
@@ -32,6 +32,9 @@ use super::{Bindings, Env, EnvFuture};
 /// A running node as the evaluator's environment.
 pub struct NodeEnv {
     core: Arc<Core>,
+    /// The process evaluating, when it is one of its own (the remote shell); else the
+    /// router stands for it.
+    me: Option<Pid>,
 }
 
 impl NodeEnv {
@@ -39,7 +42,13 @@ impl NodeEnv {
     pub fn new(node: &Node) -> NodeEnv {
         NodeEnv {
             core: node.shared().clone(),
+            me: None,
         }
+    }
+
+    /// The environment of the process `me` of `core`'s node: `self()` is `me`.
+    pub(crate) fn of_process(core: Arc<Core>, me: Pid) -> NodeEnv {
+        NodeEnv { core, me: Some(me) }
     }
 
     /// Where `dest` is: this node's process (by pid or name), or a remote target.
@@ -101,7 +110,9 @@ impl Env for NodeEnv {
     }
 
     fn self_pid(&self) -> Pid {
-        self.core.id.router_pid.clone()
+        self.me
+            .clone()
+            .unwrap_or_else(|| self.core.id.router_pid.clone())
     }
 
     fn nodes(&self) -> Vec<Atom> {
@@ -153,7 +164,7 @@ impl Env for NodeEnv {
         let func = self.core.functions.get(module, function)?;
         let (m, f) = (module.clone(), function.clone());
         Some(Box::pin(async move {
-            crate::rpc::apply(Some(func), &m, &f, args, None).await
+            crate::rpc::apply(Some(func), &m, &f, args, Default::default()).await
         }))
     }
 
@@ -199,22 +210,8 @@ pub(crate) fn install(node: &Node) {
                 [text, b] => (text, Bindings::from_term(b).ok_or_else(RpcFailure::badarg)?),
                 _ => return Err(RpcFailure::Error(Term::atom("undef"))),
             };
-            let text = match text {
-                Term::Binary(b) => {
-                    String::from_utf8(b.to_vec()).map_err(|_| RpcFailure::badarg())?
-                }
-                Term::List(items) => items
-                    .iter()
-                    .map(|c| {
-                        c.as_i64()
-                            .and_then(|i| u32::try_from(i).ok())
-                            .and_then(char::from_u32)
-                    })
-                    .collect::<Option<String>>()
-                    .ok_or_else(RpcFailure::badarg)?,
-                _ => return Err(RpcFailure::badarg()),
-            };
-            let env = NodeEnv { core };
+            let text = String::from_term(text).map_err(|_| RpcFailure::badarg())?;
+            let env = NodeEnv { core, me: None };
             let mut bindings = bindings;
             let outcome = super::eval(&text, &mut bindings, &env).await;
             let tag = if outcome.value.is_ok() { "ok" } else { "error" };

@@ -423,6 +423,12 @@ impl<'e> Run<'e> {
                 self.vars.remove(v);
                 return Ok(Term::atom("ok"));
             }
+            // c:q(): init:stop(), the node stops (as erl's shell stops its node).
+            ("q", []) => {
+                return self
+                    .remote(Atom::new("init"), Atom::new("stop"), Vec::new())
+                    .await
+            }
             ("f", [_]) => {
                 return Err(error(Term::tuple(vec![
                     Term::atom("shell_function_clause"),

@@ -327,12 +327,18 @@ impl<N: Inbound> Dispatcher<N> {
             Control::SpawnRequest {
                 req_id,
                 from,
+                group_leader,
                 module,
                 function,
                 arity,
                 opts,
-                ..
-            } => self.spawn_request(req_id, from, (module, function, arity), &opts, payload),
+            } => self.spawn_request(
+                req_id,
+                (from, group_leader),
+                (module, function, arity),
+                &opts,
+                payload,
+            ),
             Control::SpawnReply {
                 req_id,
                 to,

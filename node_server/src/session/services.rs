@@ -27,7 +27,7 @@ impl<N: Inbound> Dispatcher<N> {
     pub(super) fn spawn_request(
         &mut self,
         req_id: Reference,
-        from: Pid,
+        (from, group_leader): (Pid, Pid),
         (module, function, arity): (Atom, Atom, u32),
         opts: &Term,
         args: Option<Term>,
@@ -70,7 +70,7 @@ impl<N: Inbound> Dispatcher<N> {
             return if self.node.has_kind(target.0.as_str()) {
                 self.spawn_kind(spawner, target, args)
             } else {
-                self.spawn_function(spawner, target, args)
+                self.spawn_function(spawner, target, args, group_leader)
             };
         };
         // erpc asks for a monitor only, and reports through it.
@@ -80,9 +80,21 @@ impl<N: Inbound> Dispatcher<N> {
             link: false,
             monitor,
         };
+        if !self.admin && crate::remote_shell::starts_shell(&m, &f) {
+            // `erl -remsh` of OTP 25 shows no reason for a shell that does not start: say it
+            // on that terminal, through the node's `user` (the caller's group leader exits
+            // before it would print anything).
+            let from = self.node.identity().router_pid.clone();
+            let notice = crate::remote_shell::refusal_notice(&self.peer, &from);
+            let to_name = crate::etf::Atom::new("user");
+            self.send(Control::RegSend { from, to_name }, Some(notice));
+        }
         let pid = self.node.fresh_pid();
         self.send(spawner.reply(&pid), None);
-        let invocation = self.node.invocation((&self.peer, self.admin), m, f, a);
+        let invocation = self
+            .node
+            .invocation((&self.peer, self.admin), m, f, a)
+            .with_group_leader(group_leader);
         let queue = self.queue().clone();
         let in_flight = self.node.rpc_started();
         tokio::spawn(async move {
@@ -146,12 +158,14 @@ impl<N: Inbound> Dispatcher<N> {
         spawner: Spawner,
         (module, function): (Atom, Atom),
         args: Vec<Term>,
+        group_leader: Pid,
     ) {
         let pid = self.node.fresh_pid();
         self.send(spawner.reply(&pid), None);
         let invocation = self
             .node
-            .invocation((&self.peer, self.admin), module, function, args);
+            .invocation((&self.peer, self.admin), module, function, args)
+            .with_group_leader(group_leader);
         let queue = self.queue().clone();
         let in_flight = self.node.rpc_started();
         tokio::spawn(async move {
@@ -180,7 +194,7 @@ impl<N: Inbound> Dispatcher<N> {
             },
         };
         if let Some((caller, tag, request)) = call {
-            let Some([op, Term::Atom(m), Term::Atom(f), Term::List(a), _gl]) = request.as_tuple()
+            let Some([op, Term::Atom(m), Term::Atom(f), Term::List(a), gl]) = request.as_tuple()
             else {
                 tracing::debug!(peer = %self.peer, %request, "unsupported rex call");
                 return;
@@ -189,9 +203,12 @@ impl<N: Inbound> Dispatcher<N> {
             if !op.is_atom("call") && !op.is_atom("block_call") {
                 return;
             }
-            let invocation =
+            let mut invocation =
                 self.node
                     .invocation((&self.peer, self.admin), m.clone(), f.clone(), a.clone());
+            if let Term::Pid(gl) = gl {
+                invocation = invocation.with_group_leader(gl.clone());
+            }
             let replier = self.replier(self.node.identity().rex_pid.clone());
             let (caller, tag) = (caller.clone(), tag.map(ReplyTag::new));
             let in_flight = self.node.rpc_started();
