@@ -246,6 +246,14 @@ async fn remsh_with_short_names_evaluates_and_ctrl_g_q_leaves_our_node_running()
     expect(&term, &ours, 8, "{X, Z}.", "* 1:5: variable 'Z' is unbound");
     // The shell survived all of that.
     expect(&term, &ours, 9, "Y - X.", "1");
+    // Output goes to the operator's terminal, before the value.
+    expect(
+        &term,
+        &ours,
+        10,
+        "io:format(\"Y is ~p~n\", [Y]).",
+        "Y is 21\nok",
+    );
 
     // Ctrl-G q: the Erlang node halts; ours keeps running, without the shell.
     term.keys(&["C-g"]);

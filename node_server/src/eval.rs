@@ -42,7 +42,9 @@
 //! `keystore/4`; `maps:` `new/0`, `get/2,3`, `find/2`, `is_key/2`, `put/3`, `update/3`,
 //! `remove/2`, `keys/1`, `values/1`, `to_list/1`, `from_list/1`, `size/1`, `merge/2`;
 //! `proplists:` `get_value/2,3`, `get_all_values/2`, `lookup/2`, `delete/2`;
-//! `gen_server:call/2,3` and `gen_server:cast/2`. Any other `M:F(Args)` goes to the node's
+//! `gen_server:call/2,3` and `gen_server:cast/2`; `io:format/1,2` (and `io:fwrite`),
+//! `io:put_chars/1` and `io:nl/0`, whose text is printed before the value as the shell
+//! prints it (the control sequences are listed in `eval/format.rs`). Any other `M:F(Args)` goes to the node's
 //! rpc functions ([`crate::builtins`] and those of [`crate::Node::register_fn`]); an unknown
 //! one is `undef`.
 //!
@@ -105,6 +107,7 @@ use crate::etf::{Atom, Pid, Term};
 use crate::rpc::RpcResult;
 
 mod bifs;
+mod format;
 mod lex;
 mod lines;
 mod node_env;
@@ -426,7 +429,8 @@ impl Env for NoNode {
 /// The result of [`eval`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
-    /// What shell commands printed on the way (`b()`'s lines), each ending in a newline.
+    /// What shell commands and `io` calls printed on the way (`b()`'s lines, `io:format`'s
+    /// text).
     pub printed: String,
     /// The value, or why there is none.
     pub value: Result<Term, EvalError>,

@@ -205,6 +205,18 @@ const EXPRESSIONS: &[&str] = &[
     "if lists:member(1, [1]) -> a; true -> b end.",
     "case 1 of Q when is_integer(Q), Q > 0; Q == a -> y end.",
     "case {1} of Q when element(1, Q) == 1, erlang:tuple_size(Q) =:= 1 -> y end.",
+    "io:format(\"hi~n\").",
+    "io:format(\"~p|~w|~s|~ts~n\", [\"ab\", \"ab\", <<\"c\">>, [<<\"d\">>, $e]]).",
+    "io:format(\"x~5B|~-5B|~.16B|~3B|~*B~n\", [42, -7, 255, 12345, 3, 7]).",
+    "io:format(\"~c~3c|~.3c|~i~~~n\", [$a, $b, $x, skipped]).",
+    "io:format(\"~f ~.2f ~e ~.3e~n\", [3.14159, 2.005, 1234.5, 0.000123]).",
+    "io:format(\"~g ~g ~g ~g ~.2g~n\", [1.5, 1.0e-5, 12345.0, 0.5, 250.0]).",
+    "io:format(\"x~10s|~-6w|~6p|~lp~n\", [\"abc\", x, y, \"ab\"]).",
+    "io:format(\"~-6p~n\", [x]).",
+    "io:format(\"~d~n\", [1]).",
+    "io:format(\"~p~n\", []).",
+    "io:format(42, []).",
+    "io:put_chars([\"a\", <<\"b\">>, $c]), io:nl().",
 ];
 
 /// Whether `line` starts with a shell prompt `N> `; the rest of the line if so.

@@ -20,7 +20,7 @@ pub(super) struct Run<'e> {
     pub env: &'e dyn Env,
     /// The bindings: those before the evaluation, then what it binds.
     pub vars: BTreeMap<String, Term>,
-    /// What shell commands (`b()`) printed.
+    /// What shell commands (`b()`) and `io` calls printed.
     pub printed: String,
     /// Where the stack was when the evaluation was last polled ([`super::STACK_BUDGET`]).
     pub stack_base: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -515,6 +515,22 @@ impl<'e> Run<'e> {
                     },
                     other => other.into(),
                 });
+            }
+            ("io", "format" | "fwrite", [fmt]) | ("io", "format" | "fwrite", [fmt, _]) => {
+                let text = super::format::format(fmt, args.get(1).unwrap_or(&Term::NIL))
+                    .ok_or_else(|| error(Term::atom("badarg")))?;
+                self.printed.push_str(&text);
+                return Ok(Term::atom("ok"));
+            }
+            ("io", "put_chars", [chars]) => {
+                let text =
+                    super::format::chars(chars).ok_or_else(|| error(Term::atom("badarg")))?;
+                self.printed.push_str(&text);
+                return Ok(Term::atom("ok"));
+            }
+            ("io", "nl", []) => {
+                self.printed.push('\n');
+                return Ok(Term::atom("ok"));
             }
             ("gen_server", "cast", [dest, request]) => {
                 env.gen_cast(dest.clone(), request.clone());
