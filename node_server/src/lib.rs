@@ -133,6 +133,7 @@ pub mod message;
 pub mod metrics;
 pub mod network;
 pub mod node;
+pub mod observer;
 pub mod ops;
 mod outgoing;
 pub mod pg;

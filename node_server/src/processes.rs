@@ -11,7 +11,7 @@
 //! - `observer_backend:vsn/0` and `observer_backend:etop_collect/1`, so OTP's `etop` lists
 //!   the node's processes (`etop:start([{node, N}, {output, text}, {tracing, off}])`; etop's
 //!   default tracing needs `dbg` on the node, which ours has not); `observer_backend:sys_info/0`
-//!   for observer's system tab.
+//!   for observer's system tab (what observer's other tabs ask: [`crate::observer`]).
 //!
 //! What the figures mean for an actor: `reductions` counts the messages and calls the node
 //! handed it; `message_queue_len` is 0 (ractor does not tell a mailbox's length);
@@ -353,7 +353,24 @@ fn sys_info(core: &Arc<Core>, args: Vec<Term>) -> RpcResult {
         pair("thread_pool_size", Term::Int(cores)),
         pair("wordsize_internal", Term::Int(8)),
         pair("wordsize_external", Term::Int(8)),
-        pair("alloc_info", Term::NIL),
+        // No allocator keeps accounts here: one allocator, `node_server`, whose blocks and
+        // carriers are both the resident set size (observer divides by the carriers).
+        pair("alloc_info", {
+            let rss = Term::Int(i64::try_from(info.memory_total.max(1)).unwrap_or(i64::MAX));
+            let sizes =
+                |k: &str| Term::tuple(vec![Term::atom(k), rss.clone(), rss.clone(), rss.clone()]);
+            Term::list(vec![pair(
+                "node_server",
+                Term::list(vec![Term::tuple(vec![
+                    Term::atom("instance"),
+                    Term::Int(0),
+                    Term::list(vec![pair(
+                        "mbcs",
+                        Term::list(vec![sizes("blocks_size"), sizes("carriers_size")]),
+                    )]),
+                ])]),
+            )])
+        }),
         pair("process_count", Term::Int(info.process_count as i64)),
         pair("process_limit", Term::Int(1 << 28)),
         pair("atom_count", Term::Int(0)),

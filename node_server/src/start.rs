@@ -85,6 +85,7 @@ impl NodeConfig {
         crate::groups::register_functions(&node);
         crate::placement::register_functions(&node);
         crate::processes::register_functions(&node);
+        crate::observer::register_functions(&node);
         crate::global::register_functions(&node);
         Ok(node)
     }
