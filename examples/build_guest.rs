@@ -51,7 +51,10 @@ fn main() -> ExitCode {
         match build(Path::new(file)) {
             Ok((out, bytes)) if check => {
                 if std::fs::read(&out).ok().as_deref() != Some(&bytes[..]) {
-                    eprintln!("{} is not built from {file}: run build_guest", out.display());
+                    eprintln!(
+                        "{} is not built from {file}: run build_guest",
+                        out.display()
+                    );
                     ok = false;
                 }
             }

@@ -105,7 +105,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .listen("127.0.0.1:0".parse()?)
         .start()
         .await?;
-    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/guests/counter.wasm"))?;
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/guests/counter.wasm"
+    ))?;
 
     let timeout = Duration::from_secs(10);
     let add = Term::tuple(vec![Term::atom("add"), Term::Int(1)]);
@@ -118,7 +121,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (native, _) = Actor::spawn(None, Counter { node: node.clone() }, 0).await?;
     let native_pid = node.pid_of(&native);
     let get_native = || async { ractor::call_t!(native, CounterMsg::Get, 10_000).expect("get") };
-    let native_typed = rate(n, || native.cast(CounterMsg::Add(1)).expect("cast"), get_native).await;
+    let native_typed = rate(
+        n,
+        || native.cast(CounterMsg::Add(1)).expect("cast"),
+        get_native,
+    )
+    .await;
     let native_erl = rate(n, || core_send(&native_pid, add.clone()), get_native).await;
 
     // Guest.
@@ -157,8 +165,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let here = Placement::Node(node.name().to_owned());
     let t = Instant::now();
     for i in 0..spawns {
-        node.spawn_on(&here, "counter_wasm", vec![Term::Int(i as i64)], SpawnOpts::default())
-            .await?;
+        node.spawn_on(
+            &here,
+            "counter_wasm",
+            vec![Term::Int(i as i64)],
+            SpawnOpts::default(),
+        )
+        .await?;
     }
     let kind_us = t.elapsed().as_secs_f64() * 1e6 / spawns as f64;
     println!("wasm_spawn_us: spawn_wasm {spawn_us:.1}, as_kind {kind_us:.1} (mean of {spawns})");

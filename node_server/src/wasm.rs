@@ -8,7 +8,7 @@
 //! let hash = node.load_wasm(&bytes)?; // sha256:2b1f...
 //! node.spawnable_wasm(KindSpec::new("counter_wasm"), &hash)?;
 //! // Erlang: spawn(Node, counter_wasm, start, [5]); Node::spawn_on(.., "counter_wasm", ..) too.
-//! let (actor, pid) = node.spawn_wasm(&hash, vec![5.into()]).await?;
+//! let (actor, pid) = node.spawn_wasm(&hash, vec![node_server::etf::Term::Int(5)]).await?;
 //! # let _ = (actor, pid);
 //! # Ok(()) }
 //! ```
@@ -122,7 +122,11 @@ impl Node {
 
     /// [`Node::load_wasm`] with limits of its own for the module and its actors. Loading
     /// bytes already loaded keeps the module as it was, limits included.
-    pub fn load_wasm_with(&self, bytes: &[u8], limits: WasmLimits) -> Result<ModuleHash, WasmError> {
+    pub fn load_wasm_with(
+        &self,
+        bytes: &[u8],
+        limits: WasmLimits,
+    ) -> Result<ModuleHash, WasmError> {
         Ok(self.wasm_modules().load(bytes, limits)?.hash())
     }
 

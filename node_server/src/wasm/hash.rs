@@ -69,9 +69,25 @@ mod tests {
             "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(s.parse::<ModuleHash>().unwrap(), h);
-        assert_eq!(s.to_uppercase().replace("SHA256", "sha256").parse::<ModuleHash>().unwrap(), h);
-        for bad in ["", "sha256:", "md5:00", &s[..70], &format!("{s}0"), &s.replace('b', "g")] {
-            assert!(matches!(bad.parse::<ModuleHash>(), Err(WasmError::BadHash(_))), "{bad}");
+        assert_eq!(
+            s.to_uppercase()
+                .replace("SHA256", "sha256")
+                .parse::<ModuleHash>()
+                .unwrap(),
+            h
+        );
+        for bad in [
+            "",
+            "sha256:",
+            "md5:00",
+            &s[..70],
+            &format!("{s}0"),
+            &s.replace('b', "g"),
+        ] {
+            assert!(
+                matches!(bad.parse::<ModuleHash>(), Err(WasmError::BadHash(_))),
+                "{bad}"
+            );
         }
     }
 }

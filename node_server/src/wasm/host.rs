@@ -2,9 +2,9 @@
 //! the store data of a sandbox, and the host functions, which check every region the guest
 //! hands them.
 
-use wasmi_core::LimiterError;
 use wasmi::ResourceLimiter;
 use wasmi::{Caller, Engine, Linker, Memory, ValType};
+use wasmi_core::LimiterError;
 
 use crate::etf::Term;
 
@@ -246,17 +246,21 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<HostState>, wasmi::errors
             }
         },
     )?;
-    l.func_wrap(m, "reply", |mut c: Caller<'_, HostState>, p: i32, n: i32| {
-        if !c.data().in_call {
-            return Err(fail(&mut c, "reply", "not handling a call"));
-        }
-        if c.data().reply.is_some() {
-            return Err(fail(&mut c, "reply", "the call was answered already"));
-        }
-        let reply = read_term(&mut c, "reply", p, n)?;
-        c.data_mut().reply = Some(reply);
-        Ok(())
-    })?;
+    l.func_wrap(
+        m,
+        "reply",
+        |mut c: Caller<'_, HostState>, p: i32, n: i32| {
+            if !c.data().in_call {
+                return Err(fail(&mut c, "reply", "not handling a call"));
+            }
+            if c.data().reply.is_some() {
+                return Err(fail(&mut c, "reply", "the call was answered already"));
+            }
+            let reply = read_term(&mut c, "reply", p, n)?;
+            c.data_mut().reply = Some(reply);
+            Ok(())
+        },
+    )?;
     l.func_wrap(
         m,
         "self_pid",
@@ -331,7 +335,7 @@ mod tests {
             max_memory_bytes: 2 * 65536,
             hit: false,
         };
-        assert_eq!(cap.memory_growing(0, 65536, None).unwrap(), true);
+        assert!(cap.memory_growing(0, 65536, None).unwrap());
         assert!(!cap.hit);
         assert!(cap.memory_growing(65536, 3 * 65536, None).is_err());
         assert!(cap.hit);

@@ -50,7 +50,10 @@ fn describe(ty: &ExternType) -> String {
 fn all_i32(f: &FuncType, params: usize, results: usize) -> bool {
     f.params().len() == params
         && f.results().len() == results
-        && f.params().iter().chain(f.results()).all(|t| *t == ValType::I32)
+        && f.params()
+            .iter()
+            .chain(f.results())
+            .all(|t| *t == ValType::I32)
 }
 
 impl WasmModule {

@@ -39,7 +39,12 @@ fn trap(text: &str) -> Term {
 }
 
 /// The exit reason of a wasm error in the guest (or in a host function it called).
-fn reason_of(store: &mut Store<HostState>, fuel: u64, max_pages: u32, error: &wasmi::Error) -> Term {
+fn reason_of(
+    store: &mut Store<HostState>,
+    fuel: u64,
+    max_pages: u32,
+    error: &wasmi::Error,
+) -> Term {
     if let Some(fault) = store.data_mut().fault.take() {
         return fault;
     }
@@ -69,7 +74,10 @@ impl Sandbox {
         store.limiter(|state| &mut state.cap);
         // Fails only when the engine meters no fuel, and ours does.
         store.set_fuel(fuel).map_err(|e| trap(&e.to_string()))?;
-        let instance = match module.linker.instantiate_and_start(&mut store, &module.module) {
+        let instance = match module
+            .linker
+            .instantiate_and_start(&mut store, &module.module)
+        {
             Ok(instance) => instance,
             Err(e) => return Err(reason_of(&mut store, fuel, max_pages, &e)),
         };

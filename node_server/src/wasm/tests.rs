@@ -133,12 +133,18 @@ fn the_counter_guest_counts_as_the_native_counter() {
     );
     sb.handle(&Term::tuple(vec![Term::atom("add"), Term::Int(i64::MAX)]))
         .unwrap();
-    assert_eq!(sb.handle_call(&t("get")).unwrap(), Some(Term::Int(i64::MAX)));
+    assert_eq!(
+        sb.handle_call(&t("get")).unwrap(),
+        Some(Term::Int(i64::MAX))
+    );
     sb.handle(&Term::tuple(vec![Term::atom("add"), Term::Int(i64::MIN)]))
         .unwrap();
     sb.handle(&Term::tuple(vec![Term::atom("add"), Term::Int(i64::MIN)]))
         .unwrap();
-    assert_eq!(sb.handle_call(&t("get")).unwrap(), Some(Term::Int(i64::MIN)));
+    assert_eq!(
+        sb.handle_call(&t("get")).unwrap(),
+        Some(Term::Int(i64::MIN))
+    );
     // What it does not understand changes nothing and gets no reply.
     for other in [
         "{add, x}",
@@ -153,7 +159,10 @@ fn the_counter_guest_counts_as_the_native_counter() {
     }
     assert_eq!(sb.handle_call(&t("put")).unwrap(), None);
     assert_eq!(sb.handle_call(&t("{get, 1}")).unwrap(), None);
-    assert_eq!(sb.handle_call(&t("get")).unwrap(), Some(Term::Int(i64::MIN)));
+    assert_eq!(
+        sb.handle_call(&t("get")).unwrap(),
+        Some(Term::Int(i64::MIN))
+    );
     assert_eq!(rec.sent.lock().unwrap().len(), 1);
     // crash: exits with reason crashed.
     assert_eq!(sb.handle(&t("crash")), Err(t("crashed")));
@@ -352,21 +361,34 @@ fn misbehaving_guests_end_with_a_reason() {
     );
     // A reply that is not ETF, outside a call, or twice.
     let garbage = "(i32.store (i32.const 0) (i32.const 0x61626364)) (call $reply (i32.const 0) (i32.const 4))";
-    let (mut sb, _) = sandbox(&guest("", &format!("(func (export \"handle_call\") (param i32 i32) {garbage})")), limits);
+    let (mut sb, _) = sandbox(
+        &guest(
+            "",
+            &format!("(func (export \"handle_call\") (param i32 i32) {garbage})"),
+        ),
+        limits,
+    );
     let reason = sb.handle_call(&t("get")).unwrap_err();
-    assert!(badarg_text(&reason, "reply").starts_with("not ETF"), "{reason}");
-    assert_eq!(badarg_text(&run(garbage).unwrap_err(), "reply"), "not handling a call");
+    assert!(
+        badarg_text(&reason, "reply").starts_with("not ETF"),
+        "{reason}"
+    );
+    assert_eq!(
+        badarg_text(&run(garbage).unwrap_err(), "reply"),
+        "not handling a call"
+    );
     // Regions outside memory, and bytes that are no destination.
-    let reason = run("(drop (call $send (i32.const 65530) (i32.const 10) (local.get $p) (local.get $n)))")
-        .unwrap_err();
+    let reason =
+        run("(drop (call $send (i32.const 65530) (i32.const 10) (local.get $p) (local.get $n)))")
+            .unwrap_err();
     assert_eq!(
         badarg_text(&reason, "send"),
         "bytes 65530..65540 are outside the memory of 65536 bytes"
     );
     let reason = run("(call $log (i32.const 0) (i32.const -1) (i32.const 2))").unwrap_err();
     badarg_text(&reason, "log");
-    let reason = run("(drop (call $send_after (i64.const -1) (local.get $p) (local.get $n)))")
-        .unwrap_err();
+    let reason =
+        run("(drop (call $send_after (i64.const -1) (local.get $p) (local.get $n)))").unwrap_err();
     badarg_text(&reason, "send_after");
     // exit(normal) and exit(Reason)
     let exit = |reason: &str| {
@@ -474,7 +496,12 @@ impl Actor for Probe {
     async fn pre_start(&self, _: ActorRef<Raw>, _: ()) -> Result<(), ActorProcessingErr> {
         Ok(())
     }
-    async fn handle(&self, _: ActorRef<Raw>, msg: Raw, _: &mut ()) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<Raw>,
+        msg: Raw,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
         let _ = self.0.send(msg.0);
         Ok(())
     }
@@ -546,7 +573,12 @@ async fn a_wasm_kind_spawns_and_behaves_as_the_native_counter() {
     // As Erlang's spawn/4 and Node::spawn_on start kinds.
     let placement = Placement::Node(node.name().to_owned());
     let spawned = node
-        .spawn_on(&placement, "counter_wasm", vec![Term::Int(5)], SpawnOpts::default())
+        .spawn_on(
+            &placement,
+            "counter_wasm",
+            vec![Term::Int(5)],
+            SpawnOpts::default(),
+        )
         .await
         .unwrap();
     let pid = spawned.pid;
@@ -562,7 +594,12 @@ async fn a_wasm_kind_spawns_and_behaves_as_the_native_counter() {
 
     // Arguments the guest refuses: the spawn fails and nothing runs.
     let bad = node
-        .spawn_on(&placement, "counter_wasm", vec![Term::atom("x")], SpawnOpts::default())
+        .spawn_on(
+            &placement,
+            "counter_wasm",
+            vec![Term::atom("x")],
+            SpawnOpts::default(),
+        )
         .await
         .unwrap_err();
     assert!(bad.to_string().contains("start_failed"), "{bad}");
@@ -630,7 +667,10 @@ async fn a_misbehaving_actor_ends_alone_with_its_reason() {
     }
     // A trap in init: the spawn fails with the reason.
     let hash = node
-        .load_wasm_with(&guest("", "(func (export \"init\") (param i32 i32) unreachable)"), limits)
+        .load_wasm_with(
+            &guest("", "(func (export \"init\") (param i32 i32) unreachable)"),
+            limits,
+        )
         .unwrap();
     let e = node.spawn_wasm(&hash, vec![]).await.unwrap_err();
     assert!(
