@@ -220,6 +220,21 @@ impl Kinds {
         A::Msg: ErlangMessage,
         A::Arguments: FromTerm,
     {
+        self.register_converted(spec, make, convert_args::<A::Arguments>)
+    }
+
+    /// [`Kinds::register`] with the spawn's argument list converted by `convert` instead of
+    /// [`FromTerm`] (see the module docs).
+    pub fn register_converted<A>(
+        &self,
+        spec: KindSpec,
+        make: impl Fn(&Arc<Core>) -> Option<A> + Send + Sync + 'static,
+        convert: impl Fn(&[Term]) -> Result<A::Arguments, ConversionError> + Send + Sync + 'static,
+    ) -> Result<KindInfo, KindError>
+    where
+        A: Actor,
+        A::Msg: ErlangMessage,
+    {
         let (name, version) = parse_kind(&spec.name)?;
         let info = KindInfo {
             name: name.clone(),
@@ -227,7 +242,7 @@ impl Kinds {
             requires: spec.requires,
         };
         let start: Box<Start> = Box::new(move |core, args| {
-            let arguments: A::Arguments = convert_args(args)?;
+            let arguments: A::Arguments = convert(args)?;
             let handler = make(core);
             let core = core.clone();
             Ok(Box::pin(async move {

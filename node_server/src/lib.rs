@@ -158,6 +158,8 @@ pub mod spawn;
 mod start;
 pub mod tls;
 mod waiter;
+#[cfg(feature = "wasm")]
+pub mod wasm;
 
 /// Locks `m`, also after a panic in another holder: every critical section in this crate
 /// leaves its data consistent, and a panic elsewhere must not wedge the node.

@@ -496,6 +496,12 @@ impl Node {
         self.shared.send_term(target, msg);
     }
 
+    /// Sends a term to a pid of this node or another, as `Pid ! Msg` (a local actor gets it
+    /// as the router delivers a message from another node, converted to its message type).
+    pub fn send_pid(&self, pid: &Pid, msg: Term) {
+        self.shared.send_pid(pid, msg);
+    }
+
     /// Sends `msg` to a process alias of another node (`Alias ! Msg`), from the node's router
     /// pid. With `priority`, as `erlang:send(Alias, Msg, [priority])` (EEP 76, OTP 28+): a
     /// process that made the alias with `alias([priority])` gets it ahead of its ordinary
