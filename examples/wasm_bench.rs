@@ -114,7 +114,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let add = Term::tuple(vec![Term::atom("add"), Term::Int(1)]);
     let core_send = |pid: &node_server::etf::Pid, msg: Term| {
         // The router's delivery, as for a message from another node.
-        node.send_pid(pid, msg)
+        node.send(&node_server::remote::RemoteTarget::Pid(pid.clone()), msg)
     };
 
     // Native.

@@ -488,18 +488,21 @@ impl Node {
         Ok(crate::proxy::proxy_cell(&self.shared, target).await?.into())
     }
 
-    /// Sends a term to a remote process or name (no connection: dropped, as in Erlang).
-    /// It cannot wait: when the connection's queue holds its hard cap, the message is
-    /// dropped, counted and logged (see [`crate::send_queue`]); [`Node::process`] gives a
-    /// handle whose `send` waits while the connection is busy.
+    /// Sends a term to a process or registered name, of this node (delivered by the router,
+    /// as a message from another node is: converted to the actor's message type) or of
+    /// another (no connection: dropped, as in Erlang). To another node it cannot wait: when
+    /// the connection's queue holds its hard cap, the message is dropped, counted and logged
+    /// (see [`crate::send_queue`]); [`Node::process`] gives a handle whose `send` waits while
+    /// the connection is busy.
     pub fn send(&self, target: &RemoteTarget, msg: Term) {
-        self.shared.send_term(target, msg);
-    }
-
-    /// Sends a term to a pid of this node or another, as `Pid ! Msg` (a local actor gets it
-    /// as the router delivers a message from another node, converted to its message type).
-    pub fn send_pid(&self, pid: &Pid, msg: Term) {
-        self.shared.send_pid(pid, msg);
+        let id = &self.shared.id;
+        if *target.node() == id.name {
+            self.shared
+                .router
+                .send(&target.process_ref(), msg, &id.name);
+        } else {
+            self.shared.send_term(target, msg);
+        }
     }
 
     /// Sends `msg` to a process alias of another node (`Alias ! Msg`), from the node's router
