@@ -121,7 +121,7 @@ pub fn from_hex(hex: &str) -> Option<Vec<u8>> {
         }
     }
     let raw = hex.as_bytes();
-    if raw.len() % 2 != 0 {
+    if !raw.len().is_multiple_of(2) {
         return None;
     }
     raw.chunks_exact(2)

@@ -181,7 +181,7 @@ impl BitWriter {
 
     /// Appends whole bytes.
     fn push_bytes(&mut self, bytes: &[u8]) {
-        if self.bits % 8 == 0 {
+        if self.bits.is_multiple_of(8) {
             self.bytes.extend_from_slice(bytes);
             self.bits += 8 * bytes.len() as u64;
         } else {

@@ -239,7 +239,7 @@ fn shortest_digits(x: f64) -> Result<(u64, i32), fmt::Error> {
     let mut e = sci_exp - (n - 1);
     if mantissa % 2 == 1 && mantissa > 1 && is_tie_below(x, mantissa, e) {
         mantissa -= 1;
-        while mantissa % 10 == 0 {
+        while mantissa.is_multiple_of(10) {
             mantissa /= 10;
             e += 1;
         }
