@@ -51,6 +51,9 @@ options (defaults in brackets):
                          \"echo\" and broadcast {echoed, M} on \"echo:reply\" for each M [off]
   --metrics ADDR         serve Prometheus metrics at http://ADDR/metrics, ADDR as IP:PORT
                          (port 0: a free port; the address is printed) [off]
+  --sources-key FILE     accept WebAssembly modules from other nodes (nodectl load --key) that
+                         carry HMAC-SHA256 with this key: the file's contents, a trailing
+                         newline trimmed [modules from other nodes refused]
   --tls-cert F --tls-key F [--tls-ca F]
                          distribution over TLS with this certificate and key (PEM); with
                          --tls-ca, peers must present a certificate signed by it [plain TCP]
@@ -75,6 +78,7 @@ struct Args {
     connect: Vec<String>,
     phoenix_pubsub: Option<String>,
     metrics: Option<std::net::SocketAddr>,
+    sources_key: Option<PathBuf>,
 }
 
 /// What the command line asks for: a node to run, or the help text.
@@ -96,6 +100,7 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Command, String>
         connect: Vec::new(),
         phoenix_pubsub: None,
         metrics: None,
+        sources_key: None,
     };
     let mut it = argv.into_iter();
     while let Some(arg) = it.next() {
@@ -113,6 +118,7 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Command, String>
             "--global" => args.global = Some(value()?),
             "--roles" => args.roles = value()?.split(',').map(str::to_owned).collect(),
             "--phoenix-pubsub" => args.phoenix_pubsub = Some(value()?),
+            "--sources-key" => args.sources_key = Some(value()?.into()),
             "--metrics" => {
                 let addr = value()?;
                 args.metrics = Some(addr.parse().map_err(|_| {
@@ -164,6 +170,21 @@ async fn main() -> ExitCode {
     }
     if let Some(addr) = args.metrics {
         config = config.metrics_listen(addr);
+    }
+    if let Some(path) = &args.sources_key {
+        match std::fs::read(path) {
+            Ok(mut key) => {
+                if key.ends_with(b"\n") {
+                    key.pop();
+                }
+                config =
+                    config.source_authority(node_server::sources::SourceAuthority::hmac_key(key));
+            }
+            Err(e) => {
+                eprintln!("echo_node: --sources-key {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         match TlsConfig::from_pem_files(cert, key, args.tls_ca.as_deref()) {

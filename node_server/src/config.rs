@@ -28,6 +28,7 @@ pub struct NodeConfig {
     pub(crate) tls: Option<Arc<TlsConfig>>,
     /// Nodes allowed to make rpc calls, stop the node and send exit signals (`None`: all).
     pub(crate) admin_allow: Option<Arc<Vec<String>>>,
+    pub(crate) source_authority: Option<crate::sources::SourceAuthority>,
     pub(crate) pg: PgSettings,
     pub(crate) busy_wait: Duration,
     /// Connections' send queues (see [`crate::send_queue`]).
@@ -68,6 +69,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("net_ticktime", &self.net_ticktime)
             .field("tls", &self.tls.is_some())
             .field("admin_allow", &self.admin_allow)
+            .field("source_authority", &self.source_authority)
             .field("busy_wait", &self.busy_wait)
             .field("flow", &self.flow)
             .field("metrics", &self.metrics)
@@ -97,6 +99,7 @@ impl NodeConfig {
             max_frame: 128 << 20,
             tls: None,
             admin_allow: None,
+            source_authority: None,
             pg: PgSettings {
                 scopes: vec!["pg".into()],
                 namespace: None,
@@ -314,6 +317,13 @@ impl NodeConfig {
         S: Into<String>,
     {
         self.admin_allow = Some(Arc::new(nodes.into_iter().map(Into::into).collect()));
+        self
+    }
+
+    /// Who approves WebAssembly modules from other nodes (loads by rpc, fetches for a
+    /// spawn; see [`crate::sources`]): without one (the default) such loads are refused.
+    pub fn source_authority(mut self, authority: crate::sources::SourceAuthority) -> Self {
+        self.source_authority = Some(authority);
         self
     }
 

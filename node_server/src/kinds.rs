@@ -220,15 +220,20 @@ impl Kinds {
         A::Msg: ErlangMessage,
         A::Arguments: FromTerm,
     {
-        self.register_converted(spec, make, convert_args::<A::Arguments>)
+        self.register_converted(
+            spec,
+            move |core| make(core).ok_or_else(|| "the node is stopping".to_owned()),
+            convert_args::<A::Arguments>,
+        )
     }
 
     /// [`Kinds::register`] with the spawn's argument list converted by `convert` instead of
-    /// [`FromTerm`] (see the module docs).
+    /// [`FromTerm`] (see the module docs), and a `make` that says why it cannot make the
+    /// actor (the spawn fails with that text).
     pub fn register_converted<A>(
         &self,
         spec: KindSpec,
-        make: impl Fn(&Arc<Core>) -> Option<A> + Send + Sync + 'static,
+        make: impl Fn(&Arc<Core>) -> Result<A, String> + Send + Sync + 'static,
         convert: impl Fn(&[Term]) -> Result<A::Arguments, ConversionError> + Send + Sync + 'static,
     ) -> Result<KindInfo, KindError>
     where
@@ -246,7 +251,7 @@ impl Kinds {
             let handler = make(core);
             let core = core.clone();
             Ok(Box::pin(async move {
-                let handler = handler.ok_or_else(|| "the node is stopping".to_owned())?;
+                let handler = handler?;
                 // Children of the node server: they stop with the node, and their exits reach
                 // the router's rules as every watched actor's do.
                 let started = match core.server.get() {
@@ -265,6 +270,30 @@ impl Kinds {
             }),
         );
         Ok(info)
+    }
+
+    /// Removes version `version` of kind `name` (a bare name then picks the highest left);
+    /// whether it was there.
+    #[cfg_attr(not(feature = "wasm"), allow(dead_code))]
+    pub fn remove(&self, name: &str, version: u32) -> bool {
+        let mut by_name = crate::write(&self.by_name);
+        let Some(versions) = by_name.get_mut(name) else {
+            return false;
+        };
+        let removed = versions.remove(&version).is_some();
+        if versions.is_empty() {
+            by_name.remove(name);
+        }
+        removed
+    }
+
+    /// The versions of kind `name` registered now, in order.
+    #[cfg_attr(not(feature = "wasm"), allow(dead_code))]
+    pub fn versions(&self, name: &str) -> Vec<u32> {
+        crate::read(&self.by_name)
+            .get(name)
+            .map(|v| v.keys().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Every kind, by name then version.

@@ -154,6 +154,7 @@ pub mod server;
 pub mod session;
 mod sessions;
 pub mod signals;
+pub mod sources;
 pub mod spawn;
 mod start;
 pub mod tls;

@@ -243,7 +243,7 @@ pub(crate) async fn known_nodes(node: &Node) -> BTreeSet<String> {
 
 /// The candidates for `kind`: the known nodes that answer with a profile that has the kind
 /// and whose capabilities satisfy its requirements there.
-pub(crate) async fn candidates(node: &Node, kind: &str) -> Vec<Candidate> {
+pub(crate) async fn candidates(node: &Node, kind: &str, has_kind: bool) -> Vec<Candidate> {
     let names = known_nodes(node).await;
     // Asked all at once.
     let asks: Vec<_> = names
@@ -273,9 +273,10 @@ pub(crate) async fn candidates(node: &Node, kind: &str) -> Vec<Candidate> {
         }
     }
     out.retain(|c| {
-        c.profile
-            .kind(kind)
-            .is_some_and(|k| c.profile.satisfies(&k.requires))
+        !has_kind
+            || c.profile
+                .kind(kind)
+                .is_some_and(|k| c.profile.satisfies(&k.requires))
     });
     out.sort_by(|a, b| a.node.cmp(&b.node));
     out
@@ -286,6 +287,7 @@ pub(crate) async fn choose(
     node: &Node,
     placement: &Placement,
     kind: &str,
+    has_kind: bool,
 ) -> Result<String, SpawnError> {
     if let Placement::Node(n) = placement {
         return Ok(n.clone());
@@ -294,7 +296,7 @@ pub(crate) async fn choose(
         kind: kind.to_owned(),
         requirement,
     };
-    let mut candidates = candidates(node, kind).await;
+    let mut candidates = candidates(node, kind, has_kind).await;
     if candidates.is_empty() {
         return Err(none(format!(
             "no known node has kind {kind} with its requirements met"
@@ -366,6 +368,7 @@ pub(crate) async fn choose(
 /// Options of [`Node::spawn_on`].
 #[derive(Debug, Clone)]
 pub struct SpawnOpts {
+    source: Option<crate::sources::ModuleHash>,
     link: Option<crate::etf::Pid>,
     monitor: bool,
     register: Option<String>,
@@ -376,6 +379,7 @@ pub struct SpawnOpts {
 impl Default for SpawnOpts {
     fn default() -> SpawnOpts {
         SpawnOpts {
+            source: None,
             link: None,
             monitor: false,
             register: None,
@@ -413,6 +417,16 @@ impl SpawnOpts {
         self
     }
 
+    /// Starts the kind from the WebAssembly module `hash` (see [`crate::wasm`], feature
+    /// `wasm`): every node of ours is a candidate, whether it has the module or not; the
+    /// chosen node fetches the module from this one when it lacks it, and runs it as a
+    /// version of the kind (the same version for the same module). This node must have the
+    /// module (or be the chosen node and have it).
+    pub fn source(mut self, hash: crate::sources::ModuleHash) -> SpawnOpts {
+        self.source = Some(hash);
+        self
+    }
+
     /// How long the chosen node has to answer (default 10 s).
     pub fn timeout(mut self, timeout: Duration) -> SpawnOpts {
         self.timeout = timeout;
@@ -447,7 +461,13 @@ impl Node {
         args: Vec<Term>,
         opts: SpawnOpts,
     ) -> Result<Spawned, SpawnError> {
-        let target = choose(self, placement, kind).await?;
+        let target = choose(self, placement, kind, opts.source.is_none()).await?;
+        // From a module: the version of the kind that runs it on the chosen node.
+        let kind = match &opts.source {
+            None => kind.to_owned(),
+            Some(hash) => self.source_kind(&target, hash, kind, opts.timeout).await?,
+        };
+        let kind = kind.as_str();
         let spawned = if target == self.name() {
             self.spawn_here(kind, &args).await?
         } else {
@@ -494,6 +514,58 @@ impl Node {
             }
         }
         Ok(spawned)
+    }
+
+    /// The kind that runs module `hash` as `kind` on `target` (`node_server_wasm:prepare/3`
+    /// there, which fetches the module from this node when it lacks it).
+    async fn source_kind(
+        &self,
+        target: &str,
+        hash: &crate::sources::ModuleHash,
+        kind: &str,
+        timeout: Duration,
+    ) -> Result<String, SpawnError> {
+        let refused = |reason: String| SpawnError::Refused {
+            node: target.to_owned(),
+            reason,
+        };
+        if target == self.name() {
+            #[cfg(feature = "wasm")]
+            return self
+                .wasm_kind(hash, kind, None)
+                .await
+                .map_err(|e| refused(e.to_string()));
+            #[cfg(not(feature = "wasm"))]
+            return Err(refused(format!(
+                "cannot run module {hash} as {kind}: built without the wasm feature"
+            )));
+        }
+        let args = vec![
+            Term::binary(hash.to_string()),
+            Term::binary(kind),
+            Term::atom(self.name()),
+        ];
+        // A fetch may take a while: the rpc waits as long as one may.
+        let wait = timeout.max(Duration::from_secs(30));
+        let reply = self
+            .rpc(target, "node_server_wasm", "prepare", args, wait)
+            .await
+            .map_err(|e| match e {
+                crate::rpc::RpcError::BadRpc(_) => refused(format!(
+                    "{target} runs no WebAssembly modules (built without the wasm feature)"
+                )),
+                crate::rpc::RpcError::Call(e) => SpawnError::Unreachable {
+                    node: target.to_owned(),
+                    reason: e.to_string(),
+                },
+            })?;
+        match reply.as_tuple() {
+            Some([ok, Term::Binary(full)]) if ok.is_atom("ok") => {
+                Ok(String::from_utf8_lossy(full).into_owned())
+            }
+            Some([_, Term::Binary(why)]) => Err(refused(String::from_utf8_lossy(why).into_owned())),
+            _ => Err(refused(format!("unexpected answer {reply}"))),
+        }
     }
 
     /// Stops a process [`Node::spawn_on`] started (`exit(Pid, kill)`) and waits (up to
@@ -663,8 +735,9 @@ impl Node {
 
 /// `node_server:placement/0` (this node's [`Profile`]) and `node_server:spawn/3` (`spawn(Kind,
 /// Args, Opts)`, placement decided on this node; Opts a map with `placement` (a binary such
-/// as `<<"round-robin">>`, default `<<"random">>`) and `register` (an atom); answers `{ok,
-/// Pid}` or `{error, Text}`), for `nodectl spawn --via`.
+/// as `<<"round-robin">>`, default `<<"random">>`), `register` (an atom) and `source` (a
+/// module hash, `<<"sha256:...">>`: [`SpawnOpts::source`]); answers `{ok, Pid}` or `{error,
+/// Text}`), for `nodectl spawn --via`.
 pub(crate) fn register_functions(node: &Node) {
     let weak = std::sync::Arc::downgrade(node.shared());
     node.register_fn("node_server", "placement", move |_args| {
@@ -708,6 +781,15 @@ pub(crate) fn register_functions(node: &Node) {
                 let mut spawn_opts = SpawnOpts::default();
                 if let Some(name) = text("register") {
                     spawn_opts = spawn_opts.register(name);
+                }
+                if let Some(hash) = text("source") {
+                    let hash = hash.parse().map_err(|e: crate::sources::SourceError| {
+                        SpawnError::Refused {
+                            node: node.name().to_owned(),
+                            reason: e.to_string(),
+                        }
+                    })?;
+                    spawn_opts = spawn_opts.source(hash);
                 }
                 node.spawn_on(&placement, &kind, spawn_args.clone(), spawn_opts)
                     .await

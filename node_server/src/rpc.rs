@@ -102,6 +102,8 @@ pub(crate) struct Invocation {
     func: Result<Option<RpcFn>, RpcFailure>,
     /// The caller's group leader (what a spawn request or a `rex` call names).
     group_leader: Option<Pid>,
+    /// The caller's node.
+    caller_node: Atom,
 }
 
 impl Invocation {
@@ -125,6 +127,7 @@ impl Invocation {
             args,
             func,
             group_leader: None,
+            caller_node: peer.clone(),
         }
     }
 
@@ -150,6 +153,7 @@ impl Invocation {
                 let caller = Caller {
                     pid,
                     group_leader: self.group_leader,
+                    node: Some(self.caller_node),
                 };
                 apply(func, &self.module, &self.function, self.args, caller).await
             }
@@ -161,6 +165,7 @@ impl Invocation {
 tokio::task_local! {
     static SELF: Pid;
     static GROUP_LEADER: Pid;
+    static CALLER_NODE: Atom;
 }
 
 /// The pid of the process a function runs as, when it was spawned (`spawn(Node, M, F, A)`
@@ -176,11 +181,18 @@ pub fn current_group_leader() -> Option<Pid> {
     GROUP_LEADER.try_with(Pid::clone).ok()
 }
 
-/// Who a function runs for: its own pid when spawned, and the caller's group leader.
+/// The node that called the function by rpc (or spawned it); `None` for a call from this
+/// node's own Rust code.
+pub fn current_caller_node() -> Option<Atom> {
+    CALLER_NODE.try_with(Atom::clone).ok()
+}
+
+/// Who a function runs for: its own pid when spawned, the caller's group leader and node.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Caller {
     pub pid: Option<Pid>,
     pub group_leader: Option<Pid>,
+    pub node: Option<Atom>,
 }
 
 /// Runs `M:F(Args)` against the registered functions, as Erlang's `apply/3` would.
@@ -196,6 +208,9 @@ pub(crate) async fn apply(
             let mut run = f(args);
             if let Some(gl) = caller.group_leader {
                 run = Box::pin(GROUP_LEADER.scope(gl, run));
+            }
+            if let Some(node) = caller.node {
+                run = Box::pin(CALLER_NODE.scope(node, run));
             }
             if let Some(pid) = caller.pid {
                 run = Box::pin(SELF.scope(pid, run));

@@ -86,6 +86,8 @@ impl NodeConfig {
         crate::placement::register_functions(&node);
         crate::processes::register_functions(&node);
         crate::observer::register_functions(&node);
+        #[cfg(feature = "wasm")]
+        crate::wasm::install(&node);
         crate::global::register_functions(&node);
         Ok(node)
     }

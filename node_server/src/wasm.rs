@@ -24,9 +24,10 @@
 //! starts actors from one of them, so Erlang's `spawn(Node, Kind, start, Args)` and
 //! [`crate::Node::spawn_on`] start wasm actors as they start native kinds ([`crate::kinds`]).
 //!
-//! Loading here is the node's own Rust code giving it bytes it trusts. Loads from other nodes
-//! (a source authority that approves them, fetching by hash, unloading) build on this registry
-//! and are not part of this module yet.
+//! Loading with [`crate::Node::load_wasm`] is the node's own Rust code giving it bytes it
+//! trusts. Modules from other nodes (a load by rpc, `nodectl load`, or a fetch for a spawn)
+//! pass the source authority first ([`crate::sources`]); see the `cluster` part below for
+//! fetching, kinds and versions, and unloading.
 //!
 //! # Sandboxes and limits
 //! Each actor has its own instance (its own linear memory and globals) in its own store. Per
@@ -84,20 +85,22 @@
 //! of `echo_node` as a guest).
 
 mod actor;
+mod cluster;
 mod error;
-mod hash;
 mod host;
 mod limits;
 mod module;
 mod registry;
 mod sandbox;
 
+pub use crate::sources::{ModuleHash, SourceAuthority, SourceError, SourceLoad};
 pub use actor::{WasmActor, WasmMsg};
+pub(crate) use cluster::install;
+pub use cluster::FETCH_TIMEOUT;
 pub use error::WasmError;
-pub use hash::ModuleHash;
 pub use limits::WasmLimits;
 pub use module::WasmModule;
-pub use registry::WasmModules;
+pub use registry::{ModuleInfo, WasmModules};
 
 use std::sync::Arc;
 
@@ -133,8 +136,8 @@ impl Node {
     /// Registers spawnable kind `spec` (see [`crate::kinds`]) whose actors run the loaded
     /// module `hash`: `init` gets the spawn's argument list as it is.
     pub fn spawnable_wasm(&self, spec: KindSpec, hash: &ModuleHash) -> Result<KindInfo, WasmError> {
-        let module = self.wasm_modules().get(hash)?;
-        actor::register_kind(self.shared(), spec, module)
+        self.wasm_modules().get(hash)?;
+        actor::register_kind(self.shared(), spec, *hash)
     }
 
     /// Starts an actor from the loaded module `hash` on this node with the argument list

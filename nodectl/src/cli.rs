@@ -189,12 +189,46 @@ pub enum Command {
         /// Register the new actor under NAME on its node.
         #[arg(long, value_name = "NAME")]
         register: Option<String>,
+        /// Start it from the WebAssembly module HASH (`sha256:<hex>`, see `load`), as
+        /// version N of KIND on the node that runs it (made on first use; the chosen node
+        /// fetches the module from the deciding node when it lacks it). Needs --via, or
+        /// --on (that node decides).
+        #[arg(long, value_name = "HASH")]
+        source: Option<String>,
         /// The kind: `counter`, or `counter/2` for version 2 (a bare name: the highest).
         kind: String,
         /// Its arguments, one Erlang term each (`5`, `-3`, `{a,<<"b">>}`); options such as
         /// --cookie may follow them.
         #[arg(allow_negative_numbers = true)]
         args: Vec<String>,
+    },
+    /// Load a WebAssembly module on a node of ours; print its hash, `sha256:<hex>`.
+    ///
+    /// The node accepts it only when its source authority does: with an HMAC key (echo_node
+    /// --sources-key FILE), --key KEYFILE must hold the same key (a trailing newline is
+    /// trimmed), and nodectl sends HMAC-SHA256(key, module bytes). Loading the same bytes
+    /// again changes nothing.
+    Load {
+        /// The node.
+        node: String,
+        /// The module file (`.wasm`).
+        file: std::path::PathBuf,
+        /// The file holding the key of the node's source authority.
+        #[arg(long, value_name = "KEYFILE")]
+        key: Option<std::path::PathBuf>,
+    },
+    /// Unload a WebAssembly module from a node of ours: new spawns from it fail, its kind
+    /// versions go, actors already running it keep running.
+    Unload {
+        /// The node.
+        node: String,
+        /// The module's hash, `sha256:<hex>`.
+        hash: String,
+    },
+    /// List the WebAssembly modules loaded on a node of ours: hash, size, kinds, actors.
+    ListSources {
+        /// The node.
+        node: String,
     },
     /// Stop a node (init:stop/0) or one of its registered actors (exit/2).
     Shutdown {
@@ -299,6 +333,7 @@ fn spawn_request(command: &Command) -> Result<Option<client::SpawnRequest>, CtlE
         strategy,
         via,
         register,
+        source,
         kind,
         args,
     } = command
@@ -320,6 +355,14 @@ fn spawn_request(command: &Command) -> Result<Option<client::SpawnRequest>, CtlE
         placement,
         via: via.as_deref().map(client::full_node_name),
         register: register.clone(),
+        source: source
+            .as_deref()
+            .map(|h| {
+                h.parse().map_err(|e: node_server::sources::SourceError| {
+                    CtlError::Usage(format!("--source: {e}"))
+                })
+            })
+            .transpose()?,
     };
     Ok(Some(request))
 }
@@ -440,6 +483,50 @@ async fn run_with(ctl: &Ctl, command: &Command) -> Result<Report, CtlError> {
             let node = full(node);
             Report::Kinds {
                 kinds: ctl.list_kinds(&node).await?,
+                node,
+            }
+        }
+        Command::Load { node, file, key } => {
+            let node = full(node);
+            let read = |path: &std::path::Path| {
+                std::fs::read(path)
+                    .map_err(|e| CtlError::Usage(format!("cannot read {}: {e}", path.display())))
+            };
+            let bytes = read(file)?;
+            let key = key
+                .as_deref()
+                .map(|k| {
+                    read(k).map(|mut key| {
+                        if key.ends_with(b"\n") {
+                            key.pop();
+                        }
+                        key
+                    })
+                })
+                .transpose()?;
+            Report::Loaded {
+                hash: ctl
+                    .load_source(&node, bytes, key.as_deref())
+                    .await?
+                    .to_string(),
+                node,
+            }
+        }
+        Command::Unload { node, hash } => {
+            let node = full(node);
+            let parsed = hash
+                .parse()
+                .map_err(|e: node_server::sources::SourceError| CtlError::Usage(e.to_string()))?;
+            ctl.unload_source(&node, &parsed).await?;
+            Report::Unloaded {
+                node,
+                hash: hash.clone(),
+            }
+        }
+        Command::ListSources { node } => {
+            let node = full(node);
+            Report::Sources {
+                sources: ctl.list_sources(&node).await?,
                 node,
             }
         }

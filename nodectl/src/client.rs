@@ -455,6 +455,9 @@ pub struct SpawnRequest {
     pub via: Option<String>,
     /// A name to register the new actor under on its node.
     pub register: Option<String>,
+    /// Start it from this WebAssembly module (`--source`): the kind is the module's name on
+    /// the node that runs it ([`node_server::placement::SpawnOpts::source`]).
+    pub source: Option<node_server::sources::ModuleHash>,
 }
 
 /// What `nodectl spawn` started.
@@ -554,7 +557,7 @@ impl Ctl {
             .await
     }
 
-    fn us(&self) -> String {
+    pub(crate) fn us(&self) -> String {
         self.name().unwrap_or("nodectl").to_owned()
     }
 
@@ -614,7 +617,7 @@ impl Ctl {
 
     /// `rpc:call(Target, M, F, Args)`; `Ok(Err(Reason))` when the answer is
     /// `{badrpc, Reason}`.
-    async fn rpc_raw(
+    pub(crate) async fn rpc_raw(
         &self,
         target: &str,
         module: &str,
@@ -652,7 +655,7 @@ impl Ctl {
             .map_err(|reason| CtlError::from_badrpc(target, &self.us(), &reason))
     }
 
-    fn unexpected(target: &str, answer: &Term) -> CtlError {
+    pub(crate) fn unexpected(target: &str, answer: &Term) -> CtlError {
         CtlError::Unexpected {
             node: target.to_owned(),
             answer: pretty(answer),
@@ -1001,7 +1004,19 @@ impl Ctl {
     /// [`Node::spawn_on`] does the spawn: a process that exits at once (arguments that do not
     /// fit) is an error, and a name that cannot be registered stops the new process again.
     pub async fn spawn(&self, request: &SpawnRequest) -> Result<SpawnResult, CtlError> {
-        if let Placement::Node(target) = &request.placement {
+        // From a module, the node that decides must have it: --via, or else the --on node.
+        let via = match (&request.source, &request.via, &request.placement) {
+            (Some(_), None, Placement::Node(on)) => Some(on.clone()),
+            (Some(_), None, _) => {
+                return Err(CtlError::Usage(
+                    "spawn --source needs --via NODE (a node that has the module decides, and \
+                     the node it picks fetches the module from it) or --on NODE"
+                        .into(),
+                ))
+            }
+            (_, via, _) => via.clone(),
+        };
+        if let (Placement::Node(target), None) = (&request.placement, &request.source) {
             let kinds = self.list_kinds(target).await?;
             if !kinds.iter().any(|k| k.is(&request.kind)) {
                 let known: Vec<String> = kinds.iter().map(Kind::full_name).collect();
@@ -1016,7 +1031,7 @@ impl Ctl {
                 });
             }
         }
-        let (pid, decided_by) = match &request.via {
+        let (pid, decided_by) = match &via {
             Some(via) => (self.spawn_via(via, request).await?, via.clone()),
             None => self.spawn_here(request).await?,
         };
@@ -1087,6 +1102,9 @@ impl Ctl {
         )];
         if let Some(name) = &request.register {
             opts.push((Term::atom("register"), Term::atom(name)));
+        }
+        if let Some(hash) = &request.source {
+            opts.push((Term::atom("source"), Term::binary(hash.to_string())));
         }
         let args = vec![
             Term::binary(request.kind.as_str()),
@@ -1244,7 +1262,7 @@ impl Ctl {
 }
 
 /// Whether a badrpc reason is `{'EXIT', {undef, _}}`: the function does not exist.
-fn is_undef(reason: &Term) -> bool {
+pub(crate) fn is_undef(reason: &Term) -> bool {
     matches!(reason.as_tuple(), Some([exit, inner]) if exit.is_atom("EXIT")
         && matches!(inner.as_tuple(), Some([undef, _]) if undef.is_atom("undef")))
 }

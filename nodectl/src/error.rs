@@ -114,6 +114,15 @@ pub enum CtlError {
     /// the kind, say); nothing is left running.
     #[error("spawn failed: {0}")]
     Spawn(String),
+    /// A node refused or failed a module operation (`load`, `unload`): the node's text (a
+    /// refused source authority, a bad module, a hash that is not loaded).
+    #[error("{node}: {reason}")]
+    Source {
+        /// The node.
+        node: String,
+        /// What it said.
+        reason: String,
+    },
     /// Our own node could not start.
     #[error("cannot start nodectl's node: {0}")]
     Start(#[from] node_server::NodeError),
@@ -163,6 +172,7 @@ impl CtlError {
             CtlError::UnknownKind { .. } => "unknown_kind",
             CtlError::NoCandidate(_) => "no_candidate",
             CtlError::Spawn(_) => "spawn",
+            CtlError::Source { .. } => "source",
             CtlError::Start(_) => "start",
             CtlError::Dashboard(_) => "dashboard",
             CtlError::Eval(_) => "eval",

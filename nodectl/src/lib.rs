@@ -20,8 +20,11 @@
 //!                                       (bindings kept; q(). or Ctrl-D leaves, the node
 //!                                       keeps running)
 //!   list-kinds NODE                     spawnable kinds of a node of ours (name/version)
-//!   spawn [--on NODE | --strategy S] [--via NODE] [--register NAME] KIND [ARG ...]
-//!                                       start a kind where a placement says; pid and node
+//!   spawn [--on NODE | --strategy S] [--via NODE] [--register NAME] [--source HASH]
+//!         KIND [ARG ...]                start a kind where a placement says; pid and node
+//!   load NODE FILE [--key KEYFILE]      load a WebAssembly module; prints sha256:<hex>
+//!   unload NODE HASH                    unload a module
+//!   list-sources NODE                   the modules loaded: hash, size, kinds, actors
 //!   shutdown NODE [ACTOR] [--kill]      init:stop/0, or exit(whereis(ACTOR), shutdown)
 //!   shutdown --all --force [--host H]   init:stop/0 on every node in EPMD
 //! ```
@@ -48,5 +51,6 @@ pub mod error;
 pub mod pretty;
 pub mod repl;
 pub mod report;
+pub mod sources;
 
 pub use error::CtlError;

@@ -73,6 +73,27 @@ pub enum Report {
     },
     /// `spawn`.
     Spawned(SpawnResult),
+    /// `load`.
+    Loaded {
+        /// The node.
+        node: String,
+        /// The module's hash.
+        hash: String,
+    },
+    /// `unload`.
+    Unloaded {
+        /// The node.
+        node: String,
+        /// The module's hash.
+        hash: String,
+    },
+    /// `list-sources`.
+    Sources {
+        /// The node.
+        node: String,
+        /// Its modules.
+        sources: Vec<crate::sources::Source>,
+    },
     /// `shutdown NODE [ACTOR]`.
     Stopped(Stopped),
     /// `shutdown --all`.
@@ -261,6 +282,25 @@ impl Report {
                 Some(name) => format!("{} on {} registered as {name}", s.pid, s.node),
                 None => format!("{} on {}", s.pid, s.node),
             },
+            Report::Loaded { hash, .. } => hash.clone(),
+            Report::Unloaded { node, hash } => format!("unloaded {hash} from {node}"),
+            Report::Sources { node, sources } => {
+                if sources.is_empty() {
+                    return format!("{node} has no modules loaded");
+                }
+                sources
+                    .iter()
+                    .map(|s| {
+                        let kinds = if s.kinds.is_empty() {
+                            "no kinds".to_owned()
+                        } else {
+                            format!("kinds {}", s.kinds.join(","))
+                        };
+                        format!("{} {} bytes, {kinds}, {} actors", s.hash, s.size, s.actors)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
             Report::Dashboard { url } => format!("dashboard at {url} stopped"),
             // The repl printed all it had to say.
             Report::Repl { .. } => String::new(),

@@ -10,6 +10,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use super::error::WasmError;
 use super::host::{Host, MAX_TIMERS};
 use super::module::WasmModule;
+use super::registry::WasmModules;
 use super::sandbox::Sandbox;
 use crate::core::Core;
 use crate::dist::control::ProcessRef;
@@ -17,6 +18,7 @@ use crate::etf::{ConversionError, FromTerm, Pid, Term, ToTerm};
 use crate::kinds::{KindInfo, KindSpec, Kinds};
 use crate::message::{ErlangMessage, ReplyTo};
 use crate::remote::RemoteTarget;
+use crate::sources::ModuleHash;
 
 /// What a wasm actor takes: any term as a message, any request as a call (the guest decides
 /// what it understands).
@@ -250,17 +252,24 @@ impl Actor for WasmActor {
     }
 }
 
-/// Registers kind `spec` whose actors run `module`.
+/// Registers kind `spec` whose actors run the module `hash`, looked up at each spawn (after
+/// an unload, spawns fail naming the hash).
 pub(crate) fn register_kind(
     core: &Arc<Core>,
     spec: KindSpec,
-    module: Arc<WasmModule>,
+    hash: ModuleHash,
 ) -> Result<KindInfo, WasmError> {
     Ok(Kinds::of(core).register_converted::<WasmActor>(
         spec,
         move |core| {
-            crate::node::Node::from_core(core).map(|_| WasmActor {
-                module: module.clone(),
+            if crate::node::Node::from_core(core).is_none() {
+                return Err("the node is stopping".to_owned());
+            }
+            let module = WasmModules::of(core)
+                .get(&hash)
+                .map_err(|e| e.to_string())?;
+            Ok(WasmActor {
+                module,
                 core: core.clone(),
             })
         },

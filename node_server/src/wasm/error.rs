@@ -1,7 +1,7 @@
 //! [`WasmError`]: why a module did not load or an actor did not start.
 
-use super::hash::ModuleHash;
 use crate::kinds::KindError;
+use crate::sources::{ModuleHash, SourceError};
 
 /// Why a module could not be loaded, or a wasm actor registered or started.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -57,9 +57,20 @@ pub enum WasmError {
         /// The cap.
         limit: u32,
     },
-    /// A string that is not `sha256:<64 hex>`.
-    #[error("bad module hash {0:?}: expected sha256:<64 hex digits>")]
-    BadHash(String),
+    /// A bad hash, or a module from another node that the source authority refused
+    /// ([`crate::sources`]).
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The node to fetch a module from could not be asked, or did not give it.
+    #[error("could not fetch module {hash} from {node}: {reason}")]
+    Fetch {
+        /// The module.
+        hash: ModuleHash,
+        /// The node asked.
+        node: String,
+        /// Why.
+        reason: String,
+    },
     /// No module with that hash is loaded here.
     #[error("no module {0} is loaded")]
     UnknownModule(ModuleHash),

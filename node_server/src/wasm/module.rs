@@ -5,14 +5,15 @@ use std::sync::Arc;
 use wasmi::{Engine, ExternType, FuncType, Linker, ValType};
 
 use super::error::WasmError;
-use super::hash::ModuleHash;
 use super::host::{HostState, IMPORTS, IMPORT_MODULE};
 use super::limits::WasmLimits;
+use crate::sources::ModuleHash;
 
 /// A loaded module: what actors start from. Cheap to share (`Arc`).
 pub struct WasmModule {
     hash: ModuleHash,
-    size: usize,
+    /// Its bytes, for a node that fetches it from this one.
+    bytes: bytes::Bytes,
     limits: WasmLimits,
     pub(crate) module: wasmi::Module,
     pub(crate) linker: Arc<Linker<HostState>>,
@@ -24,7 +25,7 @@ impl std::fmt::Debug for WasmModule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WasmModule")
             .field("hash", &self.hash)
-            .field("size", &self.size)
+            .field("size", &self.bytes.len())
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
@@ -137,7 +138,7 @@ impl WasmModule {
         }
         Ok(WasmModule {
             hash,
-            size: bytes.len(),
+            bytes: bytes::Bytes::copy_from_slice(bytes),
             limits,
             module,
             linker: linker.clone(),
@@ -153,7 +154,12 @@ impl WasmModule {
 
     /// Its size in bytes.
     pub fn size(&self) -> usize {
-        self.size
+        self.bytes.len()
+    }
+
+    /// Its bytes.
+    pub fn bytes(&self) -> &bytes::Bytes {
+        &self.bytes
     }
 
     /// The limits it and its actors run with.

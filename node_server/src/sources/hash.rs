@@ -2,7 +2,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::error::WasmError;
+use super::SourceError;
 
 /// The SHA-256 of a module's bytes, written `sha256:<64 lowercase hex>`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -37,11 +37,11 @@ impl std::fmt::Debug for ModuleHash {
 }
 
 impl std::str::FromStr for ModuleHash {
-    type Err = WasmError;
+    type Err = SourceError;
 
     /// `sha256:` and 64 hex digits (either case).
-    fn from_str(s: &str) -> Result<ModuleHash, WasmError> {
-        let bad = || WasmError::BadHash(s.chars().take(100).collect());
+    fn from_str(s: &str) -> Result<ModuleHash, SourceError> {
+        let bad = || SourceError::BadHash(s.chars().take(100).collect());
         let hex = s.strip_prefix("sha256:").ok_or_else(bad)?.as_bytes();
         if hex.len() != 64 {
             return Err(bad());
@@ -85,7 +85,7 @@ mod tests {
             &s.replace('b', "g"),
         ] {
             assert!(
-                matches!(bad.parse::<ModuleHash>(), Err(WasmError::BadHash(_))),
+                matches!(bad.parse::<ModuleHash>(), Err(SourceError::BadHash(_))),
                 "{bad}"
             );
         }
