@@ -417,7 +417,7 @@ impl SpawnOpts {
         self
     }
 
-    /// Starts the kind from the WebAssembly module `hash` (see [`crate::wasm`], feature
+    /// Starts the kind from the WebAssembly module `hash` (see `node_server::wasm`, feature
     /// `wasm`): every node of ours is a candidate, whether it has the module or not; the
     /// chosen node fetches the module from this one when it lacks it, and runs it as a
     /// version of the kind (the same version for the same module). This node must have the

@@ -1,6 +1,6 @@
 //! Loadable code from other nodes: what names a module (its [`ModuleHash`]), and who approves
 //! a module before this node runs it (its [`SourceAuthority`]). The engine that runs modules is
-//! [`crate::wasm`] (cargo feature `wasm`); this part has no engine, so a client (`nodectl`)
+//! `node_server::wasm` (cargo feature `wasm`); this part has no engine, so a client (`nodectl`)
 //! computes hashes and authentication codes with it.
 //!
 //! # The source authority

@@ -153,5 +153,32 @@ impl Node {
     }
 }
 
+/// `module` with a custom section of `padding` zero bytes appended (named `pad`): a module
+/// of another hash and size that behaves the same, for tests and benchmarks of module
+/// handling (`wasm_bench` fetches a 1 MiB one).
+pub fn padded(module: &[u8], padding: usize) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    let name = b"pad";
+    let mut body = Vec::with_capacity(padding + 8);
+    leb(name.len(), &mut body);
+    body.extend_from_slice(name);
+    body.resize(body.len() + padding, 0);
+    let mut out = module.to_vec();
+    out.push(0);
+    leb(body.len(), &mut out);
+    out.extend_from_slice(&body);
+    out
+}
+
 #[cfg(test)]
 mod tests;

@@ -71,7 +71,7 @@ impl Ctl {
     ) -> Result<ModuleHash, CtlError> {
         let mac = key.map_or_else(
             || Term::atom("undefined"),
-            |k| Term::binary(node_server::sources::mac(k, &bytes).to_vec()),
+            |k| Term::binary(node_server::sources::mac(k, &bytes)),
         );
         let reply = self
             .wasm_rpc(target, "load", vec![Term::binary(bytes), mac])

@@ -1089,6 +1089,11 @@ impl Cluster {
     /// Starts `echo_node --roles ROLES` under a unique name in this cluster and waits
     /// (bounded) for its `ready` line.
     fn echo_node(&self, label: &str, roles: &[&str]) -> EchoNode {
+        self.echo_node_with(label, roles, &[])
+    }
+
+    /// [`Cluster::echo_node`] with more arguments.
+    fn echo_node_with(&self, label: &str, roles: &[&str], extra: &[&str]) -> EchoNode {
         use std::io::BufRead;
         use std::process::Stdio;
         let name = unique(label);
@@ -1106,6 +1111,7 @@ impl Cluster {
         if !roles.is_empty() {
             cmd.args(["--roles", &roles.join(",")]);
         }
+        cmd.args(extra);
         let mut child = testkit::ChildGuard::spawn(&mut cmd, format!("echo_node {name}"))
             .expect("echo_node starts");
         let stdout = child.child_mut().stdout.take().expect("stdout");
@@ -1594,4 +1600,97 @@ fn repl_in_a_terminal_prompts_edits_and_notices_a_lost_node() {
         .expect("a clear message");
     let status = pty_exit(&mut s);
     assert!(status.ends_with(", 1)"), "{status}");
+}
+
+/// `load`, `list-sources`, `spawn --source` and `unload` against `echo_node --sources-key`:
+/// a load needs the node's key (none, a wrong one and a node without a source authority are
+/// clear errors), the hash printed is the module's, a spawn from it decided on one node runs
+/// on another (which fetches the module), and an unload leaves the running actor alone.
+#[test]
+fn load_spawn_from_a_source_and_unload_webassembly_modules() {
+    let cluster = Cluster::new();
+    let key = cluster.home.join("sources.key");
+    std::fs::write(&key, "k3y\n").unwrap();
+    let wrong = cluster.home.join("wrong.key");
+    std::fs::write(&wrong, "nope").unwrap();
+    let key_arg = key.display().to_string();
+    let a = cluster.echo_node_with("ws_a", &[], &["--sources-key", &key_arg]);
+    let b = cluster.echo_node_with("ws_b", &[], &["--sources-key", &key_arg]);
+    let plain = cluster.echo_node("ws_plain", &[]);
+    let (a, b, plain) = (a.name.as_str(), b.name.as_str(), plain.name.as_str());
+    let wasm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/guests/counter.wasm");
+    let wasm = wasm.display().to_string();
+    let hash = node_server::sources::ModuleHash::of(&std::fs::read(&wasm).unwrap()).to_string();
+    let (k, w) = (key.display().to_string(), wrong.display().to_string());
+
+    cluster
+        .ctl(&["load", a, &wasm])
+        .fails(1, "came without an HMAC-SHA256 code");
+    cluster
+        .ctl(&["load", a, &wasm, "--key", &w])
+        .fails(1, "does not match");
+    cluster
+        .ctl(&["load", plain, &wasm, "--key", &k])
+        .fails(1, "no source authority");
+    cluster
+        .ctl(&["load", a, "/no/such/file.wasm"])
+        .fails(2, "cannot read /no/such/file.wasm");
+    assert_eq!(
+        cluster.ctl(&["list-sources", a]).ok(),
+        format!("{a} has no modules loaded")
+    );
+    assert_eq!(cluster.ctl(&["load", a, &wasm, "--key", &k]).ok(), hash);
+    assert_eq!(
+        cluster.ctl(&["list-sources", a]).ok(),
+        format!("{hash} 2873 bytes, no kinds, 0 actors")
+    );
+
+    // Decided on a, run on b, which fetches the module from a.
+    let out = cluster
+        .ctl(&[
+            "spawn",
+            "--source",
+            &hash,
+            "--via",
+            a,
+            "--on",
+            b,
+            "--register",
+            "w1",
+            "counter_wasm",
+            "5",
+        ])
+        .ok();
+    assert!(out.ends_with(&format!(" on {b} registered as w1")), "{out}");
+    assert_eq!(
+        cluster.ctl(&["list-sources", b]).ok(),
+        format!("{hash} 2873 bytes, kinds counter_wasm/1, 1 actors")
+    );
+    assert_eq!(
+        cluster.ctl(&["eval", b, "gen_server:call(w1, get)."]).ok(),
+        "5"
+    );
+    cluster
+        .ctl(&["spawn", "--source", &hash, "counter_wasm"])
+        .fails(2, "spawn --source needs --via NODE");
+    cluster
+        .ctl(&["spawn", "--source", "sha256:12", "--on", b, "counter_wasm"])
+        .fails(2, "bad module hash");
+
+    // Unloaded: gone from the list, the running counter goes on; a second unload says so.
+    assert_eq!(
+        cluster.ctl(&["unload", b, &hash]).ok(),
+        format!("unloaded {hash} from {b}")
+    );
+    assert_eq!(
+        cluster.ctl(&["list-sources", b]).ok(),
+        format!("{b} has no modules loaded")
+    );
+    assert_eq!(
+        cluster.ctl(&["eval", b, "gen_server:call(w1, get)."]).ok(),
+        "5"
+    );
+    cluster
+        .ctl(&["unload", b, &hash])
+        .fails(1, &format!("no module {hash} is loaded"));
 }

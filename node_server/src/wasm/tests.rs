@@ -720,3 +720,167 @@ async fn timers_come_back_to_the_actor() {
     assert!(started.elapsed() >= Duration::from_millis(20));
     node.shutdown().await;
 }
+
+// ---- modules across nodes: the source authority, kinds and versions, unloading ----
+
+async fn node_with(name: &str, authority: Option<crate::sources::SourceAuthority>) -> Node {
+    let mut config = NodeConfig::new(format!("{name}@localhost"))
+        .cookie("wasm-test")
+        .network(Arc::new(NoNet))
+        .pg_namespace(format!("wasm-test-{name}"));
+    if let Some(a) = authority {
+        config = config.source_authority(a);
+    }
+    config.start().await.unwrap()
+}
+
+#[tokio::test]
+async fn loads_from_other_nodes_pass_the_source_authority() {
+    use crate::sources::{SourceAuthority, SourceError};
+    let bytes = bytes::Bytes::from_static(COUNTER_WASM);
+    let hash = ModuleHash::of(COUNTER_WASM);
+
+    let plain = node_with("src_none", None).await;
+    assert_eq!(
+        plain.load_wasm_from(bytes.clone(), None, "x@h").await,
+        Err(WasmError::Source(SourceError::NoAuthority))
+    );
+    assert!(plain.wasm_modules().list().is_empty());
+    // The node's own Rust code is not checked.
+    assert_eq!(plain.load_wasm(COUNTER_WASM), Ok(hash));
+    plain.shutdown().await;
+
+    let keyed = node_with("src_key", Some(SourceAuthority::hmac_key("k3y"))).await;
+    let good = crate::sources::mac(b"k3y", COUNTER_WASM).to_vec();
+    let mut bad = good.clone();
+    bad[31] ^= 0x80;
+    assert_eq!(
+        keyed.load_wasm_from(bytes.clone(), None, "x@h").await,
+        Err(WasmError::Source(SourceError::MissingMac(hash)))
+    );
+    assert_eq!(
+        keyed.load_wasm_from(bytes.clone(), Some(bad), "x@h").await,
+        Err(WasmError::Source(SourceError::BadMac(hash)))
+    );
+    let wrong_key = crate::sources::mac(b"other", COUNTER_WASM).to_vec();
+    assert_eq!(
+        keyed
+            .load_wasm_from(bytes.clone(), Some(wrong_key), "x@h")
+            .await,
+        Err(WasmError::Source(SourceError::BadMac(hash)))
+    );
+    assert!(
+        keyed.wasm_modules().list().is_empty(),
+        "nothing refused is kept"
+    );
+    assert_eq!(
+        keyed
+            .load_wasm_from(bytes.clone(), Some(good.clone()), "x@h")
+            .await,
+        Ok(hash)
+    );
+    // Bad bytes with a good code for them: the module's own error.
+    let junk = b"\0asm\x01\0\0\0\x05junk".to_vec();
+    let junk_mac = crate::sources::mac(b"k3y", &junk).to_vec();
+    let e = keyed
+        .load_wasm_from(junk.into(), Some(junk_mac), "x@h")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, WasmError::Invalid(_)), "{e}");
+    // Over the size limit: refused before anything else.
+    let big = vec![0u8; WasmLimits::default().max_module_bytes() + 1];
+    let e = keyed
+        .load_wasm_from(big.into(), Some(good), "x@h")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, WasmError::TooLarge { .. }), "{e}");
+    keyed.shutdown().await;
+
+    let judged = node_with(
+        "src_judge",
+        Some(SourceAuthority::validator(|load| async move {
+            if load.from.starts_with("trusted@") {
+                Ok(())
+            } else {
+                Err(format!("{} is not trusted", load.from))
+            }
+        })),
+    )
+    .await;
+    assert_eq!(
+        judged.load_wasm_from(bytes.clone(), None, "evil@h").await,
+        Err(WasmError::Source(SourceError::Refused {
+            hash,
+            reason: "evil@h is not trusted".into()
+        }))
+    );
+    assert_eq!(
+        judged.load_wasm_from(bytes, None, "trusted@h").await,
+        Ok(hash)
+    );
+    judged.shutdown().await;
+}
+
+#[tokio::test]
+async fn kinds_name_modules_in_versions_and_unload_frees_them() {
+    let node = node("versions").await;
+    let placement = Placement::Node(node.name().to_owned());
+    let v1 = node.load_wasm(COUNTER_WASM).unwrap();
+    let v2 = node.load_wasm(&super::padded(COUNTER_WASM, 64)).unwrap();
+    assert_ne!(v1, v2);
+    assert_eq!(node.wasm_kind(&v1, "ctr", None).await.unwrap(), "ctr/1");
+    assert_eq!(node.wasm_kind(&v1, "ctr", None).await.unwrap(), "ctr/1");
+    assert_eq!(node.wasm_kind(&v2, "ctr", None).await.unwrap(), "ctr/2");
+    let actors = |h: ModuleHash| {
+        node.wasm_modules()
+            .info()
+            .into_iter()
+            .find(|m| m.hash == h)
+            .map(|m| m.actors)
+    };
+    let spawn = |kind: &'static str, n: i64| {
+        let (node, placement) = (node.clone(), placement.clone());
+        async move {
+            node.spawn_on(&placement, kind, vec![Term::Int(n)], SpawnOpts::default())
+                .await
+        }
+    };
+
+    // A bare name starts the newest; both run side by side.
+    let new = spawn("ctr", 3).await.unwrap().pid;
+    let old = spawn("ctr/1", 4).await.unwrap().pid;
+    assert_eq!((actors(v1), actors(v2)), (Some(1), Some(1)));
+    let held = Arc::downgrade(&node.wasm_modules().get(&v2).unwrap());
+
+    // Unload v2: its kind version goes, a bare name starts v1, spawns of v2 fail naming it,
+    // its actor runs on.
+    node.unload_wasm(&v2).unwrap();
+    assert_eq!(node.wasm_modules().list(), vec![v1]);
+    let kinds: Vec<String> = node.kinds().iter().map(|k| k.full_name()).collect();
+    assert!(
+        kinds.contains(&"ctr/1".to_owned()) && !kinds.contains(&"ctr/2".to_owned()),
+        "{kinds:?}"
+    );
+    spawn("ctr", 5).await.unwrap();
+    assert_eq!(actors(v1), Some(2));
+    let e = node.spawn_wasm(&v2, vec![Term::Int(1)]).await.unwrap_err();
+    assert!(e.to_string().contains(&v2.to_string()), "{e}");
+    let e = node.wasm_kind(&v2, "ctr", None).await.unwrap_err();
+    assert_eq!(e, WasmError::UnknownModule(v2));
+    assert_eq!(node.unload_wasm(&v2), Err(WasmError::UnknownModule(v2)));
+    assert_eq!(call(&node, &new, t("get")).await, Some(Term::Int(3)));
+    assert_eq!(call(&node, &old, t("get")).await, Some(Term::Int(4)));
+
+    // The module's memory goes with its last actor.
+    assert!(held.upgrade().is_some(), "its actor still runs it");
+    node.shared().send_pid(&new, t("crash"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while held.upgrade().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "module v2 never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    node.shutdown().await;
+}
