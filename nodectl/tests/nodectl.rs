@@ -1676,6 +1676,20 @@ fn load_spawn_from_a_source_and_unload_webassembly_modules() {
     cluster
         .ctl(&["spawn", "--source", "sha256:12", "--on", b, "counter_wasm"])
         .fails(2, "bad module hash");
+    // A hash that matches no module: b asks a for it, and a has none.
+    let unknown = node_server::sources::ModuleHash::of(b"nothing").to_string();
+    cluster
+        .ctl(&[
+            "spawn",
+            "--source",
+            &unknown,
+            "--via",
+            a,
+            "--on",
+            b,
+            "counter_wasm",
+        ])
+        .fails(1, &format!("no module {unknown} is loaded"));
 
     // Unloaded: gone from the list, the running counter goes on; a second unload says so.
     assert_eq!(
