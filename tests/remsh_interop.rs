@@ -106,15 +106,20 @@ impl Tmux {
     /// Waits until the window shows `text` (screen contents have no event to await: they
     /// are read again every 50 ms, for at most [`SCREEN`]).
     fn wait_for(&self, text: &str) -> String {
+        self.wait_for_times(text, 1)
+    }
+
+    /// Waits until the window shows `text` at least `times` times.
+    fn wait_for_times(&self, text: &str, times: usize) -> String {
         let deadline = Instant::now() + SCREEN;
         loop {
             let screen = self.screen();
-            if screen.contains(text) {
+            if screen.matches(text).count() >= times {
                 return screen;
             }
             assert!(
                 Instant::now() < deadline,
-                "the terminal never showed {text:?}; it shows:\n{screen}"
+                "the terminal never showed {text:?} {times} times; it shows:\n{screen}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -255,9 +260,20 @@ async fn remsh_with_short_names_evaluates_and_ctrl_g_q_leaves_our_node_running()
         "Y is 21\nok",
     );
 
-    // Ctrl-G q: the Erlang node halts; ours keeps running, without the shell.
+    // Ctrl-G i (interrupt) drops what was typed of an expression; c goes back to the shell.
+    term.tmux(&["send-keys", "-t", "t", "-l", "Y +"])
+        .expect("send-keys");
     term.keys(&["C-g"]);
     term.wait_for("-->");
+    term.line("i");
+    term.wait_for_times("-->", 2);
+    term.line("c");
+    term.wait_for_times(&format!("({ours})11>"), 2);
+    expect(&term, &ours, 11, "Y - 1.", "20");
+
+    // Ctrl-G q: the Erlang node halts; ours keeps running, without the shell.
+    term.keys(&["C-g"]);
+    term.wait_for_times("-->", 3);
     term.line("q");
     term.wait_for("EXITED 0");
     let me_full = format!("{me}@");

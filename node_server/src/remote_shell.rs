@@ -28,9 +28,9 @@
 //!   answer `ok` is written first (the evaluation counts as an rpc in flight, and a
 //!   graceful stop writes what is queued, [`crate::ops`]).
 //! - Ctrl-G `q` halts the operator's node: the connection goes, the link from its `group`
-//!   fires `noconnection`, and the shell process ends. Ctrl-G `k` (kill) or `i` (interrupt)
-//!   send an exit signal to the shell, which ends it (it does not trap exits; erl's shell
-//!   survives `i` by restarting its evaluator: here `s` and `c` in Ctrl-G start a new one).
+//!   fires `noconnection`, and the shell process ends. Ctrl-G `k` kills it. Ctrl-G `i`
+//!   (interrupt) leaves it running: the shell traps exits, ignores `interrupt` (an evaluation
+//!   runs to its end; the prompt it waits at stays) and ends on any other exit signal.
 //! - An `eof` or error reply from the group leader ends the shell (`normal`).
 //! - Anything else sent to the shell's pid is dropped (there is no `flush()`).
 //!
@@ -64,6 +64,9 @@ fn banner() -> String {
 pub(crate) enum Input {
     /// A line, without its newline.
     Line(String),
+    /// The read was interrupted (Ctrl-G `i`): what was typed of the expression goes, the
+    /// prompt comes again.
+    Interrupted,
     /// The end of input, or an error: the shell ends.
     End,
 }
@@ -72,6 +75,11 @@ impl Input {
     /// Reads the reply to a `get_line`: characters as a list (the group's default, `list`
     /// mode) or a UTF-8 binary (`binary` mode), `eof`, or `{error, Reason}`.
     pub fn from_reply(reply: &Term) -> Input {
+        if let Some([error, why]) = reply.as_tuple() {
+            if error.is_atom("error") && why.is_atom("interrupted") {
+                return Input::Interrupted;
+            }
+        }
         match String::from_term(reply) {
             Ok(text) => {
                 let text = text.strip_suffix('\n').unwrap_or(&text);
@@ -127,6 +135,11 @@ impl Shell {
     pub fn input(&mut self, input: Input) -> Step {
         match input {
             Input::End => Step::Stop,
+            Input::Interrupted => {
+                self.lines.clear();
+                self.waiting.clear();
+                self.next()
+            }
             Input::Line(line) => {
                 self.waiting.extend(self.lines.push_line(&line));
                 self.next()
@@ -232,6 +245,8 @@ impl Actor for ShellActor {
     ) -> Result<ShellState, ActorProcessingErr> {
         let strong = core.upgrade().ok_or("the node is stopping")?;
         let me = strong.router.expose(&myself).pid.clone();
+        // Exit signals come as messages: Ctrl-G `i` (an interrupt) leaves the shell running.
+        strong.router.trap_exits(myself.get_id(), true);
         Ok(ShellState {
             shell: Shell::new(strong.id.name.as_str()),
             core,
@@ -269,6 +284,16 @@ impl Actor for ShellActor {
             tracing::debug!(%msg, "remote shell: message dropped");
             return Ok(());
         };
+        if tag.is_atom("EXIT") {
+            // {'EXIT', From, Reason}: an interrupt (Ctrl-G `i`) is ignored, as the input
+            // asked for stays asked for; any other exit (the group leader gone) ends the shell.
+            if reply.is_atom("interrupt") {
+                return Ok(());
+            }
+            tracing::debug!(from = %reply_as, reason = %reply, "remote shell: exit signal");
+            myself.stop(None);
+            return Ok(());
+        }
         if !tag.is_atom("io_reply") {
             tracing::debug!(%msg, "remote shell: message dropped");
             return Ok(());
@@ -430,6 +455,13 @@ mod tests {
             Input::Line("héllo".into())
         );
         assert_eq!(Input::from_reply(&Term::atom("eof")), Input::End);
+        assert_eq!(
+            Input::from_reply(&Term::tuple(vec![
+                Term::atom("error"),
+                Term::atom("interrupted")
+            ])),
+            Input::Interrupted
+        );
         assert_eq!(
             Input::from_reply(&Term::tuple(vec![Term::atom("error"), Term::atom("x")])),
             Input::End
