@@ -196,11 +196,12 @@ async fn fetch_phase(counter: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
         .addresses(vec!["127.0.0.1".parse()?])
         .start()
         .await?;
+    let authority = node_server::sources::SourceAuthority::hmac_key("the key of wasm_bench")?;
     let start = |name: &str| {
         NodeConfig::new(format!("{name}{}@localhost", std::process::id()))
             .cookie("wasm_bench")
             .epmd("127.0.0.1", epmd.port())
-            .source_authority(node_server::sources::SourceAuthority::hmac_key("bench key"))
+            .source_authority(authority.clone())
             .start()
     };
     let (a, b) = (start("fetch_a").await?, start("fetch_b").await?);

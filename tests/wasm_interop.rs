@@ -25,7 +25,7 @@ async fn start(name: &str, epmd_port: u16, key: Option<&str>) -> Node {
         .epmd("localhost", epmd_port)
         .pg_scopes(Vec::<String>::new());
     if let Some(key) = key {
-        config = config.source_authority(SourceAuthority::hmac_key(key));
+        config = config.source_authority(SourceAuthority::hmac_key(key).expect("a key"));
     }
     config.start().await.expect("node starts")
 }
@@ -46,7 +46,7 @@ async fn modules_load_from_erlang_fetch_on_demand_and_unload() {
     let epmd = Epmd::start();
     let a = start("wsa", epmd.port(), Some(KEY)).await;
     let b = start("wsb", epmd.port(), Some(KEY)).await;
-    let other_key = start("wsk", epmd.port(), Some("another key")).await;
+    let other_key = start("wsk", epmd.port(), Some("another key, as long")).await;
     let none = start("wsn", epmd.port(), None).await;
     let dirs = testkit::compile_erlang_once(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/erlang"),

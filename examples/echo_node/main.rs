@@ -53,7 +53,7 @@ options (defaults in brackets):
                          (port 0: a free port; the address is printed) [off]
   --sources-key FILE     accept WebAssembly modules from other nodes (nodectl load --key) that
                          carry HMAC-SHA256 with this key: the file's contents, a trailing
-                         newline trimmed [modules from other nodes refused]
+                         newline trimmed, 16 bytes at least [modules from other nodes refused]
   --tls-cert F --tls-key F [--tls-ca F]
                          distribution over TLS with this certificate and key (PEM); with
                          --tls-ca, peers must present a certificate signed by it [plain TCP]
@@ -177,8 +177,13 @@ async fn main() -> ExitCode {
                 if key.ends_with(b"\n") {
                     key.pop();
                 }
-                config =
-                    config.source_authority(node_server::sources::SourceAuthority::hmac_key(key));
+                match node_server::sources::SourceAuthority::hmac_key(key) {
+                    Ok(authority) => config = config.source_authority(authority),
+                    Err(e) => {
+                        eprintln!("echo_node: --sources-key {}: {e}", path.display());
+                        return ExitCode::from(2);
+                    }
+                }
             }
             Err(e) => {
                 eprintln!("echo_node: --sources-key {}: {e}", path.display());

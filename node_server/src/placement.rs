@@ -158,7 +158,7 @@ pub enum SpawnError {
 
 /// What a node of ours tells placement, `node_server:placement/0`: the map `#{kinds => [...],
 /// roles => [...], capabilities => [{K, V}], process_count => N, memory_total => M,
-/// messages => M}`.
+/// messages => M, sources => Bool}`.
 #[derive(Debug, Clone, PartialEq, Eq, ToTerm, FromTerm)]
 pub struct Profile {
     /// Its spawnable kinds.
@@ -173,6 +173,11 @@ pub struct Profile {
     pub memory_total: u64,
     /// Distribution messages it has sent and received.
     pub messages: u64,
+    /// Whether it runs WebAssembly modules from other nodes (built with the `wasm` feature,
+    /// with a source authority): a candidate for a spawn with [`SpawnOpts::source`]. Missing
+    /// (an older node): false.
+    #[term(default)]
+    pub sources: bool,
 }
 
 impl Profile {
@@ -217,6 +222,7 @@ pub(crate) fn profile(node: &Node) -> Profile {
         process_count: info.process_count,
         memory_total: info.memory_total,
         messages: info.traffic.messages_in + info.traffic.messages_out,
+        sources: cfg!(feature = "wasm") && node.shared().id.config.source_authority.is_some(),
     }
 }
 
@@ -273,10 +279,15 @@ pub(crate) async fn candidates(node: &Node, kind: &str, has_kind: bool) -> Vec<C
         }
     }
     out.retain(|c| {
-        !has_kind
-            || c.profile
+        if has_kind {
+            c.profile
                 .kind(kind)
                 .is_some_and(|k| c.profile.satisfies(&k.requires))
+        } else {
+            // From a module: nodes that take modules from other nodes, and this node (which
+            // has the module, or the spawn fails naming it).
+            c.profile.sources || c.node == node.name()
+        }
     });
     out.sort_by(|a, b| a.node.cmp(&b.node));
     out
@@ -418,10 +429,11 @@ impl SpawnOpts {
     }
 
     /// Starts the kind from the WebAssembly module `hash` (see `node_server::wasm`, feature
-    /// `wasm`): every node of ours is a candidate, whether it has the module or not; the
-    /// chosen node fetches the module from this one when it lacks it, and runs it as a
-    /// version of the kind (the same version for the same module). This node must have the
-    /// module (or be the chosen node and have it).
+    /// `wasm`): the candidates are this node and the nodes of ours that take modules from
+    /// other nodes (a source authority; [`Profile::sources`]), whether they have the module
+    /// or not; the chosen node fetches the module from this one when it lacks it, and runs
+    /// it as a version of the kind (the same version for the same module). This node must
+    /// have the module.
     pub fn source(mut self, hash: crate::sources::ModuleHash) -> SpawnOpts {
         self.source = Some(hash);
         self
@@ -431,6 +443,33 @@ impl SpawnOpts {
     pub fn timeout(mut self, timeout: Duration) -> SpawnOpts {
         self.timeout = timeout;
         self
+    }
+}
+
+/// How long a node may take to fetch a module for a spawn (`wasm::FETCH_TIMEOUT` where the
+/// feature is on).
+const FETCH_WAIT: Duration = Duration::from_secs(30);
+
+/// Whether a `badrpc` reason is `{'EXIT', {undef, _}}`: no such function there.
+fn is_undef(reason: &Term) -> bool {
+    match reason.as_tuple() {
+        Some([exit, inner]) if exit.is_atom("EXIT") => match inner.as_tuple() {
+            Some([undef, _]) => undef.is_atom("undef"),
+            _ => inner.is_atom("undef"),
+        },
+        _ => false,
+    }
+}
+
+/// The reason of a `badrpc` (`{'EXIT', Reason}`), as text: `not_allowed` for the admin
+/// guard's refusal, so callers can tell it.
+fn badrpc_reason(reason: &Term) -> String {
+    match reason.as_tuple() {
+        Some([exit, inner]) if exit.is_atom("EXIT") => match inner.as_tuple() {
+            Some([tag, _]) if tag.is_atom("not_allowed") => "not_allowed".to_owned(),
+            _ => inner.to_string(),
+        },
+        _ => reason.to_string(),
     }
 }
 
@@ -540,20 +579,18 @@ impl Node {
                 "cannot run module {hash} as {kind}: built without the wasm feature"
             )));
         }
-        let args = vec![
-            Term::binary(hash.to_string()),
-            Term::binary(kind),
-            Term::atom(self.name()),
-        ];
-        // A fetch may take a while: the rpc waits as long as one may.
-        let wait = timeout.max(Duration::from_secs(30));
+        let args = vec![Term::binary(hash.to_string()), Term::binary(kind)];
+        // The target fetches the module from this node when it lacks it: the rpc waits as
+        // long as a fetch may, and then the spawn's own time.
+        let wait = FETCH_WAIT + timeout;
         let reply = self
             .rpc(target, "node_server_wasm", "prepare", args, wait)
             .await
             .map_err(|e| match e {
-                crate::rpc::RpcError::BadRpc(_) => refused(format!(
+                crate::rpc::RpcError::BadRpc(reason) if is_undef(&reason) => refused(format!(
                     "{target} runs no WebAssembly modules (built without the wasm feature)"
                 )),
+                crate::rpc::RpcError::BadRpc(reason) => refused(badrpc_reason(&reason)),
                 crate::rpc::RpcError::Call(e) => SpawnError::Unreachable {
                     node: target.to_owned(),
                     reason: e.to_string(),
@@ -844,6 +881,7 @@ mod tests {
             process_count: 0,
             memory_total: 0,
             messages: 0,
+            sources: false,
         };
         assert_eq!(p.kind("counter").map(|k| k.version), Some(2));
         assert_eq!(p.kind("counter/1").map(|k| k.version), Some(1));

@@ -336,7 +336,8 @@ pub(crate) fn refusal_notice(peer: &Atom, from: &Pid) -> Term {
     io_request(from, Term::atom("node_server_refusal"), request)
 }
 
-/// Registers `shell:start/0` and `edlin_expand:expand/1,2` on a starting node.
+/// Registers `shell:start/0` and `edlin_expand:expand/1,2` on a starting node. The shell is
+/// linked to its group leader as it starts.
 pub(crate) fn install(node: &Node) {
     let weak: Weak<Core> = Arc::downgrade(node.shared());
     node.register_fn("shell", "start", move |args| {
@@ -357,12 +358,12 @@ pub(crate) fn install(node: &Node) {
                     Actor::spawn_linked(
                         None,
                         ShellActor,
-                        (weak.clone(), group_leader),
+                        (weak.clone(), group_leader.clone()),
                         server.clone(),
                     )
                     .await
                 }
-                None => Actor::spawn(None, ShellActor, (weak.clone(), group_leader)).await,
+                None => Actor::spawn(None, ShellActor, (weak.clone(), group_leader.clone())).await,
             };
             let (shell, _) = started.map_err(|e| {
                 RpcFailure::Error(Term::tuple(vec![
@@ -370,6 +371,17 @@ pub(crate) fn install(node: &Node) {
                     Term::binary(e.to_string()),
                 ]))
             })?;
+            // Linked to its group leader from the first moment: a connection lost before the
+            // caller's own link ends the shell too.
+            if let Some(node) = Node::from_core(&core) {
+                if let Err(e) = node.link(&shell, &group_leader).await {
+                    shell.stop(None);
+                    return Err(RpcFailure::Exit(Term::tuple(vec![
+                        Term::atom("noconnection"),
+                        Term::binary(e.to_string()),
+                    ])));
+                }
+            }
             Ok(Term::Pid(core.router.expose(&shell).pid.clone()))
         }
     });

@@ -29,6 +29,9 @@ mod hash;
 
 pub use hash::ModuleHash;
 
+/// The shortest HMAC key a source authority takes, in bytes.
+pub const MIN_KEY_BYTES: usize = 16;
+
 /// Why a module from elsewhere was refused, or a hash did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -47,6 +50,12 @@ pub enum SourceError {
         "the HMAC-SHA256 code of module {0} does not match: wrong key, or the bytes were changed"
     )]
     BadMac(ModuleHash),
+    /// An HMAC key shorter than [`MIN_KEY_BYTES`]: a guessable key would let anyone with the
+    /// cookie load code.
+    #[error(
+        "an HMAC key of {0} bytes is too short: a source authority's key has at least 16 bytes"
+    )]
+    WeakKey(usize),
     /// The validator refused the module.
     #[error("the source authority refused module {hash}: {reason}")]
     Refused {
@@ -101,9 +110,14 @@ impl std::fmt::Debug for SourceAuthority {
 }
 
 impl SourceAuthority {
-    /// Modules must carry `HMAC-SHA256(key, bytes)`.
-    pub fn hmac_key(key: impl AsRef<[u8]>) -> SourceAuthority {
-        SourceAuthority(Kind::Hmac(key.as_ref().into()))
+    /// Modules must carry `HMAC-SHA256(key, bytes)`; a key shorter than [`MIN_KEY_BYTES`] is
+    /// [`SourceError::WeakKey`].
+    pub fn hmac_key(key: impl AsRef<[u8]>) -> Result<SourceAuthority, SourceError> {
+        let key = key.as_ref();
+        if key.len() < MIN_KEY_BYTES {
+            return Err(SourceError::WeakKey(key.len()));
+        }
+        Ok(SourceAuthority(Kind::Hmac(key.into())))
     }
 
     /// Modules are approved (`Ok`) or refused (`Err(reason)`) by `validate`.
@@ -180,9 +194,14 @@ mod tests {
 
     #[tokio::test]
     async fn hmac_authority_checks_the_code() {
-        let auth = SourceAuthority::hmac_key("secret");
+        assert_eq!(
+            SourceAuthority::hmac_key("short").unwrap_err(),
+            SourceError::WeakKey(5)
+        );
+        assert!(SourceAuthority::hmac_key("").is_err());
+        let auth = SourceAuthority::hmac_key("a secret of 16+ bytes").unwrap();
         let good = auth.mac(b"module").unwrap().to_vec();
-        assert_eq!(good, mac(b"secret", b"module"));
+        assert_eq!(good, mac(b"a secret of 16+ bytes", b"module"));
         // RFC 4231 test case 2.
         assert_eq!(
             hex(&mac(b"Jefe", b"what do ya want for nothing?")),

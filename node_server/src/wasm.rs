@@ -136,8 +136,13 @@ impl Node {
     /// Registers spawnable kind `spec` (see [`crate::kinds`]) whose actors run the loaded
     /// module `hash`: `init` gets the spawn's argument list as it is.
     pub fn spawnable_wasm(&self, spec: KindSpec, hash: &ModuleHash) -> Result<KindInfo, WasmError> {
-        self.wasm_modules().get(hash)?;
-        actor::register_kind(self.shared(), spec, *hash)
+        let modules = self.wasm_modules();
+        modules.get(hash)?;
+        let _naming = crate::lock(&modules.naming);
+        let info = actor::register_kind(self.shared(), spec, *hash)?;
+        // Recorded, so an unload takes the kind with the module.
+        modules.add_kind(hash, &info.name, info.version);
+        Ok(info)
     }
 
     /// Starts an actor from the loaded module `hash` on this node with the argument list

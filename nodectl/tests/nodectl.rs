@@ -1610,9 +1610,9 @@ fn repl_in_a_terminal_prompts_edits_and_notices_a_lost_node() {
 fn load_spawn_from_a_source_and_unload_webassembly_modules() {
     let cluster = Cluster::new();
     let key = cluster.home.join("sources.key");
-    std::fs::write(&key, "k3y\n").unwrap();
+    std::fs::write(&key, "the sources key of this test\n").unwrap();
     let wrong = cluster.home.join("wrong.key");
-    std::fs::write(&wrong, "nope").unwrap();
+    std::fs::write(&wrong, "not the key of this test").unwrap();
     let key_arg = key.display().to_string();
     let a = cluster.echo_node_with("ws_a", &[], &["--sources-key", &key_arg]);
     let b = cluster.echo_node_with("ws_b", &[], &["--sources-key", &key_arg]);

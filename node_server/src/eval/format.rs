@@ -96,8 +96,10 @@ pub(super) fn format(fmt: &Term, args: &Term) -> Option<String> {
                 };
                 let c = char::from_u32(u32::try_from(*c).ok()?)?;
                 // Repeated `precision` times, else as wide as the field.
-                let n = precision.or(width.map(i64::abs)).unwrap_or(1);
-                let n = usize::try_from(n).ok()?;
+                let n = match precision {
+                    Some(p) => usize::try_from(p).ok()?,
+                    None => usize::try_from(width.map_or(1, i64::unsigned_abs)).ok()?,
+                };
                 if n > MAX_WIDTH {
                     return None;
                 }

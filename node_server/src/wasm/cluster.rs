@@ -6,10 +6,10 @@
 //! | rpc | answer |
 //! |---|---|
 //! | `node_server_wasm:load(Bytes, Mac)` | `{ok, <<"sha256:...">>}` or `{error, Text}`; `Mac` is the 32-byte `HMAC-SHA256(key, Bytes)` or `undefined` |
-//! | `node_server_wasm:unload(Hash)` | `ok` or `{error, Text}` |
+//! | `node_server_wasm:unload(Hash)` | `ok` or `{error, Text}`; refused on a node without a source authority (modules are managed from other nodes only where they may load them) |
 //! | `node_server_wasm:list()` | `[#{hash, size, kinds, actors}]`, hashes and kinds as binaries |
 //! | `node_server_wasm:fetch(Hash)` | `{ok, Bytes, Mac}` (`Mac`: this node's own code when its authority has a key, else the code the module came with, else `undefined`) or `{error, Text}` |
-//! | `node_server_wasm:prepare(Hash, Kind, From)` | makes sure the module is here (fetched from node `From` when not, checked against the hash and the source authority), and that a version of kind `Kind` starts it: `{ok, <<"Kind/N">>}` or `{error, Text}` |
+//! | `node_server_wasm:prepare(Hash, Kind)` | makes sure the module is here (fetched from the calling node when not, checked against the hash and the source authority; one fetch at a time), and that a version of kind `Kind` starts it: `{ok, <<"Kind/N">>}` or `{error, Text}`; refused without a source authority, and for a kind name that has native versions |
 //!
 //! # Kinds and versions
 //! A module runs as a spawnable kind ([`crate::kinds`]). The first time kind `counter` is
@@ -106,11 +106,22 @@ impl Node {
                 _ => return Err(WasmError::UnknownModule(*hash)),
             }
         }
+        // The version is chosen, registered and recorded in one step (no await in it).
+        let _naming = crate::lock(&modules.naming);
         if let Some(v) = modules.kind_version(hash, name) {
             return Ok(format!("{name}/{v}"));
         }
         let kinds = Kinds::of(self.shared());
-        let version = kinds.versions(name).last().map_or(1, |v| v + 1);
+        let versions = kinds.versions(name);
+        if let Some(native) = versions.iter().find(|v| !modules.is_wasm_kind(name, **v)) {
+            return Err(WasmError::NativeKind {
+                name: name.to_owned(),
+                version: *native,
+            });
+        }
+        // Unloaded meanwhile: nothing registered.
+        modules.get(hash)?;
+        let version = versions.last().map_or(1, |v| v + 1);
         let full = format!("{name}/{version}");
         super::actor::register_kind(self.shared(), KindSpec::new(full.clone()), *hash)?;
         modules.add_kind(hash, name, version);
@@ -120,6 +131,12 @@ impl Node {
     /// Fetches module `hash` from node `from` and loads it (checked against the hash and the
     /// source authority).
     async fn fetch_wasm(&self, hash: &ModuleHash, from: &str) -> Result<(), WasmError> {
+        // One fetch at a time; a fetch of the same module that finished meanwhile is enough.
+        let modules = self.wasm_modules();
+        let _fetching = modules.fetching.lock().await;
+        if modules.get(hash).is_ok() {
+            return Ok(());
+        }
         let failed = |reason: String| WasmError::Fetch {
             hash: *hash,
             node: from.to_owned(),
@@ -227,6 +244,10 @@ pub(crate) fn install(node: &Node) {
     });
     reg("unload", 1, |node, args| {
         Box::pin(async move {
+            // Modules are managed from other nodes only where loading from them is allowed.
+            if node.shared().id.config.source_authority.is_none() {
+                return error(SourceError::NoAuthority);
+            }
             match hash_arg(&args[0]) {
                 Ok(hash) => match node.unload_wasm(&hash) {
                     Ok(()) => Term::atom("ok"),
@@ -282,16 +303,21 @@ pub(crate) fn install(node: &Node) {
             }
         })
     });
-    reg("prepare", 3, |node, args| {
+    reg("prepare", 2, |node, args| {
         Box::pin(async move {
+            if node.shared().id.config.source_authority.is_none() {
+                return error(SourceError::NoAuthority);
+            }
             let hash = match hash_arg(&args[0]) {
                 Ok(h) => h,
                 Err(e) => return e,
             };
-            let (Some(kind), Some(from)) = (name_arg(&args[1]), name_arg(&args[2])) else {
-                return error("prepare(Hash, Kind, From): Kind and From are names");
+            let Some(kind) = name_arg(&args[1]) else {
+                return error("prepare(Hash, Kind): Kind is a name");
             };
-            match node.wasm_kind(&hash, &kind, Some(&from)).await {
+            // Fetched from the node that asks, never from a node it names.
+            let from = crate::rpc::current_caller_node().map(|a| a.as_str().to_owned());
+            match node.wasm_kind(&hash, &kind, from.as_deref()).await {
                 Ok(full) => Term::tuple(vec![Term::atom("ok"), Term::binary(full)]),
                 Err(e) => error(e),
             }

@@ -74,6 +74,16 @@ pub enum WasmError {
     /// No module with that hash is loaded here.
     #[error("no module {0} is loaded")]
     UnknownModule(ModuleHash),
+    /// A module was asked to run as a version of a kind that has native (Rust) versions.
+    #[error(
+        "kind {name} has a native version ({name}/{version}): a module cannot be a version of it"
+    )]
+    NativeKind {
+        /// The kind's name.
+        name: String,
+        /// Its native version.
+        version: u32,
+    },
     /// The kind could not be registered.
     #[error(transparent)]
     Kind(#[from] KindError),

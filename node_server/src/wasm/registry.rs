@@ -17,6 +17,11 @@ pub struct WasmModules {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
     by_hash: RwLock<BTreeMap<ModuleHash, Entry>>,
+    /// Held while a kind version is chosen and registered for a module, so two modules
+    /// never get the same version of a name.
+    pub(crate) naming: std::sync::Mutex<()>,
+    /// Held while a module is fetched from another node: one fetch at a time.
+    pub(crate) fetching: tokio::sync::Mutex<()>,
 }
 
 /// A loaded module, the code it came with, and the kinds registered for it.
@@ -62,6 +67,8 @@ impl Default for WasmModules {
             engine,
             linker: Arc::new(linker),
             by_hash: RwLock::new(BTreeMap::new()),
+            naming: std::sync::Mutex::new(()),
+            fetching: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -153,11 +160,23 @@ impl WasmModules {
             .map(|(_, v)| *v)
     }
 
-    /// Records that version `version` of kind `name` starts module `hash`.
-    pub(crate) fn add_kind(&self, hash: &ModuleHash, name: &str, version: u32) {
-        if let Some(e) = crate::write(&self.by_hash).get_mut(hash) {
-            e.kinds.push((name.to_owned(), version));
+    /// Records that version `version` of kind `name` starts module `hash`; false when the
+    /// module is not loaded (any more).
+    pub(crate) fn add_kind(&self, hash: &ModuleHash, name: &str, version: u32) -> bool {
+        match crate::write(&self.by_hash).get_mut(hash) {
+            Some(e) => {
+                e.kinds.push((name.to_owned(), version));
+                true
+            }
+            None => false,
         }
+    }
+
+    /// Whether version `version` of kind `name` starts one of the loaded modules.
+    pub(crate) fn is_wasm_kind(&self, name: &str, version: u32) -> bool {
+        crate::read(&self.by_hash)
+            .values()
+            .any(|e| e.kinds.iter().any(|(n, v)| n == name && *v == version))
     }
 
     /// Forgets module `hash`: the kinds that started it, or `None` when it was not loaded.

@@ -737,6 +737,7 @@ async fn node_with(name: &str, authority: Option<crate::sources::SourceAuthority
 #[tokio::test]
 async fn loads_from_other_nodes_pass_the_source_authority() {
     use crate::sources::{SourceAuthority, SourceError};
+    const KEY: &str = "a key of sixteen bytes or more";
     let bytes = bytes::Bytes::from_static(COUNTER_WASM);
     let hash = ModuleHash::of(COUNTER_WASM);
 
@@ -750,8 +751,8 @@ async fn loads_from_other_nodes_pass_the_source_authority() {
     assert_eq!(plain.load_wasm(COUNTER_WASM), Ok(hash));
     plain.shutdown().await;
 
-    let keyed = node_with("src_key", Some(SourceAuthority::hmac_key("k3y"))).await;
-    let good = crate::sources::mac(b"k3y", COUNTER_WASM).to_vec();
+    let keyed = node_with("src_key", Some(SourceAuthority::hmac_key(KEY).unwrap())).await;
+    let good = crate::sources::mac(KEY.as_bytes(), COUNTER_WASM).to_vec();
     let mut bad = good.clone();
     bad[31] ^= 0x80;
     assert_eq!(
@@ -781,7 +782,7 @@ async fn loads_from_other_nodes_pass_the_source_authority() {
     );
     // Bad bytes with a good code for them: the module's own error.
     let junk = b"\0asm\x01\0\0\0\x05junk".to_vec();
-    let junk_mac = crate::sources::mac(b"k3y", &junk).to_vec();
+    let junk_mac = crate::sources::mac(KEY.as_bytes(), &junk).to_vec();
     let e = keyed
         .load_wasm_from(junk.into(), Some(junk_mac), "x@h")
         .await
@@ -870,6 +871,26 @@ async fn kinds_name_modules_in_versions_and_unload_frees_them() {
     assert_eq!(node.unload_wasm(&v2), Err(WasmError::UnknownModule(v2)));
     assert_eq!(call(&node, &new, t("get")).await, Some(Term::Int(3)));
     assert_eq!(call(&node, &old, t("get")).await, Some(Term::Int(4)));
+
+    // A name with a native version cannot take a module; spawnable_wasm kinds go with an
+    // unload too.
+    let (tx, _rx) = mpsc::unbounded_channel();
+    node.spawnable_made(crate::kinds::KindSpec::new("native"), move |_| {
+        Probe(tx.clone())
+    })
+    .unwrap();
+    assert_eq!(
+        node.wasm_kind(&v1, "native", None).await,
+        Err(WasmError::NativeKind {
+            name: "native".into(),
+            version: 1
+        })
+    );
+    let v3 = node.load_wasm(&super::padded(COUNTER_WASM, 1)).unwrap();
+    node.spawnable_wasm(crate::kinds::KindSpec::new("named/4"), &v3)
+        .unwrap();
+    node.unload_wasm(&v3).unwrap();
+    assert!(!node.kinds().iter().any(|k| k.name == "named"));
 
     // The module's memory goes with its last actor.
     assert!(held.upgrade().is_some(), "its actor still runs it");
