@@ -103,6 +103,23 @@ async fn processes_process_info_and_etop_see_our_actors() {
         "{undef,[{nosuch,start,[1],[]}]}"
     );
 
+    // A spawned function is a process with a mailbox: observer's fetch_stats sends samples
+    // to its parent until a message reaches it.
+    assert_eq!(
+        e.ok_in_place(&format!(
+            "begin {{P, R}} = spawn_monitor('{rust}', observer_backend, fetch_stats, [self(), 20]), \
+             S = receive {{stats, 1, [{{1, A, T}} | _], {{{{input, I}}, {{output, O}}}}, M}} \
+                   when is_integer(A), T >= A, is_integer(I), is_integer(O) -> \
+                     {{ok, lists:keymember(total, 1, M)}} \
+                 after 5000 -> timeout end, \
+             Listed = lists:member(P, rpc:call('{rust}', erlang, processes, [])), \
+             P ! exit, \
+             D = receive {{'DOWN', R, process, P, Why}} -> Why after 5000 -> timeout end, \
+             {{S, Listed, D, lists:member(P, rpc:call('{rust}', erlang, processes, []))}} end"
+        )),
+        "{{ok,true},true,normal,false}"
+    );
+
     // etop in text mode, from its own node: it lists kv. OTP 27's etop (observer 2.17)
     // sets up `dbg` tracing on a remote node whatever `{tracing, off}` says, and our node has
     // no `dbg`: that release's etop cannot watch it (OTP 25's and 29's can).

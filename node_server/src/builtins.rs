@@ -288,7 +288,7 @@ pub(crate) fn exit(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
     Ok(Term::atom("true"))
 }
 
-fn cpus() -> u64 {
+pub(crate) fn cpus() -> u64 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
 }
 
@@ -332,7 +332,7 @@ pub(crate) fn resident_bytes() -> u64 {
 }
 
 /// CPU time of the whole process (user + system) in milliseconds (Linux), else 0.
-fn cpu_ms() -> u64 {
+pub(crate) fn cpu_ms() -> u64 {
     // Fields after the command name: state is field 3, utime 14, stime 15.
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return 0;
@@ -369,7 +369,7 @@ fn memory_of(kind: &str, rss: u64) -> Option<u64> {
     }
 }
 
-fn memory(_shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
+pub(crate) fn memory(_shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
     let rss = resident_bytes();
     let pair = |kind: &str| -> Option<Term> {
         memory_of(kind, rss).map(|v| Term::tuple(vec![Term::atom(kind), int(v)]))
@@ -403,7 +403,7 @@ fn since_last(last: &std::sync::Mutex<u64>, now: u64) -> Term {
     Term::tuple(vec![int(now), int(delta)])
 }
 
-fn statistics(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
+pub(crate) fn statistics(shared: &Arc<Core>, args: Vec<Term>) -> RpcResult {
     let [Term::Atom(item)] = &args[..] else {
         return Err(if args.len() == 1 {
             RpcFailure::badarg()

@@ -5,7 +5,7 @@
 //! | tab | asks | answer |
 //! |---|---|---|
 //! | System | `observer_backend:sys_info/0` | [`crate::processes`]: versions, CPUs, memory, counts; one allocator, `node_server`, whose blocks and carriers are the resident set size |
-//! | Load Charts | a spawn of `observer_backend:fetch_stats/2` | not there: the spawn exits `undef` at once, observer notes it and the charts stay empty |
+//! | Load Charts | a spawn of `observer_backend:fetch_stats(Parent, Ms)` | a process that sends `{stats, 1, SchedulerWallTime, Io, Memory}` to `Parent` every `Ms` until any message reaches it (observer sends `exit` when the tab goes), the parent's node goes or this node stops: scheduler utilisation is the process's CPU time spread over one "scheduler" per CPU, memory as `erlang:memory/0` answers |
 //! | Memory Allocators | `sys_info/0`'s `alloc_info` | the one allocator above |
 //! | Applications | `appmon_info:start_link2/3`, then casts `app_ctrl` and `app` | a process of the node that answers: no applications (the node runs none) |
 //! | Processes | `erlang:function_exported(observer_backend, procs_info, 1)` | `false`, so observer uses `etop_collect/1` ([`crate::processes`]) and lists the node's processes |
@@ -40,6 +40,12 @@ pub(crate) fn register_functions(node: &Node) {
     node.register_fn("observer_backend", "get_table_list", move |a| empty(a, 2));
 
     let w = weak.clone();
+    node.register_fn("observer_backend", "fetch_stats", move |args| {
+        let weak = w.clone();
+        async move { fetch_stats(weak, args).await }
+    });
+
+    let w = weak.clone();
     node.register_fn("erlang", "function_exported", move |args| {
         let result = match (&args[..], w.upgrade()) {
             (_, None) => Err(RpcFailure::Exit(Term::atom("shutdown"))),
@@ -69,6 +75,57 @@ pub(crate) fn register_functions(node: &Node) {
         };
         async move { result }
     });
+}
+
+/// `observer_backend:fetch_stats(Parent, Ms)`, as a spawned process (see the module docs).
+async fn fetch_stats(weak: Weak<Core>, args: Vec<Term>) -> crate::rpc::RpcResult {
+    let [Term::Pid(parent), Term::Int(ms)] = &args[..] else {
+        return Err(RpcFailure::badarg());
+    };
+    // Only as a process: an rpc has no mailbox to stop it.
+    if crate::rpc::current_pid().is_none() {
+        return Err(RpcFailure::badarg());
+    }
+    let every = std::time::Duration::from_millis((*ms).clamp(10, 60_000) as u64);
+    let started = std::time::Instant::now();
+    loop {
+        if crate::rpc::receive(Some(every)).await.is_some() {
+            return Ok(Term::atom("ok"));
+        }
+        let Some(core) = weak.upgrade() else {
+            return Ok(Term::atom("ok"));
+        };
+        if core.ops.is_stopping() || core.session(&parent.node).is_none() {
+            return Ok(Term::atom("ok"));
+        }
+        core.send_pid(parent, stats(&core, started.elapsed()));
+    }
+}
+
+/// `{stats, 1, SchedulerWallTime, {{input, In}, {output, Out}}, Memory}`.
+fn stats(core: &Arc<Core>, wall: std::time::Duration) -> Term {
+    let cpus = crate::builtins::cpus().max(1);
+    // One "scheduler" per CPU, each as busy as the process's CPU time spread over them.
+    let total = wall.as_micros().min(i64::MAX as u128) as i64;
+    let active = ((crate::builtins::cpu_ms() * 1000 / cpus) as i64).min(total);
+    let schedulers = (1..=cpus)
+        .map(|id| {
+            Term::tuple(vec![
+                Term::Int(id as i64),
+                Term::Int(active),
+                Term::Int(total),
+            ])
+        })
+        .collect::<Vec<_>>();
+    let io = crate::builtins::statistics(core, vec![Term::atom("io")]).unwrap_or(Term::NIL);
+    let memory = crate::builtins::memory(core, Vec::new()).unwrap_or(Term::NIL);
+    Term::tuple(vec![
+        Term::atom("stats"),
+        Term::Int(1),
+        Term::list(schedulers),
+        io,
+        memory,
+    ])
 }
 
 /// The appmon process: it answers `app_ctrl` with no applications and `app` with an empty

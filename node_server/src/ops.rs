@@ -197,6 +197,11 @@ impl Drop for InFlight {
 
 impl Ops {
     /// Starts a stop with exit status `status`; false when one already started.
+    /// Whether the node is stopping.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
     pub fn begin_stop(&self, status: i32) -> bool {
         if self.stopping.swap(true, Ordering::SeqCst) {
             return false;

@@ -171,6 +171,14 @@ impl Registry {
         pid
     }
 
+    /// Removes the service `pid` (and its name, if it has one).
+    pub fn remove_service(&mut self, pid: &Pid) {
+        if let Some(LocalProcess::Service(gone)) = self.by_pid.remove(&pid.id) {
+            self.names
+                .retain(|_, p| !matches!(p, LocalProcess::Service(s) if Arc::ptr_eq(s, &gone)));
+        }
+    }
+
     /// The entry for an actor, made on first use.
     pub fn expose(
         &mut self,

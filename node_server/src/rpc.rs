@@ -140,18 +140,23 @@ impl Invocation {
 
     /// Runs it: the result, and the stack Erlang would report with an error.
     pub async fn run(self) -> (RpcResult, Term) {
-        self.run_as(None).await
+        self.run_as(None, None).await
     }
 
-    /// [`Invocation::run`] as the process `pid` (a spawn of the function): the function
-    /// reads it with [`current_pid`].
-    pub async fn run_as(self, pid: Option<Pid>) -> (RpcResult, Term) {
+    /// [`Invocation::run`] as the process `pid` (a spawn of the function), whose messages
+    /// arrive in `mailbox`: the function reads them with [`current_pid`] and [`receive`].
+    pub async fn run_as(
+        self,
+        pid: Option<Pid>,
+        mailbox: Option<Arc<Mailbox>>,
+    ) -> (RpcResult, Term) {
         let stack = stack(&self.module, &self.function, &self.args);
         let result = match self.func {
             Err(refusal) => Err(refusal),
             Ok(func) => {
                 let caller = Caller {
                     pid,
+                    mailbox,
                     group_leader: self.group_leader,
                     node: Some(self.caller_node),
                 };
@@ -166,6 +171,37 @@ tokio::task_local! {
     static SELF: Pid;
     static GROUP_LEADER: Pid;
     static CALLER_NODE: Atom;
+    static MAILBOX: Arc<Mailbox>;
+}
+
+/// How many messages may wait in a spawned function's mailbox; more are dropped, with a
+/// warning in the log.
+pub const MAILBOX_CAP: usize = 1024;
+
+/// The messages sent to the pid of a spawned function ([`receive`]).
+#[derive(Debug)]
+pub(crate) struct Mailbox(tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Term>>);
+
+impl Mailbox {
+    /// A mailbox and what puts messages in it (false when it is full or gone).
+    pub fn new() -> (Arc<Mailbox>, impl Fn(Term) -> bool + Send + Sync + 'static) {
+        let (tx, rx) = tokio::sync::mpsc::channel(MAILBOX_CAP);
+        let mailbox = Arc::new(Mailbox(tokio::sync::Mutex::new(rx)));
+        (mailbox, move |msg| tx.try_send(msg).is_ok())
+    }
+}
+
+/// The next message sent to the process this function runs as, when it was spawned
+/// (`spawn(Node, M, F, A)`: [`current_pid`]), waiting at most `timeout` (`None`: as long as
+/// it takes): Erlang's `receive Msg -> .. after T -> .. end` for functions. `None` when the
+/// time is up, or the function is not running as a spawned process.
+pub async fn receive(timeout: Option<std::time::Duration>) -> Option<Term> {
+    let mailbox = MAILBOX.try_with(Arc::clone).ok()?;
+    let mut rx = mailbox.0.lock().await;
+    match timeout {
+        None => rx.recv().await,
+        Some(t) => tokio::time::timeout(t, rx.recv()).await.ok().flatten(),
+    }
 }
 
 /// The pid of the process a function runs as, when it was spawned (`spawn(Node, M, F, A)`
@@ -187,10 +223,12 @@ pub fn current_caller_node() -> Option<Atom> {
     CALLER_NODE.try_with(Atom::clone).ok()
 }
 
-/// Who a function runs for: its own pid when spawned, the caller's group leader and node.
+/// Who a function runs for: its own pid and mailbox when spawned, the caller's group leader
+/// and node.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Caller {
     pub pid: Option<Pid>,
+    pub mailbox: Option<Arc<Mailbox>>,
     pub group_leader: Option<Pid>,
     pub node: Option<Atom>,
 }
@@ -211,6 +249,9 @@ pub(crate) async fn apply(
             }
             if let Some(node) = caller.node {
                 run = Box::pin(CALLER_NODE.scope(node, run));
+            }
+            if let Some(mailbox) = caller.mailbox {
+                run = Box::pin(MAILBOX.scope(mailbox, run));
             }
             if let Some(pid) = caller.pid {
                 run = Box::pin(SELF.scope(pid, run));

@@ -78,6 +78,11 @@ pub(crate) trait Inbound: Send + Sync + 'static {
     fn invocation(&self, peer: (&Atom, bool), m: Atom, f: Atom, args: Vec<Term>) -> Invocation;
     /// A fresh pid of this node.
     fn fresh_pid(&self) -> Pid;
+    /// A process for a spawned function: its pid, which takes messages into the mailbox,
+    /// until [`Inbound::end_process`].
+    fn function_process(&self) -> (Pid, Arc<crate::rpc::Mailbox>);
+    /// The process of [`Inbound::function_process`] is gone.
+    fn end_process(&self, pid: &Pid);
     /// Counts an rpc in flight until the guard drops (a graceful stop waits for them).
     fn rpc_started(&self) -> Option<crate::ops::InFlight>;
     /// The traffic counters.
@@ -147,6 +152,23 @@ impl Inbound for Core {
 
     fn fresh_pid(&self) -> Pid {
         self.registry().fresh_pid()
+    }
+
+    fn function_process(&self) -> (Pid, Arc<crate::rpc::Mailbox>) {
+        let (mailbox, put) = crate::rpc::Mailbox::new();
+        let pid = self.registry().add_service(
+            None,
+            Box::new(move |from, msg| {
+                if !put(msg) {
+                    tracing::warn!(%from, "a spawned function's mailbox is full: message dropped");
+                }
+            }),
+        );
+        (pid, mailbox)
+    }
+
+    fn end_process(&self, pid: &Pid) {
+        self.registry().remove_service(pid);
     }
 
     fn rpc_started(&self) -> Option<crate::ops::InFlight> {
@@ -589,6 +611,10 @@ mod tests {
         fn fresh_pid(&self) -> Pid {
             crate::lock(&self.registry).fresh_pid()
         }
+        fn function_process(&self) -> (Pid, Arc<crate::rpc::Mailbox>) {
+            (self.fresh_pid(), crate::rpc::Mailbox::new().0)
+        }
+        fn end_process(&self, _: &Pid) {}
         fn rpc_started(&self) -> Option<crate::ops::InFlight> {
             None
         }

@@ -150,7 +150,8 @@ impl<N: Inbound> Dispatcher<N> {
     /// A spawn of a registered function (`spawn(Node, M, F, A)` where `M:F` is one of the
     /// node's rpc functions, as OTP's tools do: `etop` spawns `observer_backend:etop_collect/1`):
     /// it runs as a short-lived process with a fresh pid, which the function reads as
-    /// `self()` ([`crate::rpc::current_pid`]), and exits `normal` when it returns, or with
+    /// `self()` ([`crate::rpc::current_pid`]) and whose messages it reads with
+    /// [`crate::rpc::receive`], and exits `normal` when it returns, or with
     /// the reason of its failure (`{undef, [{M, F, Args, []}]}` for a function that is not
     /// there, as OTP's), through the link and monitor asked for.
     fn spawn_function(
@@ -160,7 +161,7 @@ impl<N: Inbound> Dispatcher<N> {
         args: Vec<Term>,
         group_leader: Pid,
     ) {
-        let pid = self.node.fresh_pid();
+        let (pid, mailbox) = self.node.function_process();
         self.send(spawner.reply(&pid), None);
         let invocation = self
             .node
@@ -168,9 +169,11 @@ impl<N: Inbound> Dispatcher<N> {
             .with_group_leader(group_leader);
         let queue = self.queue().clone();
         let in_flight = self.node.rpc_started();
+        let node = self.node.clone();
         tokio::spawn(async move {
             let _in_flight = in_flight;
-            let (result, stack) = invocation.run_as(Some(pid.clone())).await;
+            let (result, stack) = invocation.run_as(Some(pid.clone()), Some(mailbox)).await;
+            node.end_process(&pid);
             let reason = match result {
                 Ok(_) => Term::atom("normal"),
                 Err(failure) => failure.exit_reason(stack),
