@@ -25,53 +25,14 @@ use node_server::etf::Term;
 use node_server::kinds::KindSpec;
 use node_server::placement::{Placement, SpawnOpts};
 use node_server::wasm::WasmMsg;
-use node_server::{ErlangMessage, Node, NodeConfig};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use node_server::NodeConfig;
+use ractor::Actor;
 
-/// The native counter, as `echo_node`'s `counter`.
-#[derive(Debug, ErlangMessage)]
-enum CounterMsg {
-    Add(i64),
-    #[term(rename = "get")]
-    GetTo(node_server::etf::Pid),
-    #[rpc]
-    Get(RpcReplyPort<i64>),
-    Crash,
-}
+/// The native counter: `echo_node`'s `counter`.
+#[path = "echo_node/services.rs"]
+mod services;
 
-struct Counter {
-    node: Node,
-}
-
-impl Actor for Counter {
-    type Msg = CounterMsg;
-    type State = i64;
-    type Arguments = i64;
-
-    async fn pre_start(&self, _: ActorRef<CounterMsg>, n: i64) -> Result<i64, ActorProcessingErr> {
-        Ok(n)
-    }
-
-    async fn handle(
-        &self,
-        me: ActorRef<CounterMsg>,
-        msg: CounterMsg,
-        count: &mut i64,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            CounterMsg::Add(n) => *count = count.saturating_add(n),
-            CounterMsg::GetTo(from) => self.node.send(
-                &node_server::remote::RemoteTarget::Pid(from),
-                Term::tuple(vec![Term::atom("count"), Term::Int(*count)]),
-            ),
-            CounterMsg::Get(reply) => {
-                let _ = reply.send(*count);
-            }
-            CounterMsg::Crash => self.node.exit_actor(&me, Term::atom("crashed")),
-        }
-        Ok(())
-    }
-}
+use services::{Counter, CounterMsg};
 
 const BATCH: u64 = 10_000;
 
@@ -122,7 +83,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     // Native.
-    let (native, _) = Actor::spawn(None, Counter { node: node.clone() }, 0).await?;
+    let (native, _) = Actor::spawn(None, Counter::new(&node), 0).await?;
     let native_pid = node.pid_of(&native);
     let get_native = || async { ractor::call_t!(native, CounterMsg::Get, 10_000).expect("get") };
     let native_typed = rate(

@@ -172,19 +172,13 @@ async fn main() -> ExitCode {
         config = config.metrics_listen(addr);
     }
     if let Some(path) = &args.sources_key {
-        match std::fs::read(path) {
-            Ok(mut key) => {
-                if key.ends_with(b"\n") {
-                    key.pop();
-                }
-                match node_server::sources::SourceAuthority::hmac_key(key) {
-                    Ok(authority) => config = config.source_authority(authority),
-                    Err(e) => {
-                        eprintln!("echo_node: --sources-key {}: {e}", path.display());
-                        return ExitCode::from(2);
-                    }
-                }
-            }
+        let authority = node_server::sources::read_key(path)
+            .map_err(|e| e.to_string())
+            .and_then(|key| {
+                node_server::sources::SourceAuthority::hmac_key(key).map_err(|e| e.to_string())
+            });
+        match authority {
+            Ok(authority) => config = config.source_authority(authority),
             Err(e) => {
                 eprintln!("echo_node: --sources-key {}: {e}", path.display());
                 return ExitCode::from(2);

@@ -450,29 +450,6 @@ impl SpawnOpts {
 /// feature is on).
 const FETCH_WAIT: Duration = Duration::from_secs(30);
 
-/// Whether a `badrpc` reason is `{'EXIT', {undef, _}}`: no such function there.
-fn is_undef(reason: &Term) -> bool {
-    match reason.as_tuple() {
-        Some([exit, inner]) if exit.is_atom("EXIT") => match inner.as_tuple() {
-            Some([undef, _]) => undef.is_atom("undef"),
-            _ => inner.is_atom("undef"),
-        },
-        _ => false,
-    }
-}
-
-/// The reason of a `badrpc` (`{'EXIT', Reason}`), as text: `not_allowed` for the admin
-/// guard's refusal, so callers can tell it.
-fn badrpc_reason(reason: &Term) -> String {
-    match reason.as_tuple() {
-        Some([exit, inner]) if exit.is_atom("EXIT") => match inner.as_tuple() {
-            Some([tag, _]) if tag.is_atom("not_allowed") => "not_allowed".to_owned(),
-            _ => inner.to_string(),
-        },
-        _ => reason.to_string(),
-    }
-}
-
 /// A process [`Node::spawn_on`] started.
 #[derive(Debug)]
 pub struct Spawned {
@@ -526,14 +503,7 @@ impl Node {
                     .await
                     .map_err(|e| match e {
                         // `{'EXIT', {badarg, Stack}}`: the reason without the stack.
-                        crate::rpc::RpcError::BadRpc(reason) => match reason.as_tuple() {
-                            Some([exit, inner]) if exit.is_atom("EXIT") => inner
-                                .as_tuple()
-                                .and_then(|t| t.first())
-                                .unwrap_or(inner)
-                                .to_string(),
-                            _ => reason.to_string(),
-                        },
+                        crate::rpc::RpcError::BadRpc(reason) => crate::rpc::badrpc_reason(&reason),
                         other => other.to_string(),
                     })
             };
@@ -587,10 +557,12 @@ impl Node {
             .rpc(target, "node_server_wasm", "prepare", args, wait)
             .await
             .map_err(|e| match e {
-                crate::rpc::RpcError::BadRpc(reason) if is_undef(&reason) => refused(format!(
-                    "{target} runs no WebAssembly modules (built without the wasm feature)"
-                )),
-                crate::rpc::RpcError::BadRpc(reason) => refused(badrpc_reason(&reason)),
+                crate::rpc::RpcError::BadRpc(reason) if crate::rpc::is_undef(&reason) => {
+                    refused(format!(
+                        "{target} runs no WebAssembly modules (built without the wasm feature)"
+                    ))
+                }
+                crate::rpc::RpcError::BadRpc(reason) => refused(crate::rpc::badrpc_reason(&reason)),
                 crate::rpc::RpcError::Call(e) => SpawnError::Unreachable {
                     node: target.to_owned(),
                     reason: e.to_string(),

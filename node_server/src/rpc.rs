@@ -64,6 +64,26 @@ pub enum RpcError {
     Call(#[from] crate::CallError),
 }
 
+/// Whether a `{badrpc, Reason}` reason is `{'EXIT', {undef, _}}`: the function is not there
+/// (on a node of ours: a node without that part, or not ours at all).
+pub fn is_undef(reason: &Term) -> bool {
+    matches!(reason.as_tuple(), Some([exit, inner]) if exit.is_atom("EXIT")
+        && matches!(inner.as_tuple(), Some([undef, _]) if undef.is_atom("undef")))
+}
+
+/// The exit reason in a `{badrpc, {'EXIT', Reason}}` without its stack, as text: `badarg`
+/// for `{badarg, Stack}`, `not_allowed` for the admin guard's `{not_allowed, Node}`.
+pub fn badrpc_reason(reason: &Term) -> String {
+    match reason.as_tuple() {
+        Some([exit, inner]) if exit.is_atom("EXIT") => inner
+            .as_tuple()
+            .and_then(|t| t.first())
+            .unwrap_or(inner)
+            .to_string(),
+        _ => reason.to_string(),
+    }
+}
+
 /// `{Module, Function}` of a registered function.
 pub(crate) type FnKey = (Atom, Atom);
 
@@ -168,10 +188,8 @@ impl Invocation {
 }
 
 tokio::task_local! {
-    static SELF: Pid;
-    static GROUP_LEADER: Pid;
-    static CALLER_NODE: Atom;
-    static MAILBOX: Arc<Mailbox>;
+    /// Who the running function runs for (set once, by [`apply`]).
+    static CALLER: Caller;
 }
 
 /// How many messages may wait in a spawned function's mailbox; more are dropped, with a
@@ -196,7 +214,7 @@ impl Mailbox {
 /// it takes): Erlang's `receive Msg -> .. after T -> .. end` for functions. `None` when the
 /// time is up, or the function is not running as a spawned process.
 pub async fn receive(timeout: Option<std::time::Duration>) -> Option<Term> {
-    let mailbox = MAILBOX.try_with(Arc::clone).ok()?;
+    let mailbox = CALLER.try_with(|c| c.mailbox.clone()).ok().flatten()?;
     let mut rx = mailbox.0.lock().await;
     match timeout {
         None => rx.recv().await,
@@ -207,20 +225,20 @@ pub async fn receive(timeout: Option<std::time::Duration>) -> Option<Term> {
 /// The pid of the process a function runs as, when it was spawned (`spawn(Node, M, F, A)`
 /// of a registered function, see [`crate::kinds`]): what `self()` is for it. `None` in an rpc.
 pub fn current_pid() -> Option<Pid> {
-    SELF.try_with(Pid::clone).ok()
+    CALLER.try_with(|c| c.pid.clone()).ok().flatten()
 }
 
 /// The group leader of the process that called the function, as the caller's node named
 /// it (`group_leader()` for it): the process that takes its I/O. `None` when the call named
 /// none (a call from Rust, or from the evaluator).
 pub fn current_group_leader() -> Option<Pid> {
-    GROUP_LEADER.try_with(Pid::clone).ok()
+    CALLER.try_with(|c| c.group_leader.clone()).ok().flatten()
 }
 
 /// The node that called the function by rpc (or spawned it); `None` for a call from this
 /// node's own Rust code.
 pub fn current_caller_node() -> Option<Atom> {
-    CALLER_NODE.try_with(Atom::clone).ok()
+    CALLER.try_with(|c| c.node.clone()).ok().flatten()
 }
 
 /// Who a function runs for: its own pid and mailbox when spawned, the caller's group leader
@@ -243,21 +261,8 @@ pub(crate) async fn apply(
 ) -> RpcResult {
     match f {
         Some(f) => {
-            let mut run = f(args);
-            if let Some(gl) = caller.group_leader {
-                run = Box::pin(GROUP_LEADER.scope(gl, run));
-            }
-            if let Some(node) = caller.node {
-                run = Box::pin(CALLER_NODE.scope(node, run));
-            }
-            if let Some(mailbox) = caller.mailbox {
-                run = Box::pin(MAILBOX.scope(mailbox, run));
-            }
-            if let Some(pid) = caller.pid {
-                run = Box::pin(SELF.scope(pid, run));
-            }
             // A panicking function is an error, not a dead node.
-            let task = tokio::spawn(run);
+            let task = tokio::spawn(CALLER.scope(caller, f(args)));
             match task.await {
                 Ok(result) => result,
                 Err(e) => Err(RpcFailure::Error(Term::tuple(vec![

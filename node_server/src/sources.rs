@@ -171,6 +171,16 @@ fn new_mac(key: &[u8]) -> Hmac<Sha256> {
     }
 }
 
+/// A key from a file: its contents, one trailing newline trimmed (`echo_node --sources-key`,
+/// `nodectl load --key`).
+pub fn read_key(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let mut key = std::fs::read(path)?;
+    if key.ends_with(b"\n") {
+        key.pop();
+    }
+    Ok(key)
+}
+
 /// `HMAC-SHA256(key, bytes)`: what a loader sends with a module for a node whose source
 /// authority has `key` (`nodectl load --key`).
 pub fn mac(key: &[u8], bytes: &[u8]) -> [u8; 32] {

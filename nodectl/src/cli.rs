@@ -488,21 +488,13 @@ async fn run_with(ctl: &Ctl, command: &Command) -> Result<Report, CtlError> {
         }
         Command::Load { node, file, key } => {
             let node = full(node);
-            let read = |path: &std::path::Path| {
-                std::fs::read(path)
-                    .map_err(|e| CtlError::Usage(format!("cannot read {}: {e}", path.display())))
+            let unreadable = |path: &std::path::Path, e: std::io::Error| {
+                CtlError::Usage(format!("cannot read {}: {e}", path.display()))
             };
-            let bytes = read(file)?;
+            let bytes = std::fs::read(file).map_err(|e| unreadable(file, e))?;
             let key = key
                 .as_deref()
-                .map(|k| {
-                    read(k).map(|mut key| {
-                        if key.ends_with(b"\n") {
-                            key.pop();
-                        }
-                        key
-                    })
-                })
+                .map(|k| node_server::sources::read_key(k).map_err(|e| unreadable(k, e)))
                 .transpose()?;
             Report::Loaded {
                 hash: ctl

@@ -1262,10 +1262,7 @@ impl Ctl {
 }
 
 /// Whether a badrpc reason is `{'EXIT', {undef, _}}`: the function does not exist.
-pub(crate) fn is_undef(reason: &Term) -> bool {
-    matches!(reason.as_tuple(), Some([exit, inner]) if exit.is_atom("EXIT")
-        && matches!(inner.as_tuple(), Some([undef, _]) if undef.is_atom("undef")))
-}
+pub(crate) use node_server::rpc::is_undef;
 
 fn term_u64(t: &Term) -> Option<u64> {
     match t {

@@ -439,26 +439,7 @@ pub(super) fn erlang(f: &str, args: &[Term]) -> Option<R> {
             reason: r.clone(),
             call: None,
         }),
-        (
-            "length"
-            | "tuple_size"
-            | "map_size"
-            | "byte_size"
-            | "element"
-            | "setelement"
-            | "hd"
-            | "tl"
-            | "atom_to_list"
-            | "atom_to_binary"
-            | "binary_to_atom"
-            | "binary_to_existing_atom"
-            | "binary_to_integer"
-            | "binary_to_list"
-            | "tuple_to_list"
-            | "binary_to_term"
-            | "is_map_key",
-            _,
-        ) if arity_known(f, args.len()) => Err(badarg()),
+        _ if arity_known(f, args.len()) => Err(badarg()),
         _ => return None,
     };
     Some(r)
