@@ -71,7 +71,7 @@ pub(crate) fn message_impls(input: &Input) -> TokenStream {
     } else {
         let typed_port = |v: &crate::model::Variant| {
             let reply = v.port.as_ref().expect("calls have ports").reply;
-            quote_spanned!(reply.span()=> #private::reply_port_for_call::<#reply>(__reply, __metadata.as_deref()))
+            quote_spanned!(reply.span()=> #private::reply_port_for_call::<#reply>(__reply))
         };
         let read_call = read_variants(
             &name,
@@ -92,7 +92,7 @@ pub(crate) fn message_impls(input: &Input) -> TokenStream {
         );
         (
             quote! {
-                #serialized::Call { args, reply: __reply, metadata: __metadata, .. } => {
+                #serialized::Call { args, reply: __reply, .. } => {
                 let __term = #private::decode_args(&args)?;
                 let __read = || -> ::core::result::Result<Self, #root::etf::ConversionError> {
                     let __term = &__term;

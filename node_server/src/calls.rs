@@ -28,8 +28,6 @@ pub(crate) struct PendingCall {
 pub(crate) enum CallReply {
     /// The reply's ETF bytes (with 131).
     Bytes(RpcReplyPort<Vec<u8>>),
-    /// A typed port of a call made on a proxy (see [`crate::message::typed_calls`]).
-    Typed(Box<dyn crate::message::typed_calls::TypedReply>),
     /// The reply term, for a caller that waits up to the timeout given.
     Term(tokio::sync::oneshot::Sender<Term>, Duration),
 }
@@ -38,7 +36,6 @@ impl CallReply {
     pub fn timeout(&self) -> Option<Duration> {
         match self {
             CallReply::Bytes(port) => port.get_timeout(),
-            CallReply::Typed(port) => port.timeout(),
             CallReply::Term(_, timeout) => Some(*timeout),
         }
     }
@@ -46,7 +43,6 @@ impl CallReply {
     pub fn is_closed(&self) -> bool {
         match self {
             CallReply::Bytes(port) => port.is_closed(),
-            CallReply::Typed(port) => port.is_closed(),
             CallReply::Term(tx, _) => tx.is_closed(),
         }
     }
@@ -54,9 +50,8 @@ impl CallReply {
     pub fn complete(self, reply: &Term) {
         match self {
             CallReply::Bytes(port) => {
-                let _ = port.send(reply.encode().to_vec());
+                let _ = port.send(crate::message::encode_to_vec(reply));
             }
-            CallReply::Typed(port) => port.complete(reply),
             CallReply::Term(tx, _) => {
                 let _ = tx.send(reply.clone());
             }

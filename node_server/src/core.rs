@@ -259,7 +259,6 @@ impl Core {
     /// Abandons calls past their deadline or whose caller gave up (the node server runs this
     /// every second, rather than a timer task per call).
     pub fn expire_calls(&self) {
-        crate::message::typed_calls::sweep();
         for r in self.calls.expired(Instant::now()) {
             self.finish_call(&r, None);
         }

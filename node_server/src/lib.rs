@@ -77,12 +77,13 @@
 //! converts it (or to a service such as a `pg` scope or `global`); links, monitors and exit
 //! signals go to the router's rules; replies to this node's calls complete them (`calls`).
 //!
-//! A call's path: the caller's typed reply port is parked when ractor serializes the call
-//! ([`message`]), the proxy sends `MONITOR_P` and `{'$gen_call', {From, [alias|Ref]}, Request}`,
-//! and the reader on the way back converts the reply term and completes the parked port, which
-//! wakes the caller. On the other node, the reader gives the request to the typed actor with a
-//! reply port that the session writer waits on, so the actor's reply wakes the writer. No task
-//! is spawned per call on either side.
+//! A call's path: when ractor serializes the call ([`message`]), the caller's typed reply port
+//! is bridged to a bytes port by a task of the call's own (ractor does not say which node the
+//! call goes to, so nothing of any node's state is in reach there), the proxy sends
+//! `MONITOR_P` and `{'$gen_call', {From, [alias|Ref]}, Request}`, and the reader on the way
+//! back completes the bytes port with the reply, which the bridge converts for the caller. On
+//! the other node, the reader gives the request to the typed actor with a reply port that the
+//! session writer waits on, so the actor's reply wakes the writer.
 //!
 //! ## Example
 //! ```

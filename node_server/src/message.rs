@@ -305,13 +305,11 @@ pub fn decode_from_slice(bytes: &[u8]) -> Option<Term> {
 }
 
 /// A typed reply port for the receiving side of a call: the value sent on it goes out on
-/// `bytes` as the ETF of its term, or, when `metadata` names a typed port of this process
-/// (a call serialized here and delivered here), straight to that port as a term. Spawns one
-/// tokio task (ended by the reply, by dropping the port, or by `bytes`'s timeout).
+/// `bytes` as the ETF of its term. Spawns one tokio task (ended by the reply, by dropping the
+/// port, or by `bytes`'s timeout).
 #[doc(hidden)]
 pub fn reply_port_for_call<T: ToTerm + Send + 'static>(
     bytes: RpcReplyPort<Vec<u8>>,
-    metadata: Option<&[u8]>,
 ) -> RpcReplyPort<T> {
     let timeout = bytes.get_timeout();
     let (tx, rx) = ractor::concurrency::oneshot::<T>();
@@ -320,18 +318,12 @@ pub fn reply_port_for_call<T: ToTerm + Send + 'static>(
         tracing::warn!("no tokio runtime to bridge a call's reply port; the call will fail");
         return typed;
     };
-    let parked = metadata.and_then(typed_calls::take);
     runtime.spawn(async move {
         let Some(value) = receive(rx, timeout).await else {
             return;
         };
-        match parked {
-            Some(port) => port.complete(&value.to_term()),
-            None => {
-                if bytes.send(encode_to_vec(&value.to_term())).is_err() {
-                    tracing::debug!("the caller went away before the reply");
-                }
-            }
+        if bytes.send(encode_to_vec(&value.to_term())).is_err() {
+            tracing::debug!("the caller went away before the reply");
         }
     });
     typed
@@ -357,141 +349,68 @@ async fn receive<T>(
     }
 }
 
-/// Typed reply ports of calls made on proxies, from the message's serialization (which
-/// ractor does on the caller's task) to the proxy that sends the call.
+/// The caller's side of a call made on a proxy with a derived message type.
 ///
-/// ractor hands a proxy a [`SerializedMessage::Call`] whose reply port takes bytes, so the
-/// reply would need a task per call to decode the bytes into the caller's type. Instead
-/// serialization parks the typed port here under an id named in the message's `metadata`;
-/// our proxy takes it, and the session's reader completes it with the reply term. The bytes
-/// port still travels with the message: should the call reach something else (ractor's own
-/// cluster transport), its reply is picked up by [`sweep`] (the node's once-a-second
-/// housekeeping), and a message dropped unsent closes it, which drops the typed port too, so
-/// the caller sees the call fail.
-///
-/// The table is process-wide on purpose, the one such state of the crate: ractor calls
-/// `Message::serialize` without saying which node's proxy the message goes to, so no node's
-/// state is in reach when a port is parked. It is still safe with several nodes in one process
-/// (as the tests and the simulator run them): an entry's id is unique in the process and
-/// travels in the message's metadata to the one proxy that takes it out, and a node's sweep
-/// only completes ports whose reply came or drops those whose caller left, whichever node they
-/// belong to. Nothing in it changes what a node sends.
+/// ractor hands a proxy a [`SerializedMessage::Call`] whose reply port takes ETF bytes, and
+/// calls `Message::serialize` on the caller's task without saying which node the proxy
+/// belongs to. So serialization bridges the caller's typed port to a bytes port with a task
+/// of its own, which decodes the reply and converts it to the caller's type: no state outside
+/// the call, whichever node or transport the message reaches. The message's `metadata` marks
+/// the request as the derive's own encoding, which a proxy sends as it is.
 pub(crate) mod typed_calls {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::{LazyLock, Mutex};
-    use std::time::Duration;
-
     use ractor::RpcReplyPort;
 
     use crate::etf::{FromTerm, Term};
 
-    /// A typed reply port, the reply given as a term.
-    pub(crate) trait TypedReply: Send {
-        /// Converts the reply to the port's type and sends it; logs a reply that does not convert.
-        fn complete(self: Box<Self>, reply: &Term);
-        /// Whether the caller stopped waiting.
-        fn is_closed(&self) -> bool;
-        /// The caller's timeout.
-        fn timeout(&self) -> Option<Duration>;
+    /// What `metadata` holds for a call serialized by a derived message type.
+    pub(crate) const MARKER: &[u8] = b"node_server";
+
+    /// Whether a call's `metadata` says its request is the derive's own encoding.
+    pub(crate) fn is_derived(metadata: Option<&[u8]>) -> bool {
+        metadata == Some(MARKER)
     }
 
-    impl<T: FromTerm + Send + 'static> TypedReply for RpcReplyPort<T> {
-        fn complete(self: Box<Self>, reply: &Term) {
-            match T::from_term(reply) {
-                Ok(value) => {
-                    if self.send(value).is_err() {
-                        tracing::debug!("the caller went away before the reply");
-                    }
-                }
-                Err(error) => tracing::warn!(
-                    reply_type = std::any::type_name::<T>(),
-                    %error,
-                    %reply,
-                    "call reply does not convert; dropped"
-                ),
-            }
-        }
-
-        fn is_closed(&self) -> bool {
-            RpcReplyPort::is_closed(self)
-        }
-
-        fn timeout(&self) -> Option<Duration> {
-            self.get_timeout()
-        }
-    }
-
-    struct Parked {
-        port: Box<dyn TypedReply>,
-        bytes: ractor::concurrency::OneshotReceiver<Vec<u8>>,
-    }
-
-    static PARKED: LazyLock<Mutex<crate::hash::FastMap<u64, Parked>>> =
-        LazyLock::new(Default::default);
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    const MARKER: &[u8; 12] = b"node_server:";
-
-    fn parked() -> std::sync::MutexGuard<'static, crate::hash::FastMap<u64, Parked>> {
-        crate::lock(&PARKED)
-    }
-
-    /// Parks `port`; returns the bytes port for the message and its `metadata`.
-    pub(crate) fn register<T: FromTerm + Send + 'static>(
+    /// A bytes port whose reply reaches `port` converted; logs a reply that is not ETF or
+    /// does not convert (the caller then sees the call fail). Without a tokio runtime the
+    /// bytes port is dropped at once, failing the call.
+    pub(crate) fn bridge<T: FromTerm + Send + 'static>(
         port: RpcReplyPort<T>,
-    ) -> (RpcReplyPort<Vec<u8>>, Vec<u8>) {
+    ) -> RpcReplyPort<Vec<u8>> {
+        let timeout = port.get_timeout();
         let (tx, rx) = ractor::concurrency::oneshot::<Vec<u8>>();
-        let bytes = super::port_with_timeout(tx, port.get_timeout());
-        let id = NEXT.fetch_add(1, Ordering::Relaxed);
-        parked().insert(
-            id,
-            Parked {
-                port: Box::new(port),
-                bytes: rx,
-            },
-        );
-        let mut marker = MARKER.to_vec();
-        marker.extend_from_slice(&id.to_be_bytes());
-        (bytes, marker)
-    }
-
-    /// The typed port a message's `metadata` names, taken out.
-    pub(crate) fn take(metadata: &[u8]) -> Option<Box<dyn TypedReply>> {
-        let id = metadata.strip_prefix(MARKER.as_slice())?;
-        let id = u64::from_be_bytes(id.try_into().ok()?);
-        parked().remove(&id).map(|p| p.port)
-    }
-
-    /// Completes ports whose reply came as bytes, and drops those whose message or caller is
-    /// gone.
-    pub(crate) fn sweep() {
-        use tokio::sync::oneshot::error::TryRecvError;
-        let mut done = Vec::new();
-        parked().retain(|_, p| match p.bytes.try_recv() {
-            Ok(bytes) => {
-                done.push((std::mem::replace(&mut p.port, Box::new(Gone)), bytes));
-                false
+        let bytes = super::port_with_timeout(tx, timeout);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("no tokio runtime to bridge a call's reply port; the call will fail");
+            return bytes;
+        };
+        runtime.spawn(async move {
+            if let Some(reply) = super::receive(rx, timeout).await {
+                complete(port, &reply);
             }
-            Err(TryRecvError::Closed) => false,
-            Err(TryRecvError::Empty) => !p.port.is_closed(),
         });
-        for (port, bytes) in done {
-            match Term::decode_slice(&bytes) {
-                Ok(reply) => port.complete(&reply),
-                Err(error) => tracing::warn!(%error, "call reply is not ETF; dropped"),
-            }
-        }
+        bytes
     }
 
-    /// A placeholder for a port moved out.
-    struct Gone;
-
-    impl TypedReply for Gone {
-        fn complete(self: Box<Self>, _: &Term) {}
-        fn is_closed(&self) -> bool {
-            true
-        }
-        fn timeout(&self) -> Option<Duration> {
-            None
+    fn complete<T: FromTerm>(port: RpcReplyPort<T>, reply: &[u8]) {
+        let term = match Term::decode_slice(reply) {
+            Ok(term) => term,
+            Err(error) => {
+                tracing::warn!(%error, "call reply is not ETF; dropped");
+                return;
+            }
+        };
+        match T::from_term(&term) {
+            Ok(value) => {
+                if port.send(value).is_err() {
+                    tracing::debug!("the caller went away before the reply");
+                }
+            }
+            Err(error) => tracing::warn!(
+                reply_type = std::any::type_name::<T>(),
+                %error,
+                reply = %term,
+                "call reply does not convert; dropped"
+            ),
         }
     }
 
@@ -500,37 +419,36 @@ pub(crate) mod typed_calls {
         use super::*;
 
         #[tokio::test]
-        async fn a_parked_port_is_taken_once_by_its_marker_only() {
+        async fn a_bridged_port_gets_the_reply_converted() {
             let (tx, rx) = tokio::sync::oneshot::channel::<i64>();
-            let (_bytes, marker) = register(RpcReplyPort::from(tx));
-            assert!(take(b"node_server:").is_none(), "no id");
-            assert!(take(b"other:\0\0\0\0\0\0\0\x01").is_none(), "not ours");
-            let mut longer = marker.clone();
-            longer.push(0);
-            assert!(take(&longer).is_none(), "wrong length");
-            let port = take(&marker).expect("parked");
-            assert!(take(&marker).is_none(), "taken once");
-            port.complete(&Term::Int(7));
+            let bytes = bridge(RpcReplyPort::from(tx));
+            bytes.send(Term::Int(7).encode().to_vec()).unwrap();
             assert_eq!(rx.await.unwrap(), 7);
         }
 
         #[tokio::test]
-        async fn a_dropped_message_or_caller_unparks_the_port() {
+        async fn a_dropped_message_or_a_bad_reply_fails_the_call() {
             let (tx, rx) = tokio::sync::oneshot::channel::<i64>();
-            let (bytes, marker) = register(RpcReplyPort::from(tx));
-            drop(bytes);
-            sweep();
-            assert!(rx.await.is_err(), "the caller sees the call fail");
-            assert!(take(&marker).is_none());
+            drop(bridge(RpcReplyPort::from(tx)));
+            assert!(rx.await.is_err(), "no reply at all");
 
             let (tx, rx) = tokio::sync::oneshot::channel::<i64>();
-            let (_bytes, marker) = register(RpcReplyPort::from(tx));
-            drop(rx);
-            sweep();
-            assert!(
-                take(&marker).is_none(),
-                "a caller that gave up is forgotten"
-            );
+            let bytes = bridge(RpcReplyPort::from(tx));
+            bytes.send(Term::atom("nan").encode().to_vec()).unwrap();
+            assert!(rx.await.is_err(), "does not convert");
+
+            let (tx, rx) = tokio::sync::oneshot::channel::<i64>();
+            let bytes = bridge(RpcReplyPort::from(tx));
+            bytes.send(vec![1, 2, 3]).unwrap();
+            assert!(rx.await.is_err(), "not ETF");
+        }
+
+        #[test]
+        fn only_the_marker_says_derived() {
+            assert!(is_derived(Some(MARKER)));
+            assert!(!is_derived(None));
+            assert!(!is_derived(Some(b"node_server:")));
+            assert!(!is_derived(Some(b"")));
         }
     }
 }
@@ -542,13 +460,6 @@ pub mod __private {
 
     pub use super::{decode_from_slice, encode_to_vec, reply_port_calling, reply_port_for_call};
     pub use ractor;
-
-    /// Completes the parked typed ports of calls answered through their bytes port (a call
-    /// that went over another transport) and drops those whose message or caller is gone. A
-    /// running node does this once a second; tests call it directly.
-    pub fn sweep_calls() {
-        super::typed_calls::sweep();
-    }
 
     /// The elements after the tag of `{tag, E1, ..., En}`.
     #[inline]
@@ -679,19 +590,17 @@ pub mod __private {
         }
     }
 
-    /// A call of `request` answered on `reply`. The typed port waits in
-    /// this process's table of typed calls for the proxy that sends the call, which hands it
-    /// the reply term directly (no bridge task, no reply re-encoding); `metadata` names it.
+    /// A call of `request` answered on `reply`, through a bytes port bridged to it by a task
+    /// of the call's own; `metadata` marks the request as the derive's encoding.
     pub fn call_message<T: FromTerm + Send + 'static>(
         request: &Term,
         reply: RpcReplyPort<T>,
     ) -> SerializedMessage {
-        let (bytes, marker) = super::typed_calls::register(reply);
         SerializedMessage::Call {
             variant: String::new(),
             args: encode_to_vec(request),
-            reply: bytes,
-            metadata: Some(marker),
+            reply: super::typed_calls::bridge(reply),
+            metadata: Some(super::typed_calls::MARKER.to_vec()),
         }
     }
 

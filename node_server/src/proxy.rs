@@ -115,27 +115,22 @@ fn forward(message: SerializedMessage, state: &mut ProxyState) {
             metadata,
             ..
         } => {
-            // A call of a derived message type: its typed port, parked at serialization,
-            // gets the reply term directly, and its request (the derive's own encoding) goes
-            // out as it is. Anything else is decoded first, so that bytes which are not ETF
-            // never reach the peer.
-            let typed = metadata
-                .as_deref()
-                .and_then(crate::message::typed_calls::take);
+            // A call of a derived message type goes out as the derive encoded it (its reply
+            // port is bridged to the caller's typed port). Anything else is decoded first, so
+            // that bytes which are not ETF never reach the peer.
             let args = Bytes::from(args);
-            let (request, reply) = match typed {
-                Some(port) => (
-                    CallRequest::Encoded(args.slice(1.min(args.len())..)),
-                    crate::calls::CallReply::Typed(port),
-                ),
-                None => match Term::decode(&args) {
-                    Ok(request) => (CallRequest::Term(request), reply.into()),
+            let request = if crate::message::typed_calls::is_derived(metadata.as_deref()) {
+                CallRequest::Encoded(args.slice(1.min(args.len())..))
+            } else {
+                match Term::decode(&args) {
+                    Ok(request) => CallRequest::Term(request),
                     Err(e) => {
                         tracing::warn!(target = ?state.target, error = %e, "call request did not decode; dropped");
                         return;
                     }
-                },
+                }
             };
+            let reply = crate::calls::CallReply::from(reply);
             match &state.session {
                 Some(session) => state.shared.call_on(session, &state.target, request, reply),
                 None => {

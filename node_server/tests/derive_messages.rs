@@ -156,8 +156,8 @@ fn decoding_failures_are_errors() {
     assert!(Strict::deserialize(call).is_err(), "no calls at all");
 }
 
-/// The request term of a serialized call, its bytes reply port and its metadata (naming
-/// the typed port parked in this process).
+/// The request term of a serialized call, its bytes reply port (bridged to the caller's typed
+/// port) and its metadata (marking the request as the derive's encoding).
 fn call_parts(message: SerializedMessage) -> (Vec<u8>, RpcReplyPort<Vec<u8>>, Vec<u8>) {
     match message {
         SerializedMessage::Call {
@@ -167,7 +167,7 @@ fn call_parts(message: SerializedMessage) -> (Vec<u8>, RpcReplyPort<Vec<u8>>, Ve
             metadata,
         } => {
             assert!(variant.is_empty());
-            (args, reply, metadata.expect("a call names its typed port"))
+            (args, reply, metadata.expect("a call marks its request"))
         }
         other => panic!("not a call: {other:?}"),
     }
@@ -191,12 +191,6 @@ fn call_with(
     }
 }
 
-/// What a running node does once a second: typed ports whose call was answered through the
-/// bytes port get their reply; those whose message or caller is gone are dropped.
-fn sweep() {
-    node_server::message::__private::sweep_calls();
-}
-
 #[tokio::test]
 async fn calls_round_trip_through_both_bridges() {
     // The caller's side: a typed port goes out as a call.
@@ -210,8 +204,7 @@ async fn calls_round_trip_through_both_bridges() {
     let (args, reply, metadata) = call_parts(message.serialize().unwrap());
     assert_eq!(term_of(&args), t("{get, <<\"k\">>}"));
 
-    // The receiving side (here the same process, so the metadata names the parked typed
-    // port): the same bytes come back as the enum with a typed port.
+    // The receiving side: the same bytes come back as the enum with a typed port.
     match KvMsg::deserialize(call_with(args, reply, Some(metadata))).unwrap() {
         KvMsg::Get(key, port) => {
             assert_eq!(key, "k");
@@ -229,19 +222,18 @@ async fn unit_and_named_calls() {
     let (tx, rx) = oneshot::channel::<u64>();
     let (args, reply, _) = call_parts(KvMsg::Stats(tx.into()).serialize().unwrap());
     assert_eq!(term_of(&args), t("stats"));
-    // A reply through the bytes port (another transport) arrives as ETF bytes.
+    // A reply through the bytes port arrives as ETF bytes.
     reply.send(t("7").encode().to_vec()).unwrap();
-    sweep();
     assert_eq!(rx.await.unwrap(), 7);
 
-    let (tx, mut rx) = oneshot::channel();
+    let (tx, rx) = oneshot::channel();
     let message = KvMsg::Lookup {
         prefix: "a".into(),
         reply: tx.into(),
     };
     let (args, reply, _) = call_parts(message.serialize().unwrap());
     assert_eq!(term_of(&args), t("{find, #{prefix => <<\"a\">>}}"));
-    // Delivered in another process (no parked port there): the reply crosses as bytes.
+    // Delivered as another transport would: the reply crosses as bytes.
     match KvMsg::deserialize(call(args, reply)).unwrap() {
         KvMsg::Lookup { prefix, reply } => {
             assert_eq!(prefix, "a");
@@ -254,17 +246,10 @@ async fn unit_and_named_calls() {
         }
         other => panic!("{other:?}"),
     }
-    let got = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            sweep();
-            tokio::task::yield_now().await;
-            if let Ok(v) = rx.try_recv() {
-                return v;
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), rx)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         got,
         vec![Entry {
@@ -279,19 +264,16 @@ async fn replies_that_do_not_convert_fail_the_call() {
     let (tx, rx) = oneshot::channel::<u64>();
     let (_, reply, _) = call_parts(KvMsg::Stats(tx.into()).serialize().unwrap());
     reply.send(t("not_a_number").encode().to_vec()).unwrap();
-    sweep();
     assert!(rx.await.is_err(), "port dropped");
 
     let (tx, rx) = oneshot::channel::<u64>();
     let (_, reply, _) = call_parts(KvMsg::Stats(tx.into()).serialize().unwrap());
     reply.send(vec![1, 2, 3]).unwrap();
-    sweep();
     assert!(rx.await.is_err(), "not ETF");
 
     let (tx, rx) = oneshot::channel::<u64>();
     let (_, reply, _) = call_parts(KvMsg::Stats(tx.into()).serialize().unwrap());
     drop(reply);
-    sweep();
     assert!(rx.await.is_err(), "no reply at all");
 }
 

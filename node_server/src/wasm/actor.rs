@@ -60,14 +60,9 @@ impl ractor::Message for WasmMsg {
         use crate::message::__private::{decode_args, unexpected};
         match message {
             SerializedMessage::Cast { args, .. } => Ok(WasmMsg::Message(decode_args(&args)?)),
-            SerializedMessage::Call {
-                args,
-                reply,
-                metadata,
-                ..
-            } => {
+            SerializedMessage::Call { args, reply, .. } => {
                 let request = decode_args(&args)?;
-                let port = crate::message::reply_port_for_call::<Term>(reply, metadata.as_deref());
+                let port = crate::message::reply_port_for_call::<Term>(reply);
                 Ok(WasmMsg::Call(request, port))
             }
             other => Err(unexpected::<Self>(&other)),

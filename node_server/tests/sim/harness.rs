@@ -410,8 +410,8 @@ where
     }
     // One seed at a time in the whole process: the tests of this binary run on parallel
     // threads, and state that is process-wide by nature (ractor's actor ids and its `pg`
-    // registry, the parked ports of typed calls, which every node's sweeper visits) would let
-    // one test's run change another's schedule, so a seed would not replay exactly.
+    // registry) would let one test's run change another's schedule, so a seed would not
+    // replay exactly.
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     node_server::random::seed_thread(Some(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 1));
