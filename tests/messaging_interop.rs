@@ -734,6 +734,100 @@ async fn pid_proxies_deliver_are_shared_and_stop_with_their_node() {
     node.shutdown().await;
 }
 
+/// A pid's proxy monitors its process: Erlang sees the monitor, stopping the proxy takes it
+/// away, and the process exiting stops the proxy (with the exit reason) while the connection
+/// stays up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pid_proxy_monitors_its_process_and_stops_when_it_exits() {
+    let Some((node, mut erl, _epmd)) = setup("proxymon").await else {
+        return;
+    };
+    let pid = erlang_inbox(&node, &mut erl).await;
+    let ours = format!("[{}]", quoted(node.name()));
+    let proxy = node.remote_pid::<Raw>(pid.clone()).await.expect("proxy");
+    proxy.cast(Raw(t("hello"))).expect("cast");
+    assert_eq!(
+        erl.term("msg_peer:inbox_wait(inbox, 1, 10000)").await,
+        t("[hello]")
+    );
+    assert_eq!(
+        erl.term(&format!("msg_peer:monitoring_nodes(inbox, {ours}, 5000)"))
+            .await,
+        t(&ours),
+        "the proxy monitors its process"
+    );
+
+    // Stopped by code: its monitor goes, the process lives on.
+    proxy.stop(None);
+    within("the proxy stops", proxy.get_cell().wait(None))
+        .await
+        .expect("wait");
+    assert_eq!(
+        erl.term("msg_peer:monitoring_nodes(inbox, [], 5000)").await,
+        t("[]"),
+        "the stopped proxy's monitor is gone"
+    );
+
+    // The process exits: its new proxy stops, with the exit reason, and the connection stays.
+    let proxy = node.remote_pid::<Raw>(pid.clone()).await.expect("proxy");
+    let (reasons, mut stops) = mpsc::unbounded_channel();
+    let (watcher, _) = Actor::spawn(None, StopWatcher, reasons)
+        .await
+        .expect("watcher starts");
+    proxy.get_cell().link(watcher.get_cell());
+    proxy.cast(Raw(t("again"))).expect("cast");
+    assert_eq!(
+        erl.term("msg_peer:inbox_wait(inbox, 2, 10000)").await,
+        t("[hello, again]")
+    );
+    assert_eq!(
+        erl.ok("begin exit(whereis(inbox), {shutdown, done}), ok end")
+            .await,
+        "ok"
+    );
+    let reason = next(&mut stops, "the proxy's stop").await;
+    assert_eq!(reason.as_deref(), Some("{shutdown,done}"));
+    assert!(
+        proxy.cast(Raw(t("late"))).is_err(),
+        "a stopped proxy refuses casts"
+    );
+    assert!(
+        node.connected().iter().any(|(n, _)| *n == erl.name),
+        "the connection stays up"
+    );
+    watcher.stop(None);
+    node.shutdown().await;
+}
+
+/// Reports the stop reason of each actor linked to it.
+struct StopWatcher;
+
+impl Actor for StopWatcher {
+    type Msg = ();
+    type State = mpsc::UnboundedSender<Option<String>>;
+    type Arguments = mpsc::UnboundedSender<Option<String>>;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<()>,
+        reasons: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(reasons)
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _: ActorRef<()>,
+        event: ractor::SupervisionEvent,
+        reasons: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let ractor::SupervisionEvent::ActorTerminated(_, _, reason) = event {
+            let _ = reasons.send(reason);
+        }
+        Ok(())
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Connection setup and teardown races
 // ---------------------------------------------------------------------------------------------

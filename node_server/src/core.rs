@@ -38,7 +38,7 @@ use crate::remote::{send_control, RemoteTarget};
 use crate::router::{ExitKind, Router};
 use crate::rpc::Functions;
 use crate::sessions::{SessionHandle, Sessions};
-use crate::signals::{Signals, Watched};
+use crate::signals::{DownTo, Signals, Watched};
 
 /// The state of one node, by concept.
 pub(crate) struct Core {
@@ -271,12 +271,18 @@ impl Core {
         &self,
         target: &RemoteTarget,
     ) -> Option<(Reference, tokio::sync::oneshot::Receiver<Term>)> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let reference = self.monitor_remote_for(target, DownTo::Waiter(tx))?;
+        Some((reference, rx))
+    }
+
+    /// Monitors a remote process from the router pid for `to`; `None` without a connection.
+    pub fn monitor_remote_for(&self, target: &RemoteTarget, to: DownTo) -> Option<Reference> {
         let session = self.session(target.node())?;
         let reference = self.make_ref();
-        let (tx, rx) = tokio::sync::oneshot::channel();
         self.signals()
             .outgoing
-            .insert(reference.clone(), (target.node().clone(), tx));
+            .insert(reference.clone(), (target.node().clone(), to));
         session.send(
             Control::MonitorP {
                 from: self.id.router_pid.clone(),
@@ -285,7 +291,26 @@ impl Core {
             },
             None,
         );
-        Some((reference, rx))
+        Some(reference)
+    }
+
+    /// Removes a monitor made with [`Core::monitor_remote`] that has not fired (its receiver
+    /// then sees the sender dropped) and tells `target`'s node, `node`, when connected.
+    pub fn demonitor_remote(&self, node: &Atom, target: ProcessRef, reference: Reference) {
+        if self.signals().outgoing.remove(&reference).is_none() {
+            // It fired (or its connection went): nothing to undo on the other side.
+            return;
+        }
+        if let Some(session) = self.session(node) {
+            session.send(
+                Control::DemonitorP {
+                    from: self.id.router_pid.clone(),
+                    to: target,
+                    reference,
+                },
+                None,
+            );
+        }
     }
 
     /// A monitor held by the router fired: a call's target, or a Rust monitor's process.
@@ -294,8 +319,9 @@ impl Core {
             tracing::debug!(%reason, "call target down");
             return;
         }
-        if let Some((_, tx)) = self.signals().outgoing.remove(reference) {
-            let _ = tx.send(reason);
+        let to = self.signals().outgoing.remove(reference);
+        if let Some((_, to)) = to {
+            to.fire(reason);
         }
     }
 

@@ -397,17 +397,8 @@ impl GlobalState {
     }
 
     fn remove_remote_monitor(&self, pid: &Pid, reference: Reference) {
-        self.shared.signals().outgoing.remove(&reference);
-        if let Some(session) = self.shared.session(&pid.node) {
-            session.send(
-                Control::DemonitorP {
-                    from: self.shared.id.router_pid.clone(),
-                    to: ProcessRef::Pid(pid.clone()),
-                    reference,
-                },
-                None,
-            );
-        }
+        self.shared
+            .demonitor_remote(&pid.node, ProcessRef::Pid(pid.clone()), reference);
     }
 
     /// Links or unlinks `global_name_server` and a remote process (`register_ext`).

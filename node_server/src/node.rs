@@ -384,17 +384,8 @@ impl Node {
 
     /// Removes a monitor made with [`Node::monitor`].
     pub fn demonitor(&self, target: &RemoteTarget, monitor: crate::signals::RemoteMonitor) {
-        self.shared.signals().outgoing.remove(&monitor.reference);
-        if let Some(session) = self.shared.session(target.node()) {
-            session.send(
-                Control::DemonitorP {
-                    from: self.shared.id.router_pid.clone(),
-                    to: target.process_ref(),
-                    reference: monitor.reference,
-                },
-                None,
-            );
-        }
+        self.shared
+            .demonitor_remote(target.node(), target.process_ref(), monitor.reference);
     }
 
     /// Makes `Module:Function(Args)` callable from Erlang with `rpc:call/4` and `erpc:call/4`.
@@ -446,7 +437,9 @@ impl Node {
     }
 
     /// A typed handle on a remote process: casts become `SEND`, calls become `gen_server`
-    /// calls. Connects to the pid's node first when needed.
+    /// calls. Connects to the pid's node first when needed. The proxy behind it stops when
+    /// the process exits (with its exit reason) or the connection goes; ask again for a new
+    /// one (see [`crate::proxy`]).
     pub async fn remote_pid<M: ractor::Message>(
         &self,
         pid: Pid,

@@ -1,5 +1,6 @@
 //! The proxies of one node: the proxy actor ([`crate::proxy`]) of each remote target, made on
-//! first use and forgotten when it stops or its node's session goes.
+//! first use and forgotten when it stops (its process exited, or code stopped it) or its
+//! node's session goes.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;

@@ -1,9 +1,18 @@
 //! Proxies: the ractor actor that stands for one remote process ([`RemoteActor`]), made on
-//! first use for a target and cached until its node's session stops it.
+//! first use for a target and cached while it runs.
 //!
 //! A proxy is a ractor actor with a remote [`ractor::ActorId`], so local code holds an
 //! `ActorRef<M>` of its own message type; see [`crate::remote`] for how casts and calls on it
 //! reach the remote process.
+//!
+//! A proxy lives as long as what it stands for, as a ractor actor lives until it stops (ractor
+//! has no reference counting of actors to end one when its last `ActorRef` goes): the proxy of
+//! a pid monitors that process and stops when it exits, with its exit reason as the stop
+//! reason (an atom's name, or the term's text: `"normal"`, `"noproc"`, `"{shutdown,db}"`), so
+//! ractor code that links to it or waits on it learns of the exit; every proxy of a node stops
+//! when that node's connection goes (`"noconnection"`); a name's proxy stays while the
+//! connection does (the name may be registered again). After it stops, a cast or call on it
+//! fails as on any stopped actor, and asking the node again gives a new proxy.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,6 +26,7 @@ use crate::error::ConnectError;
 use crate::etf::{Atom, Term};
 use crate::outgoing::CallRequest;
 use crate::remote::{send_control, RemoteTarget};
+use crate::signals::DownTo;
 
 /// The message type a proxy is spawned with; nothing sends it (senders use their own types,
 /// which arrive serialized).
@@ -37,6 +47,8 @@ pub struct ProxyState {
     session: Option<crate::sessions::SessionHandle>,
     /// Its `SEND` / `REG_SEND` control message, encoded once.
     control: Bytes,
+    /// The monitor on the process of a pid's proxy, while it has not fired.
+    monitor: Option<crate::etf::Reference>,
 }
 
 impl std::fmt::Debug for ProxyState {
@@ -60,7 +72,7 @@ impl Actor for RemoteActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<ProxyMsg>,
+        myself: ActorRef<ProxyMsg>,
         args: ProxyArgs,
     ) -> Result<ProxyState, ActorProcessingErr> {
         let session = args.shared.sessions.get(args.target.node());
@@ -68,11 +80,18 @@ impl Actor for RemoteActor {
         send_control(&args.target, &args.shared.id.router_pid)
             .to_term()
             .encode_body_into(&mut control);
+        let monitor = match &args.target {
+            RemoteTarget::Pid(_) => args
+                .shared
+                .monitor_remote_for(&args.target, DownTo::Proxy(myself.get_cell())),
+            RemoteTarget::Name { .. } => None,
+        };
         Ok(ProxyState {
             session,
             control: control.freeze(),
             shared: args.shared,
             target: args.target,
+            monitor,
         })
     }
 
@@ -82,6 +101,13 @@ impl Actor for RemoteActor {
         state: &mut ProxyState,
     ) -> Result<(), ActorProcessingErr> {
         state.shared.proxies.forget(&state.target, myself.get_id());
+        if let Some(reference) = state.monitor.take() {
+            state.shared.demonitor_remote(
+                state.target.node(),
+                state.target.process_ref(),
+                reference,
+            );
+        }
         Ok(())
     }
 

@@ -8,7 +8,7 @@
 //! result to the proxy's `handle_serialized`, which turns a cast into `SEND` / `REG_SEND` and a
 //! call into a `gen_server:call` (`{'$gen_call', {From, [alias|Ref]}, Request}`), the reply
 //! coming back through the alias. Proxies are cached per target, supervised by their node's
-//! session, and stop with it.
+//! session, and stop with it, or, for a pid, when its process exits (see [`crate::proxy`]).
 //!
 //! Sending many casts from one task: a cast only queues the message for the proxy and wakes
 //! it, and tokio runs a task woken from a worker in that worker's LIFO slot, which other

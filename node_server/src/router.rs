@@ -195,10 +195,7 @@ impl Router {
                 self.undeliverable(&ProcessRef::Pid(actor.pid.clone()), msg);
             }
         } else if !reason.is_atom("normal") {
-            let text = match &reason {
-                Term::Atom(a) => a.as_str().to_owned(),
-                other => other.to_string(),
-            };
+            let text = crate::signals::stop_reason_for_exit(&reason);
             self.signals().exit_reasons.insert(id, reason);
             actor.cell.stop(Some(text));
         }

@@ -211,4 +211,20 @@ impl Actor for NodeSession {
         myself.stop(Some(reason));
         Ok(())
     }
+
+    /// The session's children are the proxies of its peer's processes ([`crate::proxy`]),
+    /// linked to it so that they go with the connection. One stopping (its process exited, or
+    /// code stopped it) leaves the connection up, unlike ractor's default of stopping the
+    /// supervisor with its child.
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<SessionMsg>,
+        event: ractor::SupervisionEvent,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let ractor::SupervisionEvent::ActorFailed(cell, error) = &event {
+            tracing::warn!(peer = %state.peer, proxy = ?cell.get_id(), %error, "a proxy failed");
+        }
+        Ok(())
+    }
 }

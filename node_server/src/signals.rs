@@ -14,7 +14,7 @@
 
 use crate::hash::FastMap;
 
-use ractor::ActorId;
+use ractor::{ActorCell, ActorId};
 use tokio::sync::oneshot;
 
 use crate::dist::control::{Control, ProcessRef};
@@ -38,11 +38,33 @@ pub(crate) struct Signals {
     pub trapping: std::collections::HashSet<ActorId>,
     /// Actors stopped by an exit signal, with the Erlang reason they exit with.
     pub exit_reasons: FastMap<ActorId, Term>,
-    /// Monitors Rust code holds on remote processes: reference -> (node, waiter).
-    pub outgoing: FastMap<Reference, (Atom, oneshot::Sender<Term>)>,
+    /// Monitors this node holds on remote processes for Rust code or proxies:
+    /// reference -> (node, who learns of the `DOWN`).
+    pub outgoing: FastMap<Reference, (Atom, DownTo)>,
     /// Which actor each remote monitor in `watched` is on, so that a `DEMONITOR_P` (one per
     /// `gen_server:call` from Erlang) finds it without looking through every watched actor.
     monitor_owner: FastMap<Reference, ActorId>,
+}
+
+/// Who learns that a remote process this node monitors went down.
+#[derive(Debug)]
+pub(crate) enum DownTo {
+    /// Rust code waiting on the receiver, which gets the exit reason.
+    Waiter(oneshot::Sender<Term>),
+    /// A proxy ([`crate::proxy`]), which stops with the exit reason as its stop reason.
+    Proxy(ActorCell),
+}
+
+impl DownTo {
+    /// Tells of the exit with `reason`.
+    pub fn fire(self, reason: Term) {
+        match self {
+            DownTo::Waiter(tx) => {
+                let _ = tx.send(reason);
+            }
+            DownTo::Proxy(cell) => cell.stop(Some(stop_reason_for_exit(&reason))),
+        }
+    }
 }
 
 impl Signals {
@@ -117,8 +139,8 @@ impl Signals {
             .map(|(r, _)| r.clone())
             .collect();
         for r in gone {
-            if let Some((_, tx)) = self.outgoing.remove(&r) {
-                let _ = tx.send(Term::atom("noconnection"));
+            if let Some((_, to)) = self.outgoing.remove(&r) {
+                to.fire(Term::atom("noconnection"));
             }
         }
         broken
@@ -132,6 +154,14 @@ pub fn exit_reason_for_stop(reason: Option<&str>) -> Term {
         Some("shutdown") => Term::atom("shutdown"),
         Some("killed") => Term::atom("killed"),
         Some(other) => Term::tuple(vec![Term::atom("shutdown"), Term::binary(other)]),
+    }
+}
+
+/// The ractor stop reason for an Erlang exit reason: an atom's name, any other term's text.
+pub(crate) fn stop_reason_for_exit(reason: &Term) -> String {
+    match reason {
+        Term::Atom(a) => a.as_str().to_owned(),
+        other => other.to_string(),
     }
 }
 

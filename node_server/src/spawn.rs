@@ -19,6 +19,7 @@ use crate::core::Core;
 use crate::dist::control::Control;
 use crate::etf::{Atom, Pid, Reference, Term};
 use crate::hash::FastMap;
+use crate::signals::DownTo;
 
 /// What a `SPAWN_REPLY` said.
 #[derive(Debug, Clone)]
@@ -96,7 +97,7 @@ pub(crate) async fn request(
     if let Some(tx) = down {
         core.signals()
             .outgoing
-            .insert(req_id.clone(), (node.clone(), tx));
+            .insert(req_id.clone(), (node.clone(), DownTo::Waiter(tx)));
         opts.push(Term::atom("monitor"));
     }
     let forget = |req_id: &Reference| {

@@ -36,12 +36,17 @@
 %%       A process registered as Name that keeps every message it gets.
 %%   inbox_wait(Name, N, Ms)        -> Messages | {timeout, Messages}
 %%       The inbox's messages (oldest first) once it has at least N, waiting at most Ms.
+%%   monitoring_nodes(Name, Nodes, Ms) -> Nodes | {timeout, Seen}
+%%       The nodes of the processes that monitor the process registered as Name, once they
+%%       are Nodes (a sorted list), checked every 5 ms for at most Ms (no event tells when a
+%%       monitor goes).
 -module(msg_peer).
 
 -behaviour(gen_server).
 
 -export([echo_corpus/1, kv_check/1, start_counter/0, start_collector/2, await_collector/2,
-         send_seq/2, big_echo/2, start_md5/1, first_contact/3, start_inbox/1, inbox_wait/3]).
+         send_seq/2, big_echo/2, start_md5/1, first_contact/3, start_inbox/1, inbox_wait/3,
+         monitoring_nodes/3]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 %% How long one echo or call may take.
@@ -286,3 +291,15 @@ quote(T) ->
         true -> lists:sublist(Flat, ?QUOTE_MAX) ++ "...";
         false -> Flat
     end.
+
+monitoring_nodes(Name, Nodes, Ms) when Ms =< 0 ->
+    {timeout, monitoring_nodes(Name)};
+monitoring_nodes(Name, Nodes, Ms) ->
+    case monitoring_nodes(Name) of
+        Nodes -> Nodes;
+        _ -> receive after 5 -> monitoring_nodes(Name, Nodes, Ms - 5) end
+    end.
+
+monitoring_nodes(Name) ->
+    {monitored_by, By} = erlang:process_info(whereis(Name), monitored_by),
+    lists:sort([node(P) || P <- By, is_pid(P)]).

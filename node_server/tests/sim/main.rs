@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use harness::{check, full, run_seed, Probe, Sim};
 use node_server::etf::{Atom, Pid, Term};
-use node_server::remote::RemoteTarget;
+use node_server::remote::{Raw, RemoteTarget};
 use node_server::NodeEvent;
+use tokio::sync::mpsc;
 
 /// Seeds per property when `SIM_SEEDS` is not set.
 const SEEDS: u64 = 200;
@@ -853,6 +854,119 @@ sim_test! {
         let reason = down_reason(sim, m).await;
         assert!(reason.is_atom("noproc"), "{reason}");
         assert!(sim.connected("a", "b"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proxies
+// ---------------------------------------------------------------------------------------------
+
+/// A ractor actor that reports the stop reason of each actor linked to it.
+struct Watcher;
+
+impl ractor::Actor for Watcher {
+    type Msg = ();
+    type State = mpsc::UnboundedSender<Option<String>>;
+    type Arguments = mpsc::UnboundedSender<Option<String>>;
+
+    async fn pre_start(
+        &self,
+        _: ractor::ActorRef<()>,
+        stops: Self::Arguments,
+    ) -> Result<Self::State, ractor::ActorProcessingErr> {
+        Ok(stops)
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _: ractor::ActorRef<()>,
+        event: ractor::SupervisionEvent,
+        stops: &mut Self::State,
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        if let ractor::SupervisionEvent::ActorTerminated(_, _, reason) = event {
+            let _ = stops.send(reason);
+        }
+        Ok(())
+    }
+}
+
+/// Node `a`'s proxy of `pb`, linked to a [`Watcher`] whose reports come on the receiver,
+/// after a message through it reached `pb` (so `b` holds the proxy's monitor).
+async fn watched_proxy(
+    sim: &Sim,
+    pb: &mut Probe,
+) -> (
+    ractor::ActorRef<Raw>,
+    ractor::ActorRef<()>,
+    mpsc::UnboundedReceiver<Option<String>>,
+) {
+    let proxy = sim
+        .node("a")
+        .remote_pid::<Raw>(pb.pid.clone())
+        .await
+        .expect("a proxy");
+    let (tx, stops) = mpsc::unbounded_channel();
+    let (watcher, _) = ractor::Actor::spawn(None, Watcher, tx)
+        .await
+        .expect("watcher");
+    proxy.get_cell().link(watcher.get_cell());
+    proxy.cast(Raw(Term::atom("hello"))).expect("cast");
+    let got = next(sim, pb, "a message through the proxy", SETTLE).await;
+    assert!(got.is_atom("hello"), "got {got}");
+    (proxy, watcher, stops)
+}
+
+sim_test! {
+    fn sim_proxy_stops_with_its_process_and_keeps_the_connection(sim) {
+        mesh(sim, &["a", "b"]).await;
+        let mut pb = sim.probe("b").await;
+        let (proxy, watcher, mut stops) = watched_proxy(sim, &mut pb).await;
+        sim.sleep(sim.below(300)).await;
+        pb.stop("bye").await;
+        let reason = sim.within("the proxy stops", SETTLE, stops.recv()).await;
+        assert_eq!(reason, Some(Some(stop_reason("bye").to_string())));
+        sim.note(format_args!("proxy stopped: {reason:?}"));
+        assert!(
+            proxy.cast(Raw(Term::atom("late"))).is_err(),
+            "a stopped proxy refuses messages"
+        );
+        // Asked again: a new proxy, which finds the process gone.
+        let again = sim
+            .node("a")
+            .remote_pid::<Raw>(pb.pid.clone())
+            .await
+            .expect("a new proxy");
+        assert_ne!(again.get_id(), proxy.get_id());
+        sim.within("the new proxy stops", SETTLE, again.get_cell().wait(None))
+            .await
+            .expect("wait");
+        assert!(sim.connected("a", "b"), "the connection stays up");
+        watcher.stop(None);
+    }
+}
+
+sim_test! {
+    fn sim_proxy_goes_with_its_connection(sim) {
+        mesh(sim, &["a", "b"]).await;
+        let mut pb = sim.probe("b").await;
+        let (proxy, watcher, _stops) = watched_proxy(sim, &mut pb).await;
+        sim.sleep(sim.below(300)).await;
+        sim.partition(&["a"]);
+        sim.within("the proxy stops", SETTLE, proxy.get_cell().wait(None))
+            .await
+            .expect("wait");
+        sim.heal();
+        sim.must_connect("a", "b").await;
+        // The process lives on: a new proxy reaches it.
+        let again = sim
+            .node("a")
+            .remote_pid::<Raw>(pb.pid.clone())
+            .await
+            .expect("a new proxy");
+        again.cast(Raw(Term::atom("again"))).expect("cast");
+        let got = next(sim, &mut pb, "a message through the new proxy", SETTLE).await;
+        assert!(got.is_atom("again"), "got {got}");
+        watcher.stop(None);
     }
 }
 
