@@ -770,10 +770,7 @@ async fn a_pid_proxy_monitors_its_process_and_stops_when_it_exits() {
 
     // The process exits: its new proxy stops, with the exit reason, and the connection stays.
     let proxy = node.remote_pid::<Raw>(pid.clone()).await.expect("proxy");
-    let (reasons, mut stops) = mpsc::unbounded_channel();
-    let (watcher, _) = Actor::spawn(None, StopWatcher, reasons)
-        .await
-        .expect("watcher starts");
+    let (watcher, mut stops) = testkit::stop_watcher().await;
     proxy.get_cell().link(watcher.get_cell());
     proxy.cast(Raw(t("again"))).expect("cast");
     assert_eq!(
@@ -797,35 +794,6 @@ async fn a_pid_proxy_monitors_its_process_and_stops_when_it_exits() {
     );
     watcher.stop(None);
     node.shutdown().await;
-}
-
-/// Reports the stop reason of each actor linked to it.
-struct StopWatcher;
-
-impl Actor for StopWatcher {
-    type Msg = ();
-    type State = mpsc::UnboundedSender<Option<String>>;
-    type Arguments = mpsc::UnboundedSender<Option<String>>;
-
-    async fn pre_start(
-        &self,
-        _: ActorRef<()>,
-        reasons: Self::Arguments,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(reasons)
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        _: ActorRef<()>,
-        event: ractor::SupervisionEvent,
-        reasons: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        if let ractor::SupervisionEvent::ActorTerminated(_, _, reason) = event {
-            let _ = reasons.send(reason);
-        }
-        Ok(())
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

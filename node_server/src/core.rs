@@ -295,17 +295,17 @@ impl Core {
     }
 
     /// Removes a monitor made with [`Core::monitor_remote`] that has not fired (its receiver
-    /// then sees the sender dropped) and tells `target`'s node, `node`, when connected.
-    pub fn demonitor_remote(&self, node: &Atom, target: ProcessRef, reference: Reference) {
+    /// then sees the sender dropped) and tells `target`'s node, when connected.
+    pub fn demonitor_remote(&self, target: &RemoteTarget, reference: Reference) {
         if self.signals().outgoing.remove(&reference).is_none() {
             // It fired (or its connection went): nothing to undo on the other side.
             return;
         }
-        if let Some(session) = self.session(node) {
+        if let Some(session) = self.session(target.node()) {
             session.send(
                 Control::DemonitorP {
                     from: self.id.router_pid.clone(),
-                    to: target,
+                    to: target.process_ref(),
                     reference,
                 },
                 None,

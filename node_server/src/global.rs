@@ -398,7 +398,7 @@ impl GlobalState {
 
     fn remove_remote_monitor(&self, pid: &Pid, reference: Reference) {
         self.shared
-            .demonitor_remote(&pid.node, ProcessRef::Pid(pid.clone()), reference);
+            .demonitor_remote(&RemoteTarget::Pid(pid.clone()), reference);
     }
 
     /// Links or unlinks `global_name_server` and a remote process (`register_ext`).

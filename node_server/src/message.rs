@@ -311,22 +311,35 @@ pub fn decode_from_slice(bytes: &[u8]) -> Option<Term> {
 pub fn reply_port_for_call<T: ToTerm + Send + 'static>(
     bytes: RpcReplyPort<Vec<u8>>,
 ) -> RpcReplyPort<T> {
-    let timeout = bytes.get_timeout();
-    let (tx, rx) = ractor::concurrency::oneshot::<T>();
-    let typed = port_with_timeout(tx, timeout);
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        tracing::warn!("no tokio runtime to bridge a call's reply port; the call will fail");
-        return typed;
-    };
-    runtime.spawn(async move {
-        let Some(value) = receive(rx, timeout).await else {
-            return;
-        };
+    relay_port(bytes.get_timeout(), move |value: T| {
         if bytes.send(encode_to_vec(&value.to_term())).is_err() {
             tracing::debug!("the caller went away before the reply");
         }
-    });
-    typed
+    })
+}
+
+/// A port whose value, sent within `timeout`, a task of its own hands to `relay`: the one
+/// bridge between a typed reply port and a bytes one, either way. Without a tokio runtime
+/// nothing relays, so the call fails.
+fn relay_port<V: Send + 'static>(
+    timeout: Option<Duration>,
+    relay: impl FnOnce(V) + Send + 'static,
+) -> RpcReplyPort<V> {
+    let (tx, rx) = ractor::concurrency::oneshot::<V>();
+    let port = port_with_timeout(tx, timeout);
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move {
+                if let Some(value) = receive(rx, timeout).await {
+                    relay(value);
+                }
+            });
+        }
+        Err(_) => {
+            tracing::warn!("no tokio runtime to bridge a call's reply port; the call will fail")
+        }
+    }
+    port
 }
 
 fn port_with_timeout<T>(
@@ -376,19 +389,9 @@ pub(crate) mod typed_calls {
     pub(crate) fn bridge<T: FromTerm + Send + 'static>(
         port: RpcReplyPort<T>,
     ) -> RpcReplyPort<Vec<u8>> {
-        let timeout = port.get_timeout();
-        let (tx, rx) = ractor::concurrency::oneshot::<Vec<u8>>();
-        let bytes = super::port_with_timeout(tx, timeout);
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!("no tokio runtime to bridge a call's reply port; the call will fail");
-            return bytes;
-        };
-        runtime.spawn(async move {
-            if let Some(reply) = super::receive(rx, timeout).await {
-                complete(port, &reply);
-            }
-        });
-        bytes
+        super::relay_port(port.get_timeout(), move |reply: Vec<u8>| {
+            complete(port, &reply)
+        })
     }
 
     fn complete<T: FromTerm>(port: RpcReplyPort<T>, reply: &[u8]) {

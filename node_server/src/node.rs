@@ -384,8 +384,7 @@ impl Node {
 
     /// Removes a monitor made with [`Node::monitor`].
     pub fn demonitor(&self, target: &RemoteTarget, monitor: crate::signals::RemoteMonitor) {
-        self.shared
-            .demonitor_remote(target.node(), target.process_ref(), monitor.reference);
+        self.shared.demonitor_remote(target, monitor.reference);
     }
 
     /// Makes `Module:Function(Args)` callable from Erlang with `rpc:call/4` and `erpc:call/4`.

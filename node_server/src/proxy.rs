@@ -102,11 +102,7 @@ impl Actor for RemoteActor {
     ) -> Result<(), ActorProcessingErr> {
         state.shared.proxies.forget(&state.target, myself.get_id());
         if let Some(reference) = state.monitor.take() {
-            state.shared.demonitor_remote(
-                state.target.node(),
-                state.target.process_ref(),
-                reference,
-            );
+            state.shared.demonitor_remote(&state.target, reference);
         }
         Ok(())
     }

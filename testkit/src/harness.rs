@@ -88,6 +88,52 @@ pub async fn forwarder<M: ractor::Message>(
     (actor, rx)
 }
 
+/// An actor that reports, on a channel the test reads, the stop reason of each actor linked to
+/// it (ractor's `ActorTerminated`; see [`stop_watcher`]).
+pub struct StopWatcher;
+
+impl ractor::Actor for StopWatcher {
+    type Msg = ();
+    type State = tokio::sync::mpsc::UnboundedSender<Option<String>>;
+    type Arguments = tokio::sync::mpsc::UnboundedSender<Option<String>>;
+
+    async fn pre_start(
+        &self,
+        _me: ractor::ActorRef<()>,
+        tx: Self::Arguments,
+    ) -> Result<Self::State, ractor::ActorProcessingErr> {
+        Ok(tx)
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _me: ractor::ActorRef<()>,
+        event: ractor::SupervisionEvent,
+        tx: &mut Self::State,
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        if let ractor::SupervisionEvent::ActorTerminated(_, _, reason) = event {
+            let _ = tx.send(reason);
+        }
+        Ok(())
+    }
+}
+
+/// Spawns a [`StopWatcher`]; returns it and the channel of stop reasons. Link an actor to it
+/// with `actor.get_cell().link(watcher.get_cell())`.
+///
+/// # Panics
+/// When the actor does not start.
+pub async fn stop_watcher() -> (
+    ractor::ActorRef<()>,
+    tokio::sync::mpsc::UnboundedReceiver<Option<String>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (actor, _) = ractor::Actor::spawn(None, StopWatcher, tx)
+        .await
+        .expect("testkit: stop watcher starts");
+    (actor, rx)
+}
+
 /// Runs `openssl ARGS` in `dir` (60 s at most) and panics with its stderr unless it
 /// succeeds: for tests that make their own certificates.
 pub fn openssl(dir: &Path, args: &[&str]) {

@@ -51,7 +51,10 @@ pub use erl::{
     require_erl, unique_temp_dir, OTP_ENV,
 };
 pub use eval::EvalPeer;
-pub use harness::{compile_erlang_once, forwarder, init_logging, openssl, within, Forward};
+pub use harness::{
+    compile_erlang_once, forwarder, init_logging, openssl, stop_watcher, within, Forward,
+    StopWatcher,
+};
 pub use peer::{ErlPeer, ErlPeerBuilder, PeerError};
 pub use ports::{closed_port, free_port, ClosedPort};
 

@@ -861,36 +861,7 @@ sim_test! {
 // Proxies
 // ---------------------------------------------------------------------------------------------
 
-/// A ractor actor that reports the stop reason of each actor linked to it.
-struct Watcher;
-
-impl ractor::Actor for Watcher {
-    type Msg = ();
-    type State = mpsc::UnboundedSender<Option<String>>;
-    type Arguments = mpsc::UnboundedSender<Option<String>>;
-
-    async fn pre_start(
-        &self,
-        _: ractor::ActorRef<()>,
-        stops: Self::Arguments,
-    ) -> Result<Self::State, ractor::ActorProcessingErr> {
-        Ok(stops)
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        _: ractor::ActorRef<()>,
-        event: ractor::SupervisionEvent,
-        stops: &mut Self::State,
-    ) -> Result<(), ractor::ActorProcessingErr> {
-        if let ractor::SupervisionEvent::ActorTerminated(_, _, reason) = event {
-            let _ = stops.send(reason);
-        }
-        Ok(())
-    }
-}
-
-/// Node `a`'s proxy of `pb`, linked to a [`Watcher`] whose reports come on the receiver,
+/// Node `a`'s proxy of `pb`, linked to a stop watcher whose reports come on the receiver,
 /// after a message through it reached `pb` (so `b` holds the proxy's monitor).
 async fn watched_proxy(
     sim: &Sim,
@@ -905,10 +876,7 @@ async fn watched_proxy(
         .remote_pid::<Raw>(pb.pid.clone())
         .await
         .expect("a proxy");
-    let (tx, stops) = mpsc::unbounded_channel();
-    let (watcher, _) = ractor::Actor::spawn(None, Watcher, tx)
-        .await
-        .expect("watcher");
+    let (watcher, stops) = testkit::stop_watcher().await;
     proxy.get_cell().link(watcher.get_cell());
     proxy.cast(Raw(Term::atom("hello"))).expect("cast");
     let got = next(sim, pb, "a message through the proxy", SETTLE).await;
